@@ -1,18 +1,114 @@
 //! The controllers, the scheduler and the kubelet of the simulated nodes.
+//!
+//! Each controller is a level-triggered loop: it reconciles everything it
+//! owns, then sleeps until the store changes, its next simulated-time
+//! deadline passes, or the cluster shuts down. They all write through the
+//! store directly (as the real controllers write through the API server).
 
+pub mod deployment;
+pub mod events;
+pub mod gc;
+pub mod kubelet;
+pub mod quantity;
+pub mod replicaset;
+pub mod scheduler;
+
+use std::future::Future;
 use std::sync::Arc;
 
+use jiff::Timestamp;
 use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::Sim;
 
 /// Start every controller loop; returns their tasks.
-pub fn spawn(_sim: Arc<Sim>, _shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    Vec::new()
+pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
+    vec![
+        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "deployment", deployment::reconcile)),
+        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "replicaset", replicaset::reconcile)),
+        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "scheduler", scheduler::reconcile)),
+        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "kubelet", kubelet::reconcile)),
+        tokio::spawn(run_loop(sim, shutdown, "gc", gc::reconcile)),
+    ]
+}
+
+/// What one reconcile pass asks of the loop.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Next {
+    /// Wake at this simulated time even if nothing changes.
+    pub wake_at: Option<Timestamp>,
+}
+
+impl Next {
+    /// Keep the earliest of two wake-up times.
+    pub fn at(&mut self, t: Timestamp) {
+        self.wake_at = Some(match self.wake_at {
+            Some(cur) if cur <= t => cur,
+            _ => t,
+        });
+    }
+}
+
+/// Run `reconcile` whenever the store changes or a requested deadline passes.
+pub async fn run_loop<F>(sim: Arc<Sim>, mut shutdown: watch::Receiver<bool>, name: &'static str, reconcile: F)
+where
+    F: Fn(&Sim) -> Next,
+{
+    let mut clock_epoch = sim.clock.subscribe();
+    loop {
+        if *shutdown.borrow() {
+            return;
+        }
+        // Register for change notifications before reading, so a change made
+        // while reconciling wakes the next wait.
+        let changed = sim.store.changed.notified();
+        tokio::pin!(changed);
+        changed.as_mut().enable();
+        let next = reconcile(&sim);
+        tracing::trace!(controller = name, ?next, "reconciled");
+        let sleep = sleep_until_opt(&sim, next.wake_at);
+        tokio::select! {
+            _ = changed => {}
+            _ = sleep => {}
+            _ = clock_epoch.changed() => {}
+            _ = shutdown.changed() => {}
+        }
+    }
+}
+
+fn sleep_until_opt(sim: &Sim, t: Option<Timestamp>) -> impl Future<Output = ()> + 'static {
+    let wait = t.map(|t| sim.clock.real_until(t));
+    async move {
+        match wait {
+            Some(w) => tokio::time::sleep(w).await,
+            None => std::future::pending::<()>().await,
+        }
+    }
 }
 
 /// A Node object for a simulated node with the configured capacity.
-pub fn node_object(_sim: &Sim, name: &str) -> Value {
-    serde_json::json!({"metadata": {"name": name}})
+pub fn node_object(sim: &Sim, name: &str) -> Value {
+    scheduler::node_object(sim, name)
+}
+
+/// `metadata.ownerReferences` entry for a controller owner.
+pub fn controller_ref(owner: &Value) -> Value {
+    serde_json::json!({
+        "apiVersion": owner["apiVersion"],
+        "kind": owner["kind"],
+        "name": owner["metadata"]["name"],
+        "uid": owner["metadata"]["uid"],
+        "controller": true,
+        "blockOwnerDeletion": true,
+    })
+}
+
+/// The uid of an object's controller owner, if any.
+pub fn controller_uid(obj: &Value) -> Option<&str> {
+    obj["metadata"]["ownerReferences"]
+        .as_array()?
+        .iter()
+        .find(|r| r["controller"].as_bool() == Some(true))
+        .and_then(|r| r["uid"].as_str())
 }

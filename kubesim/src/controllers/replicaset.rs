@@ -1,0 +1,8 @@
+//! TODO: replicaset controller.
+
+use super::Next;
+use crate::Sim;
+
+pub fn reconcile(_sim: &Sim) -> Next {
+    Next::default()
+}

@@ -84,6 +84,8 @@ pub struct Sim {
     pub scenarios: RwLock<Scenarios>,
     /// Container logs the kubelet wrote: (namespace, pod, container) → lines.
     pub logs: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), ContainerLogs>>,
+    /// The kubelet's private runtime state (containers, back-offs, timers).
+    pub kubelet: std::sync::Mutex<controllers::kubelet::KubeletState>,
     pub config: Config,
 }
 
@@ -137,6 +139,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         identities: RwLock::new(ids),
         scenarios: RwLock::new(config.scenarios.clone()),
         logs: Default::default(),
+        kubelet: Default::default(),
         config: config.clone(),
     });
     seed_cluster(&sim)?;

@@ -1,1 +1,45 @@
-fn main() {}
+//! The rollguard binary: wiring and exit codes only.
+
+use tracing_subscriber::EnvFilter;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.iter().any(|a| a == "--help" || a == "-h") {
+        print!("{}", rollguard::config::help_text());
+        return;
+    }
+    if args.iter().any(|a| a == "--version" || a == "-V") {
+        println!("rollguard {}", env!("CARGO_PKG_VERSION"));
+        return;
+    }
+    if let Some(a) = args.first() {
+        eprintln!(
+            "rollguard: unexpected argument \"{a}\": inputs come from the environment (see rollguard --help)"
+        );
+        std::process::exit(rollguard::ExitCode::BadInput.code());
+    }
+    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .with_ansi(!no_color)
+        .with_target(false)
+        .init();
+    rollguard::kube_client::install_crypto_provider();
+    let env = rollguard::process_env();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("rollguard: cannot start the async runtime: {e}");
+            std::process::exit(rollguard::ExitCode::ClusterConfig.code());
+        }
+    };
+    let mut stdout = std::io::stdout();
+    let outcome = runtime.block_on(rollguard::run(&env, &mut stdout));
+    std::process::exit(outcome.exit_code);
+}

@@ -61,6 +61,22 @@ impl ApiError {
         .with_details(rt, name)
     }
 
+    /// A failed `preconditions.uid` on delete.
+    pub fn conflict_precondition(rt: &ResourceType, name: &str, want: &str, have: &str) -> Self {
+        Self::new(
+            409,
+            "Conflict",
+            format!(
+                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                rt.key(),
+                name,
+                want,
+                have
+            ),
+        )
+        .with_details(rt, name)
+    }
+
     pub fn gone(message: impl Into<String>) -> Self {
         Self::new(410, "Expired", message)
     }
@@ -78,7 +94,7 @@ impl ApiError {
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{} \"{}\" is invalid: {}", rt.kind, name, detail),
+            format!("{} \"{}\" is invalid: {}", qualified_kind(rt), name, detail),
         )
         .with_details(rt, name);
         if let Some(d) = e.details.as_mut() {
@@ -124,6 +140,15 @@ impl ApiError {
             s["details"] = d;
         }
         s
+    }
+}
+
+/// "Deployment.apps" or "Pod", as upstream names kinds in Invalid messages.
+fn qualified_kind(rt: &ResourceType) -> String {
+    if rt.group.is_empty() {
+        rt.kind.to_string()
+    } else {
+        format!("{}.{}", rt.kind, rt.group)
     }
 }
 

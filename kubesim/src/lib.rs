@@ -87,6 +87,8 @@ pub struct Sim {
     /// The kubelet's private runtime state (containers, back-offs, timers).
     pub kubelet: std::sync::Mutex<controllers::kubelet::KubeletState>,
     pub config: Config,
+    /// Requests and response bytes per User-Agent, counted by the API server.
+    pub metrics: api::Metrics,
 }
 
 /// The log lines of one container: the running instance and the previous
@@ -141,6 +143,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         logs: Default::default(),
         kubelet: Default::default(),
         config: config.clone(),
+        metrics: Default::default(),
     });
     seed_cluster(&sim)?;
 

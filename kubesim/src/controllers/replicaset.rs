@@ -1,8 +1,577 @@
-//! TODO: replicaset controller.
+//! The ReplicaSet controller, after upstream
+//! `pkg/controller/replicaset/replica_set.go` and `replica_set_utils.go`:
+//! claim pods by controllerRef (adopting matching orphans, releasing owned
+//! pods that stopped matching), create missing pods from the template,
+//! delete surplus ones in upstream's ranking order, and keep the status
+//! counters (availability after `minReadySeconds`) current.
 
-use super::Next;
+use std::cmp::Ordering;
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::deployment::util::{is_deleting, name, rs_replicas, selector_matches, uid};
+use super::events::{self, Source};
+use super::{Next, controller_ref, controller_uid};
 use crate::Sim;
+use crate::api::{self, DeleteOptions};
+use crate::clock::{fmt_time, parse_time};
+use crate::error::{ApiError, ApiResult};
+use crate::resources::res;
 
-pub fn reconcile(_sim: &Sim) -> Next {
-    Next::default()
+const COMPONENT: &str = "replicaset-controller";
+/// Upstream `BurstReplicas`: at most this many creates or deletes per sync.
+const BURST_REPLICAS: usize = 500;
+const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+pub fn reconcile(sim: &Sim) -> Next {
+    let mut next = Next::default();
+    let (replica_sets, _) = sim.store.list(res("replicasets.apps"), None);
+    if replica_sets.is_empty() {
+        return next;
+    }
+    let pods = PodIndex::new(&sim.store.list(res("pods"), None).0);
+    let siblings = group_by_controller(&replica_sets);
+    let now = sim.clock.now();
+    for rs in &replica_sets {
+        let related = related_pods(rs, &siblings, &pods);
+        match sync_replica_set(sim, rs, &pods, &related, now) {
+            Ok(Some(t)) => next.at(t),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(replicaset = name(rs), error = %e, "replicaset sync failed; retrying");
+                next.at(now + Duration::from_secs(1));
+            }
+        }
+    }
+    next
+}
+
+/// Pods by controller uid, and the orphans of each namespace.
+struct PodIndex {
+    by_owner: HashMap<String, Vec<Arc<Value>>>,
+    orphans: HashMap<String, Vec<Arc<Value>>>,
+}
+
+impl PodIndex {
+    fn new(pods: &[Arc<Value>]) -> Self {
+        let mut by_owner: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+        let mut orphans: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+        for pod in pods {
+            match controller_uid(pod) {
+                Some(owner) => by_owner.entry(owner.to_string()).or_default().push(pod.clone()),
+                None if is_active(pod) => {
+                    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+                    orphans.entry(ns).or_default().push(pod.clone());
+                }
+                None => {}
+            }
+        }
+        Self { by_owner, orphans }
+    }
+
+    fn owned_by(&self, owner_uid: &str) -> &[Arc<Value>] {
+        self.by_owner.get(owner_uid).map(Vec::as_slice).unwrap_or(&[])
+    }
+}
+
+/// ReplicaSets grouped by their controller's uid.
+fn group_by_controller(replica_sets: &[Arc<Value>]) -> HashMap<String, Vec<String>> {
+    let mut groups: HashMap<String, Vec<String>> = HashMap::new();
+    for rs in replica_sets {
+        if let Some(owner) = controller_uid(rs) {
+            groups.entry(owner.to_string()).or_default().push(uid(rs).to_string());
+        }
+    }
+    groups
+}
+
+/// Upstream `getIndirectlyRelatedPods`: the pods of every ReplicaSet with
+/// the same controller (the Deployment's other revisions), for ranking.
+fn related_pods(rs: &Value, siblings: &HashMap<String, Vec<String>>, pods: &PodIndex) -> Vec<Arc<Value>> {
+    let own = vec![uid(rs).to_string()];
+    let group = controller_uid(rs).and_then(|o| siblings.get(o)).unwrap_or(&own);
+    group.iter().flat_map(|u| pods.owned_by(u).iter().cloned()).collect()
+}
+
+/// Sync one ReplicaSet; returns when it next wants to look (a pod becoming available).
+fn sync_replica_set(
+    sim: &Sim,
+    rs: &Arc<Value>,
+    pods: &PodIndex,
+    related: &[Arc<Value>],
+    now: Timestamp,
+) -> ApiResult<Option<Timestamp>> {
+    let owned = claim_pods(sim, rs, pods)?;
+    let active: Vec<Arc<Value>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
+    let terminating = owned.iter().filter(|p| is_deleting(p) && !is_terminal(p)).count();
+    let manage_err = if is_deleting(rs) {
+        None
+    } else {
+        manage_replicas(sim, rs, &active, related, now).err()
+    };
+    let status = calculate_status(rs, &active, terminating, manage_err.as_ref(), now);
+    if rs["status"] != status {
+        let my_uid = uid(rs).to_string();
+        let ns = rs["metadata"]["namespace"].as_str().unwrap_or("");
+        sim.store.modify(res("replicasets.apps"), ns, name(rs), |cur| {
+            if uid(cur) != my_uid {
+                return Ok(false);
+            }
+            cur["status"] = status.clone();
+            Ok(true)
+        })?;
+    }
+    if let Some(e) = manage_err {
+        return Err(e);
+    }
+    let min_ready = min_ready_seconds(rs);
+    Ok(active.iter().filter_map(|p| available_at(p, min_ready)).filter(|t| *t > now).min())
+}
+
+// ---------------------------------------------------------------- claiming
+
+/// Upstream `claimPods`: owned pods still matching the selector, plus
+/// matching active orphans (adopted); owned pods that stopped matching are
+/// released. A ReplicaSet being deleted neither adopts nor releases.
+fn claim_pods(sim: &Sim, rs: &Value, pods: &PodIndex) -> ApiResult<Vec<Arc<Value>>> {
+    let selector = &rs["spec"]["selector"];
+    let deleting = is_deleting(rs);
+    let mut claimed = Vec::new();
+    for pod in pods.owned_by(uid(rs)) {
+        if deleting || selector_matches(selector, &pod["metadata"]["labels"]) || !is_active(pod) {
+            claimed.push(pod.clone());
+        } else {
+            release(sim, pod, uid(rs))?;
+        }
+    }
+    if deleting {
+        return Ok(claimed);
+    }
+    let ns = rs["metadata"]["namespace"].as_str().unwrap_or("");
+    for orphan in pods.orphans.get(ns).into_iter().flatten() {
+        if !selector_matches(selector, &orphan["metadata"]["labels"]) {
+            continue;
+        }
+        let adopted = adopt(sim, orphan, rs)?;
+        if controller_uid(&adopted) == Some(uid(rs)) {
+            claimed.push(adopted);
+        }
+    }
+    Ok(claimed)
+}
+
+fn adopt(sim: &Sim, pod: &Value, rs: &Value) -> ApiResult<Arc<Value>> {
+    let owner = controller_ref(rs);
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    sim.store.modify(res("pods"), ns, name(pod), |cur| {
+        if controller_uid(cur).is_some() || is_deleting(cur) {
+            return Ok(false);
+        }
+        match cur["metadata"]["ownerReferences"].as_array_mut() {
+            Some(refs) => refs.push(owner.clone()),
+            None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
+        }
+        Ok(true)
+    })
+}
+
+fn release(sim: &Sim, pod: &Value, owner_uid: &str) -> ApiResult<()> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    sim.store.modify(res("pods"), ns, name(pod), |cur| {
+        let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() else {
+            return Ok(false);
+        };
+        refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+        if refs.is_empty()
+            && let Some(m) = cur["metadata"].as_object_mut()
+        {
+            m.remove("ownerReferences");
+        }
+        Ok(true)
+    })?;
+    Ok(())
+}
+
+// ---------------------------------------------------------------- creating and deleting
+
+/// Upstream `manageReplicas`: create the missing pods (stopping at the
+/// first failure) or delete the surplus, lowest-ranked first.
+fn manage_replicas(
+    sim: &Sim,
+    rs: &Value,
+    active: &[Arc<Value>],
+    related: &[Arc<Value>],
+    now: Timestamp,
+) -> ApiResult<()> {
+    let want = rs_replicas(rs).max(0) as usize;
+    if active.len() < want {
+        let missing = (want - active.len()).min(BURST_REPLICAS);
+        for _ in 0..missing {
+            create_pod(sim, rs)?;
+        }
+    } else if active.len() > want {
+        let surplus = (active.len() - want).min(BURST_REPLICAS);
+        for pod in pods_to_delete(active, related, surplus, now) {
+            delete_pod(sim, rs, &pod)?;
+        }
+    }
+    Ok(())
+}
+
+fn create_pod(sim: &Sim, rs: &Value) -> ApiResult<()> {
+    match api::create_object(sim, pod_from_template(rs)) {
+        Ok(pod) => {
+            let msg = format!("Created pod: {}", name(&pod));
+            events::record(sim, rs, None, "Normal", "SuccessfulCreate", &msg, Source::Controller(COMPONENT));
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("Error creating: {}", e.message);
+            events::record(sim, rs, None, "Warning", "FailedCreate", &msg, Source::Controller(COMPONENT));
+            Err(e)
+        }
+    }
+}
+
+fn delete_pod(sim: &Sim, rs: &Value, pod: &Value) -> ApiResult<()> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
+        Ok(_) => {
+            let msg = format!("Deleted pod: {}", name(pod));
+            events::record(sim, rs, None, "Normal", "SuccessfulDelete", &msg, Source::Controller(COMPONENT));
+            Ok(())
+        }
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => {
+            let msg = format!("Error deleting: {}", e.message);
+            events::record(sim, rs, None, "Warning", "FailedDelete", &msg, Source::Controller(COMPONENT));
+            Err(e)
+        }
+    }
+}
+
+/// Upstream `GetPodFromTemplate`: labels, annotations and finalizers of the
+/// template, `generateName: <rs>-`, the controllerRef, the template's spec.
+pub fn pod_from_template(rs: &Value) -> Value {
+    let t = &rs["spec"]["template"];
+    let mut meta = Map::new();
+    meta.insert("generateName".into(), json!(format!("{}-", name(rs))));
+    meta.insert("namespace".into(), rs["metadata"]["namespace"].clone());
+    for key in ["labels", "annotations", "finalizers"] {
+        if let Some(v) = t["metadata"].get(key).filter(|v| !v.is_null()) {
+            meta.insert(key.into(), v.clone());
+        }
+    }
+    meta.insert("ownerReferences".into(), json!([controller_ref(rs)]));
+    json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": t["spec"]})
+}
+
+// ---------------------------------------------------------------- pod state
+
+fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+fn is_terminal(pod: &Value) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// Upstream `IsPodActive`: not terminal, not being deleted.
+pub fn is_active(pod: &Value) -> bool {
+    !is_terminal(pod) && !is_deleting(pod)
+}
+
+fn ready_condition(pod: &Value) -> Option<&Value> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"].as_str() == Some("Ready"))
+}
+
+pub fn is_ready(pod: &Value) -> bool {
+    ready_condition(pod).is_some_and(|c| c["status"].as_str() == Some("True"))
+}
+
+/// When a ready pod became ready (its Ready condition's lastTransitionTime).
+fn ready_since(pod: &Value) -> Option<Timestamp> {
+    if !is_ready(pod) {
+        return None;
+    }
+    ready_condition(pod)?["lastTransitionTime"].as_str().and_then(parse_time)
+}
+
+/// When a ready pod counts as available: upstream `IsPodAvailable` needs
+/// `lastTransitionTime + minReadySeconds` to be strictly before now.
+fn available_at(pod: &Value, min_ready_seconds: i64) -> Option<Timestamp> {
+    let since = ready_since(pod)?;
+    Some(since + Duration::from_secs(min_ready_seconds.max(0) as u64) + Duration::from_millis(1))
+}
+
+pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
+    if !is_ready(pod) {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    ready_since(pod).is_some_and(|t| t + Duration::from_secs(min_ready_seconds as u64) < now)
+}
+
+fn min_ready_seconds(rs: &Value) -> i64 {
+    rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0)
+}
+
+// ---------------------------------------------------------------- deletion ranking
+
+/// Upstream `getPodsToDelete`: the `n` lowest-ranked pods.
+fn pods_to_delete(active: &[Arc<Value>], related: &[Arc<Value>], n: usize, now: Timestamp) -> Vec<Arc<Value>> {
+    let mut on_node: HashMap<&str, usize> = HashMap::new();
+    for p in related.iter().filter(|p| is_active(p)) {
+        *on_node.entry(p["spec"]["nodeName"].as_str().unwrap_or("")).or_default() += 1;
+    }
+    let rank = |p: &Value| on_node.get(p["spec"]["nodeName"].as_str().unwrap_or("")).copied().unwrap_or(0);
+    let mut ranked: Vec<(usize, Arc<Value>)> = active.iter().map(|p| (rank(p), p.clone())).collect();
+    if n < ranked.len() {
+        ranked.sort_by(|(ra, a), (rb, b)| compare_for_deletion(a, *ra, b, *rb, now));
+    }
+    ranked.into_iter().take(n).map(|(_, p)| p).collect()
+}
+
+/// Upstream `ActivePodsWithRanks.Less` as an ordering (smaller = deleted
+/// first): unassigned, pending < unknown < running, not ready, lower
+/// deletion cost, more pods of the family on the node, ready more
+/// recently, more restarts, created more recently (both times compared on
+/// the logarithmic scale of `LogarithmicScaleDown`).
+pub fn compare_for_deletion(a: &Value, rank_a: usize, b: &Value, rank_b: usize, now: Timestamp) -> Ordering {
+    let node = |p: &Value| p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
+    let (na, nb) = (node(a), node(b));
+    if na != nb && (na.is_empty() || nb.is_empty()) {
+        return if na.is_empty() { Ordering::Less } else { Ordering::Greater };
+    }
+    let phase_ord = |p: &Value| match phase(p) {
+        "Unknown" => 1,
+        "Running" => 2,
+        _ => 0,
+    };
+    let by_phase = phase_ord(a).cmp(&phase_ord(b));
+    if by_phase != Ordering::Equal {
+        return by_phase;
+    }
+    if is_ready(a) != is_ready(b) {
+        return if is_ready(a) { Ordering::Greater } else { Ordering::Less };
+    }
+    let cost = |p: &Value| {
+        p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
+            .as_str()
+            .and_then(|v| v.parse::<i32>().ok())
+            .unwrap_or(0)
+    };
+    let by_cost = cost(a).cmp(&cost(b));
+    if by_cost != Ordering::Equal {
+        return by_cost;
+    }
+    if rank_a != rank_b {
+        return rank_b.cmp(&rank_a);
+    }
+    if let (Some(ra), Some(rb)) = (ready_since(a), ready_since(b))
+        && ra != rb
+    {
+        let o = log_rank(ra, now).cmp(&log_rank(rb, now));
+        if o != Ordering::Equal {
+            return o;
+        }
+        return uid(a).cmp(uid(b));
+    }
+    let by_restarts = restarts(b).cmp(&restarts(a));
+    if by_restarts != Ordering::Equal {
+        return by_restarts;
+    }
+    let created = |p: &Value| p["metadata"]["creationTimestamp"].as_str().and_then(parse_time);
+    match (created(a), created(b)) {
+        (Some(ca), Some(cb)) if ca != cb => {
+            let o = log_rank(ca, now).cmp(&log_rank(cb, now));
+            if o != Ordering::Equal { o } else { uid(a).cmp(uid(b)) }
+        }
+        (None, Some(_)) => Ordering::Less,
+        (Some(_), None) => Ordering::Greater,
+        _ => Ordering::Equal,
+    }
+}
+
+/// `floor(log2(age in ns))`, -1 for no age: upstream `logarithmicRankDiff`'s
+/// terms. A younger time has a smaller rank.
+fn log_rank(t: Timestamp, now: Timestamp) -> i64 {
+    let age = now.as_nanosecond() - t.as_nanosecond();
+    if age <= 0 { -1 } else { (age as f64).log2() as i64 }
+}
+
+/// Upstream `maxContainerRestarts` (regular containers, then restartable
+/// init containers) as a comparable pair.
+fn restarts(pod: &Value) -> (i64, i64) {
+    let max_of = |key: &str| {
+        pod["status"][key]
+            .as_array()
+            .map(|a| a.iter().filter_map(|c| c["restartCount"].as_i64()).max().unwrap_or(0))
+            .unwrap_or(0)
+    };
+    (max_of("containerStatuses"), max_of("initContainerStatuses"))
+}
+
+// ---------------------------------------------------------------- status
+
+/// Upstream `calculateStatus` + `updateReplicaSetStatus`, as the status JSON
+/// (Go's omitempty: `replicas` always, the other counters when non-zero).
+fn calculate_status(
+    rs: &Value,
+    active: &[Arc<Value>],
+    terminating: usize,
+    manage_err: Option<&ApiError>,
+    now: Timestamp,
+) -> Value {
+    let template_labels = &rs["spec"]["template"]["metadata"]["labels"];
+    let min_ready = min_ready_seconds(rs);
+    let fully_labeled = active
+        .iter()
+        .filter(|p| labels_contain(&p["metadata"]["labels"], template_labels))
+        .count();
+    let ready = active.iter().filter(|p| is_ready(p)).count();
+    let available = active.iter().filter(|p| is_available(p, min_ready, now)).count();
+
+    let mut conditions: Vec<Value> = rs["status"]["conditions"].as_array().cloned().unwrap_or_default();
+    let has_failure = conditions.iter().any(|c| c["type"].as_str() == Some(REPLICA_FAILURE));
+    match manage_err {
+        Some(e) if !has_failure => {
+            let reason = if active.len() < rs_replicas(rs).max(0) as usize {
+                "FailedCreate"
+            } else {
+                "FailedDelete"
+            };
+            conditions.push(json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason,
+                "message": e.message, "lastTransitionTime": fmt_time(now)}));
+        }
+        None if has_failure => conditions.retain(|c| c["type"].as_str() != Some(REPLICA_FAILURE)),
+        _ => {}
+    }
+
+    let mut st = Map::new();
+    st.insert("replicas".into(), json!(active.len()));
+    let mut put = |k: &str, v: usize| {
+        if v > 0 {
+            st.insert(k.into(), json!(v));
+        }
+    };
+    put("fullyLabeledReplicas", fully_labeled);
+    put("readyReplicas", ready);
+    put("availableReplicas", available);
+    if let Some(g) = rs["metadata"]["generation"].as_i64().filter(|g| *g != 0) {
+        st.insert("observedGeneration".into(), json!(g));
+    }
+    st.insert("terminatingReplicas".into(), json!(terminating));
+    if !conditions.is_empty() {
+        st.insert("conditions".into(), Value::Array(conditions));
+    }
+    Value::Object(st)
+}
+
+fn labels_contain(labels: &Value, wanted: &Value) -> bool {
+    wanted
+        .as_object()
+        .is_none_or(|w| w.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(name: &str, node: &str, phase: &str, ready_at: Option<&str>, created: &str, restarts: i64) -> Value {
+        let mut p = json!({
+            "metadata": {"name": name, "uid": name, "creationTimestamp": created},
+            "spec": {"nodeName": node},
+            "status": {"phase": phase, "containerStatuses": [{"restartCount": restarts}]},
+        });
+        if let Some(t) = ready_at {
+            p["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}]);
+        }
+        p
+    }
+
+    #[test]
+    fn deletion_prefers_unassigned_pending_unready_restarting_new() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let old = "2026-01-01T00:00:00Z";
+        let running_ready = pod("ready", "n1", "Running", Some(old), old, 0);
+        let running_unready = pod("unready", "n1", "Running", None, old, 0);
+        let pending = pod("pending", "n1", "Pending", None, old, 0);
+        let unassigned = pod("unassigned", "", "Pending", None, old, 0);
+        let cmp = |a: &Value, b: &Value| compare_for_deletion(a, 0, b, 0, now);
+        assert_eq!(cmp(&unassigned, &pending), Ordering::Less);
+        assert_eq!(cmp(&pending, &running_unready), Ordering::Less);
+        assert_eq!(cmp(&running_unready, &running_ready), Ordering::Less);
+        let crashing = pod("crashing", "n1", "Running", None, old, 5);
+        assert_eq!(cmp(&crashing, &running_unready), Ordering::Less, "more restarts first");
+        let newer = pod("newer", "n1", "Running", None, "2026-01-01T00:59:00Z", 0);
+        assert_eq!(cmp(&newer, &running_unready), Ordering::Less, "newer first");
+        let recently_ready = pod("recent", "n1", "Running", Some("2026-01-01T00:59:59Z"), old, 0);
+        assert_eq!(cmp(&recently_ready, &running_ready), Ordering::Less, "ready more recently first");
+        assert_eq!(compare_for_deletion(&running_ready, 3, &running_ready.clone(), 1, now), Ordering::Less, "doubled up first");
+    }
+
+    #[test]
+    fn pods_to_delete_takes_the_lowest_ranked() {
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        let t = "2026-01-01T00:00:00Z";
+        let pods: Vec<Arc<Value>> = vec![
+            Arc::new(pod("a", "n1", "Running", Some(t), t, 0)),
+            Arc::new(pod("b", "", "Pending", None, t, 0)),
+            Arc::new(pod("c", "n2", "Running", None, t, 0)),
+        ];
+        let names: Vec<String> = pods_to_delete(&pods, &pods, 2, now).iter().map(|p| name(p).to_string()).collect();
+        assert_eq!(names, ["b", "c"]);
+    }
+
+    #[test]
+    fn availability_waits_for_min_ready_seconds() {
+        let p = pod("a", "n1", "Running", Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z", 0);
+        let at = |s: &str| s.parse::<Timestamp>().unwrap();
+        assert!(is_available(&p, 0, at("2026-01-01T00:00:00Z")));
+        assert!(!is_available(&p, 10, at("2026-01-01T00:00:10Z")), "strictly after");
+        assert!(is_available(&p, 10, at("2026-01-01T00:00:10.5Z")));
+        assert!(available_at(&p, 10).unwrap() > at("2026-01-01T00:00:10Z"));
+    }
+
+    #[test]
+    fn status_shape_matches_upstream() {
+        let rs = json!({"metadata": {"name": "web-1", "generation": 2},
+            "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web", "pod-template-hash": "1"}}}}});
+        let now: Timestamp = "2026-01-01T01:00:00Z".parse().unwrap();
+        assert_eq!(
+            calculate_status(&rs, &[], 0, None, now),
+            json!({"replicas": 0, "observedGeneration": 2, "terminatingReplicas": 0})
+        );
+        let mut p = pod("a", "n1", "Running", Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z", 0);
+        p["metadata"]["labels"] = json!({"app": "web", "pod-template-hash": "1"});
+        let err = ApiError::new(403, "Forbidden", "exceeded quota");
+        let st = calculate_status(&rs, &[Arc::new(p)], 1, Some(&err), now);
+        assert_eq!(st["fullyLabeledReplicas"], 1);
+        assert_eq!(st["availableReplicas"], 1);
+        assert_eq!(st["terminatingReplicas"], 1);
+        assert_eq!(st["conditions"][0]["reason"], "FailedCreate");
+    }
+
+    #[test]
+    fn pod_template_becomes_a_pod() {
+        let rs = json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+            "metadata": {"name": "web-abc", "namespace": "ns", "uid": "u1"},
+            "spec": {"template": {"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "c"}]}}}});
+        let p = pod_from_template(&rs);
+        assert_eq!(p["metadata"]["generateName"], "web-abc-");
+        assert_eq!(p["metadata"]["labels"]["app"], "web");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["uid"], "u1");
+        assert_eq!(p["metadata"]["ownerReferences"][0]["controller"], true);
+        assert_eq!(p["spec"]["containers"][0]["name"], "c");
+    }
 }

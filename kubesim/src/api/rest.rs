@@ -1,0 +1,627 @@
+//! The REST verbs over the store: get, list, create, update, patch, delete,
+//! deletecollection, and the status/scale/log/eviction subresources.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde_json::{Map, Value, json};
+use tokio::sync::watch as wch;
+
+use super::http::{self, Req, Resp};
+use super::patch::{self, PatchType};
+use super::routes::ResourceReq;
+use super::selectors::{FieldSelector, LabelSelector};
+use super::{DeleteOptions, defaults, logs, ssar, validate};
+use crate::Sim;
+use crate::auth::Identity;
+use crate::error::{ApiError, ApiResult};
+use crate::resources::{ResourceType, res};
+
+pub async fn handle(
+    sim: &Arc<Sim>,
+    req: &Req,
+    r: &ResourceReq,
+    verb: &str,
+    identity: &Identity,
+    shutdown: wch::Receiver<bool>,
+) -> ApiResult<Resp> {
+    let rt = r.rt;
+    let ns = r.namespace.clone().unwrap_or_default();
+    let name = r.name.clone().unwrap_or_default();
+    let sub = r.sub.as_deref();
+    match verb {
+        "get" => match sub {
+            Some("log") => logs::get(sim, req, &ns, &name),
+            Some("scale") => {
+                let o = sim.store.get(rt, &ns, &name)?;
+                Ok(http::json(200, &scale_view(rt, &o)))
+            }
+            _ => {
+                let o = sim.store.get(rt, &ns, &name)?;
+                Ok(http::json(200, &render(rt, &o)))
+            }
+        },
+        "list" => list(sim, req, r),
+        "watch" => super::watch::watch(sim, req, r, shutdown).await,
+        "create" => {
+            let body = decode_body(req)?;
+            match (rt.group, rt.plural, sub) {
+                ("authorization.k8s.io", "selfsubjectaccessreviews", _) => {
+                    Ok(http::json(201, &ssar::access_review(identity, &body)?))
+                }
+                ("authorization.k8s.io", "selfsubjectrulesreviews", _) => {
+                    Ok(http::json(201, &ssar::rules_review(identity, &body)?))
+                }
+                (_, _, Some("eviction")) => evict(sim, req, rt, &ns, &name, &body),
+                _ => {
+                    let created = create_in(sim, rt, &ns, body, req.dry_run())?;
+                    Ok(http::json(201, &render(rt, &created)))
+                }
+            }
+        }
+        "update" => {
+            let body = decode_body(req)?;
+            let expect = body["metadata"]["resourceVersion"].as_str().map(String::from);
+            let view = from_view(rt, body);
+            let out = write_update(sim, rt, &ns, &name, sub, view, expect.as_deref(), req.dry_run())?;
+            Ok(http::json(200, &respond_view(rt, sub, &out)))
+        }
+        "patch" => {
+            let out = patch_object(sim, req, rt, &ns, &name, sub)?;
+            Ok(http::json(200, &respond_view(rt, sub, &out)))
+        }
+        "delete" => delete(sim, req, rt, &ns, &name),
+        "deletecollection" => delete_collection(sim, req, r),
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// The body as JSON (YAML accepted too).
+fn decode_body(req: &Req) -> ApiResult<Value> {
+    let ct = req.header(::http::header::CONTENT_TYPE);
+    let base = ct.split(';').next().unwrap_or("").trim();
+    match base {
+        "" | "application/json" | "*/*" => serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}"))),
+        "application/vnd.kubernetes.protobuf" => super::protobuf::decode(&req.body),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
+        other => Err(patch::unsupported(other)),
+    }
+}
+
+/// How an object is served for a resource type: the events.k8s.io/v1 view
+/// of a stored core Event, or the object itself.
+pub fn render(rt: &ResourceType, obj: &Value) -> Value {
+    if rt.group == "events.k8s.io" {
+        return core_to_events_v1(obj);
+    }
+    let mut o = obj.clone();
+    o["apiVersion"] = json!(rt.api_version());
+    o["kind"] = json!(rt.kind);
+    o
+}
+
+/// A written object in the resource's own view back to its stored form.
+fn from_view(rt: &ResourceType, obj: Value) -> Value {
+    if rt.group == "events.k8s.io" {
+        events_v1_to_core(&obj)
+    } else {
+        obj
+    }
+}
+
+fn respond_view(rt: &ResourceType, sub: Option<&str>, obj: &Value) -> Value {
+    match sub {
+        Some("scale") => scale_view(rt, obj),
+        _ => render(rt, obj),
+    }
+}
+
+fn copy(dst: &mut Map<String, Value>, to: &str, src: &Value, from: &str) {
+    if let Some(v) = src.get(from).filter(|v| !v.is_null()) {
+        dst.insert(to.to_string(), v.clone());
+    }
+}
+
+pub fn core_to_events_v1(e: &Value) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!("Event"));
+    m.insert("apiVersion".into(), json!("events.k8s.io/v1"));
+    copy(&mut m, "metadata", e, "metadata");
+    m.insert("eventTime".into(), e.get("eventTime").cloned().unwrap_or(Value::Null));
+    copy(&mut m, "series", e, "series");
+    let controller = e["reportingComponent"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or_else(|| e["source"]["component"].as_str());
+    if let Some(c) = controller {
+        m.insert("reportingController".into(), json!(c));
+    }
+    let instance = e["reportingInstance"]
+        .as_str()
+        .filter(|s| !s.is_empty())
+        .or_else(|| e["source"]["host"].as_str());
+    if let Some(i) = instance {
+        m.insert("reportingInstance".into(), json!(i));
+    }
+    copy(&mut m, "action", e, "action");
+    copy(&mut m, "reason", e, "reason");
+    copy(&mut m, "regarding", e, "involvedObject");
+    copy(&mut m, "related", e, "related");
+    copy(&mut m, "note", e, "message");
+    copy(&mut m, "type", e, "type");
+    if e["source"].as_object().is_some_and(|s| !s.is_empty()) {
+        copy(&mut m, "deprecatedSource", e, "source");
+    }
+    copy(&mut m, "deprecatedFirstTimestamp", e, "firstTimestamp");
+    copy(&mut m, "deprecatedLastTimestamp", e, "lastTimestamp");
+    if let Some(c) = e["count"].as_i64().filter(|c| *c > 0) {
+        m.insert("deprecatedCount".into(), json!(c));
+    }
+    Value::Object(m)
+}
+
+pub fn events_v1_to_core(e: &Value) -> Value {
+    let mut m = Map::new();
+    m.insert("kind".into(), json!("Event"));
+    m.insert("apiVersion".into(), json!("v1"));
+    copy(&mut m, "metadata", e, "metadata");
+    copy(&mut m, "involvedObject", e, "regarding");
+    copy(&mut m, "reason", e, "reason");
+    copy(&mut m, "message", e, "note");
+    m.insert("source".into(), e.get("deprecatedSource").cloned().unwrap_or(json!({})));
+    m.insert("firstTimestamp".into(), e.get("deprecatedFirstTimestamp").cloned().unwrap_or(Value::Null));
+    m.insert("lastTimestamp".into(), e.get("deprecatedLastTimestamp").cloned().unwrap_or(Value::Null));
+    copy(&mut m, "count", e, "deprecatedCount");
+    copy(&mut m, "type", e, "type");
+    m.insert("eventTime".into(), e.get("eventTime").cloned().unwrap_or(Value::Null));
+    copy(&mut m, "series", e, "series");
+    copy(&mut m, "action", e, "action");
+    copy(&mut m, "related", e, "related");
+    copy(&mut m, "reportingComponent", e, "reportingController");
+    copy(&mut m, "reportingInstance", e, "reportingInstance");
+    Value::Object(m)
+}
+
+/// The label selector of a workload, as Scale's `status.selector` string.
+fn selector_string(obj: &Value) -> String {
+    LabelSelector::from_json(&obj["spec"]["selector"]).to_string()
+}
+
+/// The autoscaling/v1 Scale view of a workload.
+pub fn scale_view(_rt: &ResourceType, obj: &Value) -> Value {
+    let m = &obj["metadata"];
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": {
+            "name": m["name"],
+            "namespace": m["namespace"],
+            "uid": m["uid"],
+            "resourceVersion": m["resourceVersion"],
+            "creationTimestamp": m["creationTimestamp"],
+        },
+        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
+        "status": {
+            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
+            "selector": selector_string(obj),
+        },
+    })
+}
+
+fn has_status(rt: &ResourceType) -> bool {
+    rt.has_subresource("status")
+}
+
+/// Clear what a client may not set on create and default/validate.
+pub(crate) fn create_in(
+    sim: &Sim,
+    rt: &'static ResourceType,
+    ns: &str,
+    body: Value,
+    dry_run: bool,
+) -> ApiResult<Arc<Value>> {
+    let mut obj = from_view(rt, body);
+    if !obj.is_object() {
+        return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+    }
+    if !obj["metadata"].is_object() {
+        obj["metadata"] = json!({});
+    }
+    if rt.namespaced {
+        if let Some(bns) = obj["metadata"]["namespace"].as_str()
+            && !bns.is_empty()
+            && bns != ns
+        {
+            return Err(ApiError::bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request",
+            ));
+        }
+        if sim.store.get(res("namespaces"), "", ns).is_err() {
+            return Err(ApiError::not_found(res("namespaces"), ns));
+        }
+    }
+    if let Some(m) = obj["metadata"].as_object_mut() {
+        for k in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "generation",
+            "selfLink",
+        ] {
+            m.remove(k);
+        }
+    }
+    if has_status(rt)
+        && let Some(m) = obj.as_object_mut()
+    {
+        m.remove("status");
+    }
+    defaults::apply(rt, &mut obj);
+    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
+        && obj["metadata"]["generateName"].as_str().is_none_or(str::is_empty)
+    {
+        return Err(ApiError::invalid(
+            rt,
+            "",
+            &[("metadata.name", "Required value: name or generateName is required".into())],
+        ));
+    }
+    validate::validate(rt, &obj, None)?;
+    if dry_run {
+        if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
+            let prefix = obj["metadata"]["generateName"].as_str().unwrap_or("").to_string();
+            obj["metadata"]["name"] = json!(format!("{prefix}{}", crate::store::random_suffix(5)));
+        }
+        obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
+        obj["metadata"]["creationTimestamp"] = json!(crate::clock::fmt_time(sim.clock.now()));
+        if rt.namespaced {
+            obj["metadata"]["namespace"] = json!(ns);
+        }
+        if rt.has_generation {
+            obj["metadata"]["generation"] = json!(1);
+        }
+        return Ok(Arc::new(render(rt, &obj)));
+    }
+    sim.store.create(rt, ns, obj)
+}
+
+/// Compose the next stored object from a write to the main resource or a
+/// subresource, then default, validate and store it.
+#[allow(clippy::too_many_arguments)]
+fn write_update(
+    sim: &Sim,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+    view: Value,
+    expect_rv: Option<&str>,
+    dry_run: bool,
+) -> ApiResult<Arc<Value>> {
+    let old = sim.store.get(rt, ns, name)?;
+    if !view.is_object() {
+        return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+    }
+    if let Some(n) = view["metadata"]["name"].as_str()
+        && n != name
+    {
+        return Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        )));
+    }
+    if rt.namespaced
+        && let Some(bns) = view["metadata"]["namespace"].as_str()
+        && !bns.is_empty()
+        && bns != ns
+    {
+        return Err(ApiError::bad_request(
+            "the namespace of the provided object does not match the namespace sent on the request",
+        ));
+    }
+    let mut next = match sub {
+        Some("status") => {
+            let mut n = (*old).clone();
+            n["status"] = view.get("status").cloned().unwrap_or(json!({}));
+            n
+        }
+        Some("scale") => {
+            let replicas = view["spec"]["replicas"].as_i64().unwrap_or(0);
+            if replicas < 0 {
+                return Err(ApiError::invalid(
+                    rt,
+                    name,
+                    &[("spec.replicas", format!("Invalid value: {replicas}: must be greater than or equal to 0"))],
+                ));
+            }
+            let mut n = (*old).clone();
+            n["spec"]["replicas"] = json!(replicas);
+            n
+        }
+        _ => {
+            let mut n = view;
+            if has_status(rt) {
+                match old.get("status") {
+                    Some(s) => n["status"] = s.clone(),
+                    None => {
+                        if let Some(m) = n.as_object_mut() {
+                            m.remove("status");
+                        }
+                    }
+                }
+            }
+            n
+        }
+    };
+    // Server-managed metadata survives client writes.
+    for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+        match old["metadata"].get(k) {
+            Some(v) => next["metadata"][k] = v.clone(),
+            None => {
+                if let Some(m) = next["metadata"].as_object_mut() {
+                    m.remove(k);
+                }
+            }
+        }
+    }
+    defaults::apply(rt, &mut next);
+    validate::validate(rt, &next, Some(&old))?;
+    if let Some(want) = expect_rv
+        && !want.is_empty()
+        && old["metadata"]["resourceVersion"].as_str() != Some(want)
+    {
+        return Err(ApiError::conflict(rt, name));
+    }
+    if dry_run {
+        next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+        next["metadata"]["uid"] = old["metadata"]["uid"].clone();
+        next["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
+        return Ok(Arc::new(render(rt, &next)));
+    }
+    next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
+    sim.store.update(rt, ns, name, next, expect_rv)
+}
+
+fn patch_object(
+    sim: &Sim,
+    req: &Req,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    sub: Option<&str>,
+) -> ApiResult<Arc<Value>> {
+    let ct = req.header(::http::header::CONTENT_TYPE);
+    let pt = PatchType::from_content_type(ct)?;
+    if pt == PatchType::Apply {
+        return Err(patch::apply(pt, &Value::Null, &[]).unwrap_err());
+    }
+    let mut attempt = 0;
+    loop {
+        attempt += 1;
+        let old = sim.store.get(rt, ns, name)?;
+        let old_rv = old["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let view = respond_view(rt, sub, &old);
+        let patched = patch::apply(pt, &view, &req.body)?;
+        let asked_rv = patched["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        if !asked_rv.is_empty() && asked_rv != old_rv {
+            return Err(ApiError::conflict(rt, name));
+        }
+        if let Some(uid) = patched["metadata"]["uid"].as_str()
+            && old["metadata"]["uid"].as_str() != Some(uid)
+        {
+            return Err(ApiError::conflict(rt, name));
+        }
+        let back = from_view(rt, patched);
+        match write_update(sim, rt, ns, name, sub, back, Some(&old_rv), req.dry_run()) {
+            Err(e) if e.code == 409 && e.reason == "Conflict" && asked_rv.is_empty() && attempt < 8 => continue,
+            r => return r,
+        }
+    }
+}
+
+fn delete_options(req: &Req) -> ApiResult<DeleteOptions> {
+    let mut o = DeleteOptions::default();
+    if !req.body.is_empty() {
+        let b: Value = serde_json::from_slice(&req.body)
+            .map_err(|e| ApiError::bad_request(format!("error decoding DeleteOptions: {e}")))?;
+        o.grace_period_seconds = b["gracePeriodSeconds"].as_i64();
+        o.propagation_policy = b["propagationPolicy"].as_str().map(String::from);
+        o.preconditions_uid = b["preconditions"]["uid"].as_str().map(String::from);
+        if b["orphanDependents"].as_bool() == Some(true) && o.propagation_policy.is_none() {
+            o.propagation_policy = Some("Orphan".into());
+        }
+    }
+    if let Some(g) = req.q("gracePeriodSeconds").and_then(|s| s.parse().ok()) {
+        o.grace_period_seconds = Some(g);
+    }
+    if let Some(p) = req.q("propagationPolicy") {
+        o.propagation_policy = Some(p.to_string());
+    }
+    if req.q("orphanDependents") == Some("true") && o.propagation_policy.is_none() {
+        o.propagation_policy = Some("Orphan".into());
+    }
+    if let Some(p) = &o.propagation_policy
+        && !matches!(p.as_str(), "Orphan" | "Background" | "Foreground")
+    {
+        return Err(ApiError::new(
+            422,
+            "Invalid",
+            format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
+        ));
+    }
+    Ok(o)
+}
+
+/// Kinds whose DELETE answers the object rather than a Status.
+fn returns_object(rt: &ResourceType) -> bool {
+    rt.group.is_empty() && matches!(rt.plural, "pods" | "namespaces")
+}
+
+fn success_status(rt: &ResourceType, obj: &Value) -> Value {
+    let mut details = json!({"name": obj["metadata"]["name"], "kind": rt.plural, "uid": obj["metadata"]["uid"]});
+    if !rt.group.is_empty() {
+        details["group"] = json!(rt.group);
+    }
+    json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
+}
+
+fn delete(sim: &Sim, req: &Req, rt: &'static ResourceType, ns: &str, name: &str) -> ApiResult<Resp> {
+    let opts = delete_options(req)?;
+    if req.dry_run() {
+        let o = sim.store.get(rt, ns, name)?;
+        return Ok(http::json(200, &render(rt, &o)));
+    }
+    let gone = if rt.group.is_empty() && rt.plural == "namespaces" {
+        delete_namespace(sim, name, &opts)?
+    } else {
+        super::delete_object(sim, rt, ns, name, &opts)?
+    };
+    let still_there = sim.store.get(rt, ns, name).is_ok();
+    if still_there || returns_object(rt) {
+        Ok(http::json(200, &render(rt, &gone)))
+    } else {
+        Ok(http::json(200, &success_status(rt, &gone)))
+    }
+}
+
+/// Delete a namespace and everything in it (at once: no Terminating phase).
+fn delete_namespace(sim: &Sim, name: &str, opts: &DeleteOptions) -> ApiResult<Arc<Value>> {
+    let nsr = res("namespaces");
+    sim.store.get(nsr, "", name)?;
+    for rt in crate::resources::RESOURCES {
+        if !rt.namespaced || rt.group == "events.k8s.io" {
+            continue;
+        }
+        let (items, _) = sim.store.list(rt, Some(name));
+        for it in items {
+            let n = it["metadata"]["name"].as_str().unwrap_or("");
+            let _ = sim.store.delete(rt, name, n);
+        }
+    }
+    super::delete_object(sim, nsr, "", name, opts)
+}
+
+fn delete_collection(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
+    let rt = r.rt;
+    let opts = delete_options(req)?;
+    let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(rt, req.q("fieldSelector").unwrap_or(""))?;
+    let (items, _) = sim.store.list(rt, r.namespace.as_deref());
+    let mut out = Vec::new();
+    for it in items {
+        if !labels.matches(&it["metadata"]["labels"]) || !fields.matches(&it) {
+            continue;
+        }
+        let ns = it["metadata"]["namespace"].as_str().unwrap_or("");
+        let name = it["metadata"]["name"].as_str().unwrap_or("");
+        if req.dry_run() {
+            out.push(render(rt, &it));
+            continue;
+        }
+        match super::delete_object(sim, rt, ns, name, &opts) {
+            Ok(o) => out.push(render(rt, &o)),
+            Err(e) if e.code == 404 => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(http::json(
+        200,
+        &json!({"kind": format!("{}List", rt.kind), "apiVersion": rt.api_version(), "metadata": {}, "items": out}),
+    ))
+}
+
+fn evict(sim: &Sim, req: &Req, rt: &'static ResourceType, ns: &str, name: &str, body: &Value) -> ApiResult<Resp> {
+    let mut opts = DeleteOptions::default();
+    if let Some(d) = body.get("deleteOptions") {
+        opts.grace_period_seconds = d["gracePeriodSeconds"].as_i64();
+    }
+    if !req.dry_run() {
+        super::delete_object(sim, rt, ns, name, &opts)?;
+    } else {
+        sim.store.get(rt, ns, name)?;
+    }
+    Ok(http::json(
+        201,
+        &json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+    ))
+}
+
+/// The opaque `continue` token: the list's resourceVersion and the last key served.
+fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
+    let raw = json!({"v": "meta.k8s.io/v1", "rv": rv, "start": format!("{ns}/{name}\u{0}")});
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(raw.to_string())
+}
+
+fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
+    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(tok.trim_end_matches('='))
+        .map_err(|_| bad())?;
+    let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
+    let rv = v["rv"].as_u64().ok_or_else(bad)?;
+    let start = v["start"].as_str().ok_or_else(bad)?.trim_end_matches('\u{0}');
+    let (ns, name) = start.split_once('/').ok_or_else(bad)?;
+    Ok((rv, ns.to_string(), name.to_string()))
+}
+
+fn list(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
+    let rt = r.rt;
+    let labels = LabelSelector::parse(req.q("labelSelector").unwrap_or(""))?;
+    let fields = FieldSelector::parse(rt, req.q("fieldSelector").unwrap_or(""))?;
+    let (items, store_rv) = sim.store.list(rt, r.namespace.as_deref());
+    let (list_rv, after) = match req.q("continue").filter(|s| !s.is_empty()) {
+        Some(tok) => {
+            let (rv, ns, name) = decode_continue(tok)?;
+            (rv, Some((ns, name)))
+        }
+        None => (store_rv, None),
+    };
+    let key = |o: &Value| {
+        (
+            o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+            o["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        )
+    };
+    let mut matching: Vec<&Arc<Value>> = items
+        .iter()
+        .filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o))
+        .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
+        .collect();
+    let limit = req.q("limit").and_then(|s| s.parse::<usize>().ok()).filter(|l| *l > 0);
+    let mut meta = json!({"resourceVersion": list_rv.to_string()});
+    if let Some(l) = limit
+        && matching.len() > l
+    {
+        let remaining = matching.len() - l;
+        matching.truncate(l);
+        if let Some(last) = matching.last() {
+            let (ns, name) = key(last);
+            meta["continue"] = json!(encode_continue(list_rv, &ns, &name));
+            meta["remainingItemCount"] = json!(remaining);
+        }
+    }
+    let out: Vec<Value> = matching
+        .into_iter()
+        .map(|o| {
+            let mut v = render(rt, o);
+            if let Some(m) = v.as_object_mut() {
+                m.remove("kind");
+                m.remove("apiVersion");
+            }
+            v
+        })
+        .collect();
+    let list = json!({
+        "kind": format!("{}List", rt.kind),
+        "apiVersion": rt.api_version(),
+        "metadata": meta,
+        "items": out,
+    });
+    if super::table::wants_table(req) {
+        return Ok(http::json(200, &super::table::list_table(sim, rt, &list)));
+    }
+    Ok(http::json(200, &list))
+}

@@ -1,0 +1,777 @@
+//! Inputs: the environment → typed, validated settings.
+//!
+//! Two spellings are read: GitHub's `INPUT_<NAME>` (upper-case, hyphens
+//! kept: `INPUT_DRY-RUN`) and the plain `ROLLGUARD_<NAME>` (upper-case, `_`
+//! for `-`: `ROLLGUARD_DRY_RUN`) for GitLab, Cloud Build and cron. An empty
+//! value means unset. When both spellings are set, `ROLLGUARD_*` wins (it is
+//! the more deliberate of the two). Everything here is pure: no cluster call.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::workload::WorkloadRef;
+
+/// The environment, as name → value.
+pub type Env = BTreeMap<String, String>;
+
+/// One input as `--help` describes it.
+pub struct InputSpec {
+    pub name: &'static str,
+    pub default: &'static str,
+    pub example: &'static str,
+    pub help: &'static str,
+    /// Never logged, never written to a report.
+    pub secret: bool,
+}
+
+const fn input(
+    name: &'static str,
+    default: &'static str,
+    example: &'static str,
+    help: &'static str,
+) -> InputSpec {
+    InputSpec {
+        name,
+        default,
+        example,
+        help,
+        secret: false,
+    }
+}
+
+const fn secret(name: &'static str, example: &'static str, help: &'static str) -> InputSpec {
+    InputSpec {
+        name,
+        default: "",
+        example,
+        help,
+        secret: true,
+    }
+}
+
+/// Every input rollguard knows, in the order `--help` lists them.
+pub const INPUTS: &[InputSpec] = &[
+    input(
+        "workload",
+        "(required)",
+        "deployment/api",
+        "the workload to roll: [KIND/]NAME; KIND is deployment (deploy) for now",
+    ),
+    input(
+        "namespace",
+        "the kubeconfig context's, else default",
+        "shop",
+        "namespace of the workload",
+    ),
+    input(
+        "container",
+        "the only container",
+        "node-api-container",
+        "container whose image changes; required when the pod has several",
+    ),
+    input(
+        "image",
+        "",
+        "registry.example.com/api:v2",
+        "the full new image reference (give image or tag, not both)",
+    ),
+    input(
+        "tag",
+        "",
+        "v2",
+        "replace only the tag/digest of the container's current image",
+    ),
+    input(
+        "version",
+        "the tag, made a valid label value",
+        "v2",
+        "value of the version label on the new pods",
+    ),
+    input(
+        "version-label",
+        "app.kubernetes.io/version",
+        "app.kubernetes.io/version",
+        "pod label that carries the version (never added to the selector)",
+    ),
+    input(
+        "timeout",
+        "5m",
+        "90s",
+        "how long the rollout may take before it is rolled back (exit 70)",
+    ),
+    input(
+        "rollback",
+        "true",
+        "false",
+        "roll back automatically when the rollout fails",
+    ),
+    input(
+        "rollback-timeout",
+        "max(timeout, 2m)",
+        "3m",
+        "how long to wait for the rollback to become healthy",
+    ),
+    input(
+        "restart-threshold",
+        "2",
+        "3",
+        "container restarts (crash loop, OOM kill) of a new pod that fail the rollout",
+    ),
+    input(
+        "unschedulable-grace",
+        "30s",
+        "1m",
+        "how long a new pod may stay unschedulable before the rollout fails",
+    ),
+    input(
+        "bake",
+        "0s",
+        "30s",
+        "after success, keep watching the new pods this long; a restart or unready pod fails the rollout",
+    ),
+    input(
+        "kubeconfig",
+        "$KUBECONFIG, ~/.kube/config, in-cluster",
+        "/path/kubeconfig",
+        "kubeconfig as a path, inline YAML or base64 of YAML",
+    ),
+    input(
+        "context",
+        "the kubeconfig's current context",
+        "prod",
+        "kubeconfig context to use",
+    ),
+    input(
+        "dry-run",
+        "false",
+        "true",
+        "validate, run the pre-flight checks and print the patch; change nothing",
+    ),
+    input(
+        "report-file",
+        "",
+        "rollguard-report.json",
+        "write a JSON report of the run to this file",
+    ),
+    secret(
+        "github-token",
+        "${{ github.token }}",
+        "GitHub token for the pull request comment (secret)",
+    ),
+    secret(
+        "gitlab-token",
+        "$GITLAB_TOKEN",
+        "GitLab access token (scope api) for the merge request note (secret)",
+    ),
+    secret(
+        "slack-webhook",
+        "https://hooks.slack.com/services/...",
+        "Slack incoming webhook URL (secret)",
+    ),
+    secret(
+        "slack-token",
+        "xoxb-...",
+        "Slack bot token for chat.postMessage (secret)",
+    ),
+    input(
+        "slack-channel",
+        "",
+        "#deploys",
+        "Slack channel for slack-token",
+    ),
+    input(
+        "slack-on",
+        "failure",
+        "always",
+        "when to post to Slack: failure or always",
+    ),
+];
+
+/// The raw inputs after name normalisation; every field a string, empty
+/// values already dropped. Read through envy so the names live in one place.
+#[derive(Debug, Default, Deserialize)]
+struct RawInputs {
+    workload: Option<String>,
+    namespace: Option<String>,
+    container: Option<String>,
+    image: Option<String>,
+    tag: Option<String>,
+    version: Option<String>,
+    #[serde(rename = "version-label")]
+    version_label: Option<String>,
+    timeout: Option<String>,
+    rollback: Option<String>,
+    #[serde(rename = "rollback-timeout")]
+    rollback_timeout: Option<String>,
+    #[serde(rename = "restart-threshold")]
+    restart_threshold: Option<String>,
+    #[serde(rename = "unschedulable-grace")]
+    unschedulable_grace: Option<String>,
+    bake: Option<String>,
+    kubeconfig: Option<String>,
+    context: Option<String>,
+    #[serde(rename = "dry-run")]
+    dry_run: Option<String>,
+    #[serde(rename = "report-file")]
+    report_file: Option<String>,
+    #[serde(rename = "github-token")]
+    github_token: Option<String>,
+    #[serde(rename = "gitlab-token")]
+    gitlab_token: Option<String>,
+    #[serde(rename = "slack-webhook")]
+    slack_webhook: Option<String>,
+    #[serde(rename = "slack-token")]
+    slack_token: Option<String>,
+    #[serde(rename = "slack-channel")]
+    slack_channel: Option<String>,
+    #[serde(rename = "slack-on")]
+    slack_on: Option<String>,
+}
+
+/// What the new image is, as the user said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageChange {
+    /// A full reference.
+    Image(String),
+    /// Only the tag (or `@digest`) of the current image changes.
+    Tag(String),
+}
+
+/// Where the kubeconfig comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KubeconfigSource {
+    /// `KUBECONFIG`, `~/.kube/config`, then in-cluster.
+    Infer {
+        kubeconfig_env: Option<String>,
+    },
+    Path(String),
+    /// Inline YAML (given as YAML or base64 of YAML).
+    Inline(String),
+}
+
+/// When to post to Slack (issue #4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SlackOn {
+    Failure,
+    Always,
+}
+
+/// Secrets: kept out of Debug output and reports.
+#[derive(Clone, Default)]
+pub struct Secrets {
+    pub github_token: Option<String>,
+    pub gitlab_token: Option<String>,
+    pub slack_webhook: Option<String>,
+    pub slack_token: Option<String>,
+}
+
+impl std::fmt::Debug for Secrets {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let set = |o: &Option<String>| if o.is_some() { "<set>" } else { "<unset>" };
+        f.debug_struct("Secrets")
+            .field("github_token", &set(&self.github_token))
+            .field("gitlab_token", &set(&self.gitlab_token))
+            .field("slack_webhook", &set(&self.slack_webhook))
+            .field("slack_token", &set(&self.slack_token))
+            .finish()
+    }
+}
+
+impl Secrets {
+    /// Every secret value that is set (to mask or to check for leaks).
+    pub fn values(&self) -> Vec<&str> {
+        [
+            &self.github_token,
+            &self.gitlab_token,
+            &self.slack_webhook,
+            &self.slack_token,
+        ]
+        .into_iter()
+        .flatten()
+        .map(String::as_str)
+        .collect()
+    }
+}
+
+/// Validated settings for one run.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub workload: WorkloadRef,
+    pub namespace: Option<String>,
+    pub container: Option<String>,
+    pub change: ImageChange,
+    /// Explicit `version`; when None it is derived from the new image's tag.
+    pub version: Option<String>,
+    pub version_label: String,
+    pub timeout: Duration,
+    pub rollback: bool,
+    pub rollback_timeout: Duration,
+    pub restart_threshold: i32,
+    pub unschedulable_grace: Duration,
+    pub bake: Duration,
+    pub kubeconfig: KubeconfigSource,
+    pub context: Option<String>,
+    pub dry_run: bool,
+    pub report_file: Option<String>,
+    pub slack_channel: Option<String>,
+    pub slack_on: SlackOn,
+    pub secrets: Secrets,
+    /// Unknown `INPUT_*` / `ROLLGUARD_*` names (warned about, not fatal).
+    pub unknown: Vec<String>,
+    /// Where this run comes from (CI job URL or host), for change-cause.
+    pub run_origin: String,
+}
+
+/// A bad input: one line naming the input and what was wrong.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid input \"{input}\": {problem}")]
+pub struct InputError {
+    pub input: &'static str,
+    pub problem: String,
+}
+
+fn bad(input: &'static str, problem: impl Into<String>) -> InputError {
+    InputError {
+        input,
+        problem: problem.into(),
+    }
+}
+
+/// The input name a variable spells, if it is one of ours.
+fn input_name(var: &str) -> Option<String> {
+    if let Some(rest) = var.strip_prefix("INPUT_") {
+        // GitHub turns spaces into '_' and keeps hyphens; our names have no
+        // spaces, so an '_' can only be a ROLLGUARD-style spelling: accept it.
+        return Some(rest.to_ascii_lowercase().replace('_', "-"));
+    }
+    var.strip_prefix("ROLLGUARD_")
+        .map(|rest| rest.to_ascii_lowercase().replace('_', "-"))
+}
+
+/// Does the environment ask for help (the binary also checks argv)?
+pub fn is_known_input(name: &str) -> bool {
+    INPUTS.iter().any(|i| i.name == name)
+}
+
+/// Read and validate every input. No cluster call happens here.
+pub fn from_env(env: &Env) -> Result<Settings, InputError> {
+    let mut pairs: BTreeMap<String, String> = BTreeMap::new();
+    let mut unknown = Vec::new();
+    // INPUT_* first, ROLLGUARD_* second so the latter wins.
+    for prefix in ["INPUT_", "ROLLGUARD_"] {
+        for (var, value) in env.iter().filter(|(k, _)| k.starts_with(prefix)) {
+            let Some(name) = input_name(var) else {
+                continue;
+            };
+            if !is_known_input(&name) {
+                unknown.push(var.clone());
+                continue;
+            }
+            let value = value.trim();
+            if value.is_empty() {
+                continue;
+            }
+            pairs.insert(name, value.to_string());
+        }
+    }
+    let raw: RawInputs = envy::from_iter(pairs).map_err(|e| bad("environment", e.to_string()))?;
+    settle(raw, env, unknown)
+}
+
+fn parse_duration(
+    input: &'static str,
+    value: Option<&str>,
+    default: &str,
+) -> Result<Duration, InputError> {
+    let v = value.unwrap_or(default);
+    humantime::parse_duration(v).map_err(|_| {
+        bad(
+            input,
+            format!("\"{v}\" is not a duration (e.g. 90s, 5m, 1h30m)"),
+        )
+    })
+}
+
+fn parse_bool(input: &'static str, value: Option<&str>, default: bool) -> Result<bool, InputError> {
+    match value.map(|v| v.to_ascii_lowercase()) {
+        None => Ok(default),
+        Some(v) if ["true", "yes", "1", "on"].contains(&v.as_str()) => Ok(true),
+        Some(v) if ["false", "no", "0", "off"].contains(&v.as_str()) => Ok(false),
+        Some(v) => Err(bad(
+            input,
+            format!("\"{v}\" is not a boolean (true or false)"),
+        )),
+    }
+}
+
+fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, InputError> {
+    let workload = match raw.workload.as_deref() {
+        None => return Err(bad("workload", "is required (e.g. deployment/api)")),
+        Some(w) => WorkloadRef::parse(w).map_err(|p| bad("workload", p))?,
+    };
+    if let Some(ns) = &raw.namespace
+        && !is_dns_label(ns)
+    {
+        return Err(bad(
+            "namespace",
+            format!(
+                "\"{ns}\" is not a valid namespace name (lower-case letters, digits and '-', at most 63)"
+            ),
+        ));
+    }
+    if let Some(c) = &raw.container
+        && !is_dns_label(c)
+    {
+        return Err(bad(
+            "container",
+            format!("\"{c}\" is not a valid container name"),
+        ));
+    }
+    let change = match (raw.image, raw.tag) {
+        (Some(_), Some(_)) => return Err(bad("image", "give either image or tag, not both")),
+        (None, None) => {
+            return Err(bad(
+                "image",
+                "one of image or tag is required (e.g. image=example/api:v2 or tag=v2)",
+            ));
+        }
+        (Some(i), None) => {
+            crate::image::Reference::parse(&i).map_err(|p| bad("image", format!("\"{i}\" {p}")))?;
+            ImageChange::Image(i)
+        }
+        (None, Some(t)) => {
+            crate::image::validate_tag_or_digest(&t)
+                .map_err(|p| bad("tag", format!("\"{t}\" {p}")))?;
+            ImageChange::Tag(t)
+        }
+    };
+    if let Some(v) = &raw.version
+        && !is_label_value(v)
+    {
+        return Err(bad(
+            "version",
+            format!(
+                "\"{v}\" is not a valid label value (at most 63 characters: letters, digits, '-', '_', '.', starting and ending with a letter or digit)"
+            ),
+        ));
+    }
+    let version_label = raw
+        .version_label
+        .unwrap_or_else(|| "app.kubernetes.io/version".into());
+    if let Err(p) = check_label_key(&version_label) {
+        return Err(bad("version-label", format!("\"{version_label}\" {p}")));
+    }
+    if version_label == "pod-template-hash" {
+        return Err(bad(
+            "version-label",
+            "\"pod-template-hash\" belongs to the Deployment controller",
+        ));
+    }
+    let timeout = parse_duration("timeout", raw.timeout.as_deref(), "5m")?;
+    if timeout.is_zero() {
+        return Err(bad("timeout", "must be longer than 0s"));
+    }
+    let rollback = parse_bool("rollback", raw.rollback.as_deref(), true)?;
+    let rollback_timeout = match raw.rollback_timeout.as_deref() {
+        Some(v) => parse_duration("rollback-timeout", Some(v), "2m")?,
+        None => timeout.max(Duration::from_secs(120)),
+    };
+    let restart_threshold = match raw.restart_threshold.as_deref() {
+        None => 2,
+        Some(v) => match v.parse::<i32>() {
+            Ok(n) if n >= 1 => n,
+            _ => {
+                return Err(bad(
+                    "restart-threshold",
+                    format!("\"{v}\" is not a whole number of at least 1"),
+                ));
+            }
+        },
+    };
+    let unschedulable_grace = parse_duration(
+        "unschedulable-grace",
+        raw.unschedulable_grace.as_deref(),
+        "30s",
+    )?;
+    let bake = parse_duration("bake", raw.bake.as_deref(), "0s")?;
+    let kubeconfig = match raw.kubeconfig {
+        None => KubeconfigSource::Infer {
+            kubeconfig_env: env.get("KUBECONFIG").filter(|v| !v.is_empty()).cloned(),
+        },
+        Some(k) => classify_kubeconfig(&k).map_err(|p| bad("kubeconfig", p))?,
+    };
+    let dry_run = parse_bool("dry-run", raw.dry_run.as_deref(), false)?;
+    let slack_on = match raw
+        .slack_on
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("failure") => SlackOn::Failure,
+        Some("always") => SlackOn::Always,
+        Some(v) => {
+            return Err(bad(
+                "slack-on",
+                format!("\"{v}\" must be failure or always"),
+            ));
+        }
+    };
+    Ok(Settings {
+        workload,
+        namespace: raw.namespace,
+        container: raw.container,
+        change,
+        version: raw.version,
+        version_label,
+        timeout,
+        rollback,
+        rollback_timeout,
+        restart_threshold,
+        unschedulable_grace,
+        bake,
+        kubeconfig,
+        context: raw.context,
+        dry_run,
+        report_file: raw.report_file,
+        slack_channel: raw.slack_channel,
+        slack_on,
+        secrets: Secrets {
+            github_token: raw.github_token,
+            gitlab_token: raw.gitlab_token,
+            slack_webhook: raw.slack_webhook,
+            slack_token: raw.slack_token,
+        },
+        unknown,
+        run_origin: run_origin(env),
+    })
+}
+
+/// Path, inline YAML, or base64 of YAML.
+fn classify_kubeconfig(value: &str) -> Result<KubeconfigSource, String> {
+    use base64::Engine as _;
+    let looks_yaml = |s: &str| {
+        s.contains("clusters:") || s.contains("apiVersion:") || s.contains("current-context:")
+    };
+    if looks_yaml(value) {
+        return Ok(KubeconfigSource::Inline(value.to_string()));
+    }
+    if !value.contains('\n') && std::path::Path::new(value).exists() {
+        return Ok(KubeconfigSource::Path(value.to_string()));
+    }
+    let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+    if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes())
+        && let Ok(text) = String::from_utf8(bytes)
+        && looks_yaml(&text)
+    {
+        return Ok(KubeconfigSource::Inline(text));
+    }
+    if value.contains('\n') || value.len() > 1024 {
+        return Err(
+            "is neither a kubeconfig file path, inline kubeconfig YAML, nor base64 of it".into(),
+        );
+    }
+    Err(format!(
+        "file \"{value}\" does not exist (give a path, inline YAML or base64 of YAML)"
+    ))
+}
+
+/// The CI job URL, else the host name: who made this change.
+fn run_origin(env: &Env) -> String {
+    let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
+    if let (Some(server), Some(repo), Some(run)) = (
+        get("GITHUB_SERVER_URL"),
+        get("GITHUB_REPOSITORY"),
+        get("GITHUB_RUN_ID"),
+    ) {
+        return format!("{server}/{repo}/actions/runs/{run}");
+    }
+    if let Some(url) = get("CI_JOB_URL") {
+        return url.clone();
+    }
+    if let Some(build) = get("BUILD_ID") {
+        return format!("cloud build {build}");
+    }
+    get("HOSTNAME")
+        .cloned()
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|s| s.trim().to_string())
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown host".into())
+}
+
+/// RFC 1123 label (namespaces, container names).
+pub fn is_dns_label(s: &str) -> bool {
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !s.starts_with('-')
+        && !s.ends_with('-')
+}
+
+/// A valid label value: ≤ 63 chars, `[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?` (empty allowed by
+/// Kubernetes, but not useful as a version: rejected here).
+pub fn is_label_value(s: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_alphanumeric();
+    !s.is_empty()
+        && s.len() <= 63
+        && s.bytes().next().is_some_and(alnum)
+        && s.bytes().last().is_some_and(alnum)
+        && s.bytes().all(|b| alnum(b) || b"-_.".contains(&b))
+}
+
+/// A qualified label key: `[prefix/]name`, prefix a DNS subdomain ≤ 253, name ≤ 63.
+pub fn check_label_key(key: &str) -> Result<(), String> {
+    let (prefix, name) = match key.rsplit_once('/') {
+        Some((p, n)) => (Some(p), n),
+        None => (None, key),
+    };
+    if let Some(p) = prefix {
+        let ok = !p.is_empty() && p.len() <= 253 && p.split('.').all(is_dns_label);
+        if !ok {
+            return Err("is not a valid label key: the prefix must be a DNS subdomain (e.g. app.kubernetes.io/version)".into());
+        }
+    }
+    if !is_label_value(name) {
+        return Err("is not a valid label key: the name must be at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit".into());
+    }
+    Ok(())
+}
+
+/// Make a label value from a tag: invalid characters become '-', trimmed to
+/// 63 and to alphanumeric ends. A digest becomes its first 12 hex digits.
+pub fn sanitise_label_value(tag: &str) -> Option<String> {
+    let tag = match tag.strip_prefix("sha256:") {
+        Some(hex) => format!("sha256-{}", &hex[..hex.len().min(12)]),
+        None => tag.to_string(),
+    };
+    let mapped: String = tag
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    let cut: String = mapped.chars().take(63).collect();
+    let trimmed = cut.trim_matches(|c: char| !c.is_ascii_alphanumeric());
+    (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+/// `--help` text: every input with its default and an example.
+pub fn help_text() -> String {
+    let mut s = String::from(
+        "rollguard: set a new image on a Kubernetes workload, follow the rollout, fail fast on the real cause,\nroll back automatically and say why.\n\nInputs come from the environment: INPUT_<NAME> (GitHub Actions, hyphens kept, e.g. INPUT_DRY-RUN)\nor ROLLGUARD_<NAME> (upper-case, '_' for '-', e.g. ROLLGUARD_DRY_RUN). Empty means unset.\n\nINPUTS\n",
+    );
+    for i in INPUTS {
+        let default = if i.default.is_empty() {
+            "(none)"
+        } else {
+            i.default
+        };
+        s.push_str(&format!(
+            "  {:<20} {}{}\n  {:<20} default: {}   example: {}\n",
+            i.name,
+            i.help,
+            if i.secret {
+                " [secret: never logged]"
+            } else {
+                ""
+            },
+            "",
+            default,
+            i.example
+        ));
+    }
+    s.push_str(
+        "\nEXIT CODES\n  0   rolled out (and baked) successfully\n  1   rollout failed and was rolled back (healthy again), or failed with rollback=false\n  2   bad input or workload not fit to roll; nothing changed\n  3   rollout failed and the rollback failed, was not confirmed, or was refused\n  70  timed out (and rolled back)\n  78  kubeconfig, connection, authentication or permission problem\n",
+    );
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Env {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn github_and_plain_spellings() {
+        let s = from_env(&env(&[
+            ("INPUT_WORKLOAD", "deploy/api"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_DRY-RUN", "true"),
+            ("ROLLGUARD_UNSCHEDULABLE_GRACE", "1s"),
+            ("INPUT_TIMEOUT", ""),
+            ("INPUT_SLACK-WEBHOOK", "https://hooks.example/x"),
+            ("INPUT_SOMETHING", "x"),
+        ]))
+        .unwrap();
+        assert!(s.dry_run);
+        assert_eq!(s.unschedulable_grace, Duration::from_secs(1));
+        assert_eq!(s.timeout, Duration::from_secs(300));
+        assert_eq!(s.change, ImageChange::Tag("v2".into()));
+        assert_eq!(s.unknown, vec!["INPUT_SOMETHING".to_string()]);
+        assert!(!format!("{s:?}").contains("hooks.example"));
+    }
+
+    #[test]
+    fn errors_name_the_input() {
+        let e = from_env(&env(&[
+            ("INPUT_WORKLOAD", "api"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_TIMEOUT", "5x"),
+        ]))
+        .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "invalid input \"timeout\": \"5x\" is not a duration (e.g. 90s, 5m, 1h30m)"
+        );
+        let e = from_env(&env(&[
+            ("INPUT_WORKLOAD", "api"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_IMAGE", "a:b"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.input, "image");
+        let e = from_env(&env(&[
+            ("INPUT_WORKLOAD", "statefulset/db"),
+            ("INPUT_TAG", "v2"),
+        ]))
+        .unwrap_err();
+        assert!(e.to_string().contains("not supported yet"), "{e}");
+    }
+
+    #[test]
+    fn sanitises_versions() {
+        assert_eq!(sanitise_label_value("v2").as_deref(), Some("v2"));
+        assert_eq!(
+            sanitise_label_value("-feat/x+1-").as_deref(),
+            Some("feat-x-1")
+        );
+        assert_eq!(sanitise_label_value(&"a".repeat(100)).unwrap().len(), 63);
+        assert!(check_label_key("app.kubernetes.io/version").is_ok());
+        assert!(check_label_key("Bad Key").is_err());
+    }
+
+    #[test]
+    fn help_lists_every_input() {
+        let h = help_text();
+        for i in INPUTS {
+            assert!(h.contains(i.name));
+        }
+    }
+}

@@ -1,0 +1,539 @@
+//! Diagnosis: pod and container statuses plus events → signals (what one
+//! pod shows) → findings (cause, container, how many pods, evidence, fix).
+//! Pure functions; the shell fetches logs and hands them in.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::{Container, Event, Pod, PodTemplateSpec};
+use serde::Serialize;
+
+/// Why a rollout failed (or is stuck).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Cause {
+    ImageNotFound,
+    ImageUnauthorized,
+    InvalidImage,
+    ImagePullTransient,
+    ContainerConfig,
+    CrashLoop,
+    OomKilled,
+    Unschedulable,
+    ReadinessFailing,
+    ProgressDeadline,
+    Timeout,
+}
+
+impl Cause {
+    /// Fails the rollout at first sight.
+    pub fn is_permanent(self) -> bool {
+        matches!(
+            self,
+            Cause::ImageNotFound
+                | Cause::ImageUnauthorized
+                | Cause::InvalidImage
+                | Cause::ContainerConfig
+        )
+    }
+
+    pub fn title(self) -> &'static str {
+        match self {
+            Cause::ImageNotFound => "image not found",
+            Cause::ImageUnauthorized => "image pull unauthorized",
+            Cause::InvalidImage => "invalid image reference",
+            Cause::ImagePullTransient => "image pull failing (transient errors)",
+            Cause::ContainerConfig => "container configuration error",
+            Cause::CrashLoop => "container keeps crashing",
+            Cause::OomKilled => "container killed: out of memory",
+            Cause::Unschedulable => "pods cannot be scheduled",
+            Cause::ReadinessFailing => "readiness probe failing",
+            Cause::ProgressDeadline => "progress deadline exceeded",
+            Cause::Timeout => "timed out",
+        }
+    }
+}
+
+/// What one pod (or container) of the new ReplicaSet shows.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Signal {
+    pub cause: Cause,
+    pub pod: String,
+    pub container: Option<String>,
+    /// The exact status or event message.
+    pub message: String,
+    pub restarts: i32,
+    pub exit_code: Option<i32>,
+}
+
+/// One diagnosed cause, deduplicated across pods.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Finding {
+    pub cause: Cause,
+    /// The cause in one line, for the CI log.
+    pub summary: String,
+    pub container: Option<String>,
+    /// "3/3 new pods".
+    pub pods: String,
+    /// The exact status/event messages, one per distinct message.
+    pub evidence: Vec<String>,
+    /// Per pod: "api-5978c69877-mzxg6: ErrImagePull (restarts 0)".
+    pub per_pod: Vec<String>,
+    /// The previous instance's log tail (crash loops), secrets redacted.
+    pub logs: Vec<String>,
+    /// What to change, in one or two sentences.
+    pub fix: String,
+}
+
+const PERMANENT_NOT_FOUND: &[&str] = &[
+    "not found",
+    "manifest unknown",
+    "name unknown",
+    "does not exist",
+];
+const PERMANENT_DENIED: &[&str] = &[
+    "unauthorized",
+    "denied",
+    "insufficient_scope",
+    "forbidden",
+    "authentication required",
+];
+
+/// Classify an image pull error message.
+pub fn classify_pull_error(message: &str) -> Cause {
+    let m = message.to_ascii_lowercase();
+    if PERMANENT_DENIED.iter().any(|w| m.contains(w)) {
+        Cause::ImageUnauthorized
+    } else if PERMANENT_NOT_FOUND.iter().any(|w| m.contains(w)) {
+        Cause::ImageNotFound
+    } else {
+        Cause::ImagePullTransient
+    }
+}
+
+fn events_for<'a>(events: &'a [Event], pod: &str) -> impl Iterator<Item = &'a Event> + 'a {
+    let pod = pod.to_string();
+    events.iter().filter(move |e| {
+        e.involved_object.kind.as_deref() == Some("Pod")
+            && e.involved_object.name.as_deref() == Some(pod.as_str())
+    })
+}
+
+/// The latest event of the pod with this reason (by series/count order as listed).
+fn last_event<'a>(
+    events: &'a [Event],
+    pod: &str,
+    pred: impl Fn(&Event) -> bool,
+) -> Option<&'a Event> {
+    events_for(events, pod)
+        .filter(|e| pred(e))
+        .max_by_key(|e| event_time(e))
+}
+
+fn event_time(e: &Event) -> i64 {
+    e.last_timestamp
+        .as_ref()
+        .map(|t| t.0.as_second())
+        .or_else(|| e.event_time.as_ref().map(|t| t.0.as_second()))
+        .or_else(|| e.first_timestamp.as_ref().map(|t| t.0.as_second()))
+        .or_else(|| {
+            e.metadata
+                .creation_timestamp
+                .as_ref()
+                .map(|t| t.0.as_second())
+        })
+        .unwrap_or(0)
+}
+
+/// Every signal one pod shows.
+pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let mut out = Vec::new();
+    let Some(status) = &pod.status else {
+        return out;
+    };
+    let signal = |cause, container: Option<&str>, message: String, restarts, exit_code| Signal {
+        cause,
+        pod: name.clone(),
+        container: container.map(str::to_string),
+        message,
+        restarts,
+        exit_code,
+    };
+    for c in status.conditions.iter().flatten() {
+        if c.type_ == "PodScheduled"
+            && c.status == "False"
+            && c.reason.as_deref() == Some("Unschedulable")
+        {
+            let message = c
+                .message
+                .clone()
+                .or_else(|| {
+                    last_event(events, &name, |e| {
+                        e.reason.as_deref() == Some("FailedScheduling")
+                    })
+                    .and_then(|e| e.message.clone())
+                })
+                .unwrap_or_else(|| "Unschedulable".into());
+            out.push(signal(Cause::Unschedulable, None, message, 0, None));
+        }
+    }
+    let statuses = status
+        .init_container_statuses
+        .iter()
+        .flatten()
+        .chain(status.container_statuses.iter().flatten());
+    for cs in statuses {
+        let restarts = cs.restart_count;
+        let c = Some(cs.name.as_str());
+        let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
+        let reason = waiting.and_then(|w| w.reason.as_deref()).unwrap_or("");
+        let wmsg = waiting.and_then(|w| w.message.clone()).unwrap_or_default();
+        let last_terminated = cs.last_state.as_ref().and_then(|s| s.terminated.as_ref());
+        let terminated_now = cs.state.as_ref().and_then(|s| s.terminated.as_ref());
+        match reason {
+            "ErrImagePull" | "ImagePullBackOff" => {
+                // The status message of a back-off may only say "Back-off pulling image";
+                // the kubelet's Failed event carries the registry's answer.
+                let event = last_event(events, &name, |e| {
+                    e.reason.as_deref() == Some("Failed")
+                        && e.message
+                            .as_deref()
+                            .is_some_and(|m| m.starts_with("Failed to pull image"))
+                })
+                .and_then(|e| e.message.clone());
+                let message = match (&event, wmsg.is_empty()) {
+                    (Some(ev), _) if classify_pull_error(&wmsg) == Cause::ImagePullTransient => {
+                        ev.clone()
+                    }
+                    (_, false) => wmsg.clone(),
+                    (Some(ev), true) => ev.clone(),
+                    (None, true) => reason.to_string(),
+                };
+                out.push(signal(
+                    classify_pull_error(&message),
+                    c,
+                    message,
+                    restarts,
+                    None,
+                ));
+            }
+            "InvalidImageName" => {
+                let message = if wmsg.is_empty() {
+                    reason.to_string()
+                } else {
+                    wmsg
+                };
+                out.push(signal(Cause::InvalidImage, c, message, restarts, None));
+            }
+            "CreateContainerConfigError" | "CreateContainerError" => {
+                let message = if wmsg.is_empty() {
+                    reason.to_string()
+                } else {
+                    wmsg
+                };
+                out.push(signal(Cause::ContainerConfig, c, message, restarts, None));
+            }
+            _ => {
+                let term = terminated_now.or(last_terminated);
+                if let Some(t) = term.filter(|_| {
+                    restarts > 0 || terminated_now.is_some() || reason == "CrashLoopBackOff"
+                }) {
+                    let oom = t.reason.as_deref() == Some("OOMKilled");
+                    let message = format!(
+                        "terminated with exit code {} ({}){}",
+                        t.exit_code,
+                        t.reason.as_deref().unwrap_or("Error"),
+                        t.message
+                            .as_deref()
+                            .map(|m| format!(": {}", m.trim()))
+                            .unwrap_or_default()
+                    );
+                    let cause = if oom {
+                        Cause::OomKilled
+                    } else {
+                        Cause::CrashLoop
+                    };
+                    out.push(signal(cause, c, message, restarts, Some(t.exit_code)));
+                } else if cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some() && !cs.ready
+                {
+                    if let Some(e) =
+                        last_event(events, &name, |e| e.reason.as_deref() == Some("Unhealthy"))
+                    {
+                        out.push(signal(
+                            Cause::ReadinessFailing,
+                            c,
+                            e.message.clone().unwrap_or_default(),
+                            restarts,
+                            None,
+                        ));
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+/// Redact values that look like secrets in a log line.
+pub fn redact(line: &str) -> String {
+    let lower = line.to_ascii_lowercase();
+    for key in [
+        "password",
+        "passwd",
+        "secret",
+        "token",
+        "api_key",
+        "apikey",
+        "authorization",
+    ] {
+        if let Some(i) = lower.find(key) {
+            let rest = &line[i + key.len()..];
+            if let Some(j) = rest.find(['=', ':']) {
+                let cut = i + key.len() + j + 1;
+                return format!("{} [REDACTED]", line[..cut].trim_end());
+            }
+        }
+    }
+    line.to_string()
+}
+
+fn container_spec<'a>(
+    template: Option<&'a PodTemplateSpec>,
+    name: Option<&str>,
+) -> Option<&'a Container> {
+    let spec = template?.spec.as_ref()?;
+    spec.containers
+        .iter()
+        .chain(spec.init_containers.iter().flatten())
+        .find(|c| Some(c.name.as_str()) == name)
+}
+
+fn resource(c: Option<&Container>, kind: &str, name: &str) -> Option<String> {
+    let r = c?.resources.as_ref()?;
+    let map = if kind == "limits" {
+        r.limits.as_ref()?
+    } else {
+        r.requests.as_ref()?
+    };
+    map.get(name).map(|q| q.0.clone())
+}
+
+/// Group signals into findings. `total_new_pods` is the number of pods of
+/// the new ReplicaSet; `logs` maps pod/container to the previous log tail.
+pub fn findings(
+    signals: &[Signal],
+    total_new_pods: usize,
+    template: Option<&PodTemplateSpec>,
+    image: &str,
+    logs: &BTreeMap<(String, String), Vec<String>>,
+) -> Vec<Finding> {
+    let mut groups: BTreeMap<(Cause, Option<String>), Vec<&Signal>> = BTreeMap::new();
+    for s in signals {
+        groups
+            .entry((s.cause, s.container.clone()))
+            .or_default()
+            .push(s);
+    }
+    let mut out = Vec::new();
+    for ((cause, container), sigs) in groups {
+        let mut pods: Vec<&str> = sigs.iter().map(|s| s.pod.as_str()).collect();
+        pods.sort();
+        pods.dedup();
+        let mut evidence: Vec<String> = Vec::new();
+        for s in &sigs {
+            if !evidence.contains(&s.message) {
+                evidence.push(s.message.clone());
+            }
+        }
+        evidence.truncate(5);
+        let per_pod = sigs
+            .iter()
+            .map(|s| format!("{}: {} (restarts {})", s.pod, s.message, s.restarts))
+            .collect();
+        let spec = container_spec(template, container.as_deref());
+        let cname = container.clone().unwrap_or_default();
+        let exit = sigs.iter().find_map(|s| s.exit_code);
+        let (summary, fix) = match cause {
+            Cause::ImageNotFound => (
+                format!("image {image} was not found in the registry"),
+                "Push the image, or fix the repository/tag spelling in the image or tag input.".to_string(),
+            ),
+            Cause::ImageUnauthorized => (
+                format!("the registry refused to serve {image} (unauthorized or denied)"),
+                "Give the pods pull access: add or fix imagePullSecrets on the pod template or service account, or check the repository's permissions.".to_string(),
+            ),
+            Cause::InvalidImage => (
+                format!("\"{image}\" is not a valid image reference"),
+                "Fix the image string: lower-case repository, optional :tag or @sha256:digest.".to_string(),
+            ),
+            Cause::ImagePullTransient => (
+                format!("pulling {image} keeps failing with transient registry errors"),
+                "Check the registry's availability and the nodes' network; rerun when the registry is healthy.".to_string(),
+            ),
+            Cause::ContainerConfig => (
+                format!("container {cname} cannot be created: {}", evidence.first().cloned().unwrap_or_default()),
+                "Create the missing Secret/ConfigMap (or key) in this namespace, or fix the reference in the pod template (env, envFrom, volumes).".to_string(),
+            ),
+            Cause::CrashLoop => {
+                let code = exit.map(|c| format!(" with exit code {c}")).unwrap_or_default();
+                let fix = if exit == Some(0) {
+                    "The process exits 0 on its own: is it meant to exit? A run-to-completion task belongs in a Job (restartPolicy: OnFailure), not a Deployment.".to_string()
+                } else {
+                    "Read the log lines above (kubectl logs --previous) and fix the start-up error of the new build; the previous version is untouched.".to_string()
+                };
+                (format!("container {cname} of the new version keeps exiting{code}"), fix)
+            }
+            Cause::OomKilled => {
+                let limit = resource(spec, "limits", "memory");
+                let lim = limit.as_deref().map(|l| format!(" (memory limit {l})")).unwrap_or_default();
+                (
+                    format!("container {cname} was killed for using too much memory{lim}"),
+                    match limit {
+                        Some(l) => format!("Raise resources.limits.memory of container {cname} above {l}, or fix the memory growth of the new build."),
+                        None => format!("Container {cname} has no memory limit: the node ran out of memory; set resources.requests/limits.memory or fix the memory growth."),
+                    },
+                )
+            }
+            Cause::Unschedulable => {
+                let req = |r: &str| {
+                    template
+                        .and_then(|t| t.spec.as_ref())
+                        .map(|s| {
+                            s.containers
+                                .iter()
+                                .filter_map(|c| resource(Some(c), "requests", r).map(|q| format!("{}={q}", c.name)))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        })
+                        .unwrap_or_default()
+                };
+                let (cpu, mem) = (req("cpu"), req("memory"));
+                let mut requests = Vec::new();
+                if !cpu.is_empty() {
+                    requests.push(format!("cpu requests {cpu}"));
+                }
+                if !mem.is_empty() {
+                    requests.push(format!("memory requests {mem}"));
+                }
+                let requested = if requests.is_empty() { String::new() } else { format!(" The pod asks for {}.", requests.join("; ")) };
+                (
+                    format!("new pods cannot be scheduled: {}", evidence.first().cloned().unwrap_or_default()),
+                    format!("Lower the pod's resource requests, run fewer replicas or less surge (maxSurge), or add nodes; check taints and nodeSelector.{requested}"),
+                )
+            }
+            Cause::ReadinessFailing => (
+                format!("container {cname} runs but never becomes ready: {}", evidence.first().cloned().unwrap_or_default()),
+                "Check the readiness probe (path, port, timing) against what the new build serves.".to_string(),
+            ),
+            Cause::ProgressDeadline | Cause::Timeout => (
+                evidence.first().cloned().unwrap_or_else(|| cause.title().to_string()),
+                "No pod-level cause was found: look at the workload's events; raise the timeout if the rollout is just slow.".to_string(),
+            ),
+        };
+        let mut log_tail = Vec::new();
+        for p in &pods {
+            if let Some(lines) = logs.get(&(p.to_string(), cname.clone()))
+                && !lines.is_empty()
+            {
+                log_tail = lines.iter().map(|l| redact(l)).collect();
+                break;
+            }
+        }
+        out.push(Finding {
+            cause,
+            summary,
+            container,
+            pods: format!("{}/{} new pods", pods.len(), total_new_pods.max(pods.len())),
+            evidence,
+            per_pod,
+            logs: log_tail,
+            fix,
+        });
+    }
+    // The most decisive cause first.
+    out.sort_by_key(|f| f.cause);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture<T: serde::de::DeserializeOwned>(dir: &str, file: &str) -> Vec<T> {
+        let path = format!("/work/shared/fixtures/real-k8s-v1.36/{dir}/{file}");
+        let path = if std::path::Path::new(&path).exists() {
+            path
+        } else {
+            format!(
+                "{}/../shared/fixtures/real-k8s-v1.36/{dir}/{file}",
+                env!("CARGO_MANIFEST_DIR")
+            )
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        serde_json::from_value(v["items"].clone()).unwrap()
+    }
+
+    fn signals_of(dir: &str, pod_prefix: &str) -> Vec<Signal> {
+        let pods: Vec<Pod> = fixture(dir, "pods.json");
+        let events: Vec<Event> = fixture(dir, "events.json");
+        pods.iter()
+            .filter(|p| p.metadata.name.as_deref().unwrap().starts_with(pod_prefix))
+            .flat_map(|p| pod_signals(p, &events))
+            .collect()
+    }
+
+    #[test]
+    fn image_missing_is_permanent() {
+        let s = signals_of("03-image-missing", "web-5978c69877");
+        assert_eq!(s.len(), 1);
+        assert_eq!(s[0].cause, Cause::ImageNotFound);
+        assert!(s[0].message.contains("not found"));
+    }
+
+    #[test]
+    fn crash_loop_has_exit_code() {
+        let s = signals_of("04-crash-loop", "web-6b48f548dc");
+        assert_eq!(s[0].cause, Cause::CrashLoop);
+        assert_eq!(s[0].exit_code, Some(1));
+        assert_eq!(s[0].restarts, 2);
+    }
+
+    #[test]
+    fn oom_is_recognised() {
+        let s = signals_of("05-oom", "web-59864d78b8");
+        assert_eq!(s[0].cause, Cause::OomKilled);
+        assert_eq!(s[0].exit_code, Some(137));
+    }
+
+    #[test]
+    fn unschedulable_and_config_errors() {
+        let s = signals_of("06-unschedulable-surge", "hog-6f5b579d8");
+        assert_eq!(s[0].cause, Cause::Unschedulable);
+        assert!(s[0].message.contains("Insufficient cpu"));
+        let s = signals_of("08-missing-configmap", "cfg-7959998995-c42jz");
+        assert_eq!(s[0].cause, Cause::ContainerConfig);
+        assert!(s[0].message.contains("app-config"));
+        let f = findings(&s, 2, None, "example/cfg:2", &BTreeMap::new());
+        assert_eq!(f[0].pods, "1/2 new pods");
+    }
+
+    #[test]
+    fn pull_errors_are_classified() {
+        assert_eq!(
+            classify_pull_error("rpc error: code = NotFound desc = ... not found"),
+            Cause::ImageNotFound
+        );
+        assert_eq!(
+            classify_pull_error(
+                "pull access denied, repository does not exist or may require authorization: server message: insufficient_scope"
+            ),
+            Cause::ImageUnauthorized
+        );
+        assert_eq!(
+            classify_pull_error("dial tcp: i/o timeout"),
+            Cause::ImagePullTransient
+        );
+        assert_eq!(redact("DB_PASSWORD=hunter2"), "DB_PASSWORD= [REDACTED]");
+    }
+}

@@ -1,0 +1,105 @@
+//! The outcome of a run, and the sinks that publish it (console, JSON file;
+//! issue #4 adds GitHub, GitLab and Slack here as further sinks).
+
+pub mod console;
+pub mod json;
+
+use std::collections::BTreeMap;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::diagnose::Finding;
+use crate::workload::deployment::Progress;
+
+/// How the run ended, in one word (also GitHub's `result` output).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Conclusion {
+    Succeeded,
+    RolledBack,
+    Failed,
+    Invalid,
+    DryRun,
+}
+
+/// The rollback, when one was attempted (or deliberately not).
+#[derive(Debug, Clone, Serialize)]
+pub struct Rollback {
+    pub attempted: bool,
+    pub confirmed: bool,
+    pub detail: String,
+}
+
+/// Everything a sink needs. Never holds a secret.
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub rollguard_version: &'static str,
+    pub result: Conclusion,
+    pub exit_code: i32,
+    /// One line: what happened.
+    pub headline: String,
+    pub workload: String,
+    pub namespace: Option<String>,
+    pub container: Option<String>,
+    pub previous_image: Option<String>,
+    pub image: Option<String>,
+    pub version_label: Option<String>,
+    pub version: Option<String>,
+    pub started_at: String,
+    pub finished_at: String,
+    /// The cause in one line (failures only).
+    pub cause: Option<String>,
+    pub findings: Vec<Finding>,
+    pub rollback: Option<Rollback>,
+    pub progress: Option<Progress>,
+    pub revision: Option<String>,
+    /// Non-secret inputs as given.
+    pub inputs: BTreeMap<String, String>,
+    pub patch: Option<Value>,
+    /// The pod template as it was before our patch.
+    pub previous_template: Option<Value>,
+}
+
+impl Report {
+    pub fn new(started_at: String) -> Report {
+        Report {
+            rollguard_version: env!("CARGO_PKG_VERSION"),
+            result: Conclusion::Invalid,
+            exit_code: 2,
+            headline: String::new(),
+            workload: String::new(),
+            namespace: None,
+            container: None,
+            previous_image: None,
+            image: None,
+            version_label: None,
+            version: None,
+            started_at,
+            finished_at: String::new(),
+            cause: None,
+            findings: Vec::new(),
+            rollback: None,
+            progress: None,
+            revision: None,
+            inputs: BTreeMap::new(),
+            patch: None,
+            previous_template: None,
+        }
+    }
+}
+
+/// A place the report goes. A sink's failure is one warning, never the outcome.
+pub trait Sink {
+    fn name(&self) -> &'static str;
+    fn emit(&mut self, report: &Report) -> anyhow::Result<()>;
+}
+
+/// Emit to every sink; failures become warnings.
+pub fn publish(report: &Report, sinks: &mut [&mut dyn Sink]) {
+    for s in sinks.iter_mut() {
+        if let Err(e) = s.emit(report) {
+            tracing::warn!("could not write the {} report: {e:#}", s.name());
+        }
+    }
+}

@@ -1,0 +1,346 @@
+//! Watches → snapshots → progress lines and verdicts.
+//!
+//! Four reflectors (the Deployment, its ReplicaSets, its pods, the
+//! namespace's events) keep caches that resume and relist by themselves.
+//! The loop judges a snapshot after every change and on a short tick (for
+//! the grace and timeout clocks), and prints one line per change.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::time::Duration;
+
+use futures::StreamExt;
+use futures::stream::{BoxStream, SelectAll};
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use k8s_openapi::api::core::v1::{Event, Pod};
+use kube::runtime::reflector::{self, Store};
+use kube::runtime::{WatchStreamExt, watcher};
+use kube::{Api, Client};
+use tokio::time::Instant;
+
+use crate::diagnose::{Cause, Signal};
+use crate::workload::deployment::{self as dep, Expectations, Progress, Snapshot, Timers, Verdict};
+
+/// How long after a restart a pod must stay up before success is declared.
+const RESTART_SETTLE: Duration = Duration::from_secs(10);
+/// Re-judge at least this often (grace periods and deadlines run on our clock).
+const TICK: Duration = Duration::from_millis(200);
+
+/// Live caches of everything one Deployment's rollout touches.
+pub struct Tracker {
+    deployment: Store<Deployment>,
+    replica_sets: Store<ReplicaSet>,
+    pods: Store<Pod>,
+    events: Store<Event>,
+    stream: SelectAll<BoxStream<'static, Option<&'static str>>>,
+    ready: std::collections::BTreeSet<&'static str>,
+    name: String,
+}
+
+fn reflect<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+) -> (Store<K>, BoxStream<'static, Option<&'static str>>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
+    let (reader, writer) = reflector::store();
+    let stream = watcher(api, config)
+        .default_backoff()
+        .reflect(writer)
+        .map(move |item| match item {
+            Ok(watcher::Event::InitDone) => Some(what),
+            Ok(_) => None,
+            Err(e) => {
+                tracing::debug!("watch of {what} interrupted (resuming): {e}");
+                None
+            }
+        })
+        .boxed();
+    (reader, stream)
+}
+
+impl Tracker {
+    /// Start the watches. `selector` is the Deployment's label selector.
+    pub fn start(client: &Client, namespace: &str, name: &str, selector: &str) -> Tracker {
+        let (deployment, s1) = reflect(
+            Api::<Deployment>::namespaced(client.clone(), namespace),
+            watcher::Config::default().fields(&format!("metadata.name={name}")),
+            "deployment",
+        );
+        let (replica_sets, s2) = reflect(
+            Api::<ReplicaSet>::namespaced(client.clone(), namespace),
+            watcher::Config::default().labels(selector),
+            "replicasets",
+        );
+        let (pods, s3) = reflect(
+            Api::<Pod>::namespaced(client.clone(), namespace),
+            watcher::Config::default().labels(selector),
+            "pods",
+        );
+        let (events, s4) = reflect(
+            Api::<Event>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+            "events",
+        );
+        let stream = futures::stream::select_all([s1, s2, s3, s4]);
+        Tracker {
+            deployment,
+            replica_sets,
+            pods,
+            events,
+            stream,
+            ready: Default::default(),
+            name: name.to_string(),
+        }
+    }
+
+    /// Every cache has finished its first list.
+    pub fn is_ready(&self) -> bool {
+        self.ready.len() == 4
+    }
+
+    /// Wait for a change or the tick, whichever comes first.
+    pub async fn next_change(&mut self) {
+        let tick = tokio::time::sleep(TICK);
+        tokio::select! {
+            item = self.stream.next() => {
+                if let Some(Some(what)) = item {
+                    self.ready.insert(what);
+                }
+            }
+            _ = tick => {}
+        }
+    }
+
+    /// The current state of the caches, events narrowed to our objects.
+    pub fn snapshot(&self) -> Snapshot {
+        let deployment = self
+            .deployment
+            .state()
+            .into_iter()
+            .find(|d| d.metadata.name.as_deref() == Some(self.name.as_str()));
+        let replica_sets = self.replica_sets.state();
+        let pods = self.pods.state();
+        let mut names: std::collections::BTreeSet<String> = [self.name.clone()].into();
+        names.extend(replica_sets.iter().filter_map(|r| r.metadata.name.clone()));
+        names.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
+        let events = self
+            .events
+            .state()
+            .into_iter()
+            .filter(|e| {
+                e.involved_object
+                    .name
+                    .as_ref()
+                    .is_some_and(|n| names.contains(n))
+            })
+            .collect();
+        Snapshot {
+            deployment,
+            replica_sets,
+            pods,
+            events,
+        }
+    }
+}
+
+/// How a followed phase ended.
+#[derive(Debug, Clone)]
+pub enum Ended {
+    Succeeded(Progress),
+    Failed {
+        progress: Progress,
+        cause: Cause,
+        signals: Vec<Signal>,
+    },
+    TimedOut {
+        progress: Progress,
+        signals: Vec<Signal>,
+    },
+}
+
+/// Prints a progress line whenever it changes.
+struct Lines<'a> {
+    out: &'a mut (dyn Write + Send),
+    last: String,
+}
+
+impl Lines<'_> {
+    fn show(&mut self, p: &Progress) {
+        if p.name.is_empty() {
+            return;
+        }
+        let mut line = p.line();
+        if !p.waiting_for.is_empty() {
+            line.push_str(&format!("  waiting for {}", p.waiting_for));
+        }
+        if line != self.last {
+            let _ = writeln!(self.out, "{line}");
+            let _ = self.out.flush();
+            self.last = line;
+        }
+    }
+}
+
+/// Follow the rollout until success, a fail-fast cause, or the deadline.
+pub async fn follow_rollout(
+    tracker: &mut Tracker,
+    exp: &Expectations,
+    deadline: Instant,
+    out: &mut (dyn Write + Send),
+) -> Ended {
+    let mut lines = Lines {
+        out,
+        last: String::new(),
+    };
+    let mut first_unschedulable: BTreeMap<String, Instant> = BTreeMap::new();
+    let mut restarts_seen: BTreeMap<(String, String), (i32, Instant)> = BTreeMap::new();
+    loop {
+        tracker.next_change().await;
+        let now = Instant::now();
+        let snap = tracker.snapshot();
+        // Our clock for the grace periods: from when we first saw a state.
+        let (_, signals) = dep::new_pod_signals(&snap, exp);
+        let unschedulable: Vec<&str> = signals
+            .iter()
+            .filter(|s| s.cause == Cause::Unschedulable)
+            .map(|s| s.pod.as_str())
+            .collect();
+        first_unschedulable.retain(|p, _| unschedulable.contains(&p.as_str()));
+        for p in &unschedulable {
+            first_unschedulable.entry(p.to_string()).or_insert(now);
+        }
+        for (k, n) in dep::restart_counts(&snap, exp) {
+            let e = restarts_seen.entry(k).or_insert((0, now));
+            if e.0 != n {
+                *e = (n, now);
+            }
+        }
+        let timers = Timers {
+            unschedulable_for: first_unschedulable
+                .iter()
+                .map(|(p, t)| (p.clone(), now - *t))
+                .collect(),
+            recently_restarted: restarts_seen
+                .iter()
+                .filter(|(_, (n, t))| *n > 0 && now - *t < RESTART_SETTLE)
+                .map(|((p, _), _)| p.clone())
+                .collect(),
+        };
+        if tracker.is_ready() {
+            match dep::judge(&snap, exp, &timers) {
+                Verdict::Waiting(p) => lines.show(&p),
+                Verdict::Succeeded(p) => {
+                    lines.show(&p);
+                    return Ended::Succeeded(p);
+                }
+                Verdict::Failed {
+                    progress,
+                    cause,
+                    signals,
+                } => {
+                    lines.show(&progress);
+                    return Ended::Failed {
+                        progress,
+                        cause,
+                        signals,
+                    };
+                }
+            }
+        }
+        if now >= deadline {
+            let progress = match dep::judge(&snap, exp, &timers) {
+                Verdict::Waiting(p)
+                | Verdict::Succeeded(p)
+                | Verdict::Failed { progress: p, .. } => p,
+            };
+            return Ended::TimedOut { progress, signals };
+        }
+    }
+}
+
+/// Keep watching the new pods for the bake period.
+pub async fn follow_bake(
+    tracker: &mut Tracker,
+    exp: &Expectations,
+    bake: Duration,
+    out: &mut (dyn Write + Send),
+) -> Ended {
+    let snap = tracker.snapshot();
+    let baseline = dep::restart_counts(&snap, exp);
+    let until = Instant::now() + bake;
+    loop {
+        tracker.next_change().await;
+        let snap = tracker.snapshot();
+        let last = match dep::judge_bake(&snap, exp, &baseline) {
+            Verdict::Failed {
+                progress,
+                cause,
+                signals,
+            } => {
+                return Ended::Failed {
+                    progress,
+                    cause,
+                    signals,
+                };
+            }
+            Verdict::Waiting(p) | Verdict::Succeeded(p) => p,
+        };
+        if Instant::now() >= until {
+            let _ = writeln!(
+                out,
+                "baked for {}: no restarts, every new pod ready",
+                humantime::format_duration(bake)
+            );
+            return Ended::Succeeded(last);
+        }
+    }
+}
+
+/// Follow the rollback until kubectl's rule holds for the rollback's
+/// generation, or the deadline passes. Returns the last progress and
+/// whether it was confirmed.
+pub async fn follow_rollback(
+    tracker: &mut Tracker,
+    generation: i64,
+    deadline: Instant,
+    out: &mut (dyn Write + Send),
+) -> (bool, String) {
+    let mut last = String::new();
+    loop {
+        tracker.next_change().await;
+        let snap = tracker.snapshot();
+        if let Some(d) = &snap.deployment {
+            let status = d.status.clone().unwrap_or_default();
+            let line = format!(
+                "{}  desired {}  current {}  up-to-date {}  available {}  (rollback)",
+                d.metadata.name.as_deref().unwrap_or(""),
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
+                status.replicas.unwrap_or(0),
+                status.updated_replicas.unwrap_or(0),
+                status.available_replicas.unwrap_or(0)
+            );
+            if line != last {
+                let _ = writeln!(out, "{line}");
+                last = line;
+            }
+            match dep::still_waiting_for(d, generation) {
+                None => return (true, "every replica updated and available".into()),
+                Some(w) if Instant::now() >= deadline => {
+                    return (false, format!("still waiting for {w}"));
+                }
+                Some(_) => {}
+            }
+        } else if Instant::now() >= deadline {
+            return (false, "the Deployment was not seen".into());
+        }
+    }
+}

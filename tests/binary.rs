@@ -1,0 +1,74 @@
+//! The built binary: `--help`, and one full rollout driven by env vars.
+
+use std::process::Command;
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde_json::{Value, json};
+
+#[test]
+fn help_lists_every_input() {
+    for flag in ["--help", "-h"] {
+        let out = Command::new(env!("CARGO_BIN_EXE_rollguard"))
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8(out.stdout).unwrap();
+        for input in rollguard::config::INPUTS {
+            assert!(text.contains(input.name), "--help lacks {}", input.name);
+        }
+        assert!(text.contains("default: 5m"));
+        assert!(text.contains("example: deployment/api"));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn binary_rolls_out_from_env_vars() {
+    let h = kubesim::start(kubesim::Config {
+        speed: 25.0,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    h.create(json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default"},
+        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
+                 "template": {"metadata": {"labels": {"app": "web"}},
+                              "spec": {"containers": [{"name": "web", "image": "example/web:v1"}]}}}
+    }))
+    .unwrap();
+    let ready = |h: &kubesim::Handle| {
+        h.get("apps/v1", "Deployment", "default", "web")
+            .is_some_and(|d| {
+                d["status"]["availableReplicas"] == 2 && d["status"]["updatedReplicas"] == 2
+            })
+    };
+    assert!(h.wait_for(Duration::from_secs(30), ready).await);
+    let kubeconfig = base64::engine::general_purpose::STANDARD.encode(h.kubeconfig_yaml());
+    let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
+        .env("ROLLGUARD_KUBECONFIG", kubeconfig)
+        .env("ROLLGUARD_WORKLOAD", "deployment/web")
+        .env("INPUT_TAG", "v2")
+        .env("ROLLGUARD_TIMEOUT", "60s")
+        .env("NO_COLOR", "1")
+        .output()
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&child.stdout);
+    let stderr = String::from_utf8_lossy(&child.stderr);
+    assert_eq!(
+        child.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(stdout.contains("rolled out example/web:v2"), "{stdout}");
+    assert!(!stderr.contains('\u{1b}'), "NO_COLOR ignored: {stderr}");
+    let d: Value = (*h.get("apps/v1", "Deployment", "default", "web").unwrap()).clone();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "example/web:v2"
+    );
+    h.shutdown().await;
+}

@@ -100,9 +100,7 @@ fn recorded_inputs(env: &Env) -> BTreeMap<String, String> {
             && !spec.secret
             && !v.is_empty()
         {
-            let value = if name == "kubeconfig" && v.contains('\n')
-                || name == "kubeconfig" && v.len() > 200
-            {
+            let value = if name == "kubeconfig" && (v.contains('\n') || v.len() > 200) {
                 "(inline)".to_string()
             } else {
                 v.clone()

@@ -41,7 +41,10 @@ impl Rule {
         any(&self.verbs, &a.verb)
             && any(&self.groups, &a.group)
             && (any(&self.resources, &resource)
-                || self.resources.iter().any(|r| r == &format!("{}/*", a.resource)))
+                || self
+                    .resources
+                    .iter()
+                    .any(|r| r == &format!("{}/*", a.resource)))
             && (a.namespace.is_empty() && self.namespaces.iter().any(|n| n == "*")
                 || !a.namespace.is_empty() && any(&self.namespaces, &a.namespace))
     }
@@ -70,13 +73,21 @@ impl Attributes {
             format!(
                 "{}{} is forbidden",
                 self.resource,
-                if self.group.is_empty() { String::new() } else { format!(".{}", self.group) }
+                if self.group.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", self.group)
+                }
             )
         } else {
             format!(
                 "{}{} \"{}\" is forbidden",
                 self.resource,
-                if self.group.is_empty() { String::new() } else { format!(".{}", self.group) },
+                if self.group.is_empty() {
+                    String::new()
+                } else {
+                    format!(".{}", self.group)
+                },
                 self.name
             )
         };

@@ -30,7 +30,11 @@ pub struct Clock {
 
 impl Clock {
     pub fn new(speed: f64) -> Self {
-        let speed = if speed.is_finite() && speed > 0.0 { speed } else { 1.0 };
+        let speed = if speed.is_finite() && speed > 0.0 {
+            speed
+        } else {
+            1.0
+        };
         Self {
             state: Mutex::new(State {
                 base_real: Instant::now(),

@@ -40,12 +40,21 @@ impl ApiError {
     }
 
     pub fn not_found(rt: &ResourceType, name: &str) -> Self {
-        Self::new(404, "NotFound", format!("{} \"{}\" not found", rt.key(), name)).with_details(rt, name)
+        Self::new(
+            404,
+            "NotFound",
+            format!("{} \"{}\" not found", rt.key(), name),
+        )
+        .with_details(rt, name)
     }
 
     pub fn already_exists(rt: &ResourceType, name: &str) -> Self {
-        Self::new(409, "AlreadyExists", format!("{} \"{}\" already exists", rt.key(), name))
-            .with_details(rt, name)
+        Self::new(
+            409,
+            "AlreadyExists",
+            format!("{} \"{}\" already exists", rt.key(), name),
+        )
+        .with_details(rt, name)
     }
 
     pub fn conflict(rt: &ResourceType, name: &str) -> Self {
@@ -112,7 +121,11 @@ impl ApiError {
     }
 
     pub fn method_not_allowed() -> Self {
-        Self::new(405, "MethodNotAllowed", "the server does not allow this method on the requested resource")
+        Self::new(
+            405,
+            "MethodNotAllowed",
+            "the server does not allow this method on the requested resource",
+        )
     }
 
     pub fn internal(message: impl Into<String>) -> Self {

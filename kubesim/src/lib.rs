@@ -102,7 +102,10 @@ pub struct ContainerLogs {
 impl Sim {
     /// The kubelet's behaviour for an image.
     pub fn behaviour(&self, image: &str) -> ImageBehaviour {
-        self.scenarios.read().expect("scenarios lock").behaviour(image)
+        self.scenarios
+            .read()
+            .expect("scenarios lock")
+            .behaviour(image)
     }
 }
 
@@ -158,7 +161,12 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     let scheme = if config.tls { "https" } else { "http" };
     let (tx, rx) = watch::channel(false);
     let mut tasks = controllers::spawn(sim.clone(), rx.clone());
-    tasks.push(tokio::spawn(api::serve(sim.clone(), listener, tls_config, rx)));
+    tasks.push(tokio::spawn(api::serve(
+        sim.clone(),
+        listener,
+        tls_config,
+        rx,
+    )));
     Ok(Handle {
         base_url: format!("{scheme}://{addr}"),
         addr,
@@ -189,8 +197,11 @@ fn seed_cluster(sim: &Sim) -> anyhow::Result<()> {
         }
     }
     for i in 1..=sim.config.nodes {
-        sim.store
-            .create(resources::res("nodes"), "", controllers::node_object(sim, &format!("node-{i}")))?;
+        sim.store.create(
+            resources::res("nodes"),
+            "",
+            controllers::node_object(sim, &format!("node-{i}")),
+        )?;
     }
     Ok(())
 }
@@ -233,13 +244,18 @@ impl Handle {
 
     /// Add an identity with its own token and RBAC rules.
     pub fn add_identity(&self, user: &str, token: &str, rules: Vec<Rule>) {
-        self.sim.identities.write().expect("identities lock").by_token.insert(
-            token.to_string(),
-            auth::Identity {
-                user: user.to_string(),
-                rules,
-            },
-        );
+        self.sim
+            .identities
+            .write()
+            .expect("identities lock")
+            .by_token
+            .insert(
+                token.to_string(),
+                auth::Identity {
+                    user: user.to_string(),
+                    rules,
+                },
+            );
     }
 
     /// Override what the kubelet does with one exact image reference.
@@ -259,7 +275,10 @@ impl Handle {
             .write()
             .expect("scenarios lock")
             .registry
-            .insert(repository.to_string(), tags.iter().map(|t| t.to_string()).collect());
+            .insert(
+                repository.to_string(),
+                tags.iter().map(|t| t.to_string()).collect(),
+            );
     }
 
     /// Create an object directly in the store, with the API server's

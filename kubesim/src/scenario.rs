@@ -87,7 +87,11 @@ pub fn reference_is_valid(image: &str) -> bool {
         let Some(hex) = d.strip_prefix("sha256:") else {
             return false;
         };
-        if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase()) {
+        if hex.len() != 64
+            || !hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+        {
             return false;
         }
     }
@@ -99,24 +103,34 @@ pub fn reference_is_valid(image: &str) -> bool {
     if let Some(t) = tag {
         let ok = !t.is_empty()
             && t.len() <= 128
-            && t.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
-            && t.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+            && t.bytes()
+                .next()
+                .is_some_and(|b| b.is_ascii_alphanumeric() || b == b'_')
+            && t.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
         if !ok {
             return false;
         }
     }
     let mut comps: Vec<&str> = path.split('/').collect();
     // The first component is a host if it has a '.' or ':' or is "localhost".
-    if comps.len() > 1 && (comps[0].contains('.') || comps[0].contains(':') || comps[0] == "localhost") {
+    if comps.len() > 1
+        && (comps[0].contains('.') || comps[0].contains(':') || comps[0] == "localhost")
+    {
         let host = comps.remove(0);
-        if host.is_empty() || !host.bytes().all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b)) {
+        if host.is_empty()
+            || !host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
             return false;
         }
     }
     !comps.is_empty()
         && comps.iter().all(|c| {
             !c.is_empty()
-                && c.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
                 && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
                 && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
         })
@@ -192,20 +206,36 @@ mod tests {
         use ImageBehaviour::*;
         assert_eq!(ImageBehaviour::from_image("example/web:missing"), Missing);
         assert_eq!(ImageBehaviour::from_image("example/web:v10-denied"), Denied);
-        assert_eq!(ImageBehaviour::from_image("example/web:flaky"), Flaky { failures: 2 });
+        assert_eq!(
+            ImageBehaviour::from_image("example/web:flaky"),
+            Flaky { failures: 2 }
+        );
         assert_eq!(ImageBehaviour::from_image("Example/Web:1"), Invalid);
         assert_eq!(ImageBehaviour::from_image("example/web:invalid"), Invalid);
-        assert!(matches!(ImageBehaviour::from_image("example/web:late-crash"), LateCrash { .. }));
-        assert!(matches!(ImageBehaviour::from_image("example/web:crash"), Crash { exit_code: 1, .. }));
-        assert!(matches!(ImageBehaviour::from_image("example/web:oom"), Oom { .. }));
+        assert!(matches!(
+            ImageBehaviour::from_image("example/web:late-crash"),
+            LateCrash { .. }
+        ));
+        assert!(matches!(
+            ImageBehaviour::from_image("example/web:crash"),
+            Crash { exit_code: 1, .. }
+        ));
+        assert!(matches!(
+            ImageBehaviour::from_image("example/web:oom"),
+            Oom { .. }
+        ));
         assert_eq!(ImageBehaviour::from_image("example/web:unready"), Unready);
         assert_eq!(
             ImageBehaviour::from_image("example/web:slow"),
-            Ok { ready_after: Duration::from_secs(20) }
+            Ok {
+                ready_after: Duration::from_secs(20)
+            }
         );
         assert_eq!(
             ImageBehaviour::from_image("crash-org.io:5000/team/web:2"),
-            Ok { ready_after: Duration::from_secs(1) }
+            Ok {
+                ready_after: Duration::from_secs(1)
+            }
         );
     }
 
@@ -213,7 +243,10 @@ mod tests {
     fn reference_validation() {
         assert!(reference_is_valid("nginx"));
         assert!(reference_is_valid("localhost:5000/a/b:1.2_x"));
-        assert!(reference_is_valid(&format!("a/b@sha256:{}", "a".repeat(64))));
+        assert!(reference_is_valid(&format!(
+            "a/b@sha256:{}",
+            "a".repeat(64)
+        )));
         assert!(!reference_is_valid("a/b:"));
         assert!(!reference_is_valid("a//b"));
         assert!(!reference_is_valid("a/b:bad tag"));
@@ -223,9 +256,16 @@ mod tests {
     #[test]
     fn declared_registry_makes_other_tags_missing() {
         let mut s = Scenarios::default();
-        s.registry.insert("example/api".into(), vec!["v1".into(), "v2".into()]);
-        assert!(matches!(s.behaviour("example/api:v2"), ImageBehaviour::Ok { .. }));
+        s.registry
+            .insert("example/api".into(), vec!["v1".into(), "v2".into()]);
+        assert!(matches!(
+            s.behaviour("example/api:v2"),
+            ImageBehaviour::Ok { .. }
+        ));
         assert_eq!(s.behaviour("example/api:v10"), ImageBehaviour::Missing);
-        assert_eq!(split_reference("h:5000/a/b"), ("h:5000/a/b".into(), "latest".into()));
+        assert_eq!(
+            split_reference("h:5000/a/b"),
+            ("h:5000/a/b".into(), "latest".into())
+        );
     }
 }

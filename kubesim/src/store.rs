@@ -71,7 +71,11 @@ pub struct Store {
 }
 
 fn key(rt: &'static ResourceType, ns: &str, name: &str) -> Key {
-    let ns = if rt.namespaced { ns.to_string() } else { String::new() };
+    let ns = if rt.namespaced {
+        ns.to_string()
+    } else {
+        String::new()
+    };
     (rt.plural_key(), ns, name.to_string())
 }
 
@@ -121,7 +125,12 @@ impl Store {
 
     /// Create an object. Fills uid, creationTimestamp, resourceVersion,
     /// generation (for kinds that keep one), namespace, name from generateName.
-    pub fn create(&self, rt: &'static ResourceType, ns: &str, mut obj: Value) -> ApiResult<Arc<Value>> {
+    pub fn create(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        mut obj: Value,
+    ) -> ApiResult<Arc<Value>> {
         let mut inner = self.lock();
         let meta = obj
             .as_object_mut()
@@ -138,7 +147,10 @@ impl Store {
                 return Err(ApiError::invalid(
                     rt,
                     "",
-                    &[("metadata.name", "Required value: name or generateName is required".into())],
+                    &[(
+                        "metadata.name",
+                        "Required value: name or generateName is required".into(),
+                    )],
                 ));
             }
             loop {
@@ -265,7 +277,11 @@ impl Store {
         meta["resourceVersion"] = json!(rv.to_string());
         if rt.has_generation {
             let g = old["metadata"]["generation"].as_i64().unwrap_or(1);
-            let bumped = if old.get("spec") != obj.get("spec") { g + 1 } else { g };
+            let bumped = if spec_changed(rt, &old, &obj) {
+                g + 1
+            } else {
+                g
+            };
             obj["metadata"]["generation"] = json!(bumped);
         }
         obj["apiVersion"] = json!(rt.api_version());
@@ -288,7 +304,13 @@ impl Store {
 
     /// Read-modify-write under the store lock: no conflicts for controllers.
     /// The closure returns Ok(false) to skip the write.
-    pub fn modify<F>(&self, rt: &'static ResourceType, ns: &str, name: &str, f: F) -> ApiResult<Arc<Value>>
+    pub fn modify<F>(
+        &self,
+        rt: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        f: F,
+    ) -> ApiResult<Arc<Value>>
     where
         F: FnOnce(&mut Value) -> ApiResult<bool>,
     {
@@ -300,7 +322,10 @@ impl Store {
         if !f(&mut next)? {
             return Ok(cur);
         }
-        let rv = cur["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let rv = cur["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         self.update(rt, ns, name, next, Some(&rv))
     }
 
@@ -342,7 +367,12 @@ impl Store {
             )));
         }
         let rx = self.tx.subscribe();
-        let past = inner.history.iter().filter(|c| c.rv > rv).cloned().collect();
+        let past = inner
+            .history
+            .iter()
+            .filter(|c| c.rv > rv)
+            .cloned()
+            .collect();
         Ok((past, rx))
     }
 
@@ -357,6 +387,26 @@ impl Store {
         inner.history.clear();
         inner.compacted = inner.rv;
     }
+}
+
+/// Whether an update changes the spec, for `metadata.generation`. Binding a
+/// pod (setting `spec.nodeName`, which only the binding subresource may do)
+/// does not count, as upstream's binding does not bump the generation.
+fn spec_changed(rt: &ResourceType, old: &Value, new: &Value) -> bool {
+    if old.get("spec") == new.get("spec") {
+        return false;
+    }
+    if rt.group.is_empty() && rt.plural == "pods" {
+        let strip = |v: &Value| {
+            let mut spec = v.get("spec").cloned().unwrap_or(Value::Null);
+            if let Some(m) = spec.as_object_mut() {
+                m.remove("nodeName");
+            }
+            spec
+        };
+        return strip(old) != strip(new);
+    }
+    true
 }
 
 /// Kubernetes-style random suffix (consonants and digits, no vowels).
@@ -383,17 +433,29 @@ mod tests {
         let s = store();
         let d = res("deployments.apps");
         let o = s
-            .create(d, "default", json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}}))
+            .create(
+                d,
+                "default",
+                json!({"metadata": {"name": "web"}, "spec": {"replicas": 1}}),
+            )
             .unwrap();
         assert_eq!(o["metadata"]["generation"], 1);
-        let rv = o["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+        let rv = o["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .to_string();
         let mut next = (*o).clone();
         next["status"] = json!({"replicas": 1});
         let o2 = s.update(d, "default", "web", next, Some(&rv)).unwrap();
-        assert_eq!(o2["metadata"]["generation"], 1, "status change keeps generation");
+        assert_eq!(
+            o2["metadata"]["generation"], 1,
+            "status change keeps generation"
+        );
         let mut next = (*o2).clone();
         next["spec"]["replicas"] = json!(3);
-        let err = s.update(d, "default", "web", next.clone(), Some(&rv)).unwrap_err();
+        let err = s
+            .update(d, "default", "web", next.clone(), Some(&rv))
+            .unwrap_err();
         assert_eq!(err.code, 409);
         let o3 = s.update(d, "default", "web", next, None).unwrap();
         assert_eq!(o3["metadata"]["generation"], 2);
@@ -408,7 +470,8 @@ mod tests {
             .create(p, "a", json!({"metadata": {"generateName": "web-"}}))
             .unwrap();
         assert!(a["metadata"]["name"].as_str().unwrap().starts_with("web-"));
-        s.create(p, "b", json!({"metadata": {"name": "x"}})).unwrap();
+        s.create(p, "b", json!({"metadata": {"name": "x"}}))
+            .unwrap();
         assert_eq!(s.list(p, Some("a")).0.len(), 1);
         assert_eq!(s.list(p, None).0.len(), 2);
         assert_eq!(s.list(res("deployments.apps"), None).0.len(), 0);
@@ -418,8 +481,14 @@ mod tests {
     fn watch_from_rv_and_compaction() {
         let s = store();
         let p = res("pods");
-        let a = s.create(p, "a", json!({"metadata": {"name": "x"}})).unwrap();
-        let rv: u64 = a["metadata"]["resourceVersion"].as_str().unwrap().parse().unwrap();
+        let a = s
+            .create(p, "a", json!({"metadata": {"name": "x"}}))
+            .unwrap();
+        let rv: u64 = a["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
         s.delete(p, "a", "x").unwrap();
         let (past, _rx) = s.watch_from(rv).unwrap();
         assert_eq!(past.len(), 1);

@@ -40,23 +40,49 @@ async fn seed_002_story_with_real_kubectl() {
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
 
-    let out = k.arun(&["create", "deployment", APP, &format!("--image={REPO}:v1")]).await;
+    let out = k
+        .arun(&["create", "deployment", APP, &format!("--image={REPO}:v1")])
+        .await;
     out.ok();
-    assert!(out.stdout.contains("deployment.apps/kubernetes-bootcamp created"), "{out:?}");
+    assert!(
+        out.stdout
+            .contains("deployment.apps/kubernetes-bootcamp created"),
+        "{out:?}"
+    );
 
-    let out = k.arun(&["rollout", "status", &format!("deployment/{APP}"), "--timeout=60s"]).await;
+    let out = k
+        .arun(&[
+            "rollout",
+            "status",
+            &format!("deployment/{APP}"),
+            "--timeout=60s",
+        ])
+        .await;
     out.ok();
     assert!(out.stdout.contains("successfully rolled out"), "{out:?}");
 
     // Scaling: DESIRED/CURRENT/UP-TO-DATE/AVAILABLE follow.
-    let out = k.arun(&["scale", &format!("deployments/{APP}"), "--replicas=4"]).await;
+    let out = k
+        .arun(&["scale", &format!("deployments/{APP}"), "--replicas=4"])
+        .await;
     out.ok();
     assert!(out.stdout.contains("scaled"), "{out:?}");
-    k.arun(&["rollout", "status", &format!("deployment/{APP}"), "--timeout=60s"]).await.ok();
+    k.arun(&[
+        "rollout",
+        "status",
+        &format!("deployment/{APP}"),
+        "--timeout=60s",
+    ])
+    .await
+    .ok();
     let out = k.arun(&["get", "deployments"]).await;
     out.ok();
     assert!(out.stdout.contains("READY"), "{out:?}");
-    let line = out.stdout.lines().find(|l| l.starts_with(APP)).expect("deployment row");
+    let line = out
+        .stdout
+        .lines()
+        .find(|l| l.starts_with(APP))
+        .expect("deployment row");
     let cols: Vec<&str> = line.split_whitespace().collect();
     assert_eq!(&cols[1..4], ["4/4", "4", "4"], "{line}");
 
@@ -65,7 +91,10 @@ async fn seed_002_story_with_real_kubectl() {
     let rows: Vec<&str> = out.stdout.lines().filter(|l| l.starts_with(APP)).collect();
     assert_eq!(rows.len(), 4, "{}", out.stdout);
     for r in &rows {
-        assert!(r.contains("1/1") && r.contains("Running") && r.contains("node-"), "{r}");
+        assert!(
+            r.contains("1/1") && r.contains("Running") && r.contains("node-"),
+            "{r}"
+        );
     }
 
     // The seed's strategy: 1 max unavailable, 1 max surge.
@@ -80,25 +109,50 @@ async fn seed_002_story_with_real_kubectl() {
     .ok();
 
     // v2: a good update.
-    let out = k.arun(&["set", "image", &format!("deployments/{APP}"), &format!("{APP}={REPO}:v2")]).await;
+    let out = k
+        .arun(&[
+            "set",
+            "image",
+            &format!("deployments/{APP}"),
+            &format!("{APP}={REPO}:v2"),
+        ])
+        .await;
     out.ok();
     assert!(out.stdout.contains("image updated"), "{out:?}");
-    k.arun(&["rollout", "status", &format!("deployment/{APP}"), "--timeout=60s"]).await.ok();
+    k.arun(&[
+        "rollout",
+        "status",
+        &format!("deployment/{APP}"),
+        "--timeout=60s",
+    ])
+    .await
+    .ok();
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             let pods = h.list("v1", "Pod", "default");
-            pods.len() == 4 && pods.iter().all(|p| p["spec"]["containers"][0]["image"] == format!("{REPO}:v2"))
+            pods.len() == 4
+                && pods
+                    .iter()
+                    .all(|p| p["spec"]["containers"][0]["image"] == format!("{REPO}:v2"))
         })
         .await,
         "old pods terminate and leave four v2 pods"
     );
 
     // v10: the tag does not exist.
-    k.arun(&["set", "image", &format!("deployments/{APP}"), &format!("{APP}={REPO}:v10")]).await.ok();
+    k.arun(&[
+        "set",
+        "image",
+        &format!("deployments/{APP}"),
+        &format!("{APP}={REPO}:v10"),
+    ])
+    .await
+    .ok();
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             h.list("v1", "Pod", "default").iter().any(|p| {
-                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "ImagePullBackOff"
+                p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                    == "ImagePullBackOff"
             })
         })
         .await,
@@ -122,24 +176,46 @@ async fn seed_002_story_with_real_kubectl() {
     let out = k.arun(&["describe", "pods"]).await;
     out.ok();
     for needle in [
-        &format!("Failed to pull image \"{REPO}:v10\""),
-        &format!("Back-off pulling image \"{REPO}:v10\""),
-        "ErrImagePull",
-        "Successfully assigned default/",
+        format!("Failed to pull image \"{REPO}:v10\""),
+        format!("Back-off pulling image \"{REPO}:v10\""),
+        "ErrImagePull".to_string(),
+        "Successfully assigned default/".to_string(),
     ] {
-        assert!(out.stdout.contains(needle.as_str()), "describe lacks {needle}:\n{}", out.stdout);
+        assert!(
+            out.stdout.contains(&needle),
+            "describe lacks {needle}:\n{}",
+            out.stdout
+        );
     }
 
     // rollout status on a stuck rollout ends with the progress deadline.
-    k.arun(&["patch", "deployment", APP, "-p", r#"{"spec":{"progressDeadlineSeconds":30}}"#])
-        .await
-        .ok();
-    let out = k.arun(&["rollout", "status", &format!("deployment/{APP}"), "--timeout=60s"]).await;
+    k.arun(&[
+        "patch",
+        "deployment",
+        APP,
+        "-p",
+        r#"{"spec":{"progressDeadlineSeconds":30}}"#,
+    ])
+    .await
+    .ok();
+    let out = k
+        .arun(&[
+            "rollout",
+            "status",
+            &format!("deployment/{APP}"),
+            "--timeout=60s",
+        ])
+        .await;
     assert_ne!(out.code, 0, "{out:?}");
-    assert!(out.stderr.contains("exceeded its progress deadline"), "{out:?}");
+    assert!(
+        out.stderr.contains("exceeded its progress deadline"),
+        "{out:?}"
+    );
 
     // History, then undo back to v2.
-    let out = k.arun(&["rollout", "history", &format!("deployment/{APP}")]).await;
+    let out = k
+        .arun(&["rollout", "history", &format!("deployment/{APP}")])
+        .await;
     out.ok();
     for rev in ["1", "2", "3"] {
         assert!(
@@ -148,10 +224,19 @@ async fn seed_002_story_with_real_kubectl() {
             out.stdout
         );
     }
-    let out = k.arun(&["rollout", "undo", &format!("deployments/{APP}")]).await;
+    let out = k
+        .arun(&["rollout", "undo", &format!("deployments/{APP}")])
+        .await;
     out.ok();
     assert!(out.stdout.contains("rolled back"), "{out:?}");
-    k.arun(&["rollout", "status", &format!("deployment/{APP}"), "--timeout=60s"]).await.ok();
+    k.arun(&[
+        "rollout",
+        "status",
+        &format!("deployment/{APP}"),
+        "--timeout=60s",
+    ])
+    .await
+    .ok();
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             let pods = h.list("v1", "Pod", "default");
@@ -166,20 +251,40 @@ async fn seed_002_story_with_real_kubectl() {
     );
     let out = k.arun(&["get", "pods", "-o", "json"]).await;
     out.ok();
-    assert!(pods_json(&out).iter().all(|p| p["status"]["phase"] == "Running"));
+    assert!(
+        pods_json(&out)
+            .iter()
+            .all(|p| p["status"]["phase"] == "Running")
+    );
 
     // Undo reused the v2 ReplicaSet (revision 4), no new one.
     let rs = h.list("apps/v1", "ReplicaSet", "default");
     assert_eq!(rs.len(), 3, "v1, v2 and v10 ReplicaSets");
-    let active: Vec<&Value> = rs.iter().map(|r| &**r).filter(|r| r["spec"]["replicas"] == 4).collect();
+    let active: Vec<&Value> = rs
+        .iter()
+        .map(|r| &**r)
+        .filter(|r| r["spec"]["replicas"] == 4)
+        .collect();
     assert_eq!(active.len(), 1);
-    assert_eq!(active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision"], "4");
+    assert_eq!(
+        active[0]["metadata"]["annotations"]["deployment.kubernetes.io/revision"],
+        "4"
+    );
 
     // pause / resume.
-    k.arun(&["rollout", "pause", &format!("deployment/{APP}")]).await.ok();
-    let out = k.arun(&["rollout", "undo", &format!("deployment/{APP}")]).await;
-    assert_ne!(out.code, 0, "undo of a paused deployment is refused: {out:?}");
-    k.arun(&["rollout", "resume", &format!("deployment/{APP}")]).await.ok();
+    k.arun(&["rollout", "pause", &format!("deployment/{APP}")])
+        .await
+        .ok();
+    let out = k
+        .arun(&["rollout", "undo", &format!("deployment/{APP}")])
+        .await;
+    assert_ne!(
+        out.code, 0,
+        "undo of a paused deployment is refused: {out:?}"
+    );
+    k.arun(&["rollout", "resume", &format!("deployment/{APP}")])
+        .await
+        .ok();
 
     // Events, cluster-wide listing.
     let out = k.arun(&["get", "events"]).await;
@@ -194,20 +299,33 @@ async fn logs_and_previous_logs_of_a_crashing_container() {
     let kubectl = require_tool!("kubectl");
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    k.arun(&["create", "deployment", "web", "--image=example/web:1"]).await.ok();
-    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"]).await.ok();
+    k.arun(&["create", "deployment", "web", "--image=example/web:1"])
+        .await
+        .ok();
+    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await
+        .ok();
     let out = k.arun(&["logs", "deploy/web"]).await;
     out.ok();
     let out = k.arun(&["logs", "deploy/web", "--previous"]).await;
     assert_ne!(out.code, 0);
-    assert!(out.stderr.contains("previous terminated container \"web\""), "{out:?}");
+    assert!(
+        out.stderr.contains("previous terminated container \"web\""),
+        "{out:?}"
+    );
 
-    k.arun(&["set", "image", "deployment/web", "web=example/web:2-crash"]).await.ok();
+    k.arun(&["set", "image", "deployment/web", "web=example/web:2-crash"])
+        .await
+        .ok();
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             h.list("v1", "Pod", "default").iter().any(|p| {
-                p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1
-                    && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"] == "CrashLoopBackOff"
+                p["status"]["containerStatuses"][0]["restartCount"]
+                    .as_i64()
+                    .unwrap_or(0)
+                    >= 1
+                    && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
+                        == "CrashLoopBackOff"
             })
         })
         .await
@@ -215,17 +333,33 @@ async fn logs_and_previous_logs_of_a_crashing_container() {
     let crashing = h
         .list("v1", "Pod", "default")
         .into_iter()
-        .find(|p| p["status"]["containerStatuses"][0]["restartCount"].as_i64().unwrap_or(0) >= 1)
+        .find(|p| {
+            p["status"]["containerStatuses"][0]["restartCount"]
+                .as_i64()
+                .unwrap_or(0)
+                >= 1
+        })
         .expect("crashing pod");
     let name = crashing["metadata"]["name"].as_str().unwrap().to_string();
     let out = k.arun(&["logs", &name, "--previous"]).await;
     out.ok();
-    assert!(!out.stdout.trim().is_empty(), "previous instance logged something");
+    assert!(
+        !out.stdout.trim().is_empty(),
+        "previous instance logged something"
+    );
     let out = k.arun(&["get", "pods"]).await;
-    assert!(out.stdout.contains("CrashLoopBackOff") || out.stdout.contains("Error"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("CrashLoopBackOff") || out.stdout.contains("Error"),
+        "{}",
+        out.stdout
+    );
     let out = k.arun(&["describe", "pod", &name]).await;
     out.ok();
-    assert!(out.stdout.contains("Back-off restarting failed container"), "{}", out.stdout);
+    assert!(
+        out.stdout.contains("Back-off restarting failed container"),
+        "{}",
+        out.stdout
+    );
     assert!(out.stdout.contains("Exit Code:    1"), "{}", out.stdout);
     h.shutdown().await;
 }
@@ -237,11 +371,26 @@ async fn set_resources_leads_to_insufficient_cpu() {
     let kubectl = require_tool!("kubectl");
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    k.arun(&["create", "deployment", "web", "--image=example/web:1", "--replicas=2"]).await.ok();
-    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"]).await.ok();
-    let out = k.arun(&["set", "resources", "deployment/web", "--requests=cpu=3"]).await;
+    k.arun(&[
+        "create",
+        "deployment",
+        "web",
+        "--image=example/web:1",
+        "--replicas=2",
+    ])
+    .await
+    .ok();
+    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await
+        .ok();
+    let out = k
+        .arun(&["set", "resources", "deployment/web", "--requests=cpu=3"])
+        .await;
     out.ok();
-    assert!(out.stdout.contains("resource requirements updated"), "{out:?}");
+    assert!(
+        out.stdout.contains("resource requirements updated"),
+        "{out:?}"
+    );
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             h.list("v1", "Event", "default")
@@ -273,10 +422,17 @@ async fn auth_can_i_and_forbidden() {
     h.add_identity(
         "ci-reader",
         "reader-token",
-        vec![Rule::new(&["get", "list", "watch"], &["apps"], &["deployments"], &["default"])],
+        vec![Rule::new(
+            &["get", "list", "watch"],
+            &["apps"],
+            &["deployments"],
+            &["default"],
+        )],
     );
     let reader = Client::new(kubectl, &h.kubeconfig_for("reader-token", "ci-reader"));
-    let out = reader.arun(&["auth", "can-i", "patch", "deployments"]).await;
+    let out = reader
+        .arun(&["auth", "can-i", "patch", "deployments"])
+        .await;
     assert_eq!(out.stdout.trim(), "no", "{out:?}");
     let out = reader.arun(&["auth", "can-i", "list", "deployments"]).await;
     assert_eq!(out.stdout.trim(), "yes", "{out:?}");
@@ -290,7 +446,8 @@ async fn auth_can_i_and_forbidden() {
     );
     let out = reader.arun(&["get", "deployment", "nope"]).await;
     assert!(
-        out.stderr.contains("Error from server (NotFound): deployments.apps \"nope\" not found"),
+        out.stderr
+            .contains("Error from server (NotFound): deployments.apps \"nope\" not found"),
         "{out:?}"
     );
     h.shutdown().await;

@@ -254,19 +254,18 @@ pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
                         Cause::CrashLoop
                     };
                     out.push(signal(cause, c, message, restarts, Some(t.exit_code)));
-                } else if cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some() && !cs.ready
-                {
-                    if let Some(e) =
+                } else if cs.state.as_ref().and_then(|s| s.running.as_ref()).is_some()
+                    && !cs.ready
+                    && let Some(e) =
                         last_event(events, &name, |e| e.reason.as_deref() == Some("Unhealthy"))
-                    {
-                        out.push(signal(
-                            Cause::ReadinessFailing,
-                            c,
-                            e.message.clone().unwrap_or_default(),
-                            restarts,
-                            None,
-                        ));
-                    }
+                {
+                    out.push(signal(
+                        Cause::ReadinessFailing,
+                        c,
+                        e.message.clone().unwrap_or_default(),
+                        restarts,
+                        None,
+                    ));
                 }
             }
         }
@@ -379,7 +378,7 @@ pub fn findings(
                 let fix = if exit == Some(0) {
                     "The process exits 0 on its own: is it meant to exit? A run-to-completion task belongs in a Job (restartPolicy: OnFailure), not a Deployment.".to_string()
                 } else {
-                    "Read the log lines above (kubectl logs --previous) and fix the start-up error of the new build; the previous version is untouched.".to_string()
+                    "Read the log lines above (kubectl logs --previous) and fix the start-up error of the new build.".to_string()
                 };
                 (format!("container {cname} of the new version keeps exiting{code}"), fix)
             }
@@ -421,10 +420,28 @@ pub fn findings(
                     format!("Lower the pod's resource requests, run fewer replicas or less surge (maxSurge), or add nodes; check taints and nodeSelector.{requested}"),
                 )
             }
-            Cause::ReadinessFailing => (
-                format!("container {cname} runs but never becomes ready: {}", evidence.first().cloned().unwrap_or_default()),
-                "Check the readiness probe (path, port, timing) against what the new build serves.".to_string(),
-            ),
+            Cause::ReadinessFailing => {
+                use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+                let probe = spec
+                    .and_then(|c| c.readiness_probe.as_ref())
+                    .map(|p| match (&p.http_get, &p.tcp_socket, &p.exec) {
+                        (Some(h), _, _) => {
+                            let port = match &h.port {
+                                IntOrString::Int(i) => i.to_string(),
+                                IntOrString::String(s) => s.clone(),
+                            };
+                            format!(" (httpGet {} on port {port})", h.path.as_deref().unwrap_or("/"))
+                        }
+                        (_, Some(_), _) => " (tcpSocket)".to_string(),
+                        (_, _, Some(_)) => " (exec)".to_string(),
+                        _ => String::new(),
+                    })
+                    .unwrap_or_default();
+                (
+                    format!("container {cname} runs but never becomes ready: {}", evidence.first().cloned().unwrap_or_default()),
+                    format!("Check the readiness probe{probe} against what the new build serves (path, port, start-up time), or fix the app's health endpoint."),
+                )
+            }
             Cause::ProgressDeadline | Cause::Timeout => (
                 evidence.first().cloned().unwrap_or_else(|| cause.title().to_string()),
                 "No pod-level cause was found: look at the workload's events; raise the timeout if the rollout is just slow.".to_string(),

@@ -3,6 +3,13 @@
 
 pub mod console;
 pub mod json;
+// Issue #4 sinks (GitHub, GitLab, Slack) and what they share.
+pub mod escape;
+pub mod github;
+pub mod gitlab;
+pub mod markdown;
+pub mod publish;
+pub mod slack;
 
 use std::collections::BTreeMap;
 
@@ -59,6 +66,9 @@ pub struct Report {
     pub patch: Option<Value>,
     /// The pod template as it was before our patch.
     pub previous_template: Option<Value>,
+    /// Old vs new ready pods over the rollout's time (the Mermaid chart of
+    /// the Markdown sinks); empty when not tracked.
+    pub timeline: Vec<markdown::Sample>,
 }
 
 impl Report {
@@ -85,6 +95,7 @@ impl Report {
             inputs: BTreeMap::new(),
             patch: None,
             previous_template: None,
+            timeline: Vec::new(),
         }
     }
 }

@@ -94,6 +94,7 @@ pub fn replica_set_for_template<'a>(
 
 /// Plan the one patch. `deployment` is the raw object as read;
 /// `replica_sets` are the Deployment's (to name the previous template hash).
+#[allow(clippy::too_many_arguments)] // each is one input of the change; a struct would only rename them
 pub fn plan(
     deployment: &Value,
     replica_sets: &[Arc<ReplicaSet>],
@@ -465,7 +466,11 @@ pub fn still_waiting_for(d: &Deployment, min_generation: i64) -> Option<String> 
         return Some(format!("{updated} of {desired} new replicas to be updated"));
     }
     if replicas > updated {
-        return Some(format!("{} old replicas to terminate", replicas - updated));
+        let old = replicas - updated;
+        return Some(format!(
+            "{old} old replica{} to terminate",
+            if old == 1 { "" } else { "s" }
+        ));
     }
     if available < updated {
         return Some(format!(

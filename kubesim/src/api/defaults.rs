@@ -28,7 +28,9 @@ fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
 pub fn apply(rt: &ResourceType, obj: &mut Value) {
     match (rt.group, rt.plural) {
         ("apps", "deployments") => {
-            let Some(spec) = obj_mut(obj, "spec") else { return };
+            let Some(spec) = obj_mut(obj, "spec") else {
+                return;
+            };
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
@@ -46,7 +48,9 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             template(spec);
         }
         ("apps", "replicasets") | ("", "replicationcontrollers") => {
-            let Some(spec) = obj_mut(obj, "spec") else { return };
+            let Some(spec) = obj_mut(obj, "spec") else {
+                return;
+            };
             set_default(spec, "replicas", json!(1));
             if rt.plural == "replicationcontrollers" {
                 // An absent selector defaults to the template's labels.
@@ -55,7 +59,9 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                     .and_then(|t| t.get("metadata"))
                     .and_then(|m| m.get("labels"))
                     .cloned();
-                if spec.get("selector").is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty()))
+                if spec
+                    .get("selector")
+                    .is_none_or(|s| s.as_object().is_none_or(|m| m.is_empty()))
                     && let Some(l) = labels
                 {
                     spec.insert("selector".into(), l);
@@ -64,7 +70,9 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             template(spec);
         }
         ("apps", "statefulsets") => {
-            let Some(spec) = obj_mut(obj, "spec") else { return };
+            let Some(spec) = obj_mut(obj, "spec") else {
+                return;
+            };
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "podManagementPolicy", json!("OrderedReady"));
@@ -86,7 +94,9 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             template(spec);
         }
         ("apps", "daemonsets") => {
-            let Some(spec) = obj_mut(obj, "spec") else { return };
+            let Some(spec) = obj_mut(obj, "spec") else {
+                return;
+            };
             set_default(spec, "revisionHistoryLimit", json!(10));
             let us = spec.entry("updateStrategy").or_insert_with(|| json!({}));
             if let Some(s) = us.as_object_mut() {
@@ -113,7 +123,9 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             }
         }
         ("", "services") => {
-            let Some(spec) = obj_mut(obj, "spec") else { return };
+            let Some(spec) = obj_mut(obj, "spec") else {
+                return;
+            };
             set_default(spec, "type", json!("ClusterIP"));
             set_default(spec, "sessionAffinity", json!("None"));
             if let Some(ports) = spec.get_mut("ports").and_then(Value::as_array_mut) {
@@ -215,11 +227,17 @@ fn pod_admission(ps: &mut Map<String, Value>) {
     set_default(ps, "preemptionPolicy", json!("PreemptLowerPriority"));
     set_default(ps, "priority", json!(0));
     set_default(ps, "serviceAccountName", json!("default"));
-    let sa = ps.get("serviceAccountName").cloned().unwrap_or(json!("default"));
+    let sa = ps
+        .get("serviceAccountName")
+        .cloned()
+        .unwrap_or(json!("default"));
     set_default(ps, "serviceAccount", sa);
     let tolerations = ps.entry("tolerations").or_insert_with(|| json!([]));
     if let Some(ts) = tolerations.as_array_mut() {
-        for key in ["node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable"] {
+        for key in [
+            "node.kubernetes.io/not-ready",
+            "node.kubernetes.io/unreachable",
+        ] {
             if !ts.iter().any(|t| t["key"].as_str() == Some(key)) {
                 ts.push(json!({"effect": "NoExecute", "key": key, "operator": "Exists", "tolerationSeconds": 300}));
             }

@@ -7,8 +7,10 @@ use super::http::{self, Req, Resp};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{self, ResourceType};
 
-pub const AGGREGATED_V2: &str = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
-const AGGREGATED_V2BETA1: &str = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
+pub const AGGREGATED_V2: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
+const AGGREGATED_V2BETA1: &str =
+    "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList";
 
 pub fn version() -> Value {
     json!({
@@ -69,7 +71,10 @@ pub fn apis(req: &Req) -> Resp {
         .filter(|(g, _)| !g.is_empty())
         .map(|(g, v)| api_group(g, v))
         .collect();
-    http::json(200, &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}))
+    http::json(
+        200,
+        &json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups}),
+    )
 }
 
 fn api_group(g: &str, v: &str) -> Value {
@@ -82,7 +87,13 @@ pub fn group(g: &str) -> ApiResult<Value> {
     let (g, v) = resources::groups()
         .into_iter()
         .find(|(name, _)| *name == g && !g.is_empty())
-        .ok_or_else(|| ApiError::new(404, "NotFound", "the server could not find the requested resource"))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                404,
+                "NotFound",
+                "the server could not find the requested resource",
+            )
+        })?;
     let mut out = api_group(g, v);
     out["kind"] = json!("APIGroup");
     out["apiVersion"] = json!("v1");
@@ -90,12 +101,26 @@ pub fn group(g: &str) -> ApiResult<Value> {
 }
 
 /// The verbs and response kind of a subresource.
-fn sub_info(rt: &ResourceType, sub: &str, kind: &str) -> (Vec<&'static str>, &'static str, &'static str, String) {
+fn sub_info(
+    rt: &ResourceType,
+    sub: &str,
+    kind: &str,
+) -> (Vec<&'static str>, &'static str, &'static str, String) {
     match sub {
-        "scale" => (vec!["get", "patch", "update"], "autoscaling", "v1", "Scale".into()),
+        "scale" => (
+            vec!["get", "patch", "update"],
+            "autoscaling",
+            "v1",
+            "Scale".into(),
+        ),
         "log" => (vec!["get"], "", "v1", "Pod".into()),
         "eviction" => (vec!["create"], "policy", "v1", "Eviction".into()),
-        _ => (vec!["get", "patch", "update"], rt.group, rt.version, kind.to_string()),
+        _ => (
+            vec!["get", "patch", "update"],
+            rt.group,
+            rt.version,
+            kind.to_string(),
+        ),
     }
 }
 
@@ -134,10 +159,20 @@ pub fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
         }
     }
     if items.is_empty() {
-        return Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"));
+        return Err(ApiError::new(
+            404,
+            "NotFound",
+            "the server could not find the requested resource",
+        ));
     }
-    let gv = if g.is_empty() { v.to_string() } else { format!("{g}/{v}") };
-    Ok(json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}))
+    let gv = if g.is_empty() {
+        v.to_string()
+    } else {
+        format!("{g}/{v}")
+    };
+    Ok(
+        json!({"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": items}),
+    )
 }
 
 /// The aggregated discovery document for `/api` (core) or `/apis`.

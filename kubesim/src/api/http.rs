@@ -98,19 +98,25 @@ pub async fn serve(
         let acceptor = acceptor.clone();
         tokio::spawn(async move {
             match acceptor {
-                Some(acc) => match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
-                    Ok(Ok(s)) => serve_conn(sim, builder, s, shutdown).await,
-                    Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
-                    Err(_) => tracing::debug!("TLS handshake timed out"),
-                },
+                Some(acc) => {
+                    match tokio::time::timeout(Duration::from_secs(10), acc.accept(stream)).await {
+                        Ok(Ok(s)) => serve_conn(sim, builder, s, shutdown).await,
+                        Ok(Err(e)) => tracing::debug!(error = %e, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                }
                 None => serve_conn(sim, builder, stream, shutdown).await,
             }
         });
     }
 }
 
-async fn serve_conn<I>(sim: Arc<Sim>, builder: Builder<TokioExecutor>, io: I, mut shutdown: watch::Receiver<bool>)
-where
+async fn serve_conn<I>(
+    sim: Arc<Sim>,
+    builder: Builder<TokioExecutor>,
+    io: I,
+    mut shutdown: watch::Receiver<bool>,
+) where
     I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let conn_shutdown = shutdown.clone();
@@ -159,7 +165,10 @@ impl Req {
     }
 
     pub fn header(&self, k: header::HeaderName) -> &str {
-        self.headers.get(k).and_then(|v| v.to_str().ok()).unwrap_or("")
+        self.headers
+            .get(k)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
     }
 
     pub fn dry_run(&self) -> bool {
@@ -178,7 +187,11 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>, shutdown: watch::Receiver
     let body = match Limited::new(body, MAX_BODY).collect().await {
         Ok(b) => b.to_bytes(),
         Err(e) => {
-            let resp = error(&ApiError::new(413, "RequestEntityTooLarge", format!("reading body: {e}")));
+            let resp = error(&ApiError::new(
+                413,
+                "RequestEntityTooLarge",
+                format!("reading body: {e}"),
+            ));
             sim.metrics.record(&user_agent, 0);
             return resp;
         }
@@ -198,7 +211,10 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>, shutdown: watch::Receiver
         user_agent,
     };
     let resp = super::dispatch(&sim, &req, shutdown).await;
-    let len = resp.headers().get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse().ok());
+    let len = resp
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse().ok());
     sim.metrics.record(&req.user_agent, len.unwrap_or(0));
     tracing::debug!(method = %req.method, path = %req.path, status = resp.status().as_u16(), "request");
     resp
@@ -212,7 +228,8 @@ pub fn full(status: u16, content_type: &str, body: impl Into<Bytes>) -> Resp {
     if let Ok(v) = HeaderValue::from_str(content_type) {
         r.headers_mut().insert(header::CONTENT_TYPE, v);
     }
-    r.headers_mut().insert(header::CONTENT_LENGTH, HeaderValue::from(len));
+    r.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(len));
     r
 }
 

@@ -11,7 +11,11 @@ use crate::resources::res;
 fn names(pod: &Value, key: &str) -> Vec<String> {
     pod["spec"][key]
         .as_array()
-        .map(|a| a.iter().filter_map(|c| c["name"].as_str().map(String::from)).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c["name"].as_str().map(String::from))
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -22,7 +26,9 @@ pub fn get(sim: &Sim, req: &Req, ns: &str, name: &str) -> ApiResult<Resp> {
     let container = match req.q("container").filter(|c| !c.is_empty()) {
         Some(c) => {
             if !containers.iter().chain(inits.iter()).any(|n| n == c) {
-                return Err(ApiError::bad_request(format!("container {c} is not valid for pod {name}")));
+                return Err(ApiError::bad_request(format!(
+                    "container {c} is not valid for pod {name}"
+                )));
             }
             c.to_string()
         }
@@ -33,7 +39,10 @@ pub fn get(sim: &Sim, req: &Req, ns: &str, name: &str) -> ApiResult<Resp> {
                 containers.join(" ")
             );
             if !inits.is_empty() {
-                msg.push_str(&format!(" or one of the init containers: [{}]", inits.join(" ")));
+                msg.push_str(&format!(
+                    " or one of the init containers: [{}]",
+                    inits.join(" ")
+                ));
             }
             return Err(ApiError::bad_request(msg));
         }
@@ -47,7 +56,9 @@ pub fn get(sim: &Sim, req: &Req, ns: &str, name: &str) -> ApiResult<Resp> {
         .cloned();
     let lines = match (entry, previous) {
         (Some(l), false) => l.current,
-        (Some(l), true) => l.previous.ok_or_else(|| previous_missing(&container, name))?,
+        (Some(l), true) => l
+            .previous
+            .ok_or_else(|| previous_missing(&container, name))?,
         (None, true) => return Err(previous_missing(&container, name)),
         (None, false) => return Err(waiting(&pod, &container, name)),
     };
@@ -57,7 +68,9 @@ pub fn get(sim: &Sim, req: &Req, ns: &str, name: &str) -> ApiResult<Resp> {
     {
         lines.drain(..lines.len() - n);
     }
-    let ts = req.q_bool("timestamps").then(|| fmt_micro_time(sim.clock.now()));
+    let ts = req
+        .q_bool("timestamps")
+        .then(|| fmt_micro_time(sim.clock.now()));
     let mut out = String::new();
     for l in &lines {
         if let Some(t) = &ts {
@@ -80,7 +93,9 @@ pub fn get(sim: &Sim, req: &Req, ns: &str, name: &str) -> ApiResult<Resp> {
 }
 
 fn previous_missing(container: &str, pod: &str) -> ApiError {
-    ApiError::bad_request(format!("previous terminated container {container:?} in pod {pod:?} not found"))
+    ApiError::bad_request(format!(
+        "previous terminated container {container:?} in pod {pod:?} not found"
+    ))
 }
 
 fn waiting(pod: &Value, container: &str, name: &str) -> ApiError {
@@ -88,7 +103,12 @@ fn waiting(pod: &Value, container: &str, name: &str) -> ApiError {
         .as_array()
         .into_iter()
         .flatten()
-        .chain(pod["status"]["initContainerStatuses"].as_array().into_iter().flatten())
+        .chain(
+            pod["status"]["initContainerStatuses"]
+                .as_array()
+                .into_iter()
+                .flatten(),
+        )
         .find(|s| s["name"].as_str() == Some(container));
     let reason = status
         .and_then(|s| s["state"]["waiting"]["reason"].as_str())
@@ -97,5 +117,7 @@ fn waiting(pod: &Value, container: &str, name: &str) -> ApiError {
         "ErrImagePull" | "ImagePullBackOff" => "trying and failing to pull image",
         r => r,
     };
-    ApiError::bad_request(format!("container {container:?} in pod {name:?} is waiting to start: {reason}"))
+    ApiError::bad_request(format!(
+        "container {container:?} in pod {name:?} is waiting to start: {reason}"
+    ))
 }

@@ -49,14 +49,22 @@ pub async fn serve(
 }
 
 /// Authenticate, authorize and route one request.
-pub(crate) async fn dispatch(sim: &Arc<Sim>, req: &http::Req, shutdown: wch::Receiver<bool>) -> http::Resp {
+pub(crate) async fn dispatch(
+    sim: &Arc<Sim>,
+    req: &http::Req,
+    shutdown: wch::Receiver<bool>,
+) -> http::Resp {
     match dispatch_inner(sim, req, shutdown).await {
         Ok(r) => r,
         Err(e) => http::error(&e),
     }
 }
 
-async fn dispatch_inner(sim: &Arc<Sim>, req: &http::Req, shutdown: wch::Receiver<bool>) -> ApiResult<http::Resp> {
+async fn dispatch_inner(
+    sim: &Arc<Sim>,
+    req: &http::Req,
+    shutdown: wch::Receiver<bool>,
+) -> ApiResult<http::Resp> {
     use routes::Route;
     let route = routes::parse(&req.path);
     // Authentication: a bearer token from the identities; the public
@@ -113,8 +121,11 @@ async fn dispatch_inner(sim: &Arc<Sim>, req: &http::Req, shutdown: wch::Receiver
                 namespace: r.namespace.clone().unwrap_or_default(),
                 name: r.name.clone().unwrap_or_default(),
             };
-            if !identity.allowed(&attrs) {
-                let mut e = ApiError::new(403, "Forbidden", attrs.forbidden_message(&identity.user));
+            // Self-reviews are open to every authenticated user (system:basic-user).
+            let self_review = r.rt.group == "authorization.k8s.io";
+            if !self_review && !identity.allowed(&attrs) {
+                let mut e =
+                    ApiError::new(403, "Forbidden", attrs.forbidden_message(&identity.user));
                 let mut d = json!({"kind": r.rt.plural});
                 if !attrs.name.is_empty() {
                     d["name"] = json!(attrs.name);
@@ -133,7 +144,11 @@ async fn dispatch_inner(sim: &Arc<Sim>, req: &http::Req, shutdown: wch::Receiver
 /// 404 for a path nothing serves (upstream's plain "404 page not found" is
 /// a Status with reason NotFound for API clients).
 fn not_found_path() -> ApiError {
-    ApiError::new(404, "NotFound", "the server could not find the requested resource")
+    ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    )
 }
 
 /// Whether the Accept header admits JSON.
@@ -146,7 +161,12 @@ fn acceptable(req: &http::Req) -> bool {
         let base = m.split(';').next().unwrap_or("").trim();
         matches!(
             base,
-            "application/json" | "*/*" | "application/*" | "application/yaml" | "text/plain" | "text/*"
+            "application/json"
+                | "*/*"
+                | "application/*"
+                | "application/yaml"
+                | "text/plain"
+                | "text/*"
         )
     })
 }
@@ -157,7 +177,9 @@ pub fn resource_of(obj: &Value) -> ApiResult<&'static ResourceType> {
     let kind = obj["kind"].as_str().unwrap_or("");
     let group = api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("");
     resources::by_kind(group, kind).ok_or_else(|| {
-        ApiError::bad_request(format!("no resource for apiVersion {api_version:?} kind {kind:?}"))
+        ApiError::bad_request(format!(
+            "no resource for apiVersion {api_version:?} kind {kind:?}"
+        ))
     })
 }
 
@@ -197,7 +219,9 @@ pub fn delete_object(
         ));
     }
     if rt.group.is_empty() && rt.plural == "pods" {
-        let bound = cur["spec"]["nodeName"].as_str().is_some_and(|n| !n.is_empty());
+        let bound = cur["spec"]["nodeName"]
+            .as_str()
+            .is_some_and(|n| !n.is_empty());
         let terminating = !cur["metadata"]["deletionTimestamp"].is_null();
         let grace = opts
             .grace_period_seconds
@@ -207,7 +231,9 @@ pub fn delete_object(
         if bound && grace > 0 {
             if terminating {
                 // Shortening an ongoing graceful deletion is allowed; otherwise a no-op.
-                let cur_grace = cur["metadata"]["deletionGracePeriodSeconds"].as_i64().unwrap_or(i64::MAX);
+                let cur_grace = cur["metadata"]["deletionGracePeriodSeconds"]
+                    .as_i64()
+                    .unwrap_or(i64::MAX);
                 if grace >= cur_grace {
                     return Ok(cur);
                 }
@@ -240,14 +266,22 @@ fn orphan_dependents(sim: &Sim, uid: &str) {
             if !refs.is_some_and(|r| r.iter().any(|o| o["uid"].as_str() == Some(uid))) {
                 continue;
             }
-            let ns = it["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+            let ns = it["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             let name = it["metadata"]["name"].as_str().unwrap_or("").to_string();
             let _ = sim.store.modify(rt, &ns, &name, |o| {
                 if let Some(m) = o["metadata"].as_object_mut() {
                     let keep: Vec<Value> = m
                         .get("ownerReferences")
                         .and_then(|v| v.as_array())
-                        .map(|a| a.iter().filter(|r| r["uid"].as_str() != Some(uid)).cloned().collect())
+                        .map(|a| {
+                            a.iter()
+                                .filter(|r| r["uid"].as_str() != Some(uid))
+                                .cloned()
+                                .collect()
+                        })
                         .unwrap_or_default();
                     if keep.is_empty() {
                         m.remove("ownerReferences");

@@ -13,7 +13,11 @@ use crate::error::{ApiError, ApiResult};
 use crate::resources::{self, ResourceType};
 
 fn gv_path(g: &str, v: &str) -> String {
-    if g.is_empty() { format!("api/{v}") } else { format!("apis/{g}/{v}") }
+    if g.is_empty() {
+        format!("api/{v}")
+    } else {
+        format!("apis/{g}/{v}")
+    }
 }
 
 fn hash_of(v: &Value) -> String {
@@ -45,18 +49,30 @@ pub fn document(gv: &str) -> ApiResult<Value> {
             return Ok(build(g, v));
         }
     }
-    Err(ApiError::new(404, "NotFound", "the server could not find the requested resource"))
+    Err(ApiError::new(
+        404,
+        "NotFound",
+        "the server could not find the requested resource",
+    ))
 }
 
 fn param(name: &str, location: &str) -> Value {
-    let mut p = json!({"name": name, "in": location, "schema": {"type": "string", "uniqueItems": true}});
+    let mut p =
+        json!({"name": name, "in": location, "schema": {"type": "string", "uniqueItems": true}});
     if location == "path" {
         p["required"] = json!(true);
     }
     p
 }
 
-fn op(rt: &ResourceType, action: &str, kind: &str, group: &str, version: &str, params: &[&str]) -> Value {
+fn op(
+    rt: &ResourceType,
+    action: &str,
+    kind: &str,
+    group: &str,
+    version: &str,
+    params: &[&str],
+) -> Value {
     let mut o = json!({
         "operationId": format!("{action}{}", rt.kind),
         "parameters": params.iter().map(|p| param(p, "query")).collect::<Vec<_>>(),
@@ -65,13 +81,20 @@ fn op(rt: &ResourceType, action: &str, kind: &str, group: &str, version: &str, p
         "x-kubernetes-group-version-kind": {"group": group, "version": version, "kind": kind},
     });
     if matches!(action, "post" | "put" | "patch") {
-        o["requestBody"] = json!({"content": {"*/*": {"schema": {"type": "object"}}}, "required": true});
+        o["requestBody"] =
+            json!({"content": {"*/*": {"schema": {"type": "object"}}}, "required": true});
     }
     o
 }
 
 const WRITE: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "pretty"];
-const PATCH: &[&str] = &["dryRun", "fieldManager", "fieldValidation", "force", "pretty"];
+const PATCH: &[&str] = &[
+    "dryRun",
+    "fieldManager",
+    "fieldValidation",
+    "force",
+    "pretty",
+];
 const LIST: &[&str] = &[
     "allowWatchBookmarks",
     "continue",
@@ -85,12 +108,21 @@ const LIST: &[&str] = &[
     "watch",
     "pretty",
 ];
-const DELETE: &[&str] = &["dryRun", "gracePeriodSeconds", "propagationPolicy", "pretty"];
+const DELETE: &[&str] = &[
+    "dryRun",
+    "gracePeriodSeconds",
+    "propagationPolicy",
+    "pretty",
+];
 
 fn build(g: &str, v: &str) -> Value {
     let mut paths = Map::new();
     for rt in resources::in_group(g, v) {
-        let base = if g.is_empty() { format!("/api/{v}") } else { format!("/apis/{g}/{v}") };
+        let base = if g.is_empty() {
+            format!("/api/{v}")
+        } else {
+            format!("/apis/{g}/{v}")
+        };
         let coll = if rt.namespaced {
             format!("{base}/namespaces/{{namespace}}/{}", rt.plural)
         } else {
@@ -131,7 +163,16 @@ fn build(g: &str, v: &str) -> Value {
                 };
                 let mut s = json!({"parameters": path_params});
                 match *sub {
-                    "log" => s["get"] = op(rt, "connect", sk, sg, sv, &["container", "previous", "tailLines"]),
+                    "log" => {
+                        s["get"] = op(
+                            rt,
+                            "connect",
+                            sk,
+                            sg,
+                            sv,
+                            &["container", "previous", "tailLines"],
+                        )
+                    }
                     "eviction" => s["post"] = op(rt, "post", sk, sg, sv, WRITE),
                     _ => {
                         s["get"] = op(rt, "get", sk, sg, sv, &["pretty"]);

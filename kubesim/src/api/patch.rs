@@ -66,7 +66,9 @@ pub fn apply(pt: PatchType, doc: &Value, body: &[u8]) -> ApiResult<Value> {
             let p: Value = serde_json::from_slice(body)
                 .map_err(|e| ApiError::bad_request(format!("error decoding patch: {e}")))?;
             let Value::Object(pm) = p else {
-                return Err(ApiError::bad_request("strategic merge patch must be a JSON object"));
+                return Err(ApiError::bad_request(
+                    "strategic merge patch must be a JSON object",
+                ));
             };
             let mut out = doc.clone();
             if !out.is_object() {
@@ -98,7 +100,10 @@ enum ListStrategy {
 fn strategy(path: &[String], field: &str) -> ListStrategy {
     let parent = path.last().map(String::as_str).unwrap_or("");
     let in_container = path.iter().any(|p| {
-        matches!(p.as_str(), "containers" | "initContainers" | "ephemeralContainers")
+        matches!(
+            p.as_str(),
+            "containers" | "initContainers" | "ephemeralContainers"
+        )
     });
     match field {
         "containers" | "initContainers" | "ephemeralContainers" => ListStrategy::Key("name"),
@@ -150,7 +155,11 @@ fn strip(v: &Value) -> Option<Value> {
     }
 }
 
-fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>, path: &[String]) -> ApiResult<()> {
+fn merge_map(
+    orig: &mut Map<String, Value>,
+    patch: &Map<String, Value>,
+    path: &[String],
+) -> ApiResult<()> {
     match patch.get("$patch").and_then(Value::as_str) {
         Some("replace") => {
             *orig = match strip(&Value::Object(patch.clone())) {
@@ -165,7 +174,9 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>, path: &[
         }
         Some("merge") | None => {}
         Some(other) => {
-            return Err(ApiError::bad_request(format!("unknown patch type: {other:?}")));
+            return Err(ApiError::bad_request(format!(
+                "unknown patch type: {other:?}"
+            )));
         }
     }
     for (k, pv) in patch {
@@ -199,7 +210,9 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>, path: &[
                 }
             }
             Value::Array(pa) => {
-                let order = patch.get(&format!("{SET_ORDER}{k}")).and_then(Value::as_array);
+                let order = patch
+                    .get(&format!("{SET_ORDER}{k}"))
+                    .and_then(Value::as_array);
                 match strategy(path, k) {
                     ListStrategy::Key(key) => {
                         let mut list = match orig.remove(k) {
@@ -217,7 +230,10 @@ fn merge_map(orig: &mut Map<String, Value>, patch: &Map<String, Value>, path: &[
                             Some(Value::Array(a)) => a,
                             _ => Vec::new(),
                         };
-                        if pa.iter().any(|x| x.get("$patch").and_then(Value::as_str) == Some("replace")) {
+                        if pa
+                            .iter()
+                            .any(|x| x.get("$patch").and_then(Value::as_str) == Some("replace"))
+                        {
                             list = pa.iter().filter(|x| !x.is_object()).cloned().collect();
                         } else {
                             for x in pa {
@@ -355,7 +371,10 @@ mod tests {
         );
         assert_eq!(out["metadata"]["labels"], json!({"y": "2"}));
         assert_eq!(out["metadata"]["finalizers"], json!(["b"]));
-        assert_eq!(out["spec"]["env"], json!([{"name": "B", "value": "2"}, {"name": "C", "value": "3"}]));
+        assert_eq!(
+            out["spec"]["env"],
+            json!([{"name": "B", "value": "2"}, {"name": "C", "value": "3"}])
+        );
         assert_eq!(out["spec"]["tolerations"], json!([{"key": "z"}]));
         assert_eq!(out["spec"]["strategy"], json!({"type": "Recreate"}));
     }

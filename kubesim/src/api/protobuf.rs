@@ -39,7 +39,10 @@ fn schema(msg: &str) -> Fields {
             (12, "annotations", MapStr),
             (14, "finalizers", RepStr),
         ],
-        "Deployment" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("DeploymentSpec"))],
+        "Deployment" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("DeploymentSpec")),
+        ],
         "DeploymentSpec" => &[
             (1, "replicas", IntKeep),
             (2, "selector", Msg("LabelSelector")),
@@ -50,11 +53,22 @@ fn schema(msg: &str) -> Fields {
             (7, "paused", Bool),
             (9, "progressDeadlineSeconds", IntKeep),
         ],
-        "LabelSelector" => &[(1, "matchLabels", MapStr), (2, "matchExpressions", RepMsg("LabelSelectorRequirement"))],
-        "LabelSelectorRequirement" => &[(1, "key", Str), (2, "operator", Str), (3, "values", RepStr)],
-        "DeploymentStrategy" => &[(1, "type", Str), (2, "rollingUpdate", Msg("RollingUpdateDeployment"))],
+        "LabelSelector" => &[
+            (1, "matchLabels", MapStr),
+            (2, "matchExpressions", RepMsg("LabelSelectorRequirement")),
+        ],
+        "LabelSelectorRequirement" => {
+            &[(1, "key", Str), (2, "operator", Str), (3, "values", RepStr)]
+        }
+        "DeploymentStrategy" => &[
+            (1, "type", Str),
+            (2, "rollingUpdate", Msg("RollingUpdateDeployment")),
+        ],
         "RollingUpdateDeployment" => &[(1, "maxUnavailable", IntOrStr), (2, "maxSurge", IntOrStr)],
-        "PodTemplateSpec" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("PodSpec"))],
+        "PodTemplateSpec" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("PodSpec")),
+        ],
         "PodSpec" => &[
             (2, "containers", RepMsg("Container")),
             (3, "restartPolicy", Str),
@@ -79,10 +93,19 @@ fn schema(msg: &str) -> Fields {
             (13, "terminationMessagePath", Str),
             (14, "imagePullPolicy", Str),
         ],
-        "ContainerPort" => &[(1, "name", Str), (2, "hostPort", Int), (3, "containerPort", Int), (4, "protocol", Str), (5, "hostIP", Str)],
+        "ContainerPort" => &[
+            (1, "name", Str),
+            (2, "hostPort", Int),
+            (3, "containerPort", Int),
+            (4, "protocol", Str),
+            (5, "hostIP", Str),
+        ],
         "EnvVar" => &[(1, "name", Str), (2, "value", Str)],
         "ResourceRequirements" => &[(1, "limits", MapQuantity), (2, "requests", MapQuantity)],
-        "Service" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("ServiceSpec"))],
+        "Service" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("ServiceSpec")),
+        ],
         "ServiceSpec" => &[
             (1, "ports", RepMsg("ServicePort")),
             (2, "selector", MapStr),
@@ -90,13 +113,34 @@ fn schema(msg: &str) -> Fields {
             (4, "type", Str),
             (7, "externalName", Str),
         ],
-        "ServicePort" => &[(1, "name", Str), (2, "protocol", Str), (3, "port", Int), (4, "targetPort", IntOrStr), (5, "nodePort", Int)],
-        "ConfigMap" => &[(1, "metadata", Msg("ObjectMeta")), (2, "data", MapStr), (3, "binaryData", MapBytes)],
-        "Secret" => &[(1, "metadata", Msg("ObjectMeta")), (2, "data", MapBytes), (3, "type", Str), (4, "stringData", MapStr)],
-        "Namespace" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("NamespaceSpec"))],
+        "ServicePort" => &[
+            (1, "name", Str),
+            (2, "protocol", Str),
+            (3, "port", Int),
+            (4, "targetPort", IntOrStr),
+            (5, "nodePort", Int),
+        ],
+        "ConfigMap" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "data", MapStr),
+            (3, "binaryData", MapBytes),
+        ],
+        "Secret" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "data", MapBytes),
+            (3, "type", Str),
+            (4, "stringData", MapStr),
+        ],
+        "Namespace" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("NamespaceSpec")),
+        ],
         "NamespaceSpec" => &[(1, "finalizers", RepStr)],
         "ServiceAccount" => &[(1, "metadata", Msg("ObjectMeta"))],
-        "SelfSubjectAccessReview" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("SSARSpec"))],
+        "SelfSubjectAccessReview" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("SSARSpec")),
+        ],
         "SSARSpec" => &[
             (1, "resourceAttributes", Msg("ResourceAttributes")),
             (2, "nonResourceAttributes", Msg("NonResourceAttributes")),
@@ -111,7 +155,10 @@ fn schema(msg: &str) -> Fields {
             (7, "name", Str),
         ],
         "NonResourceAttributes" => &[(1, "path", Str), (2, "verb", Str)],
-        "SelfSubjectRulesReview" => &[(1, "metadata", Msg("ObjectMeta")), (2, "spec", Msg("SSRRSpec"))],
+        "SelfSubjectRulesReview" => &[
+            (1, "metadata", Msg("ObjectMeta")),
+            (2, "spec", Msg("SSRRSpec")),
+        ],
         "SSRRSpec" => &[(1, "namespace", Str)],
         "TypeMeta" => &[(1, "apiVersion", Str), (2, "kind", Str)],
         _ => &[],
@@ -147,7 +194,11 @@ impl<'a> Reader<'a> {
 
     fn bytes(&mut self) -> ApiResult<&'a [u8]> {
         let n = self.varint()? as usize;
-        let end = self.i.checked_add(n).filter(|e| *e <= self.b.len()).ok_or_else(|| bad("truncated field"))?;
+        let end = self
+            .i
+            .checked_add(n)
+            .filter(|e| *e <= self.b.len())
+            .ok_or_else(|| bad("truncated field"))?;
         let s = &self.b[self.i..end];
         self.i = end;
         Ok(s)
@@ -231,17 +282,23 @@ fn message(b: &[u8], name: &str) -> ApiResult<Value> {
             }
             (K::Msg(m), 2) => {
                 let v = message(r.bytes()?, m)?;
-                if v.as_object().is_some_and(|o| !o.is_empty()) || matches!(*m, "ResourceRequirements") {
+                if v.as_object().is_some_and(|o| !o.is_empty())
+                    || matches!(*m, "ResourceRequirements")
+                {
                     out.insert(key, v);
                 }
             }
             (K::RepStr, 2) => {
                 let s = str_of(r.bytes()?)?;
-                out.entry(key).or_insert_with(|| json!([])).as_array_mut().map(|a| a.push(json!(s)));
+                if let Some(a) = out.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+                    a.push(json!(s));
+                }
             }
             (K::RepMsg(m), 2) => {
                 let v = message(r.bytes()?, m)?;
-                out.entry(key).or_insert_with(|| json!([])).as_array_mut().map(|a| a.push(v));
+                if let Some(a) = out.entry(key).or_insert_with(|| json!([])).as_array_mut() {
+                    a.push(v);
+                }
             }
             (K::MapStr | K::MapBytes | K::MapQuantity, 2) => {
                 let (k, v) = entry(r.bytes()?)?;
@@ -254,10 +311,15 @@ fn message(b: &[u8], name: &str) -> ApiResult<Value> {
                     }
                     _ => json!(str_of(&v)?),
                 };
-                out.entry(key).or_insert_with(|| json!({})).as_object_mut().map(|m| m.insert(k, val));
+                if let Some(m) = out.entry(key).or_insert_with(|| json!({})).as_object_mut() {
+                    m.insert(k, val);
+                }
             }
             (K::IntOrStr, 2) => {
-                let mut ir = Reader { b: r.bytes()?, i: 0 };
+                let mut ir = Reader {
+                    b: r.bytes()?,
+                    i: 0,
+                };
                 let (mut ty, mut iv, mut sv) = (0, 0i64, String::new());
                 while let Some((f, w)) = ir.next()? {
                     match (f, w) {
@@ -277,7 +339,9 @@ fn message(b: &[u8], name: &str) -> ApiResult<Value> {
 
 /// Decode a `application/vnd.kubernetes.protobuf` body into JSON.
 pub fn decode(body: &[u8]) -> ApiResult<Value> {
-    let rest = body.strip_prefix(b"k8s\0").ok_or_else(|| bad("missing k8s envelope"))?;
+    let rest = body
+        .strip_prefix(b"k8s\0")
+        .ok_or_else(|| bad("missing k8s envelope"))?;
     let mut r = Reader { b: rest, i: 0 };
     let mut type_meta = Value::Null;
     let mut raw: &[u8] = &[];

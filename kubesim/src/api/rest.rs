@@ -61,9 +61,20 @@ pub async fn handle(
         }
         "update" => {
             let body = decode_body(req)?;
-            let expect = body["metadata"]["resourceVersion"].as_str().map(String::from);
+            let expect = body["metadata"]["resourceVersion"]
+                .as_str()
+                .map(String::from);
             let view = from_view(rt, body);
-            let out = write_update(sim, rt, &ns, &name, sub, view, expect.as_deref(), req.dry_run())?;
+            let out = write_update(
+                sim,
+                rt,
+                &ns,
+                &name,
+                sub,
+                view,
+                expect.as_deref(),
+                req.dry_run(),
+            )?;
             Ok(http::json(200, &respond_view(rt, sub, &out)))
         }
         "patch" => {
@@ -84,8 +95,10 @@ fn decode_body(req: &Req) -> ApiResult<Value> {
         "" | "application/json" | "*/*" => serde_json::from_slice(&req.body)
             .map_err(|e| ApiError::bad_request(format!("error decoding request body: {e}"))),
         "application/vnd.kubernetes.protobuf" => super::protobuf::decode(&req.body),
-        "application/yaml" | "application/x-yaml" | "text/yaml" => serde_yaml::from_slice(&req.body)
-            .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}"))),
+        "application/yaml" | "application/x-yaml" | "text/yaml" => {
+            serde_yaml::from_slice(&req.body)
+                .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))
+        }
         other => Err(patch::unsupported(other)),
     }
 }
@@ -129,7 +142,10 @@ pub fn core_to_events_v1(e: &Value) -> Value {
     m.insert("kind".into(), json!("Event"));
     m.insert("apiVersion".into(), json!("events.k8s.io/v1"));
     copy(&mut m, "metadata", e, "metadata");
-    m.insert("eventTime".into(), e.get("eventTime").cloned().unwrap_or(Value::Null));
+    m.insert(
+        "eventTime".into(),
+        e.get("eventTime").cloned().unwrap_or(Value::Null),
+    );
     copy(&mut m, "series", e, "series");
     let controller = e["reportingComponent"]
         .as_str()
@@ -170,12 +186,28 @@ pub fn events_v1_to_core(e: &Value) -> Value {
     copy(&mut m, "involvedObject", e, "regarding");
     copy(&mut m, "reason", e, "reason");
     copy(&mut m, "message", e, "note");
-    m.insert("source".into(), e.get("deprecatedSource").cloned().unwrap_or(json!({})));
-    m.insert("firstTimestamp".into(), e.get("deprecatedFirstTimestamp").cloned().unwrap_or(Value::Null));
-    m.insert("lastTimestamp".into(), e.get("deprecatedLastTimestamp").cloned().unwrap_or(Value::Null));
+    m.insert(
+        "source".into(),
+        e.get("deprecatedSource").cloned().unwrap_or(json!({})),
+    );
+    m.insert(
+        "firstTimestamp".into(),
+        e.get("deprecatedFirstTimestamp")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
+    m.insert(
+        "lastTimestamp".into(),
+        e.get("deprecatedLastTimestamp")
+            .cloned()
+            .unwrap_or(Value::Null),
+    );
     copy(&mut m, "count", e, "deprecatedCount");
     copy(&mut m, "type", e, "type");
-    m.insert("eventTime".into(), e.get("eventTime").cloned().unwrap_or(Value::Null));
+    m.insert(
+        "eventTime".into(),
+        e.get("eventTime").cloned().unwrap_or(Value::Null),
+    );
     copy(&mut m, "series", e, "series");
     copy(&mut m, "action", e, "action");
     copy(&mut m, "related", e, "related");
@@ -224,7 +256,9 @@ pub(crate) fn create_in(
 ) -> ApiResult<Arc<Value>> {
     let mut obj = from_view(rt, body);
     if !obj.is_object() {
-        return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request is not a JSON object",
+        ));
     }
     if !obj["metadata"].is_object() {
         obj["metadata"] = json!({});
@@ -262,18 +296,26 @@ pub(crate) fn create_in(
     }
     defaults::apply(rt, &mut obj);
     if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
-        && obj["metadata"]["generateName"].as_str().is_none_or(str::is_empty)
+        && obj["metadata"]["generateName"]
+            .as_str()
+            .is_none_or(str::is_empty)
     {
         return Err(ApiError::invalid(
             rt,
             "",
-            &[("metadata.name", "Required value: name or generateName is required".into())],
+            &[(
+                "metadata.name",
+                "Required value: name or generateName is required".into(),
+            )],
         ));
     }
     validate::validate(rt, &obj, None)?;
     if dry_run {
         if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
-            let prefix = obj["metadata"]["generateName"].as_str().unwrap_or("").to_string();
+            let prefix = obj["metadata"]["generateName"]
+                .as_str()
+                .unwrap_or("")
+                .to_string();
             obj["metadata"]["name"] = json!(format!("{prefix}{}", crate::store::random_suffix(5)));
         }
         obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
@@ -304,7 +346,9 @@ fn write_update(
 ) -> ApiResult<Arc<Value>> {
     let old = sim.store.get(rt, ns, name)?;
     if !view.is_object() {
-        return Err(ApiError::bad_request("the body of the request is not a JSON object"));
+        return Err(ApiError::bad_request(
+            "the body of the request is not a JSON object",
+        ));
     }
     if let Some(n) = view["metadata"]["name"].as_str()
         && n != name
@@ -334,7 +378,10 @@ fn write_update(
                 return Err(ApiError::invalid(
                     rt,
                     name,
-                    &[("spec.replicas", format!("Invalid value: {replicas}: must be greater than or equal to 0"))],
+                    &[(
+                        "spec.replicas",
+                        format!("Invalid value: {replicas}: must be greater than or equal to 0"),
+                    )],
                 ));
             }
             let mut n = (*old).clone();
@@ -357,7 +404,11 @@ fn write_update(
         }
     };
     // Server-managed metadata survives client writes.
-    for k in ["deletionTimestamp", "deletionGracePeriodSeconds", "generation"] {
+    for k in [
+        "deletionTimestamp",
+        "deletionGracePeriodSeconds",
+        "generation",
+    ] {
         match old["metadata"].get(k) {
             Some(v) => next["metadata"][k] = v.clone(),
             None => {
@@ -402,10 +453,16 @@ fn patch_object(
     loop {
         attempt += 1;
         let old = sim.store.get(rt, ns, name)?;
-        let old_rv = old["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let old_rv = old["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         let view = respond_view(rt, sub, &old);
         let patched = patch::apply(pt, &view, &req.body)?;
-        let asked_rv = patched["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+        let asked_rv = patched["metadata"]["resourceVersion"]
+            .as_str()
+            .unwrap_or("")
+            .to_string();
         if !asked_rv.is_empty() && asked_rv != old_rv {
             return Err(ApiError::conflict(rt, name));
         }
@@ -416,7 +473,14 @@ fn patch_object(
         }
         let back = from_view(rt, patched);
         match write_update(sim, rt, ns, name, sub, back, Some(&old_rv), req.dry_run()) {
-            Err(e) if e.code == 409 && e.reason == "Conflict" && asked_rv.is_empty() && attempt < 8 => continue,
+            Err(e)
+                if e.code == 409
+                    && e.reason == "Conflict"
+                    && asked_rv.is_empty()
+                    && attempt < 8 =>
+            {
+                continue;
+            }
             r => return r,
         }
     }
@@ -449,7 +513,9 @@ fn delete_options(req: &Req) -> ApiResult<DeleteOptions> {
         return Err(ApiError::new(
             422,
             "Invalid",
-            format!("DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""),
+            format!(
+                "DeleteOptions.meta.k8s.io \"\" is invalid: propagationPolicy: Unsupported value: {p:?}: supported values: \"Foreground\", \"Background\", \"Orphan\""
+            ),
         ));
     }
     Ok(o)
@@ -461,14 +527,21 @@ fn returns_object(rt: &ResourceType) -> bool {
 }
 
 fn success_status(rt: &ResourceType, obj: &Value) -> Value {
-    let mut details = json!({"name": obj["metadata"]["name"], "kind": rt.plural, "uid": obj["metadata"]["uid"]});
+    let mut details =
+        json!({"name": obj["metadata"]["name"], "kind": rt.plural, "uid": obj["metadata"]["uid"]});
     if !rt.group.is_empty() {
         details["group"] = json!(rt.group);
     }
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "details": details})
 }
 
-fn delete(sim: &Sim, req: &Req, rt: &'static ResourceType, ns: &str, name: &str) -> ApiResult<Resp> {
+fn delete(
+    sim: &Sim,
+    req: &Req,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+) -> ApiResult<Resp> {
     let opts = delete_options(req)?;
     if req.dry_run() {
         let o = sim.store.get(rt, ns, name)?;
@@ -533,7 +606,14 @@ fn delete_collection(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
     ))
 }
 
-fn evict(sim: &Sim, req: &Req, rt: &'static ResourceType, ns: &str, name: &str, body: &Value) -> ApiResult<Resp> {
+fn evict(
+    sim: &Sim,
+    req: &Req,
+    rt: &'static ResourceType,
+    ns: &str,
+    name: &str,
+    body: &Value,
+) -> ApiResult<Resp> {
     let mut opts = DeleteOptions::default();
     if let Some(d) = body.get("deleteOptions") {
         opts.grace_period_seconds = d["gracePeriodSeconds"].as_i64();
@@ -556,13 +636,20 @@ fn encode_continue(rv: u64, ns: &str, name: &str) -> String {
 }
 
 fn decode_continue(tok: &str) -> ApiResult<(u64, String, String)> {
-    let bad = || ApiError::bad_request("continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)");
+    let bad = || {
+        ApiError::bad_request(
+            "continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)",
+        )
+    };
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(tok.trim_end_matches('='))
         .map_err(|_| bad())?;
     let v: Value = serde_json::from_slice(&raw).map_err(|_| bad())?;
     let rv = v["rv"].as_u64().ok_or_else(bad)?;
-    let start = v["start"].as_str().ok_or_else(bad)?.trim_end_matches('\u{0}');
+    let start = v["start"]
+        .as_str()
+        .ok_or_else(bad)?
+        .trim_end_matches('\u{0}');
     let (ns, name) = start.split_once('/').ok_or_else(bad)?;
     Ok((rv, ns.to_string(), name.to_string()))
 }
@@ -581,7 +668,10 @@ fn list(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
     };
     let key = |o: &Value| {
         (
-            o["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+            o["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("")
+                .to_string(),
             o["metadata"]["name"].as_str().unwrap_or("").to_string(),
         )
     };
@@ -590,7 +680,10 @@ fn list(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
         .filter(|o| labels.matches(&o["metadata"]["labels"]) && fields.matches(o))
         .filter(|o| after.as_ref().is_none_or(|a| key(o) > *a))
         .collect();
-    let limit = req.q("limit").and_then(|s| s.parse::<usize>().ok()).filter(|l| *l > 0);
+    let limit = req
+        .q("limit")
+        .and_then(|s| s.parse::<usize>().ok())
+        .filter(|l| *l > 0);
     let mut meta = json!({"resourceVersion": list_rv.to_string()});
     if let Some(l) = limit
         && matching.len() > l

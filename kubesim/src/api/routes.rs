@@ -57,13 +57,17 @@ fn resource(group: &str, version: &str, rest: &[&str]) -> Route {
         r => (false, r),
     };
     let namespaced_rt = match rest {
-        ["namespaces", _, plural, ..] => resources::lookup(group, version, plural).filter(|r| r.namespaced),
+        ["namespaces", _, plural, ..] => {
+            resources::lookup(group, version, plural).filter(|r| r.namespaced)
+        }
         _ => None,
     };
     let (rt, namespace, tail) = match namespaced_rt {
         Some(rt) => (rt, Some(rest[1].to_string()), &rest[3..]),
         None => {
-            let Some(plural) = rest.first() else { return Route::NotFound };
+            let Some(plural) = rest.first() else {
+                return Route::NotFound;
+            };
             let Some(rt) = resources::lookup(group, version, plural) else {
                 return Route::NotFound;
             };
@@ -111,7 +115,11 @@ pub fn verb(req: &Req, r: &ResourceReq) -> ApiResult<&'static str> {
     } else if *m == Method::PATCH {
         "patch"
     } else if *m == Method::DELETE {
-        if r.name.is_some() { "delete" } else { "deletecollection" }
+        if r.name.is_some() {
+            "delete"
+        } else {
+            "deletecollection"
+        }
     } else {
         return Err(ApiError::method_not_allowed());
     };
@@ -138,22 +146,35 @@ mod tests {
 
     #[test]
     fn parses_paths() {
-        let Route::Resource(r) = parse("/apis/apps/v1/namespaces/prod/deployments/web/scale") else {
+        let Route::Resource(r) = parse("/apis/apps/v1/namespaces/prod/deployments/web/scale")
+        else {
             panic!()
         };
         assert_eq!(r.rt.plural, "deployments");
         assert_eq!(r.namespace.as_deref(), Some("prod"));
         assert_eq!(r.name.as_deref(), Some("web"));
         assert_eq!(r.sub.as_deref(), Some("scale"));
-        let Route::Resource(r) = parse("/api/v1/namespaces/prod") else { panic!() };
+        let Route::Resource(r) = parse("/api/v1/namespaces/prod") else {
+            panic!()
+        };
         assert_eq!(r.rt.plural, "namespaces");
         assert_eq!(r.name.as_deref(), Some("prod"));
-        let Route::Resource(r) = parse("/api/v1/pods") else { panic!() };
+        let Route::Resource(r) = parse("/api/v1/pods") else {
+            panic!()
+        };
         assert!(r.namespace.is_none() && r.name.is_none());
-        let Route::Resource(r) = parse("/api/v1/watch/namespaces/a/pods/x") else { panic!() };
+        let Route::Resource(r) = parse("/api/v1/watch/namespaces/a/pods/x") else {
+            panic!()
+        };
         assert!(r.watch_path);
         assert!(matches!(parse("/api/v1/pods/x"), Route::NotFound));
-        assert!(matches!(parse("/apis/apps/v1/namespaces/a/deployments/x/log"), Route::NotFound));
-        assert!(matches!(parse("/openapi/v3/apis/apps/v1"), Route::OpenApiGv(_)));
+        assert!(matches!(
+            parse("/apis/apps/v1/namespaces/a/deployments/x/log"),
+            Route::NotFound
+        ));
+        assert!(matches!(
+            parse("/openapi/v3/apis/apps/v1"),
+            Route::OpenApiGv(_)
+        ));
     }
 }

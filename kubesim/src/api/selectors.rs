@@ -48,7 +48,10 @@ fn split_top(s: &str) -> Vec<String> {
         }
     }
     out.push(cur);
-    out.into_iter().map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect()
+    out.into_iter()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .collect()
 }
 
 fn set_values(rest: &str, sel: &str) -> ApiResult<Vec<String>> {
@@ -65,7 +68,9 @@ fn set_values(rest: &str, sel: &str) -> ApiResult<Vec<String>> {
 }
 
 fn bad_label(sel: &str, why: &str) -> ApiError {
-    ApiError::bad_request(format!("unable to parse requirement: {why} (selector {sel:?})"))
+    ApiError::bad_request(format!(
+        "unable to parse requirement: {why} (selector {sel:?})"
+    ))
 }
 
 impl LabelSelector {
@@ -73,13 +78,29 @@ impl LabelSelector {
         let mut reqs = Vec::new();
         for part in split_top(s) {
             let r = if let Some(k) = part.strip_prefix('!') {
-                Requirement { key: k.trim().to_string(), op: Op::NotExists, values: vec![] }
+                Requirement {
+                    key: k.trim().to_string(),
+                    op: Op::NotExists,
+                    values: vec![],
+                }
             } else if let Some((k, v)) = part.split_once("!=") {
-                Requirement { key: k.trim().into(), op: Op::NotEq, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::NotEq,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some((k, v)) = part.split_once("==") {
-                Requirement { key: k.trim().into(), op: Op::Eq, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::Eq,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some((k, v)) = part.split_once('=') {
-                Requirement { key: k.trim().into(), op: Op::Eq, values: vec![v.trim().into()] }
+                Requirement {
+                    key: k.trim().into(),
+                    op: Op::Eq,
+                    values: vec![v.trim().into()],
+                }
             } else if let Some(idx) = part.find(" notin ") {
                 Requirement {
                     key: part[..idx].trim().into(),
@@ -93,7 +114,11 @@ impl LabelSelector {
                     values: set_values(&part[idx + 4..], s)?,
                 }
             } else {
-                Requirement { key: part.trim().into(), op: Op::Exists, values: vec![] }
+                Requirement {
+                    key: part.trim().into(),
+                    op: Op::Exists,
+                    values: vec![],
+                }
             };
             if r.key.is_empty() || r.key.contains(' ') || r.key.contains('(') {
                 return Err(bad_label(s, "invalid label key"));
@@ -108,7 +133,11 @@ impl LabelSelector {
     pub fn from_json(sel: &Value) -> Self {
         let mut reqs = Vec::new();
         let plain = sel.get("matchLabels").is_none() && sel.get("matchExpressions").is_none();
-        let labels = if plain { Some(sel) } else { sel.get("matchLabels") };
+        let labels = if plain {
+            Some(sel)
+        } else {
+            sel.get("matchLabels")
+        };
         if let Some(m) = labels.and_then(Value::as_object) {
             for (k, v) in m {
                 reqs.push(Requirement {
@@ -128,7 +157,11 @@ impl LabelSelector {
                 };
                 let values = e["values"]
                     .as_array()
-                    .map(|a| a.iter().filter_map(|v| v.as_str().map(String::from)).collect())
+                    .map(|a| {
+                        a.iter()
+                            .filter_map(|v| v.as_str().map(String::from))
+                            .collect()
+                    })
                     .unwrap_or_default();
                 reqs.push(Requirement {
                     key: e["key"].as_str().unwrap_or("").to_string(),
@@ -255,7 +288,9 @@ impl FieldSelector {
             };
             let k = k.trim();
             if !matches!(k, "metadata.name" | "metadata.namespace") && !fields_of(rt).contains(&k) {
-                return Err(ApiError::bad_request(format!("field label not supported: {k}")));
+                return Err(ApiError::bad_request(format!(
+                    "field label not supported: {k}"
+                )));
             }
             reqs.push((k.to_string(), neg, v.trim().to_string()));
         }
@@ -335,7 +370,11 @@ mod tests {
     #[test]
     fn field_selectors() {
         let ev = json!({"involvedObject": {"name": "p", "uid": "u"}, "reason": "Failed", "source": {"component": "kubelet"}});
-        let f = FieldSelector::parse(res("events"), "involvedObject.name=p,involvedObject.uid=u,source=kubelet").unwrap();
+        let f = FieldSelector::parse(
+            res("events"),
+            "involvedObject.name=p,involvedObject.uid=u,source=kubelet",
+        )
+        .unwrap();
         assert!(f.matches(&ev));
         let f = FieldSelector::parse(res("events"), "reason!=Failed").unwrap();
         assert!(!f.matches(&ev));

@@ -8,13 +8,24 @@ use crate::error::{ApiError, ApiResult};
 
 /// Non-resource URLs every authenticated user may GET.
 const PUBLIC_URLS: &[&str] = &[
-    "/api", "/api/*", "/apis", "/apis/*", "/healthz", "/livez", "/openapi", "/openapi/*", "/readyz", "/version",
+    "/api",
+    "/api/*",
+    "/apis",
+    "/apis/*",
+    "/healthz",
+    "/livez",
+    "/openapi",
+    "/openapi/*",
+    "/readyz",
+    "/version",
     "/version/",
 ];
 
 fn is_admin(id: &Identity) -> bool {
     id.rules.iter().any(|r| {
-        r.verbs.iter().any(|v| v == "*") && r.resources.iter().any(|x| x == "*") && r.namespaces.iter().any(|n| n == "*")
+        r.verbs.iter().any(|v| v == "*")
+            && r.resources.iter().any(|x| x == "*")
+            && r.namespaces.iter().any(|n| n == "*")
     })
 }
 
@@ -65,7 +76,10 @@ pub fn access_review(id: &Identity, body: &Value) -> ApiResult<Value> {
         "status": {"allowed": allowed},
     });
     if allowed {
-        out["status"]["reason"] = json!(format!("RBAC: allowed by kubesim rules of User {:?}", id.user));
+        out["status"]["reason"] = json!(format!(
+            "RBAC: allowed by kubesim rules of User {:?}",
+            id.user
+        ));
     }
     Ok(out)
 }

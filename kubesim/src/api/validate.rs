@@ -15,7 +15,8 @@ fn is_dns_subdomain(s: &str) -> bool {
         && s.len() <= 253
         && s.split('.').all(|p| {
             !p.is_empty()
-                && p.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+                && p.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
                 && !p.starts_with('-')
                 && !p.ends_with('-')
         })
@@ -24,7 +25,8 @@ fn is_dns_subdomain(s: &str) -> bool {
 fn is_label_value(s: &str) -> bool {
     s.is_empty()
         || s.len() <= 63
-            && s.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
             && s.as_bytes()[0].is_ascii_alphanumeric()
             && s.as_bytes()[s.len() - 1].is_ascii_alphanumeric()
 }
@@ -54,7 +56,11 @@ fn label_key_error(k: &str) -> Option<String> {
 fn go_map(v: &Value) -> String {
     let parts: Vec<String> = v
         .as_object()
-        .map(|m| m.iter().map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or(""))).collect())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k:?}:{:?}", v.as_str().unwrap_or("")))
+                .collect()
+        })
         .unwrap_or_default();
     format!("map[string]string{{{}}}", parts.join(", "))
 }
@@ -67,7 +73,10 @@ fn labels(field: &str, v: &Value, causes: &mut Vec<(String, String)>) {
         }
         let s = val.as_str().unwrap_or("");
         if !is_label_value(s) {
-            causes.push((field.into(), format!("Invalid value: {s:?}: {LABEL_VALUE_MSG}")));
+            causes.push((
+                field.into(),
+                format!("Invalid value: {s:?}: {LABEL_VALUE_MSG}"),
+            ));
         }
     }
 }
@@ -80,10 +89,16 @@ fn pod_spec(field: &str, spec: &Value, causes: &mut Vec<(String, String)>) {
     }
     for (i, c) in cs.into_iter().flatten().enumerate() {
         if c["name"].as_str().is_none_or(str::is_empty) {
-            causes.push((format!("{field}.containers[{i}].name"), "Required value".into()));
+            causes.push((
+                format!("{field}.containers[{i}].name"),
+                "Required value".into(),
+            ));
         }
         if c["image"].as_str().is_none_or(str::is_empty) {
-            causes.push((format!("{field}.containers[{i}].image"), "Required value".into()));
+            causes.push((
+                format!("{field}.containers[{i}].image"),
+                "Required value".into(),
+            ));
         }
     }
 }
@@ -92,7 +107,10 @@ fn err(rt: &ResourceType, name: &str, causes: Vec<(String, String)>) -> ApiResul
     if causes.is_empty() {
         return Ok(());
     }
-    let c: Vec<(&str, String)> = causes.iter().map(|(f, m)| (f.as_str(), m.clone())).collect();
+    let c: Vec<(&str, String)> = causes
+        .iter()
+        .map(|(f, m)| (f.as_str(), m.clone()))
+        .collect();
     Err(ApiError::invalid(rt, name, &c))
 }
 
@@ -101,19 +119,28 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResul
     let name = obj["metadata"]["name"].as_str().unwrap_or("");
     let mut causes = Vec::new();
     if !name.is_empty() && !is_dns_subdomain(name) && rt.plural != "events" {
-        causes.push(("metadata.name".into(), format!("Invalid value: {name:?}: {DNS1123_SUBDOMAIN_MSG}")));
+        causes.push((
+            "metadata.name".into(),
+            format!("Invalid value: {name:?}: {DNS1123_SUBDOMAIN_MSG}"),
+        ));
     }
     labels("metadata.labels", &obj["metadata"]["labels"], &mut causes);
     let spec = &obj["spec"];
     let workload = matches!(
         (rt.group, rt.plural),
-        ("apps", "deployments" | "replicasets" | "statefulsets" | "daemonsets") | ("", "replicationcontrollers")
+        (
+            "apps",
+            "deployments" | "replicasets" | "statefulsets" | "daemonsets"
+        ) | ("", "replicationcontrollers")
     );
     if workload {
         if let Some(r) = spec["replicas"].as_i64()
             && r < 0
         {
-            causes.push(("spec.replicas".into(), format!("Invalid value: {r}: must be greater than or equal to 0")));
+            causes.push((
+                "spec.replicas".into(),
+                format!("Invalid value: {r}: must be greater than or equal to 0"),
+            ));
         }
         let tlabels = &spec["template"]["metadata"]["labels"];
         labels("spec.template.labels", tlabels, &mut causes);
@@ -121,7 +148,9 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResul
         let empty_sel = sel.as_object().is_none_or(|m| m.is_empty())
             || (rt.group == "apps"
                 && sel["matchLabels"].as_object().is_none_or(|m| m.is_empty())
-                && sel["matchExpressions"].as_array().is_none_or(|a| a.is_empty()));
+                && sel["matchExpressions"]
+                    .as_array()
+                    .is_none_or(|a| a.is_empty()));
         if empty_sel {
             if rt.group == "apps" {
                 causes.push(("spec.selector".into(), "Required value".into()));
@@ -129,7 +158,10 @@ pub fn validate(rt: &ResourceType, obj: &Value, old: Option<&Value>) -> ApiResul
         } else if !LabelSelector::from_json(sel).matches(tlabels) {
             causes.push((
                 "spec.template.metadata.labels".into(),
-                format!("Invalid value: {}: `selector` does not match template `labels`", go_map(tlabels)),
+                format!(
+                    "Invalid value: {}: `selector` does not match template `labels`",
+                    go_map(tlabels)
+                ),
             ));
         }
         if spec["template"].is_object() {
@@ -165,8 +197,17 @@ mod tests {
             "template": {"metadata": {"labels": {"app": "api"}}, "spec": {"containers": [{"name": "w", "image": "i"}]}}}});
         let e = validate(res("deployments.apps"), &d, None).unwrap_err();
         assert_eq!(e.code, 422);
-        assert!(e.message.contains("`selector` does not match template `labels`"), "{}", e.message);
-        assert!(e.message.starts_with("Deployment.apps \"web\" is invalid"), "{}", e.message);
+        assert!(
+            e.message
+                .contains("`selector` does not match template `labels`"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.starts_with("Deployment.apps \"web\" is invalid"),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

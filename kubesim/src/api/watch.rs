@@ -35,7 +35,8 @@ struct Filter {
 
 impl Filter {
     fn same_type(&self, c: &Change) -> bool {
-        c.res.plural == self.rt.plural && (c.res.group == self.rt.group || self.rt.plural == "events")
+        c.res.plural == self.rt.plural
+            && (c.res.group == self.rt.group || self.rt.plural == "events")
     }
 
     fn in_scope(&self, c: &Change) -> bool {
@@ -105,7 +106,10 @@ impl State {
 
 fn key_of(obj: &Value) -> (String, String) {
     (
-        obj["metadata"]["namespace"].as_str().unwrap_or("").to_string(),
+        obj["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("")
+            .to_string(),
         obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
     )
 }
@@ -127,7 +131,12 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     )
 }
 
-pub async fn watch(sim: &Arc<Sim>, req: &Req, r: &ResourceReq, mut shutdown: wch::Receiver<bool>) -> ApiResult<Resp> {
+pub async fn watch(
+    sim: &Arc<Sim>,
+    req: &Req,
+    r: &ResourceReq,
+    mut shutdown: wch::Receiver<bool>,
+) -> ApiResult<Resp> {
     let rt = r.rt;
     let filter = Filter {
         rt,
@@ -160,13 +169,20 @@ pub async fn watch(sim: &Arc<Sim>, req: &Req, r: &ResourceReq, mut shutdown: wch
         let (items, rv) = sim.store.list(rt, filter.namespace.as_deref());
         initial = items
             .into_iter()
-            .filter(|o| filter.name.as_ref().is_none_or(|n| o["metadata"]["name"].as_str() == Some(n)))
+            .filter(|o| {
+                filter
+                    .name
+                    .as_ref()
+                    .is_none_or(|n| o["metadata"]["name"].as_str() == Some(n))
+            })
             .filter(|o| filter.matches(o))
             .collect();
         start_rv = rv;
     } else {
         let n: u64 = rv_param.parse().map_err(|_| {
-            ApiError::bad_request(format!("invalid resource version {rv_param:?}: must be a valid integer"))
+            ApiError::bad_request(format!(
+                "invalid resource version {rv_param:?}: must be a valid integer"
+            ))
         })?;
         start_rv = n;
         match sim.store.watch_from(n) {
@@ -184,7 +200,12 @@ pub async fn watch(sim: &Arc<Sim>, req: &Req, r: &ResourceReq, mut shutdown: wch
             visible.extend(initial.iter().map(|o| key_of(o)));
         } else {
             let (items, _) = sim.store.list(rt, filter.namespace.as_deref());
-            visible.extend(items.iter().filter(|o| filter.matches(o)).map(|o| key_of(o)));
+            visible.extend(
+                items
+                    .iter()
+                    .filter(|o| filter.matches(o))
+                    .map(|o| key_of(o)),
+            );
         }
     }
 
@@ -209,7 +230,11 @@ pub async fn watch(sim: &Arc<Sim>, req: &Req, r: &ResourceReq, mut shutdown: wch
         if initial_end && send(bookmark(rt, start_rv, true)).await.is_err() {
             return;
         }
-        let mut st = State { filter, visible, last: start_rv };
+        let mut st = State {
+            filter,
+            visible,
+            last: start_rv,
+        };
         let mut buf = Vec::new();
         for c in past {
             st.process(c, &mut buf);
@@ -261,10 +286,13 @@ pub async fn watch(sim: &Arc<Sim>, req: &Req, r: &ResourceReq, mut shutdown: wch
             }
         }
     });
-    let stream = ReceiverStream::new(out).map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
+    let stream =
+        ReceiverStream::new(out).map(|b| Ok::<_, std::convert::Infallible>(Frame::data(b)));
     let mut resp = Response::new(StreamBody::new(stream).boxed());
     *resp.status_mut() = StatusCode::OK;
-    resp.headers_mut()
-        .insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
     Ok(resp)
 }

@@ -21,10 +21,11 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use self::util::{
-    Condition, HASH_LABEL, REVISION, Spec, Status, annotation, by_creation, by_revision, by_size_newer, by_size_older,
-    compute_hash, equal_ignore_hash, find_new_replica_set, get_condition, is_deleting, name, proportion,
-    replicas_annotations_need_update, revision, rs_available, rs_ready, rs_replicas, rs_status_replicas,
-    rs_terminating, scaled_value, selector_is_empty, selector_matches, set_condition, set_new_rs_annotations,
+    Condition, HASH_LABEL, REVISION, Spec, Status, annotation, by_creation, by_revision,
+    by_size_newer, by_size_older, compute_hash, equal_ignore_hash, find_new_replica_set,
+    get_condition, is_deleting, name, proportion, replicas_annotations_need_update, revision,
+    rs_available, rs_ready, rs_replicas, rs_status_replicas, rs_terminating, scaled_value,
+    selector_is_empty, selector_matches, set_condition, set_new_rs_annotations,
     set_replicas_annotations, uid, with_label,
 };
 use super::events::{self, Source};
@@ -97,7 +98,10 @@ fn rs_type() -> &'static ResourceType {
 
 /// Upstream `FilterActiveReplicaSets`: those with replicas wanted.
 fn active(list: &[Arc<Value>]) -> Vec<Arc<Value>> {
-    list.iter().filter(|rs| rs_replicas(rs) > 0).cloned().collect()
+    list.iter()
+        .filter(|rs| rs_replicas(rs) > 0)
+        .cloned()
+        .collect()
 }
 
 fn sum(list: &[Arc<Value>], f: fn(&Value) -> i32) -> i32 {
@@ -127,7 +131,10 @@ impl<'a> DeploymentSync<'a> {
     }
 
     fn namespace(&self) -> String {
-        self.d["metadata"]["namespace"].as_str().unwrap_or("default").to_string()
+        self.d["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string()
     }
 
     /// Upstream `syncDeployment`.
@@ -158,26 +165,38 @@ impl<'a> DeploymentSync<'a> {
     fn commit(&self) -> ApiResult<()> {
         let status = self.status.to_value();
         let rev = annotation(&self.d, REVISION).map(str::to_string);
-        if self.orig["status"] == status && annotation(&self.orig, REVISION).map(str::to_string) == rev {
+        if self.orig["status"] == status
+            && annotation(&self.orig, REVISION).map(str::to_string) == rev
+        {
             return Ok(());
         }
         let ns = self.namespace();
         let my_uid = uid(&self.d).to_string();
-        self.sim.store.modify(res("deployments.apps"), &ns, name(&self.d), |cur| {
-            if uid(cur) != my_uid {
-                return Ok(false);
-            }
-            if let Some(r) = &rev {
-                cur["metadata"]["annotations"][REVISION] = json!(r);
-            }
-            cur["status"] = status.clone();
-            Ok(true)
-        })?;
+        self.sim
+            .store
+            .modify(res("deployments.apps"), &ns, name(&self.d), |cur| {
+                if uid(cur) != my_uid {
+                    return Ok(false);
+                }
+                if let Some(r) = &rev {
+                    cur["metadata"]["annotations"][REVISION] = json!(r);
+                }
+                cur["status"] = status.clone();
+                Ok(true)
+            })?;
         Ok(())
     }
 
     fn event(&self, type_: &str, reason: &str, message: &str) {
-        events::record(self.sim, &self.d, None, type_, reason, message, Source::Controller(COMPONENT));
+        events::record(
+            self.sim,
+            &self.d,
+            None,
+            type_,
+            reason,
+            message,
+            Source::Controller(COMPONENT),
+        );
     }
 
     // ------------------------------------------------------------ ReplicaSet ownership
@@ -204,37 +223,45 @@ impl<'a> DeploymentSync<'a> {
 
     fn adopt(&self, rs: &Value) -> ApiResult<Arc<Value>> {
         let owner = controller_ref(&self.d);
-        self.sim.store.modify(rs_type(), &self.namespace(), name(rs), |cur| {
-            if controller_uid(cur).is_some() {
-                return Ok(false);
-            }
-            match cur["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner.clone()),
-                None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-            }
-            Ok(true)
-        })
+        self.sim
+            .store
+            .modify(rs_type(), &self.namespace(), name(rs), |cur| {
+                if controller_uid(cur).is_some() {
+                    return Ok(false);
+                }
+                match cur["metadata"]["ownerReferences"].as_array_mut() {
+                    Some(refs) => refs.push(owner.clone()),
+                    None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
+                }
+                Ok(true)
+            })
     }
 
     fn release(&self, rs: &Value, owner_uid: &str) -> ApiResult<()> {
-        self.sim.store.modify(rs_type(), &self.namespace(), name(rs), |cur| {
-            let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() else {
-                return Ok(false);
-            };
-            refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-            if refs.is_empty()
-                && let Some(m) = cur["metadata"].as_object_mut()
-            {
-                m.remove("ownerReferences");
-            }
-            Ok(true)
-        })?;
+        self.sim
+            .store
+            .modify(rs_type(), &self.namespace(), name(rs), |cur| {
+                let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() else {
+                    return Ok(false);
+                };
+                refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+                if refs.is_empty()
+                    && let Some(m) = cur["metadata"].as_object_mut()
+                {
+                    m.remove("ownerReferences");
+                }
+                Ok(true)
+            })?;
         Ok(())
     }
 
     /// The current version of a ReplicaSet this sync knows.
     fn fresh(&self, rs: &Arc<Value>) -> Arc<Value> {
-        self.rs_list.iter().find(|r| uid(r) == uid(rs)).cloned().unwrap_or_else(|| rs.clone())
+        self.rs_list
+            .iter()
+            .find(|r| uid(r) == uid(rs))
+            .cloned()
+            .unwrap_or_else(|| rs.clone())
     }
 
     fn remember(&mut self, rs: Arc<Value>) -> Arc<Value> {
@@ -247,11 +274,16 @@ impl<'a> DeploymentSync<'a> {
 
     /// Replace a ReplicaSet (optimistic: a concurrent change fails the sync, which retries).
     fn update_rs(&mut self, rs: Value) -> ApiResult<Arc<Value>> {
-        let rv = rs["metadata"]["resourceVersion"].as_str().map(str::to_string);
-        let updated = self
-            .sim
-            .store
-            .update(rs_type(), &self.namespace(), name(&rs), rs.clone(), rv.as_deref())?;
+        let rv = rs["metadata"]["resourceVersion"]
+            .as_str()
+            .map(str::to_string);
+        let updated = self.sim.store.update(
+            rs_type(),
+            &self.namespace(),
+            name(&rs),
+            rs.clone(),
+            rv.as_deref(),
+        )?;
         Ok(self.remember(updated))
     }
 
@@ -281,7 +313,8 @@ impl<'a> DeploymentSync<'a> {
         let new_revision = old.iter().map(|rs| revision(rs)).max().unwrap_or(0) + 1;
         if let Some(rs) = existing {
             let mut copy = (*rs).clone();
-            let annotations_changed = set_new_rs_annotations(&self.d, &mut copy, new_revision, true, &self.spec);
+            let annotations_changed =
+                set_new_rs_annotations(&self.d, &mut copy, new_revision, true, &self.spec);
             let min_ready = copy["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
             if annotations_changed || min_ready != self.spec.min_ready_seconds {
                 set_min_ready_seconds(&mut copy, self.spec.min_ready_seconds);
@@ -289,7 +322,9 @@ impl<'a> DeploymentSync<'a> {
             }
             let rev = annotation(&copy, REVISION).unwrap_or("").to_string();
             self.set_revision(&rev);
-            if self.spec.has_progress_deadline() && get_condition(&self.status.conditions, PROGRESSING).is_none() {
+            if self.spec.has_progress_deadline()
+                && get_condition(&self.status.conditions, PROGRESSING).is_none()
+            {
                 let msg = format!("Found new replica set {:?}", name(&rs));
                 self.set_condition(PROGRESSING, "True", "FoundNewReplicaSet", msg);
             }
@@ -300,21 +335,40 @@ impl<'a> DeploymentSync<'a> {
         }
         let new_rs = self.new_replica_set_object(new_revision, old);
         let replicas = rs_replicas(&new_rs);
-        let (created, already_existed) = match self.sim.store.create(rs_type(), &self.namespace(), new_rs.clone()) {
-            Ok(created) => (created, false),
-            Err(e) if e.reason == "AlreadyExists" => (self.on_name_collision(&new_rs, e)?, true),
-            Err(e) => {
-                let msg = format!("Failed to create new replica set {:?}: {}", name(&new_rs), e.message);
-                if self.spec.has_progress_deadline() {
-                    self.set_condition(PROGRESSING, "False", "ReplicaSetCreateError", msg.clone());
+        let (created, already_existed) =
+            match self
+                .sim
+                .store
+                .create(rs_type(), &self.namespace(), new_rs.clone())
+            {
+                Ok(created) => (created, false),
+                Err(e) if e.reason == "AlreadyExists" => {
+                    (self.on_name_collision(&new_rs, e)?, true)
                 }
-                self.event("Warning", "ReplicaSetCreateError", &msg);
-                return Err(e);
-            }
-        };
+                Err(e) => {
+                    let msg = format!(
+                        "Failed to create new replica set {:?}: {}",
+                        name(&new_rs),
+                        e.message
+                    );
+                    if self.spec.has_progress_deadline() {
+                        self.set_condition(
+                            PROGRESSING,
+                            "False",
+                            "ReplicaSetCreateError",
+                            msg.clone(),
+                        );
+                    }
+                    self.event("Warning", "ReplicaSetCreateError", &msg);
+                    return Err(e);
+                }
+            };
         let created = self.remember(created);
         if !already_existed && replicas > 0 {
-            let msg = format!("Scaled up replica set {} from 0 to {replicas}", name(&created));
+            let msg = format!(
+                "Scaled up replica set {} from 0 to {replicas}",
+                name(&created)
+            );
             self.event("Normal", "ScalingReplicaSet", &msg);
         }
         self.set_revision(&new_revision.to_string());
@@ -330,7 +384,8 @@ impl<'a> DeploymentSync<'a> {
         let template = &self.d["spec"]["template"];
         let hash = compute_hash(template, self.status.collision_count);
         let mut new_template = template.clone();
-        new_template["metadata"]["labels"] = with_label(&template["metadata"]["labels"], HASH_LABEL, &hash);
+        new_template["metadata"]["labels"] =
+            with_label(&template["metadata"]["labels"], HASH_LABEL, &hash);
         let mut selector = self.d["spec"]["selector"].clone();
         selector["matchLabels"] = with_label(&selector["matchLabels"], HASH_LABEL, &hash);
         let mut rs = json!({
@@ -356,7 +411,10 @@ impl<'a> DeploymentSync<'a> {
     /// A ReplicaSet of the new name exists: ours with our template (use it),
     /// or a hash collision (bump `collisionCount` and retry next pass).
     fn on_name_collision(&mut self, new_rs: &Value, err: ApiError) -> ApiResult<Arc<Value>> {
-        let existing = self.sim.store.get(rs_type(), &self.namespace(), name(new_rs))?;
+        let existing = self
+            .sim
+            .store
+            .get(rs_type(), &self.namespace(), name(new_rs))?;
         if controller_uid(&existing) == Some(uid(&self.d))
             && equal_ignore_hash(&existing["spec"]["template"], &self.d["spec"]["template"])
         {
@@ -399,15 +457,26 @@ impl<'a> DeploymentSync<'a> {
         if !self.spec.has_progress_deadline() {
             return;
         }
-        let reason = get_condition(&self.status.conditions, PROGRESSING).and_then(|c| c.reason.clone());
+        let reason =
+            get_condition(&self.status.conditions, PROGRESSING).and_then(|c| c.reason.clone());
         if reason.as_deref() == Some("ProgressDeadlineExceeded") {
             return;
         }
         let paused_cond = reason.as_deref() == Some("DeploymentPaused");
         if self.spec.paused && !paused_cond {
-            self.set_condition(PROGRESSING, "Unknown", "DeploymentPaused", "Deployment is paused".into());
+            self.set_condition(
+                PROGRESSING,
+                "Unknown",
+                "DeploymentPaused",
+                "Deployment is paused".into(),
+            );
         } else if !self.spec.paused && paused_cond {
-            self.set_condition(PROGRESSING, "Unknown", "DeploymentResumed", "Deployment is resumed".into());
+            self.set_condition(
+                PROGRESSING,
+                "Unknown",
+                "DeploymentResumed",
+                "Deployment is resumed".into(),
+            );
         }
     }
 
@@ -493,7 +562,11 @@ impl<'a> DeploymentSync<'a> {
     }
 
     /// Upstream `scaleReplicaSetAndRecordEvent`.
-    fn scale_rs_and_record(&mut self, rs: &Arc<Value>, new_scale: i32) -> ApiResult<(bool, Arc<Value>)> {
+    fn scale_rs_and_record(
+        &mut self,
+        rs: &Arc<Value>,
+        new_scale: i32,
+    ) -> ApiResult<(bool, Arc<Value>)> {
         if rs_replicas(rs) == new_scale {
             return Ok((false, rs.clone()));
         }
@@ -516,7 +589,10 @@ impl<'a> DeploymentSync<'a> {
         let updated = self.update_rs(copy)?;
         if size_changes {
             let direction = if old_scale < new_scale { "up" } else { "down" };
-            let msg = format!("Scaled {direction} replica set {} from {old_scale} to {new_scale}", name(&updated));
+            let msg = format!(
+                "Scaled {direction} replica set {} from {old_scale} to {new_scale}",
+                name(&updated)
+            );
             self.event("Normal", "ScalingReplicaSet", &msg);
         }
         Ok((size_changes, updated))
@@ -528,7 +604,8 @@ impl<'a> DeploymentSync<'a> {
         let Some(limit) = self.spec.revision_history_limit else {
             return Ok(());
         };
-        let mut cleanable: Vec<Arc<Value>> = old.iter().filter(|rs| !is_deleting(rs)).cloned().collect();
+        let mut cleanable: Vec<Arc<Value>> =
+            old.iter().filter(|rs| !is_deleting(rs)).cloned().collect();
         let excess = cleanable.len() as i64 - i64::from(limit);
         if excess <= 0 {
             return Ok(());
@@ -540,7 +617,13 @@ impl<'a> DeploymentSync<'a> {
             if rs_status_replicas(rs) != 0 || rs_replicas(rs) != 0 || generation > observed {
                 continue;
             }
-            match api::delete_object(self.sim, rs_type(), &self.namespace(), name(rs), &DeleteOptions::default()) {
+            match api::delete_object(
+                self.sim,
+                rs_type(),
+                &self.namespace(),
+                name(rs),
+                &DeleteOptions::default(),
+            ) {
                 Ok(_) => self.rs_list.retain(|r| uid(r) != uid(rs)),
                 Err(e) if e.code == 404 => {}
                 Err(e) => return Err(e),
@@ -620,7 +703,10 @@ fn index_pods(sim: &Sim) -> PodIndex {
     let mut index = PodIndex::new();
     for pod in sim.store.list(res("pods"), None).0 {
         if let Some(owner) = controller_uid(&pod) {
-            index.entry(owner.to_string()).or_default().push(pod.clone());
+            index
+                .entry(owner.to_string())
+                .or_default()
+                .push(pod.clone());
         }
     }
     index

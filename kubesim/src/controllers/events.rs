@@ -35,13 +35,20 @@ pub fn reference(obj: &Value, field_path: Option<&str>) -> Value {
     r
 }
 
-fn event_name(obj: &Value, sim: &Sim) -> String {
-    let nanos = sim.clock.now().as_nanosecond() as u64;
+/// The event name for a dedupe key: `NAME.<16 hex digits>`, the shape of
+/// client-go's `NAME.<hex unix nanos>`, derived from the key so that a
+/// repeat is one store lookup instead of a scan of the namespace's events.
+fn keyed_name(obj: &Value, key: &[&str]) -> String {
+    let mut h = 0xcbf2_9ce4_8422_2325u64;
+    for part in key {
+        for b in part.bytes().chain(std::iter::once(0)) {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
     format!(
-        "{}.{:x}{}",
-        obj["metadata"]["name"].as_str().unwrap_or("unknown"),
-        nanos,
-        crate::store::random_suffix(3)
+        "{}.{h:016x}",
+        obj["metadata"]["name"].as_str().unwrap_or("unknown")
     )
 }
 
@@ -57,22 +64,35 @@ pub fn record(
     source: Source<'_>,
 ) {
     let events = res("events");
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
     let now = fmt_time(sim.clock.now());
     let (src, component, instance) = match source {
         Source::Controller(c) => (json!({"component": c}), c, ""),
-        Source::Kubelet(node) => (json!({"component": "kubelet", "host": node}), "kubelet", node),
+        Source::Kubelet(node) => (
+            json!({"component": "kubelet", "host": node}),
+            "kubelet",
+            node,
+        ),
     };
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
-    let (existing, _) = sim.store.list(events, Some(&ns));
-    if let Some(prev) = existing.iter().find(|e| {
-        e["involvedObject"]["uid"].as_str() == Some(uid)
-            && e["involvedObject"]["fieldPath"].as_str() == field_path
-            && e["reason"].as_str() == Some(reason)
-            && e["message"].as_str() == Some(message)
-            && e["source"] == src
-    }) {
-        let name = prev["metadata"]["name"].as_str().unwrap_or("").to_string();
+    // The repeat is found by its key-derived name: one lookup, not a scan.
+    let name = keyed_name(
+        obj,
+        &[
+            uid,
+            field_path.unwrap_or(""),
+            reason,
+            message,
+            component,
+            instance,
+        ],
+    );
+    if let Ok(prev) = sim.store.get(events, &ns, &name)
+        && prev["involvedObject"]["uid"].as_str() == Some(uid)
+    {
         let _ = sim.store.modify(events, &ns, &name, |e| {
             let c = e["count"].as_i64().unwrap_or(1);
             e["count"] = json!(c + 1);
@@ -83,7 +103,7 @@ pub fn record(
         return;
     }
     let ev = json!({
-        "metadata": {"name": event_name(obj, sim), "namespace": ns},
+        "metadata": {"name": name, "namespace": ns},
         "involvedObject": reference(obj, field_path),
         "reason": reason,
         "message": message,
@@ -103,18 +123,26 @@ pub fn record(
 /// with action `Binding`, `FailedScheduling` with action `Scheduling`).
 /// A repeat of the same reason on the same object updates the message and
 /// `eventTime` of the existing one (the series), as a real scheduler's does.
-pub fn record_new(sim: &Sim, obj: &Value, type_: &str, reason: &str, action: &str, message: &str, reporter: &str) {
+pub fn record_new(
+    sim: &Sim,
+    obj: &Value,
+    type_: &str,
+    reason: &str,
+    action: &str,
+    message: &str,
+    reporter: &str,
+) {
     let events = res("events");
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    let ns = obj["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
     let now = fmt_micro_time(sim.clock.now());
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
-    let (existing, _) = sim.store.list(events, Some(&ns));
-    if let Some(prev) = existing.iter().find(|e| {
-        e["involvedObject"]["uid"].as_str() == Some(uid)
-            && e["reason"].as_str() == Some(reason)
-            && e["reportingComponent"].as_str() == Some(reporter)
-    }) {
-        let name = prev["metadata"]["name"].as_str().unwrap_or("").to_string();
+    let name = keyed_name(obj, &[uid, reason, reporter, "events.k8s.io"]);
+    if let Ok(prev) = sim.store.get(events, &ns, &name)
+        && prev["involvedObject"]["uid"].as_str() == Some(uid)
+    {
         let _ = sim.store.modify(events, &ns, &name, |e| {
             if e["message"].as_str() == Some(message) {
                 let count = e["series"]["count"].as_i64().unwrap_or(1) + 1;
@@ -129,7 +157,7 @@ pub fn record_new(sim: &Sim, obj: &Value, type_: &str, reason: &str, action: &st
         return;
     }
     let ev = json!({
-        "metadata": {"name": event_name(obj, sim), "namespace": ns},
+        "metadata": {"name": name, "namespace": ns},
         "involvedObject": reference(obj, None),
         "reason": reason,
         "message": message,

@@ -26,7 +26,11 @@ pub fn reconcile(sim: &Sim) -> Next {
     let live = live_uids(sim);
     for (rt, obj) in dependents {
         let owners = owner_uids(&obj);
-        let dangling: Vec<&str> = owners.iter().copied().filter(|u| !live.contains(*u)).collect();
+        let dangling: Vec<&str> = owners
+            .iter()
+            .copied()
+            .filter(|u| !live.contains(*u))
+            .collect();
         if dangling.is_empty() {
             continue;
         }
@@ -55,7 +59,9 @@ fn dependents(sim: &Sim) -> Vec<(&'static ResourceType, Arc<Value>)> {
     let mut out = Vec::new();
     for rt in collectable() {
         for obj in sim.store.list(rt, None).0 {
-            let has_owners = obj["metadata"]["ownerReferences"].as_array().is_some_and(|a| !a.is_empty());
+            let has_owners = obj["metadata"]["ownerReferences"]
+                .as_array()
+                .is_some_and(|a| !a.is_empty());
             if has_owners && obj["metadata"]["deletionTimestamp"].is_null() {
                 out.push((rt, obj));
             }
@@ -99,7 +105,12 @@ fn delete(sim: &Sim, rt: &'static ResourceType, obj: &Value) -> anyhow::Result<(
     }
 }
 
-fn remove_owner_refs(sim: &Sim, rt: &'static ResourceType, obj: &Value, dangling: &[&str]) -> anyhow::Result<()> {
+fn remove_owner_refs(
+    sim: &Sim,
+    rt: &'static ResourceType,
+    obj: &Value,
+    dangling: &[&str],
+) -> anyhow::Result<()> {
     let (ns, name) = location(obj);
     let my_uid = obj["metadata"]["uid"].clone();
     let result = sim.store.modify(rt, ns, name, |cur| {

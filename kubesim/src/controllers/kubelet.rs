@@ -27,10 +27,10 @@ use serde_json::{Value, json};
 use super::Next;
 use super::events::{self, Source};
 use super::scheduler;
+use crate::Sim;
 use crate::clock::{fmt_time, parse_time};
 use crate::resources::res;
 use crate::scenario::ImageBehaviour;
-use crate::{ContainerLogs, Sim};
 
 /// How long a CreateContainerConfigError waits before the kubelet retries
 /// (and repeats its events); a ConfigMap/Secret change retries at once.
@@ -154,7 +154,12 @@ impl Ctr {
             init,
             state: if init { CState::Blocked } else { CState::New },
             waiting: (
-                if init || pod_has_init { "PodInitializing" } else { "ContainerCreating" }.to_string(),
+                if init || pod_has_init {
+                    "PodInitializing"
+                } else {
+                    "ContainerCreating"
+                }
+                .to_string(),
                 None,
             ),
             restarts: 0,
@@ -187,7 +192,8 @@ pub fn normalize_image(image: &str) -> String {
         None => (image, None),
     };
     let first = name.split('/').next().unwrap_or("");
-    let has_host = name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
+    let has_host =
+        name.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost");
     let mut full = if has_host {
         name.to_string()
     } else if name.contains('/') {
@@ -267,7 +273,9 @@ fn registry_url(normalized: &str) -> String {
         .and_then(|l| l.split_once(':'))
         .map_or("latest", |(_, t)| t);
     match repo.split_once('/') {
-        Some(("docker.io", path)) => format!("https://registry-1.docker.io/v2/{path}/manifests/{tag}"),
+        Some(("docker.io", path)) => {
+            format!("https://registry-1.docker.io/v2/{path}/manifests/{tag}")
+        }
         Some((host, path)) => format!("https://{host}/v2/{path}/manifests/{tag}"),
         None => format!("https://{repo}/manifests/{tag}"),
     }
@@ -299,7 +307,10 @@ fn config_error(sim: &Sim, ns: &str, c: &Value) -> Option<String> {
         sim.store.get(rt, ns, name).ok()
     };
     let not_found = |secret: bool, name: &str| {
-        format!("{} \"{name}\" not found", if secret { "secret" } else { "configmap" })
+        format!(
+            "{} \"{name}\" not found",
+            if secret { "secret" } else { "configmap" }
+        )
     };
     for e in c["envFrom"].as_array().into_iter().flatten() {
         for (key, secret) in [("configMapRef", false), ("secretRef", true)] {
@@ -360,10 +371,17 @@ impl Ctx<'_> {
     }
 
     fn spec_of(&self, c: &Ctr) -> &Value {
-        let key = if c.init { "initContainers" } else { "containers" };
+        let key = if c.init {
+            "initContainers"
+        } else {
+            "containers"
+        };
         self.pod["spec"][key]
             .as_array()
-            .and_then(|cs| cs.iter().find(|s| s["name"].as_str() == Some(c.name.as_str())))
+            .and_then(|cs| {
+                cs.iter()
+                    .find(|s| s["name"].as_str() == Some(c.name.as_str()))
+            })
             .unwrap_or(&Value::Null)
     }
 
@@ -385,11 +403,16 @@ pub fn reconcile(sim: &Sim) -> Next {
     let now = sim.clock.now();
     let (pods, _) = sim.store.list(res("pods"), None);
     let (nodes, _) = sim.store.list(res("nodes"), None);
-    let node_names: HashSet<&str> = nodes.iter().filter_map(|n| n["metadata"]["name"].as_str()).collect();
+    let node_names: HashSet<&str> = nodes
+        .iter()
+        .filter_map(|n| n["metadata"]["name"].as_str())
+        .collect();
     let mut state = sim.kubelet.lock().expect("kubelet lock");
     let mut seen: HashSet<String> = HashSet::with_capacity(pods.len());
     for pod in &pods {
-        let Some(node) = pod["spec"]["nodeName"].as_str() else { continue };
+        let Some(node) = pod["spec"]["nodeName"].as_str() else {
+            continue;
+        };
         if !node_names.contains(node) {
             continue;
         }
@@ -398,7 +421,12 @@ pub fn reconcile(sim: &Sim) -> Next {
         sync_pod(sim, &mut state, pod, node, &uid, now, &mut next);
     }
     // Forget pods that are gone from the store (deleted by anyone).
-    let gone: Vec<String> = state.pods.keys().filter(|u| !seen.contains(*u)).cloned().collect();
+    let gone: Vec<String> = state
+        .pods
+        .keys()
+        .filter(|u| !seen.contains(*u))
+        .cloned()
+        .collect();
     for uid in gone {
         state.pods.remove(&uid);
     }
@@ -406,7 +434,10 @@ pub fn reconcile(sim: &Sim) -> Next {
 }
 
 fn needs_config_recheck(rt: &PodRt) -> bool {
-    rt.init.iter().chain(rt.app.iter()).any(|c| matches!(c.state, CState::ConfigErr { .. }))
+    rt.init
+        .iter()
+        .chain(rt.app.iter())
+        .any(|c| matches!(c.state, CState::ConfigErr { .. }))
 }
 
 fn sync_pod(
@@ -418,7 +449,10 @@ fn sync_pod(
     now: Timestamp,
     next: &mut Next,
 ) {
-    let rv = pod["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string();
+    let rv = pod["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
     if let Some(rt) = state.pods.get(uid) {
         let due = rt.wake.is_some_and(|w| w <= now);
         if rt.seen_rv == rv && !due && !needs_config_recheck(rt) {
@@ -429,7 +463,9 @@ fn sync_pod(
         }
     }
     let KubeletState { pods, images, ips } = state;
-    let has_init = pod["spec"]["initContainers"].as_array().is_some_and(|a| !a.is_empty());
+    let has_init = pod["spec"]["initContainers"]
+        .as_array()
+        .is_some_and(|a| !a.is_empty());
     let rt = pods.entry(uid.to_string()).or_insert_with(|| {
         let n = ips.entry(node.to_string()).or_insert(1);
         *n = if *n >= 254 { 2 } else { *n + 1 };
@@ -466,15 +502,23 @@ fn sync_pod(
     let mut ctx = Ctx {
         sim,
         pod,
-        ns: pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string(),
+        ns: pod["metadata"]["namespace"]
+            .as_str()
+            .unwrap_or("default")
+            .to_string(),
         pod_name: pod["metadata"]["name"].as_str().unwrap_or("").to_string(),
         uid: uid.to_string(),
         node: node.to_string(),
-        restart_policy: pod["spec"]["restartPolicy"].as_str().unwrap_or("Always").to_string(),
+        restart_policy: pod["spec"]["restartPolicy"]
+            .as_str()
+            .unwrap_or("Always")
+            .to_string(),
         events: Vec::new(),
     };
 
-    let deleting = pod["metadata"]["deletionTimestamp"].as_str().and_then(parse_time);
+    let deleting = pod["metadata"]["deletionTimestamp"]
+        .as_str()
+        .and_then(parse_time);
     let mut remove = false;
     if let Some(deadline) = deleting {
         if rt.kill.is_none() {
@@ -530,7 +574,14 @@ fn sync_pod(
             p["status"] = status.clone();
             Ok(true)
         }) {
-            Ok(p) => written = Some(p["metadata"]["resourceVersion"].as_str().unwrap_or("").to_string()),
+            Ok(p) => {
+                written = Some(
+                    p["metadata"]["resourceVersion"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string(),
+                )
+            }
             Err(_) => {
                 // Retry on the next pass (a concurrent write woke us anyway).
                 rt.seen_rv = String::new();
@@ -541,7 +592,9 @@ fn sync_pod(
     }
     rt.seen_rv = written.unwrap_or(rv);
     if remove {
-        let finalizers = pod["metadata"]["finalizers"].as_array().is_some_and(|f| !f.is_empty());
+        let finalizers = pod["metadata"]["finalizers"]
+            .as_array()
+            .is_some_and(|f| !f.is_empty());
         if !finalizers {
             let _ = sim.store.delete(res("pods"), &ctx.ns, &ctx.pod_name);
             let mut logs = sim.logs.lock().expect("logs lock");
@@ -559,9 +612,16 @@ fn sync_pod(
 }
 
 fn flush_events(ctx: &Ctx<'_>) {
-    if std::env::var("NOEV").is_ok() { return; }
     for (fp, type_, reason, msg) in &ctx.events {
-        events::record(ctx.sim, ctx.pod, Some(fp), type_, reason, msg, Source::Kubelet(&ctx.node));
+        events::record(
+            ctx.sim,
+            ctx.pod,
+            Some(fp),
+            type_,
+            reason,
+            msg,
+            Source::Kubelet(&ctx.node),
+        );
     }
 }
 
@@ -576,7 +636,12 @@ fn wake_time(rt: &PodRt) -> Option<Timestamp> {
     for c in rt.init.iter().chain(rt.app.iter()) {
         match &c.state {
             CState::Pulling { until, .. } => at(*until),
-            CState::PullErr { show_at, shown, until, .. } => at(if *shown { *until } else { *show_at }),
+            CState::PullErr {
+                show_at,
+                shown,
+                until,
+                ..
+            } => at(if *shown { *until } else { *show_at }),
             CState::ConfigErr { retry_at } => at(*retry_at),
             CState::Running {
                 ready_at,
@@ -601,7 +666,12 @@ fn wake_time(rt: &PodRt) -> Option<Timestamp> {
     w
 }
 
-fn step_containers(ctx: &mut Ctx<'_>, rt: &mut PodRt, images: &mut HashSet<String>, now: Timestamp) {
+fn step_containers(
+    ctx: &mut Ctx<'_>,
+    rt: &mut PodRt,
+    images: &mut HashSet<String>,
+    now: Timestamp,
+) {
     // A changed image in the spec restarts the container (as a real kubelet
     // does when the container's hash changes).
     for c in rt.init.iter_mut().chain(rt.app.iter_mut()) {
@@ -646,13 +716,28 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
         let state = c.state.clone();
         match state {
             CState::New => begin_image_at(ctx, c, images, now),
-            CState::Pulling { until, millis } if until <= now => pull_done(ctx, c, images, until, millis),
-            CState::PullErr { shown: false, show_at, until, msg } if show_at <= now && show_at < until => {
-                ctx.event(c, "Normal", "BackOff", format!("Back-off pulling image \"{}\"", c.image));
+            CState::Pulling { until, millis } if until <= now => {
+                pull_done(ctx, c, images, until, millis)
+            }
+            CState::PullErr {
+                shown: false,
+                show_at,
+                until,
+                msg,
+            } if show_at <= now && show_at < until => {
+                ctx.event(
+                    c,
+                    "Normal",
+                    "BackOff",
+                    format!("Back-off pulling image \"{}\"", c.image),
+                );
                 ctx.event(c, "Warning", "Failed", "Error: ImagePullBackOff".into());
                 c.waiting = (
                     "ImagePullBackOff".into(),
-                    Some(format!("Back-off pulling image \"{}\": ErrImagePull: {msg}", c.image)),
+                    Some(format!(
+                        "Back-off pulling image \"{}\": ErrImagePull: {msg}",
+                        c.image
+                    )),
                 );
                 c.state = CState::PullErr {
                     msg,
@@ -720,7 +805,11 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
                 }
                 return;
             }
-            CState::CrashBackOff { until, secs, shown: false } => {
+            CState::CrashBackOff {
+                until,
+                secs,
+                shown: false,
+            } => {
                 ctx.event(
                     c,
                     "Warning",
@@ -748,7 +837,10 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
 fn probe_failure(probe: &Value) -> String {
     if probe["tcpSocket"].is_object() {
         let port = &probe["tcpSocket"]["port"];
-        let port = port.as_i64().map_or_else(|| port.as_str().unwrap_or("8080").to_string(), |p| p.to_string());
+        let port = port.as_i64().map_or_else(
+            || port.as_str().unwrap_or("8080").to_string(),
+            |p| p.to_string(),
+        );
         format!("Readiness probe failed: dial tcp 10.244.0.1:{port}: connect: connection refused")
     } else if probe["exec"].is_object() {
         "Readiness probe failed: not ready".to_string()
@@ -773,11 +865,17 @@ fn begin_image_at(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, 
         c.state = CState::Stuck;
         return;
     }
-    let policy = ctx.spec_of(c)["imagePullPolicy"].as_str().unwrap_or("IfNotPresent").to_string();
+    let policy = ctx.spec_of(c)["imagePullPolicy"]
+        .as_str()
+        .unwrap_or("IfNotPresent")
+        .to_string();
     let present = images.contains(&c.image);
     match policy.as_str() {
         "Never" if !present => {
-            let msg = format!("Container image \"{}\" is not present with pull policy of Never", c.image);
+            let msg = format!(
+                "Container image \"{}\" is not present with pull policy of Never",
+                c.image
+            );
             ctx.event(c, "Warning", "ErrImageNeverPull", msg.clone());
             ctx.event(c, "Warning", "Failed", "Error: ErrImageNeverPull".into());
             c.waiting = ("ErrImageNeverPull".into(), Some(msg));
@@ -799,14 +897,25 @@ fn begin_image_at(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, 
 fn start_pull(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
     use rand::Rng;
     let millis = rand::rng().random_range(500..1000u64);
-    ctx.event(c, "Normal", "Pulling", format!("Pulling image \"{}\"", c.image));
+    ctx.event(
+        c,
+        "Normal",
+        "Pulling",
+        format!("Pulling image \"{}\"", c.image),
+    );
     c.state = CState::Pulling {
         until: add(t, Duration::from_millis(millis)),
         millis,
     };
 }
 
-fn pull_done(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, t: Timestamp, millis: u64) {
+fn pull_done(
+    ctx: &mut Ctx<'_>,
+    c: &mut Ctr,
+    images: &mut HashSet<String>,
+    t: Timestamp,
+    millis: u64,
+) {
     let behaviour = ctx.sim.behaviour(&c.image);
     let fails = match &behaviour {
         ImageBehaviour::Missing | ImageBehaviour::Denied => true,
@@ -816,7 +925,12 @@ fn pull_done(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, t: Ti
     if fails {
         c.pull_failures += 1;
         let msg = pull_error(&c.image, &behaviour);
-        ctx.event(c, "Warning", "Failed", format!("Failed to pull image \"{}\": {msg}", c.image));
+        ctx.event(
+            c,
+            "Warning",
+            "Failed",
+            format!("Failed to pull image \"{}\": {msg}", c.image),
+        );
         ctx.event(c, "Warning", "Failed", "Error: ErrImagePull".into());
         c.pull_backoff = if c.pull_backoff == 0 {
             BACKOFF_INITIAL
@@ -868,17 +982,26 @@ fn create_start(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
     let probe = &spec["readinessProbe"];
     let has_probe = probe.is_object();
     let one = Duration::from_secs(1);
-    let (app_ready, exit): (Option<Duration>, Option<(Duration, i32, &'static str)>) = match &behaviour {
-        ImageBehaviour::Ok { ready_after } => (Some(*ready_after), None),
-        ImageBehaviour::Crash { after, exit_code } => (
-            Some(one),
-            Some((*after, *exit_code, if *exit_code == 0 { "Completed" } else { "Error" })),
-        ),
-        ImageBehaviour::LateCrash { after } => (Some(one), Some((*after, 1, "Error"))),
-        ImageBehaviour::Oom { after } => (Some(one), Some((*after, 137, "OOMKilled"))),
-        ImageBehaviour::Unready => (None, None),
-        _ => (Some(one), None),
-    };
+    let (app_ready, exit): (Option<Duration>, Option<(Duration, i32, &'static str)>) =
+        match &behaviour {
+            ImageBehaviour::Ok { ready_after } => (Some(*ready_after), None),
+            ImageBehaviour::Crash { after, exit_code } => (
+                Some(one),
+                Some((
+                    *after,
+                    *exit_code,
+                    if *exit_code == 0 {
+                        "Completed"
+                    } else {
+                        "Error"
+                    },
+                )),
+            ),
+            ImageBehaviour::LateCrash { after } => (Some(one), Some((*after, 1, "Error"))),
+            ImageBehaviour::Oom { after } => (Some(one), Some((*after, 137, "OOMKilled"))),
+            ImageBehaviour::Unready => (None, None),
+            _ => (Some(one), None),
+        };
     // Init containers run to completion: Ok images exit 0 after ready_after.
     let exit = if c.init && exit.is_none() {
         Some((app_ready.unwrap_or(one), 0, "Completed"))
@@ -918,7 +1041,7 @@ fn create_start(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
         _ => lines.push("listening on :8080".into()),
     }
     let mut logs = ctx.sim.logs.lock().expect("logs lock");
-    let entry = logs.entry(ctx.log_key(c)).or_insert_with(ContainerLogs::default);
+    let entry = logs.entry(ctx.log_key(c)).or_default();
     if c.restarts > 0 {
         entry.previous = Some(std::mem::take(&mut entry.current));
     }
@@ -926,14 +1049,23 @@ fn create_start(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
 }
 
 /// A running instance exits at `t`; restart per policy with back-off.
-fn terminate(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp, code: i32, reason: &'static str, restart: bool) {
-    let CState::Running { started, .. } = c.state else { return };
+fn terminate(
+    ctx: &mut Ctx<'_>,
+    c: &mut Ctr,
+    t: Timestamp,
+    code: i32,
+    reason: &'static str,
+    restart: bool,
+) {
+    let CState::Running { started, .. } = c.state else {
+        return;
+    };
     let spec = ctx.spec_of(c).clone();
     let mut message = None;
     if code != 0 && reason == "Error" {
         let line = "Error: cannot connect to database at db:5432".to_string();
         let mut logs = ctx.sim.logs.lock().expect("logs lock");
-        let entry = logs.entry(ctx.log_key(c)).or_insert_with(ContainerLogs::default);
+        let entry = logs.entry(ctx.log_key(c)).or_default();
         entry.current.push(line.clone());
         // The app writes its fatal error to the termination-log file (what
         // FallbackToLogsOnError would also find in the log tail).
@@ -1011,7 +1143,9 @@ fn container_status(c: &Ctr, now: Timestamp) -> (Value, bool) {
     let mut ready = false;
     let mut started_flag = false;
     let state = match &c.state {
-        CState::Running { started, ready_at, .. } => {
+        CState::Running {
+            started, ready_at, ..
+        } => {
             started_flag = true;
             ready = !c.init && ready_at.is_none_or(|r| r <= now) && !never_ready(c, ready_at);
             json!({"running": {"startedAt": fmt_time(*started)}})
@@ -1047,7 +1181,14 @@ fn container_status(c: &Ctr, now: Timestamp) -> (Value, bool) {
 
 /// A running container with no ready time and a failing probe is never Ready.
 fn never_ready(c: &Ctr, ready_at: &Option<Timestamp>) -> bool {
-    ready_at.is_none() && matches!(c.state, CState::Running { next_probe: Some(_), .. })
+    ready_at.is_none()
+        && matches!(
+            c.state,
+            CState::Running {
+                next_probe: Some(_),
+                ..
+            }
+        )
 }
 
 fn render_status(ctx: &Ctx<'_>, rt: &mut PodRt, now: Timestamp, terminal: bool) -> Value {
@@ -1068,24 +1209,27 @@ fn render_status(ctx: &Ctx<'_>, rt: &mut PodRt, now: Timestamp, terminal: bool) 
         .collect();
     let all_ready = unready.is_empty() && !terminal;
 
-    let phase = if terminal {
-        let ok = rt
-            .app
+    let all_succeeded = || {
+        rt.app
             .iter()
-            .all(|c| matches!(&c.state, CState::Terminated(t) if t.exit_code == 0));
-        if ok { "Succeeded" } else { "Failed" }
-    } else if !initialized {
-        "Pending"
-    } else if rt.app.iter().any(|c| {
+            .all(|c| matches!(&c.state, CState::Terminated(t) if t.exit_code == 0))
+    };
+    let never_ran = |c: &Ctr| {
         !matches!(c.state, CState::Running { .. } | CState::Terminated(_)) && c.last.is_none()
-    }) {
-        "Pending"
-    } else if rt.app.iter().all(|c| matches!(c.state, CState::Terminated(_))) {
-        let ok = rt
+    };
+    let phase = if terminal
+        || rt
             .app
             .iter()
-            .all(|c| matches!(&c.state, CState::Terminated(t) if t.exit_code == 0));
-        if ok { "Succeeded" } else { "Failed" }
+            .all(|c| matches!(c.state, CState::Terminated(_)))
+    {
+        if all_succeeded() {
+            "Succeeded"
+        } else {
+            "Failed"
+        }
+    } else if !initialized || rt.app.iter().any(never_ran) {
+        "Pending"
     } else {
         "Running"
     };
@@ -1107,26 +1251,47 @@ fn render_status(ctx: &Ctx<'_>, rt: &mut PodRt, now: Timestamp, terminal: bool) 
         }
         v
     };
-    let incomplete: Vec<&str> = rt.init.iter().filter(|c| !c.done()).map(|c| c.name.as_str()).collect();
+    let incomplete: Vec<&str> = rt
+        .init
+        .iter()
+        .filter(|c| !c.done())
+        .map(|c| c.name.as_str())
+        .collect();
     let sandbox_ready = !terminal;
     let mut conditions = vec![
-        cond("PodReadyToStartContainers", sandbox_ready, "", String::new()),
+        cond(
+            "PodReadyToStartContainers",
+            sandbox_ready,
+            "",
+            String::new(),
+        ),
         cond(
             "Initialized",
             initialized,
             "ContainersNotInitialized",
-            format!("containers with incomplete status: [{}]", incomplete.join(" ")),
+            format!(
+                "containers with incomplete status: [{}]",
+                incomplete.join(" ")
+            ),
         ),
         cond(
             "Ready",
             all_ready,
-            if terminal { "PodCompleted" } else { "ContainersNotReady" },
+            if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            },
             format!("containers with unready status: [{}]", unready.join(" ")),
         ),
         cond(
             "ContainersReady",
             all_ready,
-            if terminal { "PodCompleted" } else { "ContainersNotReady" },
+            if terminal {
+                "PodCompleted"
+            } else {
+                "ContainersNotReady"
+            },
             format!("containers with unready status: [{}]", unready.join(" ")),
         ),
     ];
@@ -1155,7 +1320,8 @@ fn render_status(ctx: &Ctx<'_>, rt: &mut PodRt, now: Timestamp, terminal: bool) 
             o.remove("initContainerStatuses");
         }
     } else {
-        status["initContainerStatuses"] = json!(init.into_iter().map(|(v, _)| v).collect::<Vec<_>>());
+        status["initContainerStatuses"] =
+            json!(init.into_iter().map(|(v, _)| v).collect::<Vec<_>>());
     }
     status["hostIP"] = json!(host_ip);
     status["hostIPs"] = json!([{"ip": host_ip}]);
@@ -1181,10 +1347,16 @@ mod tests {
     fn image_normalisation() {
         assert_eq!(normalize_image("example/web:1"), "docker.io/example/web:1");
         assert_eq!(normalize_image("nginx"), "docker.io/library/nginx:latest");
-        assert_eq!(normalize_image("localhost:5000/a/b"), "localhost:5000/a/b:latest");
+        assert_eq!(
+            normalize_image("localhost:5000/a/b"),
+            "localhost:5000/a/b:latest"
+        );
         assert_eq!(normalize_image("ghcr.io/o/app:2"), "ghcr.io/o/app:2");
         assert!(image_id("example/web:1").starts_with("docker.io/example/web@sha256:"));
-        assert_eq!(image_id("example/web:1").len(), "docker.io/example/web@sha256:".len() + 64);
+        assert_eq!(
+            image_id("example/web:1").len(),
+            "docker.io/example/web@sha256:".len() + 64
+        );
     }
 
     #[test]
@@ -1196,6 +1368,9 @@ mod tests {
             pull_error("example/web:3-missing", &ImageBehaviour::Missing),
             "rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/example/web:3-missing\": failed to resolve reference \"docker.io/example/web:3-missing\": docker.io/example/web:3-missing: not found"
         );
-        assert!(pull_error("example/web:flaky", &ImageBehaviour::Flaky { failures: 2 }).contains("i/o timeout"));
+        assert!(
+            pull_error("example/web:flaky", &ImageBehaviour::Flaky { failures: 2 })
+                .contains("i/o timeout")
+        );
     }
 }

@@ -25,10 +25,30 @@ use crate::Sim;
 /// Start every controller loop; returns their tasks.
 pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
     vec![
-        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "deployment", deployment::reconcile)),
-        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "replicaset", replicaset::reconcile)),
-        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "scheduler", scheduler::reconcile)),
-        tokio::spawn(run_loop(sim.clone(), shutdown.clone(), "kubelet", kubelet::reconcile)),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "deployment",
+            deployment::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "replicaset",
+            replicaset::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "scheduler",
+            scheduler::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "kubelet",
+            kubelet::reconcile,
+        )),
         tokio::spawn(run_loop(sim, shutdown, "gc", gc::reconcile)),
     ]
 }
@@ -51,8 +71,12 @@ impl Next {
 }
 
 /// Run `reconcile` whenever the store changes or a requested deadline passes.
-pub async fn run_loop<F>(sim: Arc<Sim>, mut shutdown: watch::Receiver<bool>, name: &'static str, reconcile: F)
-where
+pub async fn run_loop<F>(
+    sim: Arc<Sim>,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+    reconcile: F,
+) where
     F: Fn(&Sim) -> Next,
 {
     let mut clock_epoch = sim.clock.subscribe();

@@ -60,7 +60,9 @@ fn parse(s: &str) -> Option<Parsed> {
         "Pi" => exp2 = 50,
         "Ei" => exp2 = 60,
         other => {
-            let exp = other.strip_prefix('e').or_else(|| other.strip_prefix('E'))?;
+            let exp = other
+                .strip_prefix('e')
+                .or_else(|| other.strip_prefix('E'))?;
             let e: i32 = exp.parse().ok()?;
             if !(-30..=30).contains(&e) {
                 return None;
@@ -68,7 +70,11 @@ fn parse(s: &str) -> Option<Parsed> {
             exp10 += e;
         }
     }
-    Some(Parsed { mantissa, exp10, exp2 })
+    Some(Parsed {
+        mantissa,
+        exp10,
+        exp2,
+    })
 }
 
 /// `p × 10^shift`, rounded up (towards +∞) to an integer.
@@ -114,7 +120,14 @@ pub fn format_bytes(bytes: i64) -> String {
     if bytes == 0 {
         return "0".into();
     }
-    for (suffix, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+    for (suffix, shift) in [
+        ("Ei", 60),
+        ("Pi", 50),
+        ("Ti", 40),
+        ("Gi", 30),
+        ("Mi", 20),
+        ("Ki", 10),
+    ] {
         let unit = 1i64 << shift;
         if bytes % unit == 0 {
             return format!("{}{suffix}", bytes / unit);

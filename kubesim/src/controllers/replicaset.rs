@@ -62,9 +62,15 @@ impl PodIndex {
         let mut orphans: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
         for pod in pods {
             match controller_uid(pod) {
-                Some(owner) => by_owner.entry(owner.to_string()).or_default().push(pod.clone()),
+                Some(owner) => by_owner
+                    .entry(owner.to_string())
+                    .or_default()
+                    .push(pod.clone()),
                 None if is_active(pod) => {
-                    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("").to_string();
+                    let ns = pod["metadata"]["namespace"]
+                        .as_str()
+                        .unwrap_or("")
+                        .to_string();
                     orphans.entry(ns).or_default().push(pod.clone());
                 }
                 None => {}
@@ -74,7 +80,10 @@ impl PodIndex {
     }
 
     fn owned_by(&self, owner_uid: &str) -> &[Arc<Value>] {
-        self.by_owner.get(owner_uid).map(Vec::as_slice).unwrap_or(&[])
+        self.by_owner
+            .get(owner_uid)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
     }
 }
 
@@ -83,7 +92,10 @@ fn group_by_controller(replica_sets: &[Arc<Value>]) -> HashMap<String, Vec<Strin
     let mut groups: HashMap<String, Vec<String>> = HashMap::new();
     for rs in replica_sets {
         if let Some(owner) = controller_uid(rs) {
-            groups.entry(owner.to_string()).or_default().push(uid(rs).to_string());
+            groups
+                .entry(owner.to_string())
+                .or_default()
+                .push(uid(rs).to_string());
         }
     }
     groups
@@ -91,10 +103,19 @@ fn group_by_controller(replica_sets: &[Arc<Value>]) -> HashMap<String, Vec<Strin
 
 /// Upstream `getIndirectlyRelatedPods`: the pods of every ReplicaSet with
 /// the same controller (the Deployment's other revisions), for ranking.
-fn related_pods(rs: &Value, siblings: &HashMap<String, Vec<String>>, pods: &PodIndex) -> Vec<Arc<Value>> {
+fn related_pods(
+    rs: &Value,
+    siblings: &HashMap<String, Vec<String>>,
+    pods: &PodIndex,
+) -> Vec<Arc<Value>> {
     let own = vec![uid(rs).to_string()];
-    let group = controller_uid(rs).and_then(|o| siblings.get(o)).unwrap_or(&own);
-    group.iter().flat_map(|u| pods.owned_by(u).iter().cloned()).collect()
+    let group = controller_uid(rs)
+        .and_then(|o| siblings.get(o))
+        .unwrap_or(&own);
+    group
+        .iter()
+        .flat_map(|u| pods.owned_by(u).iter().cloned())
+        .collect()
 }
 
 /// Sync one ReplicaSet; returns when it next wants to look (a pod becoming available).
@@ -107,7 +128,10 @@ fn sync_replica_set(
 ) -> ApiResult<Option<Timestamp>> {
     let owned = claim_pods(sim, rs, pods)?;
     let active: Vec<Arc<Value>> = owned.iter().filter(|p| is_active(p)).cloned().collect();
-    let terminating = owned.iter().filter(|p| is_deleting(p) && !is_terminal(p)).count();
+    let terminating = owned
+        .iter()
+        .filter(|p| is_deleting(p) && !is_terminal(p))
+        .count();
     let manage_err = if is_deleting(rs) {
         None
     } else {
@@ -117,19 +141,24 @@ fn sync_replica_set(
     if rs["status"] != status {
         let my_uid = uid(rs).to_string();
         let ns = rs["metadata"]["namespace"].as_str().unwrap_or("");
-        sim.store.modify(res("replicasets.apps"), ns, name(rs), |cur| {
-            if uid(cur) != my_uid {
-                return Ok(false);
-            }
-            cur["status"] = status.clone();
-            Ok(true)
-        })?;
+        sim.store
+            .modify(res("replicasets.apps"), ns, name(rs), |cur| {
+                if uid(cur) != my_uid {
+                    return Ok(false);
+                }
+                cur["status"] = status.clone();
+                Ok(true)
+            })?;
     }
     if let Some(e) = manage_err {
         return Err(e);
     }
     let min_ready = min_ready_seconds(rs);
-    Ok(active.iter().filter_map(|p| available_at(p, min_ready)).filter(|t| *t > now).min())
+    Ok(active
+        .iter()
+        .filter_map(|p| available_at(p, min_ready))
+        .filter(|t| *t > now)
+        .min())
 }
 
 // ---------------------------------------------------------------- claiming
@@ -226,12 +255,28 @@ fn create_pod(sim: &Sim, rs: &Value) -> ApiResult<()> {
     match api::create_object(sim, pod_from_template(rs)) {
         Ok(pod) => {
             let msg = format!("Created pod: {}", name(&pod));
-            events::record(sim, rs, None, "Normal", "SuccessfulCreate", &msg, Source::Controller(COMPONENT));
+            events::record(
+                sim,
+                rs,
+                None,
+                "Normal",
+                "SuccessfulCreate",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
             Ok(())
         }
         Err(e) => {
             let msg = format!("Error creating: {}", e.message);
-            events::record(sim, rs, None, "Warning", "FailedCreate", &msg, Source::Controller(COMPONENT));
+            events::record(
+                sim,
+                rs,
+                None,
+                "Warning",
+                "FailedCreate",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
             Err(e)
         }
     }
@@ -242,13 +287,29 @@ fn delete_pod(sim: &Sim, rs: &Value, pod: &Value) -> ApiResult<()> {
     match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
         Ok(_) => {
             let msg = format!("Deleted pod: {}", name(pod));
-            events::record(sim, rs, None, "Normal", "SuccessfulDelete", &msg, Source::Controller(COMPONENT));
+            events::record(
+                sim,
+                rs,
+                None,
+                "Normal",
+                "SuccessfulDelete",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
             Ok(())
         }
         Err(e) if e.code == 404 => Ok(()),
         Err(e) => {
             let msg = format!("Error deleting: {}", e.message);
-            events::record(sim, rs, None, "Warning", "FailedDelete", &msg, Source::Controller(COMPONENT));
+            events::record(
+                sim,
+                rs,
+                None,
+                "Warning",
+                "FailedDelete",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
             Err(e)
         }
     }
@@ -301,7 +362,9 @@ fn ready_since(pod: &Value) -> Option<Timestamp> {
     if !is_ready(pod) {
         return None;
     }
-    ready_condition(pod)?["lastTransitionTime"].as_str().and_then(parse_time)
+    ready_condition(pod)?["lastTransitionTime"]
+        .as_str()
+        .and_then(parse_time)
 }
 
 /// When a ready pod counts as available: upstream `IsPodAvailable` needs
@@ -328,13 +391,26 @@ fn min_ready_seconds(rs: &Value) -> i64 {
 // ---------------------------------------------------------------- deletion ranking
 
 /// Upstream `getPodsToDelete`: the `n` lowest-ranked pods.
-fn pods_to_delete(active: &[Arc<Value>], related: &[Arc<Value>], n: usize, now: Timestamp) -> Vec<Arc<Value>> {
+fn pods_to_delete(
+    active: &[Arc<Value>],
+    related: &[Arc<Value>],
+    n: usize,
+    now: Timestamp,
+) -> Vec<Arc<Value>> {
     let mut on_node: HashMap<&str, usize> = HashMap::new();
     for p in related.iter().filter(|p| is_active(p)) {
-        *on_node.entry(p["spec"]["nodeName"].as_str().unwrap_or("")).or_default() += 1;
+        *on_node
+            .entry(p["spec"]["nodeName"].as_str().unwrap_or(""))
+            .or_default() += 1;
     }
-    let rank = |p: &Value| on_node.get(p["spec"]["nodeName"].as_str().unwrap_or("")).copied().unwrap_or(0);
-    let mut ranked: Vec<(usize, Arc<Value>)> = active.iter().map(|p| (rank(p), p.clone())).collect();
+    let rank = |p: &Value| {
+        on_node
+            .get(p["spec"]["nodeName"].as_str().unwrap_or(""))
+            .copied()
+            .unwrap_or(0)
+    };
+    let mut ranked: Vec<(usize, Arc<Value>)> =
+        active.iter().map(|p| (rank(p), p.clone())).collect();
     if n < ranked.len() {
         ranked.sort_by(|(ra, a), (rb, b)| compare_for_deletion(a, *ra, b, *rb, now));
     }
@@ -346,11 +422,21 @@ fn pods_to_delete(active: &[Arc<Value>], related: &[Arc<Value>], n: usize, now: 
 /// deletion cost, more pods of the family on the node, ready more
 /// recently, more restarts, created more recently (both times compared on
 /// the logarithmic scale of `LogarithmicScaleDown`).
-pub fn compare_for_deletion(a: &Value, rank_a: usize, b: &Value, rank_b: usize, now: Timestamp) -> Ordering {
+pub fn compare_for_deletion(
+    a: &Value,
+    rank_a: usize,
+    b: &Value,
+    rank_b: usize,
+    now: Timestamp,
+) -> Ordering {
     let node = |p: &Value| p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
     let (na, nb) = (node(a), node(b));
     if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() { Ordering::Less } else { Ordering::Greater };
+        return if na.is_empty() {
+            Ordering::Less
+        } else {
+            Ordering::Greater
+        };
     }
     let phase_ord = |p: &Value| match phase(p) {
         "Unknown" => 1,
@@ -362,7 +448,11 @@ pub fn compare_for_deletion(a: &Value, rank_a: usize, b: &Value, rank_b: usize, 
         return by_phase;
     }
     if is_ready(a) != is_ready(b) {
-        return if is_ready(a) { Ordering::Greater } else { Ordering::Less };
+        return if is_ready(a) {
+            Ordering::Greater
+        } else {
+            Ordering::Less
+        };
     }
     let cost = |p: &Value| {
         p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
@@ -390,11 +480,19 @@ pub fn compare_for_deletion(a: &Value, rank_a: usize, b: &Value, rank_b: usize, 
     if by_restarts != Ordering::Equal {
         return by_restarts;
     }
-    let created = |p: &Value| p["metadata"]["creationTimestamp"].as_str().and_then(parse_time);
+    let created = |p: &Value| {
+        p["metadata"]["creationTimestamp"]
+            .as_str()
+            .and_then(parse_time)
+    };
     match (created(a), created(b)) {
         (Some(ca), Some(cb)) if ca != cb => {
             let o = log_rank(ca, now).cmp(&log_rank(cb, now));
-            if o != Ordering::Equal { o } else { uid(a).cmp(uid(b)) }
+            if o != Ordering::Equal {
+                o
+            } else {
+                uid(a).cmp(uid(b))
+            }
         }
         (None, Some(_)) => Ordering::Less,
         (Some(_), None) => Ordering::Greater,
@@ -406,7 +504,11 @@ pub fn compare_for_deletion(a: &Value, rank_a: usize, b: &Value, rank_b: usize, 
 /// terms. A younger time has a smaller rank.
 fn log_rank(t: Timestamp, now: Timestamp) -> i64 {
     let age = now.as_nanosecond() - t.as_nanosecond();
-    if age <= 0 { -1 } else { (age as f64).log2() as i64 }
+    if age <= 0 {
+        -1
+    } else {
+        (age as f64).log2() as i64
+    }
 }
 
 /// Upstream `maxContainerRestarts` (regular containers, then restartable
@@ -415,7 +517,12 @@ fn restarts(pod: &Value) -> (i64, i64) {
     let max_of = |key: &str| {
         pod["status"][key]
             .as_array()
-            .map(|a| a.iter().filter_map(|c| c["restartCount"].as_i64()).max().unwrap_or(0))
+            .map(|a| {
+                a.iter()
+                    .filter_map(|c| c["restartCount"].as_i64())
+                    .max()
+                    .unwrap_or(0)
+            })
             .unwrap_or(0)
     };
     (max_of("containerStatuses"), max_of("initContainerStatuses"))
@@ -439,10 +546,18 @@ fn calculate_status(
         .filter(|p| labels_contain(&p["metadata"]["labels"], template_labels))
         .count();
     let ready = active.iter().filter(|p| is_ready(p)).count();
-    let available = active.iter().filter(|p| is_available(p, min_ready, now)).count();
+    let available = active
+        .iter()
+        .filter(|p| is_available(p, min_ready, now))
+        .count();
 
-    let mut conditions: Vec<Value> = rs["status"]["conditions"].as_array().cloned().unwrap_or_default();
-    let has_failure = conditions.iter().any(|c| c["type"].as_str() == Some(REPLICA_FAILURE));
+    let mut conditions: Vec<Value> = rs["status"]["conditions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let has_failure = conditions
+        .iter()
+        .any(|c| c["type"].as_str() == Some(REPLICA_FAILURE));
     match manage_err {
         Some(e) if !has_failure => {
             let reason = if active.len() < rs_replicas(rs).max(0) as usize {
@@ -450,8 +565,10 @@ fn calculate_status(
             } else {
                 "FailedDelete"
             };
-            conditions.push(json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason,
-                "message": e.message, "lastTransitionTime": fmt_time(now)}));
+            conditions.push(
+                json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason,
+                "message": e.message, "lastTransitionTime": fmt_time(now)}),
+            );
         }
         None if has_failure => conditions.retain(|c| c["type"].as_str() != Some(REPLICA_FAILURE)),
         _ => {}
@@ -487,14 +604,22 @@ fn labels_contain(labels: &Value, wanted: &Value) -> bool {
 mod tests {
     use super::*;
 
-    fn pod(name: &str, node: &str, phase: &str, ready_at: Option<&str>, created: &str, restarts: i64) -> Value {
+    fn pod(
+        name: &str,
+        node: &str,
+        phase: &str,
+        ready_at: Option<&str>,
+        created: &str,
+        restarts: i64,
+    ) -> Value {
         let mut p = json!({
             "metadata": {"name": name, "uid": name, "creationTimestamp": created},
             "spec": {"nodeName": node},
             "status": {"phase": phase, "containerStatuses": [{"restartCount": restarts}]},
         });
         if let Some(t) = ready_at {
-            p["status"]["conditions"] = json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}]);
+            p["status"]["conditions"] =
+                json!([{"type": "Ready", "status": "True", "lastTransitionTime": t}]);
         }
         p
     }
@@ -512,12 +637,31 @@ mod tests {
         assert_eq!(cmp(&pending, &running_unready), Ordering::Less);
         assert_eq!(cmp(&running_unready, &running_ready), Ordering::Less);
         let crashing = pod("crashing", "n1", "Running", None, old, 5);
-        assert_eq!(cmp(&crashing, &running_unready), Ordering::Less, "more restarts first");
+        assert_eq!(
+            cmp(&crashing, &running_unready),
+            Ordering::Less,
+            "more restarts first"
+        );
         let newer = pod("newer", "n1", "Running", None, "2026-01-01T00:59:00Z", 0);
         assert_eq!(cmp(&newer, &running_unready), Ordering::Less, "newer first");
-        let recently_ready = pod("recent", "n1", "Running", Some("2026-01-01T00:59:59Z"), old, 0);
-        assert_eq!(cmp(&recently_ready, &running_ready), Ordering::Less, "ready more recently first");
-        assert_eq!(compare_for_deletion(&running_ready, 3, &running_ready.clone(), 1, now), Ordering::Less, "doubled up first");
+        let recently_ready = pod(
+            "recent",
+            "n1",
+            "Running",
+            Some("2026-01-01T00:59:59Z"),
+            old,
+            0,
+        );
+        assert_eq!(
+            cmp(&recently_ready, &running_ready),
+            Ordering::Less,
+            "ready more recently first"
+        );
+        assert_eq!(
+            compare_for_deletion(&running_ready, 3, &running_ready.clone(), 1, now),
+            Ordering::Less,
+            "doubled up first"
+        );
     }
 
     #[test]
@@ -529,16 +673,29 @@ mod tests {
             Arc::new(pod("b", "", "Pending", None, t, 0)),
             Arc::new(pod("c", "n2", "Running", None, t, 0)),
         ];
-        let names: Vec<String> = pods_to_delete(&pods, &pods, 2, now).iter().map(|p| name(p).to_string()).collect();
+        let names: Vec<String> = pods_to_delete(&pods, &pods, 2, now)
+            .iter()
+            .map(|p| name(p).to_string())
+            .collect();
         assert_eq!(names, ["b", "c"]);
     }
 
     #[test]
     fn availability_waits_for_min_ready_seconds() {
-        let p = pod("a", "n1", "Running", Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z", 0);
+        let p = pod(
+            "a",
+            "n1",
+            "Running",
+            Some("2026-01-01T00:00:00Z"),
+            "2026-01-01T00:00:00Z",
+            0,
+        );
         let at = |s: &str| s.parse::<Timestamp>().unwrap();
         assert!(is_available(&p, 0, at("2026-01-01T00:00:00Z")));
-        assert!(!is_available(&p, 10, at("2026-01-01T00:00:10Z")), "strictly after");
+        assert!(
+            !is_available(&p, 10, at("2026-01-01T00:00:10Z")),
+            "strictly after"
+        );
         assert!(is_available(&p, 10, at("2026-01-01T00:00:10.5Z")));
         assert!(available_at(&p, 10).unwrap() > at("2026-01-01T00:00:10Z"));
     }
@@ -552,7 +709,14 @@ mod tests {
             calculate_status(&rs, &[], 0, None, now),
             json!({"replicas": 0, "observedGeneration": 2, "terminatingReplicas": 0})
         );
-        let mut p = pod("a", "n1", "Running", Some("2026-01-01T00:00:00Z"), "2026-01-01T00:00:00Z", 0);
+        let mut p = pod(
+            "a",
+            "n1",
+            "Running",
+            Some("2026-01-01T00:00:00Z"),
+            "2026-01-01T00:00:00Z",
+            0,
+        );
         p["metadata"]["labels"] = json!({"app": "web", "pod-template-hash": "1"});
         let err = ApiError::new(403, "Forbidden", "exceeded quota");
         let st = calculate_status(&rs, &[Arc::new(p)], 1, Some(&err), now);

@@ -31,7 +31,10 @@ pub fn node_index(name: &str) -> u32 {
     {
         return n;
     }
-    name.bytes().fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32)) % 250 + 1
+    name.bytes()
+        .fold(7u32, |h, b| h.wrapping_mul(31).wrapping_add(b as u32))
+        % 250
+        + 1
 }
 
 /// The InternalIP of a simulated node.
@@ -43,8 +46,10 @@ pub fn node_ip(name: &str) -> String {
 pub fn node_object(sim: &Sim, name: &str) -> Value {
     let now = fmt_time(sim.clock.now());
     let cfg = &sim.config;
-    let cpu = quantity::cpu_millis(&cfg.node_cpu).map_or_else(|| cfg.node_cpu.clone(), quantity::format_cpu);
-    let mem = quantity::bytes(&cfg.node_memory).map_or_else(|| cfg.node_memory.clone(), quantity::format_bytes);
+    let cpu = quantity::cpu_millis(&cfg.node_cpu)
+        .map_or_else(|| cfg.node_cpu.clone(), quantity::format_cpu);
+    let mem = quantity::bytes(&cfg.node_memory)
+        .map_or_else(|| cfg.node_memory.clone(), quantity::format_bytes);
     let resources = json!({
         "cpu": cpu,
         "ephemeral-storage": "20Gi",
@@ -54,7 +59,10 @@ pub fn node_object(sim: &Sim, name: &str) -> Value {
         "pods": cfg.node_pods.to_string(),
     });
     let idx = node_index(name);
-    let machine = format!("{:032x}", u128::from(idx).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835));
+    let machine = format!(
+        "{:032x}",
+        u128::from(idx).wrapping_mul(0x9e37_79b9_7f4a_7c15_f39c_c060_5ced_c835)
+    );
     let cond = |type_: &str, status: &str, reason: &str, message: &str| {
         json!({
             "lastHeartbeatTime": now,
@@ -153,8 +161,16 @@ pub fn pod_requests(pod: &Value) -> Requests {
         sum.memory = sum.memory.max(r.memory);
     }
     if let Some(o) = spec["overhead"].as_object() {
-        sum.cpu += o.get("cpu").and_then(Value::as_str).and_then(quantity::cpu_millis).unwrap_or(0);
-        sum.memory += o.get("memory").and_then(Value::as_str).and_then(quantity::bytes).unwrap_or(0);
+        sum.cpu += o
+            .get("cpu")
+            .and_then(Value::as_str)
+            .and_then(quantity::cpu_millis)
+            .unwrap_or(0);
+        sum.memory += o
+            .get("memory")
+            .and_then(Value::as_str)
+            .and_then(quantity::bytes)
+            .unwrap_or(0);
     }
     sum
 }
@@ -183,7 +199,10 @@ const DEFAULT_CPU: i64 = 100;
 const DEFAULT_MEMORY: i64 = 200 << 20;
 
 fn phase_terminal(pod: &Value) -> bool {
-    matches!(pod["status"]["phase"].as_str(), Some("Succeeded" | "Failed"))
+    matches!(
+        pod["status"]["phase"].as_str(),
+        Some("Succeeded" | "Failed")
+    )
 }
 
 fn is_pending_for_us(pod: &Value) -> bool {
@@ -198,7 +217,8 @@ fn is_pending_for_us(pod: &Value) -> bool {
 pub fn reconcile(sim: &Sim) -> Next {
     let pods_rt = res("pods");
     let (pods, _) = sim.store.list(pods_rt, None);
-    let mut pending: Vec<&std::sync::Arc<Value>> = pods.iter().filter(|p| is_pending_for_us(p)).collect();
+    let mut pending: Vec<&std::sync::Arc<Value>> =
+        pods.iter().filter(|p| is_pending_for_us(p)).collect();
     if pending.is_empty() {
         return Next::default();
     }
@@ -210,16 +230,31 @@ pub fn reconcile(sim: &Sim) -> Next {
             NodeInfo {
                 name: n["metadata"]["name"].as_str().unwrap_or("").to_string(),
                 obj: n.clone(),
-                alloc_cpu: alloc["cpu"].as_str().and_then(quantity::cpu_millis).unwrap_or(0),
-                alloc_memory: alloc["memory"].as_str().and_then(quantity::bytes).unwrap_or(0),
-                alloc_pods: alloc["pods"].as_str().and_then(quantity::value).unwrap_or(110),
+                alloc_cpu: alloc["cpu"]
+                    .as_str()
+                    .and_then(quantity::cpu_millis)
+                    .unwrap_or(0),
+                alloc_memory: alloc["memory"]
+                    .as_str()
+                    .and_then(quantity::bytes)
+                    .unwrap_or(0),
+                alloc_pods: alloc["pods"]
+                    .as_str()
+                    .and_then(quantity::value)
+                    .unwrap_or(110),
                 usage: Usage::default(),
             }
         })
         .collect();
-    let index: HashMap<String, usize> = nodes.iter().enumerate().map(|(i, n)| (n.name.clone(), i)).collect();
+    let index: HashMap<String, usize> = nodes
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.name.clone(), i))
+        .collect();
     for p in &pods {
-        let Some(node) = p["spec"]["nodeName"].as_str() else { continue };
+        let Some(node) = p["spec"]["nodeName"].as_str() else {
+            continue;
+        };
         if phase_terminal(p) {
             continue;
         }
@@ -247,7 +282,11 @@ fn add_usage(u: &mut Usage, pod: &Value) {
     u.cpu += r.cpu;
     u.memory += r.memory;
     u.score_cpu += if r.cpu == 0 { DEFAULT_CPU } else { r.cpu };
-    u.score_memory += if r.memory == 0 { DEFAULT_MEMORY } else { r.memory };
+    u.score_memory += if r.memory == 0 {
+        DEFAULT_MEMORY
+    } else {
+        r.memory
+    };
     u.pods += 1;
 }
 
@@ -284,7 +323,12 @@ fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
 
 fn match_expression(labels: &Value, e: &Value) -> bool {
     let key = e["key"].as_str().unwrap_or("");
-    let vals: Vec<&str> = e["values"].as_array().into_iter().flatten().filter_map(Value::as_str).collect();
+    let vals: Vec<&str> = e["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
     let have = labels[key].as_str();
     match e["operator"].as_str().unwrap_or("") {
         "In" => have.is_some_and(|h| vals.contains(&h)),
@@ -323,15 +367,24 @@ fn matches_node_affinity(pod: &Value, node: &Value) -> bool {
             if exprs.is_none_or(|e| e.is_empty()) && fields.is_none_or(|f| f.is_empty()) {
                 return false;
             }
-            exprs.into_iter().flatten().all(|e| match_expression(labels, e))
-                && fields.into_iter().flatten().all(|e| match_expression(&name, e))
+            exprs
+                .into_iter()
+                .flatten()
+                .all(|e| match_expression(labels, e))
+                && fields
+                    .into_iter()
+                    .flatten()
+                    .all(|e| match_expression(&name, e))
         });
     }
     true
 }
 
 fn filter(pod: &Value, req: Requests, node: &NodeInfo) -> Result<(), Rejection> {
-    let tolerations: Vec<Value> = pod["spec"]["tolerations"].as_array().cloned().unwrap_or_default();
+    let tolerations: Vec<Value> = pod["spec"]["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
     let n = &node.obj;
     let unresolvable = |r: String| {
         Err(Rejection {
@@ -389,7 +442,11 @@ fn filter(pod: &Value, req: Requests, node: &NodeInfo) -> Result<(), Rejection> 
 /// LeastAllocated: the mean free fraction of cpu and memory after placing.
 fn score(node: &NodeInfo, req: Requests) -> i64 {
     let cpu = if req.cpu == 0 { DEFAULT_CPU } else { req.cpu };
-    let mem = if req.memory == 0 { DEFAULT_MEMORY } else { req.memory };
+    let mem = if req.memory == 0 {
+        DEFAULT_MEMORY
+    } else {
+        req.memory
+    };
     let free = |alloc: i64, used: i64| {
         if alloc <= 0 {
             0
@@ -397,7 +454,8 @@ fn score(node: &NodeInfo, req: Requests) -> i64 {
             ((alloc - used).max(0) * 100) / alloc
         }
     };
-    free(node.alloc_cpu, node.usage.score_cpu + cpu) + free(node.alloc_memory, node.usage.score_memory + mem)
+    free(node.alloc_cpu, node.usage.score_cpu + cpu)
+        + free(node.alloc_memory, node.usage.score_memory + mem)
 }
 
 fn histogram(counts: &BTreeMap<String, usize>) -> String {
@@ -444,7 +502,10 @@ fn fit_error(pod: &Value, total: usize, rejections: &[Rejection]) -> String {
 }
 
 fn schedule_one(sim: &Sim, pod: &std::sync::Arc<Value>, nodes: &mut [NodeInfo]) {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("default").to_string();
+    let ns = pod["metadata"]["namespace"]
+        .as_str()
+        .unwrap_or("default")
+        .to_string();
     let name = pod["metadata"]["name"].as_str().unwrap_or("").to_string();
     let req = pod_requests(pod);
     let mut rejections = Vec::new();
@@ -504,7 +565,9 @@ fn schedule_one(sim: &Sim, pod: &std::sync::Arc<Value>, nodes: &mut [NodeInfo]) 
             let cur = pod["status"]["conditions"]
                 .as_array()
                 .and_then(|cs| cs.iter().find(|c| c["type"] == "PodScheduled"));
-            if cur.is_some_and(|c| c["message"].as_str() == Some(msg.as_str()) && c["status"] == "False") {
+            if cur.is_some_and(|c| {
+                c["message"].as_str() == Some(msg.as_str()) && c["status"] == "False"
+            }) {
                 return;
             }
             let transition = match cur {
@@ -571,7 +634,9 @@ mod tests {
     fn node(name: &str, cpu: i64, used: i64) -> NodeInfo {
         NodeInfo {
             name: name.into(),
-            obj: std::sync::Arc::new(json!({"metadata": {"name": name, "labels": {"disk": "ssd"}}, "spec": {}})),
+            obj: std::sync::Arc::new(
+                json!({"metadata": {"name": name, "labels": {"disk": "ssd"}}, "spec": {}}),
+            ),
             alloc_cpu: cpu,
             alloc_memory: 4 << 30,
             alloc_pods: 110,
@@ -641,9 +706,18 @@ mod tests {
         let pod = json!({"spec": {"nodeSelector": {"disk": "ssd"}}});
         assert!(filter(&pod, Requests::default(), &n).is_ok());
         let taint = json!({"key": "dedicated", "value": "gpu", "effect": "NoSchedule"});
-        assert!(tolerates(&[json!({"key": "dedicated", "operator": "Equal", "value": "gpu"})], &taint));
+        assert!(tolerates(
+            &[json!({"key": "dedicated", "operator": "Equal", "value": "gpu"})],
+            &taint
+        ));
         assert!(tolerates(&[json!({"operator": "Exists"})], &taint));
-        assert!(!tolerates(&[json!({"key": "dedicated", "value": "cpu"})], &taint));
-        assert!(!tolerates(&[json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"})], &taint));
+        assert!(!tolerates(
+            &[json!({"key": "dedicated", "value": "cpu"})],
+            &taint
+        ));
+        assert!(!tolerates(
+            &[json!({"key": "dedicated", "operator": "Exists", "effect": "NoExecute"})],
+            &taint
+        ));
     }
 }

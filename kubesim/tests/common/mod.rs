@@ -100,10 +100,7 @@ macro_rules! require_tool {
         match common::tool($name) {
             Some(p) => p,
             None => {
-                eprintln!(
-                    "SKIP: {} not installed (run .ci/install-tools.sh)",
-                    $name
-                );
+                eprintln!("SKIP: {} not installed (run .ci/install-tools.sh)", $name);
                 return;
             }
         }

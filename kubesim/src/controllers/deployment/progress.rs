@@ -7,8 +7,8 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::util::{
-    Condition, Status, deployment_complete, deployment_progressing, get_condition, name, parse_conditions,
-    remove_condition, set_condition,
+    Condition, Status, deployment_complete, deployment_progressing, get_condition, name,
+    parse_conditions, remove_condition, set_condition,
 };
 use super::{DeploymentSync, PROGRESSING, REPLICA_FAILURE};
 use crate::clock::parse_time;
@@ -26,7 +26,9 @@ impl DeploymentSync<'_> {
         }
         let current = get_condition(&self.status.conditions, PROGRESSING).cloned();
         let complete_before = st.replicas == st.updated_replicas
-            && current.as_ref().is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
+            && current
+                .as_ref()
+                .is_some_and(|c| c.reason.as_deref() == Some(NEW_RS_AVAILABLE));
         if self.spec.has_progress_deadline() && !complete_before {
             self.estimate_progress(&mut st, new, current);
         }
@@ -38,7 +40,12 @@ impl DeploymentSync<'_> {
         self.requeue_stuck_deployment();
     }
 
-    fn estimate_progress(&self, st: &mut Status, new: &Option<Arc<Value>>, current: Option<Condition>) {
+    fn estimate_progress(
+        &self,
+        st: &mut Status,
+        new: &Option<Arc<Value>>,
+        current: Option<Condition>,
+    ) {
         let subject = match new {
             Some(rs) => format!("ReplicaSet {:?}", name(rs)),
             None => format!("Deployment {:?}", name(&self.d)),
@@ -89,9 +96,12 @@ impl DeploymentSync<'_> {
     /// Upstream `requeueStuckDeployment`: wake up just after the deadline of
     /// a rollout that is neither complete nor already timed out.
     fn requeue_stuck_deployment(&mut self) {
-        let reason = get_condition(&self.status.conditions, PROGRESSING).and_then(|c| c.reason.clone());
-        if matches!(reason.as_deref(), None | Some(TIMED_OUT) | Some(NEW_RS_AVAILABLE))
-            || deployment_complete(&self.spec, self.generation, &self.status)
+        let reason =
+            get_condition(&self.status.conditions, PROGRESSING).and_then(|c| c.reason.clone());
+        if matches!(
+            reason.as_deref(),
+            None | Some(TIMED_OUT) | Some(NEW_RS_AVAILABLE)
+        ) || deployment_complete(&self.spec, self.generation, &self.status)
         {
             return;
         }
@@ -109,7 +119,10 @@ fn replica_failure(all: &[Arc<Value>], new: &Option<Arc<Value>>) -> Option<Condi
             .into_iter()
             .find(|c| c.type_ == REPLICA_FAILURE)
     };
-    let c = new.as_deref().and_then(failure_of).or_else(|| all.iter().find_map(|rs| failure_of(rs)))?;
+    let c = new
+        .as_deref()
+        .and_then(failure_of)
+        .or_else(|| all.iter().find_map(|rs| failure_of(rs)))?;
     Some(Condition {
         last_update_time: c.last_transition_time.clone(),
         ..c

@@ -5,7 +5,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::util::{by_creation, deployment_complete, rs_available, rs_replicas, rs_status_replicas, uid};
+use super::util::{
+    by_creation, deployment_complete, rs_available, rs_replicas, rs_status_replicas, uid,
+};
 use super::{DeploymentSync, PodIndex, active, all_of, sum};
 use crate::error::ApiResult;
 
@@ -34,7 +36,11 @@ impl DeploymentSync<'_> {
     }
 
     /// Upstream `reconcileNewReplicaSet`.
-    fn reconcile_new_replica_set(&mut self, all: &[Arc<Value>], new_rs: &Arc<Value>) -> ApiResult<bool> {
+    fn reconcile_new_replica_set(
+        &mut self,
+        all: &[Arc<Value>],
+        new_rs: &Arc<Value>,
+    ) -> ApiResult<bool> {
         let current = rs_replicas(new_rs);
         if current == self.spec.replicas {
             return Ok(false);
@@ -155,7 +161,10 @@ impl DeploymentSync<'_> {
         Ok(())
     }
 
-    fn scale_down_old_replica_sets_for_recreate(&mut self, old: Vec<Arc<Value>>) -> ApiResult<bool> {
+    fn scale_down_old_replica_sets_for_recreate(
+        &mut self,
+        old: Vec<Arc<Value>>,
+    ) -> ApiResult<bool> {
         let mut scaled = false;
         for rs in old.iter().filter(|rs| rs_replicas(rs) != 0) {
             scaled |= self.scale_rs_and_record(rs, 0)?.0;
@@ -174,5 +183,10 @@ fn old_pods_running(new: &Option<Arc<Value>>, old: &[Arc<Value>], pods: &PodInde
         .filter(|rs| new.as_ref().is_none_or(|n| uid(n) != uid(rs)))
         .filter_map(|rs| pods.get(uid(rs)))
         .flatten()
-        .any(|pod| !matches!(pod["status"]["phase"].as_str(), Some("Failed" | "Succeeded")))
+        .any(|pod| {
+            !matches!(
+                pod["status"]["phase"].as_str(),
+                Some("Failed" | "Succeeded")
+            )
+        })
 }

@@ -22,14 +22,18 @@ const MAX_REV_HISTORY_CHARS: usize = 2000;
 
 /// 32-bit FNV-1a (Go's `hash/fnv.New32a`).
 pub fn fnv32a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| (h ^ u32::from(*b)).wrapping_mul(0x0100_0193))
+    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
+        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
+    })
 }
 
 /// apimachinery `rand.SafeEncodeString`: map every byte onto consonants and
 /// digits so the result never spells words.
 pub fn safe_encode(s: &str) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes().map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char).collect()
+    s.bytes()
+        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
+        .collect()
 }
 
 /// JSON with object keys sorted, whatever serde_json's map order is.
@@ -103,13 +107,17 @@ fn strip_hash(t: &Value) -> Value {
 /// matchExpressions In/NotIn/Exists/DoesNotExist). An empty selector matches everything.
 pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
     let label = |k: &str| labels.get(k).and_then(Value::as_str);
-    let labels_ok = selector["matchLabels"]
-        .as_object()
-        .is_none_or(|m| m.iter().all(|(k, v)| label(k).is_some() && label(k) == v.as_str()));
+    let labels_ok = selector["matchLabels"].as_object().is_none_or(|m| {
+        m.iter()
+            .all(|(k, v)| label(k).is_some() && label(k) == v.as_str())
+    });
     let exprs_ok = selector["matchExpressions"].as_array().is_none_or(|exprs| {
         exprs.iter().all(|e| {
             let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> = e["values"].as_array().map(|a| a.iter().filter_map(Value::as_str).collect()).unwrap_or_default();
+            let values: Vec<&str> = e["values"]
+                .as_array()
+                .map(|a| a.iter().filter_map(Value::as_str).collect())
+                .unwrap_or_default();
             match e["operator"].as_str().unwrap_or("") {
                 "In" => label(key).is_some_and(|v| values.contains(&v)),
                 "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
@@ -246,7 +254,9 @@ pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
 }
 /// The revision annotation as a number (0 when absent or malformed).
 pub fn revision(obj: &Value) -> i64 {
-    annotation(obj, REVISION).and_then(|r| r.parse().ok()).unwrap_or(0)
+    annotation(obj, REVISION)
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(0)
 }
 pub fn name(obj: &Value) -> &str {
     obj["metadata"]["name"].as_str().unwrap_or("")
@@ -261,23 +271,34 @@ pub fn is_deleting(obj: &Value) -> bool {
 /// Upstream `ReplicaSetsByCreationTimestamp` (timestamps are fixed-width
 /// RFC 3339, so string order is time order; ties by name).
 pub fn by_creation(a: &Value, b: &Value) -> Ordering {
-    let ts = |o: &Value| o["metadata"]["creationTimestamp"].as_str().unwrap_or("").to_string();
+    let ts = |o: &Value| {
+        o["metadata"]["creationTimestamp"]
+            .as_str()
+            .unwrap_or("")
+            .to_string()
+    };
     ts(a).cmp(&ts(b)).then_with(|| name(a).cmp(name(b)))
 }
 
 /// Upstream `ReplicaSetsByRevision` (ties by creation).
 pub fn by_revision(a: &Value, b: &Value) -> Ordering {
-    revision(a).cmp(&revision(b)).then_with(|| by_creation(a, b))
+    revision(a)
+        .cmp(&revision(b))
+        .then_with(|| by_creation(a, b))
 }
 
 /// Upstream `ReplicaSetsBySizeNewer`: larger first, then newer first.
 pub fn by_size_newer(a: &Value, b: &Value) -> Ordering {
-    rs_replicas(b).cmp(&rs_replicas(a)).then_with(|| by_creation(b, a))
+    rs_replicas(b)
+        .cmp(&rs_replicas(a))
+        .then_with(|| by_creation(b, a))
 }
 
 /// Upstream `ReplicaSetsBySizeOlder`: larger first, then older first.
 pub fn by_size_older(a: &Value, b: &Value) -> Ordering {
-    rs_replicas(b).cmp(&rs_replicas(a)).then_with(|| by_creation(a, b))
+    rs_replicas(b)
+        .cmp(&rs_replicas(a))
+        .then_with(|| by_creation(a, b))
 }
 
 /// Upstream `FindNewReplicaSet`: the oldest RS whose template equals the
@@ -294,9 +315,20 @@ pub fn find_new_replica_set<'a, T: AsRef<Value>>(d: &Value, rs_list: &'a [T]) ->
 
 /// Upstream `copyDeploymentAnnotationsToReplicaSet`.
 fn copy_deployment_annotations(d: &Value, rs_ann: &mut Map<String, Value>) -> bool {
-    let skip = [LAST_APPLIED, REVISION, REVISION_HISTORY, DESIRED_REPLICAS, MAX_REPLICAS, ROLLBACK_TO];
+    let skip = [
+        LAST_APPLIED,
+        REVISION,
+        REVISION_HISTORY,
+        DESIRED_REPLICAS,
+        MAX_REPLICAS,
+        ROLLBACK_TO,
+    ];
     let mut changed = false;
-    for (k, v) in d["metadata"]["annotations"].as_object().into_iter().flatten() {
+    for (k, v) in d["metadata"]["annotations"]
+        .as_object()
+        .into_iter()
+        .flatten()
+    {
         if skip.contains(&k.as_str()) || rs_ann.get(k) == Some(v) {
             continue;
         }
@@ -320,10 +352,19 @@ fn annotations_mut(obj: &mut Value) -> &mut Map<String, Value> {
 /// annotations, raise the revision (keeping the old one in
 /// `revision-history` when an old RS is reused) and, for an RS about to be
 /// created, the replica annotations. Returns whether anything changed.
-pub fn set_new_rs_annotations(d: &Value, rs: &mut Value, new_revision: i64, exists: bool, spec: &Spec) -> bool {
+pub fn set_new_rs_annotations(
+    d: &Value,
+    rs: &mut Value,
+    new_revision: i64,
+    exists: bool,
+    spec: &Spec,
+) -> bool {
     let ann = annotations_mut(rs);
     let mut changed = copy_deployment_annotations(d, ann);
-    let old = ann.get(REVISION).and_then(Value::as_str).map(str::to_string);
+    let old = ann
+        .get(REVISION)
+        .and_then(Value::as_str)
+        .map(str::to_string);
     let old_int = match &old {
         None => 0,
         Some(s) => match s.parse::<i64>() {
@@ -336,7 +377,11 @@ pub fn set_new_rs_annotations(d: &Value, rs: &mut Value, new_revision: i64, exis
         ann.insert(REVISION.into(), json!(new_revision.to_string()));
         changed = true;
         if let Some(old) = old {
-            let history = ann.get(REVISION_HISTORY).and_then(Value::as_str).unwrap_or("").to_string();
+            let history = ann
+                .get(REVISION_HISTORY)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
             if let Some(h) = append_revision_history(&history, &old) {
                 ann.insert(REVISION_HISTORY.into(), json!(h));
             }
@@ -397,7 +442,11 @@ pub fn proportion(rs: &Value, spec: &Spec, status_replicas: i32, to_add: i32, ad
     }
     let fraction = replica_set_fraction(rs, spec, status_replicas);
     let allowed = to_add - added;
-    if to_add > 0 { fraction.min(allowed) } else { fraction.max(allowed) }
+    if to_add > 0 {
+        fraction.min(allowed)
+    } else {
+        fraction.max(allowed)
+    }
 }
 
 fn replica_set_fraction(rs: &Value, spec: &Spec, status_replicas: i32) -> i32 {
@@ -476,7 +525,11 @@ pub fn remove_condition(conds: &mut Vec<Condition>, type_: &str) {
 
 pub fn parse_conditions(v: &Value) -> Vec<Condition> {
     v.as_array()
-        .map(|a| a.iter().filter_map(|c| serde_json::from_value(c.clone()).ok()).collect())
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| serde_json::from_value(c.clone()).ok())
+                .collect()
+        })
         .unwrap_or_default()
 }
 
@@ -571,13 +624,21 @@ mod tests {
         let h = compute_hash(&t, None);
         assert!(h.len() >= 8 && h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
         assert_eq!(h, compute_hash(&t, None), "stable");
-        assert_ne!(h, compute_hash(&t, Some(1)), "collision count changes the hash");
+        assert_ne!(
+            h,
+            compute_hash(&t, Some(1)),
+            "collision count changes the hash"
+        );
     }
 
     #[test]
     fn canonical_form_ignores_key_order() {
-        let a: Value = serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": null}}"#).unwrap();
-        let b: Value = serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"p": 3, "q": 2}]}, "b": 1}"#).unwrap();
+        let a: Value =
+            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": null}}"#)
+                .unwrap();
+        let b: Value =
+            serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"p": 3, "q": 2}]}, "b": 1}"#)
+                .unwrap();
         assert_eq!(compute_hash(&a, None), compute_hash(&b, None));
     }
 
@@ -585,11 +646,17 @@ mod tests {
     fn fenceposts_round_surge_up_and_unavailable_down() {
         assert_eq!(resolve_fenceposts(&json!("25%"), &json!("25%"), 3), (1, 0));
         assert_eq!(resolve_fenceposts(&json!("25%"), &json!("25%"), 10), (3, 2));
-        assert_eq!(resolve_fenceposts(&json!(0), &json!("10%"), 5), (0, 1), "both zero -> unavailable 1");
+        assert_eq!(
+            resolve_fenceposts(&json!(0), &json!("10%"), 5),
+            (0, 1),
+            "both zero -> unavailable 1"
+        );
         assert_eq!(resolve_fenceposts(&json!(2), &json!(1), 5), (2, 1));
         assert_eq!(scaled_value(&json!("50"), 4, true), None);
-        let mut spec = Spec::of(&json!({"spec": {"replicas": 3, "strategy": {"type": "RollingUpdate",
-            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}}}}));
+        let mut spec = Spec::of(
+            &json!({"spec": {"replicas": 3, "strategy": {"type": "RollingUpdate",
+            "rollingUpdate": {"maxSurge": 0, "maxUnavailable": "100%"}}}}),
+        );
         assert_eq!(spec.max_unavailable(), 3);
         spec.recreate = true;
         assert_eq!((spec.max_surge(), spec.max_unavailable()), (0, 0));
@@ -598,14 +665,23 @@ mod tests {
     #[test]
     fn selectors() {
         let labels = json!({"app": "web", "tier": "fe"});
-        assert!(selector_matches(&json!({"matchLabels": {"app": "web"}}), &labels));
-        assert!(!selector_matches(&json!({"matchLabels": {"app": "db"}}), &labels));
+        assert!(selector_matches(
+            &json!({"matchLabels": {"app": "web"}}),
+            &labels
+        ));
+        assert!(!selector_matches(
+            &json!({"matchLabels": {"app": "db"}}),
+            &labels
+        ));
         let sel = json!({"matchExpressions": [
             {"key": "tier", "operator": "In", "values": ["fe", "be"]},
             {"key": "x", "operator": "DoesNotExist"},
             {"key": "app", "operator": "NotIn", "values": ["db"]}]});
         assert!(selector_matches(&sel, &labels));
-        assert!(!selector_matches(&json!({"matchExpressions": [{"key": "x", "operator": "Exists"}]}), &labels));
+        assert!(!selector_matches(
+            &json!({"matchExpressions": [{"key": "x", "operator": "Exists"}]}),
+            &labels
+        ));
         assert!(selector_is_empty(&json!({})));
         assert!(!selector_is_empty(&json!({"matchLabels": {"a": "b"}})));
     }
@@ -621,7 +697,9 @@ mod tests {
 
     #[test]
     fn reusing_an_old_rs_records_revision_history() {
-        let spec = Spec::of(&json!({"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}}));
+        let spec = Spec::of(
+            &json!({"spec": {"replicas": 3, "strategy": {"rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}}}}),
+        );
         let d = json!({"metadata": {"annotations": {"kubernetes.io/change-cause": "x", REVISION: "2",
             "kubectl.kubernetes.io/last-applied-configuration": "{}"}}});
         let mut rs = json!({"metadata": {"annotations": {REVISION: "1"}}});
@@ -630,8 +708,14 @@ mod tests {
         assert_eq!(ann[REVISION], "3");
         assert_eq!(ann[REVISION_HISTORY], "1");
         assert_eq!(ann["kubernetes.io/change-cause"], "x");
-        assert!(ann.get("kubectl.kubernetes.io/last-applied-configuration").is_none());
-        assert!(!set_new_rs_annotations(&d, &mut rs, 3, true, &spec), "idempotent");
+        assert!(
+            ann.get("kubectl.kubernetes.io/last-applied-configuration")
+                .is_none()
+        );
+        assert!(
+            !set_new_rs_annotations(&d, &mut rs, 3, true, &spec),
+            "idempotent"
+        );
         let mut rs2 = rs.clone();
         set_new_rs_annotations(&d, &mut rs2, 5, true, &spec);
         assert_eq!(rs2["metadata"]["annotations"][REVISION_HISTORY], "1,3");
@@ -639,18 +723,55 @@ mod tests {
         set_new_rs_annotations(&d, &mut fresh, 1, false, &spec);
         assert_eq!(fresh["metadata"]["annotations"][DESIRED_REPLICAS], "3");
         assert_eq!(fresh["metadata"]["annotations"][MAX_REPLICAS], "4");
-        assert_eq!(append_revision_history(&"1,".repeat(1000), "9").map(|h| h.len() <= 2000), Some(true));
+        assert_eq!(
+            append_revision_history(&"1,".repeat(1000), "9").map(|h| h.len() <= 2000),
+            Some(true)
+        );
     }
 
     #[test]
     fn conditions_move_to_the_end_and_keep_transition_time() {
         let mut conds = vec![
-            Condition::new("Progressing", "True", "NewReplicaSetCreated", "m".into(), "t0"),
-            Condition::new("Available", "False", "MinimumReplicasUnavailable", "m".into(), "t0"),
+            Condition::new(
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                "m".into(),
+                "t0",
+            ),
+            Condition::new(
+                "Available",
+                "False",
+                "MinimumReplicasUnavailable",
+                "m".into(),
+                "t0",
+            ),
         ];
-        set_condition(&mut conds, Condition::new("Progressing", "True", "NewReplicaSetCreated", "other".into(), "t1"));
-        assert_eq!(conds[0].message.as_deref(), Some("m"), "same status and reason: no-op");
-        set_condition(&mut conds, Condition::new("Progressing", "True", "NewReplicaSetAvailable", "m2".into(), "t2"));
+        set_condition(
+            &mut conds,
+            Condition::new(
+                "Progressing",
+                "True",
+                "NewReplicaSetCreated",
+                "other".into(),
+                "t1",
+            ),
+        );
+        assert_eq!(
+            conds[0].message.as_deref(),
+            Some("m"),
+            "same status and reason: no-op"
+        );
+        set_condition(
+            &mut conds,
+            Condition::new(
+                "Progressing",
+                "True",
+                "NewReplicaSetAvailable",
+                "m2".into(),
+                "t2",
+            ),
+        );
         assert_eq!(conds[1].type_, "Progressing");
         assert_eq!(conds[1].last_transition_time.as_deref(), Some("t0"));
         assert_eq!(conds[1].last_update_time.as_deref(), Some("t2"));
@@ -658,11 +779,18 @@ mod tests {
 
     #[test]
     fn proportional_scaling_fraction() {
-        let spec = Spec::of(&json!({"spec": {"replicas": 20, "strategy": {"rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}}}}));
+        let spec = Spec::of(
+            &json!({"spec": {"replicas": 20, "strategy": {"rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}}}}),
+        );
         // RS of 5 sized for a max of 13: 5 * 23 / 13 = 8.8 -> 9, i.e. +4.
-        let rs = json!({"metadata": {"annotations": {MAX_REPLICAS: "13"}}, "spec": {"replicas": 5}});
+        let rs =
+            json!({"metadata": {"annotations": {MAX_REPLICAS: "13"}}, "spec": {"replicas": 5}});
         assert_eq!(proportion(&rs, &spec, 13, 10, 0), 4);
-        assert_eq!(proportion(&rs, &spec, 13, 10, 8), 2, "capped by what is left");
+        assert_eq!(
+            proportion(&rs, &spec, 13, 10, 8),
+            2,
+            "capped by what is left"
+        );
     }
 
     #[test]
@@ -672,7 +800,10 @@ mod tests {
             terminating_replicas: Some(0),
             ..Default::default()
         };
-        assert_eq!(st.to_value(), json!({"observedGeneration": 2, "terminatingReplicas": 0}));
+        assert_eq!(
+            st.to_value(),
+            json!({"observedGeneration": 2, "terminatingReplicas": 0})
+        );
         assert_eq!(Status::of(&json!({"status": st.to_value()})), st);
     }
 }

@@ -1,0 +1,457 @@
+//! GitHub Actions: step outputs (`GITHUB_OUTPUT`), the step summary
+//! (`GITHUB_STEP_SUMMARY`), workflow commands on stdout (`::add-mask::`,
+//! `::error`, `::group::`), and the sticky pull request comment.
+
+use std::hash::{BuildHasher, Hasher};
+use std::io::Write as _;
+
+use anyhow::{Context as _, anyhow, bail};
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::escape::{command_data, command_property, truncate};
+use super::markdown::{self, result_word};
+use super::publish::{api_error, http_error};
+use super::{Conclusion, Report};
+use crate::config::Env;
+
+/// `::add-mask::` for every secret value (each line of a multi-line value
+/// too), to print before anything else.
+pub fn mask_commands<'a>(secrets: impl IntoIterator<Item = &'a str>) -> String {
+    let mut s = String::new();
+    for v in secrets {
+        if v.trim().is_empty() {
+            continue;
+        }
+        s.push_str(&format!("::add-mask::{}\n", command_data(v)));
+        if v.contains('\n') {
+            for line in v.lines().filter(|l| !l.trim().is_empty()) {
+                s.push_str(&format!("::add-mask::{}\n", command_data(line)));
+            }
+        }
+    }
+    s
+}
+
+/// `::group::TITLE` line (with its newline).
+pub fn group_start(title: &str) -> String {
+    format!("::group::{}\n", command_data(title))
+}
+
+/// `::endgroup::` line (with its newline).
+pub fn group_end() -> String {
+    "::endgroup::\n".to_string()
+}
+
+/// `::error title=T::MESSAGE` line (with its newline).
+pub fn error_command(title: &str, message: &str) -> String {
+    format!(
+        "::error title={}::{}\n",
+        command_property(title),
+        command_data(message)
+    )
+}
+
+/// `::warning::MESSAGE` line (with its newline).
+pub fn warning_command(message: &str) -> String {
+    format!("::warning::{}\n", command_data(message))
+}
+
+/// The annotation for a failed run, or nothing.
+pub fn annotation(r: &Report) -> String {
+    if !markdown::is_failure(r.result) {
+        return String::new();
+    }
+    let (_, word) = markdown::outcome(r.result);
+    let title = format!("rollguard: {} {word}", r.workload);
+    let mut message = r.cause.clone().unwrap_or_else(|| r.headline.clone());
+    if let Some(f) = r.findings.first() {
+        message.push_str(&format!("\nFix: {}", f.fix));
+    }
+    error_command(&title, &truncate(&message, 4_000))
+}
+
+/// The step outputs, in order.
+pub fn outputs(r: &Report) -> Vec<(&'static str, String)> {
+    let rolled_back = r.rollback.as_ref().is_some_and(|rb| rb.attempted);
+    vec![
+        ("result", result_word(r.result).to_string()),
+        ("revision", r.revision.clone().unwrap_or_default()),
+        ("image", r.image.clone().unwrap_or_default()),
+        (
+            "previous-image",
+            r.previous_image.clone().unwrap_or_default(),
+        ),
+        ("rolled-back", rolled_back.to_string()),
+        ("cause", r.cause.clone().unwrap_or_default()),
+        (
+            "report-file",
+            r.inputs.get("report-file").cloned().unwrap_or_default(),
+        ),
+    ]
+}
+
+fn random_hex() -> String {
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0),
+    );
+    h.write_u32(std::process::id());
+    format!("{:016x}", h.finish())
+}
+
+/// One `GITHUB_OUTPUT` entry: `name=value\n`, or for a value with a line
+/// break `name<<DELIM\nvalue\nDELIM\n` with a random delimiter that does not
+/// occur in the value.
+pub fn format_output(name: &str, value: &str) -> String {
+    if !value.contains(['\n', '\r']) {
+        return format!("{name}={value}\n");
+    }
+    let mut delim = format!("ghadelimiter_{}", random_hex());
+    while value.contains(&delim) {
+        delim = format!("ghadelimiter_{}", random_hex());
+    }
+    format!("{name}<<{delim}\n{value}\n{delim}\n")
+}
+
+fn append(path: &str, text: &str) -> anyhow::Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("opening {path}"))?;
+    f.write_all(text.as_bytes())
+        .with_context(|| format!("writing {path}"))?;
+    Ok(())
+}
+
+/// All outputs, as appended to `GITHUB_OUTPUT`.
+pub fn outputs_text(r: &Report) -> String {
+    outputs(r)
+        .iter()
+        .map(|(k, v)| format_output(k, v))
+        .collect()
+}
+
+/// The step summary Markdown.
+pub fn summary_text(r: &Report, env: &Env) -> String {
+    markdown::render(
+        r,
+        &markdown::Options {
+            marker: None,
+            max_len: markdown::SUMMARY_LIMIT - 1024,
+            job_url: None,
+        },
+    ) + if env.contains_key("GITHUB_STEP_SUMMARY") {
+        "\n"
+    } else {
+        ""
+    }
+}
+
+/// Append `text` to the file named by `var`, if set.
+pub fn append_to(env: &Env, var: &str, text: &str) -> anyhow::Result<bool> {
+    match env.get(var).filter(|p| !p.is_empty()) {
+        Some(path) => append(path, text).map(|_| true),
+        None => Ok(false),
+    }
+}
+
+/// What happened to the PR comment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CommentOutcome {
+    Created(u64),
+    Updated(u64),
+    /// Not a pull request run (or no PR for the pushed commit).
+    NoPullRequest,
+}
+
+/// A minimal GitHub REST client.
+pub struct GitHub<'a> {
+    pub http: &'a reqwest::Client,
+    /// `GITHUB_API_URL`, without a trailing `/`.
+    pub api: String,
+    pub token: &'a str,
+    /// `owner/name`.
+    pub repo: String,
+}
+
+impl GitHub<'_> {
+    async fn call(
+        &self,
+        method: Method,
+        url: &str,
+        body: Option<&Value>,
+    ) -> anyhow::Result<(Value, reqwest::header::HeaderMap)> {
+        // Never send the token anywhere but the API we were given.
+        if !url.starts_with(&self.api) {
+            bail!("refusing to follow a link outside {}", self.api);
+        }
+        let path = url[self.api.len()..].split('?').next().unwrap_or("");
+        let mut req = self
+            .http
+            .request(method.clone(), url)
+            .bearer_auth(self.token)
+            .header("Accept", "application/vnd.github+json")
+            .header("X-GitHub-Api-Version", "2022-11-28");
+        if let Some(b) = body {
+            req = req.json(b);
+        }
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| http_error("GitHub", &method, path, e))?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let text = resp
+            .text()
+            .await
+            .map_err(|e| http_error("GitHub", &method, path, e))?;
+        if !status.is_success() {
+            let msg = serde_json::from_str::<Value>(&text)
+                .ok()
+                .and_then(|v| v["message"].as_str().map(str::to_string))
+                .unwrap_or(text);
+            return Err(api_error("GitHub", &method, path, status, &msg));
+        }
+        let v = if text.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text)
+                .map_err(|e| anyhow!("GitHub {method} {path}: invalid JSON: {e}"))?
+        };
+        Ok((v, headers))
+    }
+
+    /// The PR this run belongs to: from the event payload for
+    /// `pull_request`/`pull_request_target` (and comments on PRs), from the
+    /// commit's pulls for `push`.
+    pub async fn pr_number(&self, env: &Env) -> anyhow::Result<Option<u64>> {
+        let event = env.get("GITHUB_EVENT_NAME").map(String::as_str);
+        let payload = || -> anyhow::Result<Value> {
+            let path = env
+                .get("GITHUB_EVENT_PATH")
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| anyhow!("GITHUB_EVENT_PATH is not set"))?;
+            let text = std::fs::read_to_string(path)
+                .with_context(|| format!("reading the event payload {path}"))?;
+            serde_json::from_str(&text).context("parsing the event payload")
+        };
+        match event {
+            Some("pull_request" | "pull_request_target" | "pull_request_review") => {
+                Ok(payload()?["pull_request"]["number"].as_u64())
+            }
+            Some("issue_comment") => {
+                let p = payload()?;
+                Ok(if p["issue"]["pull_request"].is_object() {
+                    p["issue"]["number"].as_u64()
+                } else {
+                    None
+                })
+            }
+            Some("push") => {
+                let Some(sha) = env.get("GITHUB_SHA").filter(|s| !s.is_empty()) else {
+                    return Ok(None);
+                };
+                let url = format!("{}/repos/{}/commits/{sha}/pulls", self.api, self.repo);
+                let (v, _) = self.call(Method::GET, &url, None).await?;
+                let prs = v.as_array().cloned().unwrap_or_default();
+                Ok(prs
+                    .iter()
+                    .find(|p| p["state"].as_str() == Some("open"))
+                    .and_then(|p| p["number"].as_u64()))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Our login (`GET /user`); `None` when the token cannot tell
+    /// (installation tokens such as `GITHUB_TOKEN` get 403 there).
+    async fn identity(&self) -> Option<String> {
+        let url = format!("{}/user", self.api);
+        self.call(Method::GET, &url, None)
+            .await
+            .ok()
+            .and_then(|(v, _)| v["login"].as_str().map(str::to_string))
+    }
+
+    /// Every comment of the issue/PR, following `Link: rel="next"`.
+    async fn comments(&self, pr: u64) -> anyhow::Result<Vec<Value>> {
+        let mut url = format!(
+            "{}/repos/{}/issues/{pr}/comments?per_page=100",
+            self.api, self.repo
+        );
+        let mut all = Vec::new();
+        for _ in 0..100 {
+            let (v, headers) = self.call(Method::GET, &url, None).await?;
+            all.extend(v.as_array().cloned().unwrap_or_default());
+            let next = headers
+                .get_all(reqwest::header::LINK)
+                .iter()
+                .filter_map(|h| h.to_str().ok())
+                .find_map(next_link);
+            match next {
+                Some(n) => url = n,
+                None => break,
+            }
+        }
+        Ok(all)
+    }
+
+    /// Update our comment that carries `marker`, else create one.
+    pub async fn upsert_comment(
+        &self,
+        pr: u64,
+        marker: &str,
+        body: &str,
+    ) -> anyhow::Result<CommentOutcome> {
+        let me = self.identity().await;
+        let comments = self.comments(pr).await?;
+        let ours = comments.iter().find(|c| {
+            let has_marker = c["body"].as_str().is_some_and(|b| b.contains(marker));
+            let user = &c["user"];
+            let same = match &me {
+                Some(login) => user["login"].as_str() == Some(login.as_str()),
+                // An installation token (GITHUB_TOKEN or an App's) posts as
+                // a bot (`github-actions[bot]`, `<app>[bot]`); humans cannot.
+                None => {
+                    user["login"].as_str() == Some("github-actions[bot]")
+                        || (user["type"].as_str() == Some("Bot")
+                            && user["login"].as_str().is_some_and(|l| l.ends_with("[bot]")))
+                }
+            };
+            has_marker && same
+        });
+        let payload = json!({ "body": body });
+        match ours.and_then(|c| c["id"].as_u64()) {
+            Some(id) => {
+                let url = format!("{}/repos/{}/issues/comments/{id}", self.api, self.repo);
+                self.call(Method::PATCH, &url, Some(&payload)).await?;
+                Ok(CommentOutcome::Updated(id))
+            }
+            None => {
+                let url = format!("{}/repos/{}/issues/{pr}/comments", self.api, self.repo);
+                let (v, _) = self.call(Method::POST, &url, Some(&payload)).await?;
+                Ok(CommentOutcome::Created(v["id"].as_u64().unwrap_or(0)))
+            }
+        }
+    }
+}
+
+/// The `rel="next"` URL of a `Link` header.
+pub fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let mut pieces = part.split(';');
+        let url = pieces.next()?.trim();
+        let is_next = pieces.any(|p| {
+            let p = p.trim();
+            p == "rel=\"next\"" || p == "rel=next"
+        });
+        (is_next && url.starts_with('<') && url.ends_with('>'))
+            .then(|| url[1..url.len() - 1].to_string())
+    })
+}
+
+/// The PR comment body for this report.
+pub fn comment_body(r: &Report, env: &Env) -> String {
+    markdown::render(
+        r,
+        &markdown::Options {
+            marker: Some(markdown::marker(r)),
+            max_len: markdown::COMMENT_LIMIT,
+            job_url: markdown::job_url(env),
+        },
+    )
+}
+
+/// Post or update the sticky PR comment; `Ok(None)` when not applicable.
+pub async fn comment(
+    http: &reqwest::Client,
+    r: &Report,
+    token: &str,
+    env: &Env,
+    scrub: &dyn Fn(&str) -> String,
+) -> anyhow::Result<CommentOutcome> {
+    let Some(repo) = env.get("GITHUB_REPOSITORY").filter(|r| r.contains('/')) else {
+        return Ok(CommentOutcome::NoPullRequest);
+    };
+    let api = env
+        .get("GITHUB_API_URL")
+        .filter(|u| !u.is_empty())
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| "https://api.github.com".to_string());
+    let gh = GitHub {
+        http,
+        api,
+        token,
+        repo: repo.clone(),
+    };
+    let Some(pr) = gh.pr_number(env).await? else {
+        return Ok(CommentOutcome::NoPullRequest);
+    };
+    let body = scrub(&comment_body(r, env));
+    gh.upsert_comment(pr, &markdown::marker(r), &body)
+        .await
+        .map_err(|e| {
+            if e.downcast_ref::<super::publish::ApiError>()
+                .is_some_and(|a| a.status == StatusCode::FORBIDDEN)
+            {
+                anyhow!(
+                    "{e:#} (a pull request from a fork gets a read-only token, or the workflow lacks `permissions: pull-requests: write`; the step summary has the report)"
+                )
+            } else {
+                e
+            }
+        })
+}
+
+/// Is this a GitHub Actions run?
+pub fn active(env: &Env) -> bool {
+    env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true")
+}
+
+/// Conclusion helper for tests and the core: the `result` output word.
+pub fn result(c: Conclusion) -> &'static str {
+    result_word(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outputs_are_multiline_safe() {
+        assert_eq!(format_output("result", "failed"), "result=failed\n");
+        let v = "line 1\nghadelimiter_x\nline 3";
+        let s = format_output("cause", v);
+        let first = s.lines().next().unwrap();
+        let delim = first.strip_prefix("cause<<").unwrap();
+        assert!(!v.contains(delim));
+        assert!(s.ends_with(&format!("\n{delim}\n")));
+    }
+
+    #[test]
+    fn link_header_next() {
+        let h = r#"<https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2>; rel="next", <https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=5>; rel="last""#;
+        assert_eq!(
+            next_link(h).as_deref(),
+            Some("https://api.github.com/repositories/1/issues/2/comments?per_page=100&page=2")
+        );
+        assert_eq!(next_link(r#"<https://x/1>; rel="prev""#), None);
+    }
+
+    #[test]
+    fn commands_are_escaped() {
+        assert_eq!(
+            error_command("a: b, c", "50%\nnext"),
+            "::error title=a%3A b%2C c::50%25%0Anext\n"
+        );
+        assert_eq!(
+            mask_commands(["tok", "", "a\nb"]),
+            "::add-mask::tok\n::add-mask::a%0Ab\n::add-mask::a\n::add-mask::b\n"
+        );
+    }
+}

@@ -1,0 +1,343 @@
+//! The Markdown body shared by the GitHub step summary, the sticky PR
+//! comment and the GitLab MR note: outcome, a table for the workload, each
+//! finding with its evidence in a `<details>` block, and a Mermaid chart of
+//! old vs new ready pods over the rollout's time.
+
+use serde::Serialize;
+
+use super::escape::{html_text, md_code, md_fence, md_text, truncate};
+use super::{Conclusion, Report};
+
+/// One point of the rollout's timeline: ready pods of the old ReplicaSets
+/// and of the new one, `seconds` after the patch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Sample {
+    pub seconds: u64,
+    pub old_ready: i32,
+    pub new_ready: i32,
+}
+
+/// GitHub's limit for an issue comment body (characters).
+pub const COMMENT_LIMIT: usize = 65_536;
+/// GitHub's limit for a step summary (bytes).
+pub const SUMMARY_LIMIT: usize = 1024 * 1024;
+/// GitLab's limit for a note body is 1 000 000 characters.
+pub const GITLAB_NOTE_LIMIT: usize = 1_000_000;
+/// One evidence message or log line is cut to this many bytes.
+const ITEM_LIMIT: usize = 4_000;
+/// Most points drawn in the chart.
+const CHART_POINTS: usize = 40;
+
+/// How to render one body.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Hidden sticky-comment marker, first line of the body.
+    pub marker: Option<String>,
+    /// Longest body, in bytes (≤ characters, so safe for both limits).
+    pub max_len: usize,
+    /// Link to the CI job.
+    pub job_url: Option<String>,
+}
+
+/// The hidden marker for this namespace/workload:
+/// `<!-- rollguard:NAMESPACE/WORKLOAD -->`.
+pub fn marker(report: &Report) -> String {
+    let clean = |s: &str| -> String {
+        s.chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_' | '/'))
+            .collect::<String>()
+            .replace("--", "-")
+    };
+    let ns = clean(report.namespace.as_deref().unwrap_or("default"));
+    format!("<!-- rollguard:{ns}/{} -->", clean(&report.workload))
+}
+
+/// The CI job's URL from the environment, if any.
+pub fn job_url(env: &std::collections::HashMap<String, String>) -> Option<String> {
+    let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
+    if let (Some(server), Some(repo), Some(run)) = (
+        get("GITHUB_SERVER_URL"),
+        get("GITHUB_REPOSITORY"),
+        get("GITHUB_RUN_ID"),
+    ) {
+        return Some(format!("{server}/{repo}/actions/runs/{run}"));
+    }
+    get("CI_JOB_URL").cloned()
+}
+
+/// The one-word result (GitHub's `result` output; a dry run that passed
+/// its checks counts as `succeeded`).
+pub fn result_word(c: Conclusion) -> &'static str {
+    match c {
+        Conclusion::Succeeded | Conclusion::DryRun => "succeeded",
+        Conclusion::RolledBack => "rolled-back",
+        Conclusion::Failed => "failed",
+        Conclusion::Invalid => "invalid",
+    }
+}
+
+/// Emoji and words for the outcome.
+pub fn outcome(c: Conclusion) -> (&'static str, &'static str) {
+    match c {
+        Conclusion::Succeeded => ("✅", "deployed"),
+        Conclusion::DryRun => ("🔍", "dry run"),
+        Conclusion::RolledBack => ("↩️", "failed and rolled back"),
+        Conclusion::Failed => ("❌", "failed"),
+        Conclusion::Invalid => ("⚠️", "invalid input"),
+    }
+}
+
+/// Is this outcome a failure (for `slack-on: failure` and annotations)?
+pub fn is_failure(c: Conclusion) -> bool {
+    matches!(
+        c,
+        Conclusion::RolledBack | Conclusion::Failed | Conclusion::Invalid
+    )
+}
+
+fn head(r: &Report, opts: &Options) -> String {
+    let mut s = String::new();
+    if let Some(m) = &opts.marker {
+        s.push_str(m);
+        s.push('\n');
+    }
+    let (icon, word) = outcome(r.result);
+    s.push_str(&format!(
+        "### {icon} rollguard: {} {word}\n\n",
+        md_code(&r.workload)
+    ));
+    if !r.headline.is_empty() {
+        s.push_str(&md_text(&truncate(&r.headline, ITEM_LIMIT)));
+        s.push_str("\n\n");
+    }
+    s.push_str("| | |\n|---|---|\n");
+    let mut row = |k: &str, v: String| s.push_str(&format!("| {k} | {v} |\n"));
+    row(
+        "Result",
+        format!("{} (exit code {})", md_code(result_word(r.result)), r.exit_code),
+    );
+    let ns = r
+        .namespace
+        .as_deref()
+        .map(|n| format!(" in namespace {}", md_code(n)))
+        .unwrap_or_default();
+    row("Workload", format!("{}{ns}", md_code(&r.workload)));
+    if let Some(c) = &r.container {
+        row("Container", md_code(c));
+    }
+    match (&r.previous_image, &r.image) {
+        (Some(old), Some(new)) => row("Image", format!("{} → {}", md_code(old), md_code(new))),
+        (None, Some(new)) => row("Image", md_code(new)),
+        _ => {}
+    }
+    if let (Some(label), Some(v)) = (&r.version_label, &r.version) {
+        row("Version", md_code(&format!("{label}={v}")));
+    }
+    if let Some(rev) = &r.revision {
+        row("Revision", md_code(rev));
+    }
+    if let Some(p) = &r.progress {
+        row("Progress", md_code(&p.line()));
+        if !p.waiting_for.is_empty() {
+            row("Waiting for", md_text(&p.waiting_for));
+        }
+    }
+    if let Some(c) = &r.cause {
+        row("Cause", md_text(&truncate(c, ITEM_LIMIT)));
+    }
+    if let Some(rb) = &r.rollback {
+        let state = match (rb.attempted, rb.confirmed) {
+            (true, true) => "rolled back, confirmed healthy",
+            (true, false) => "**rollback NOT confirmed**",
+            (false, _) => "not rolled back",
+        };
+        let detail = if rb.detail.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", md_text(&truncate(&rb.detail, ITEM_LIMIT)))
+        };
+        row("Rollback", format!("{state}{detail}"));
+    }
+    if !r.finished_at.is_empty() {
+        row(
+            "Time",
+            format!("{} → {}", md_code(&r.started_at), md_code(&r.finished_at)),
+        );
+    }
+    if let Some(url) = &opts.job_url {
+        row("CI job", format!("[{}]({})", md_text("logs"), url_for_md(url)));
+    }
+    s.push('\n');
+    s
+}
+
+/// A URL in a Markdown link target: no spaces, parentheses or angle brackets.
+fn url_for_md(u: &str) -> String {
+    u.chars()
+        .filter(|c| !c.is_whitespace() && !matches!(c, '(' | ')' | '<' | '>' | '"'))
+        .collect()
+}
+
+fn finding(i: usize, f: &crate::diagnose::Finding) -> String {
+    let mut s = String::new();
+    let container = f
+        .container
+        .as_deref()
+        .map(|c| format!(", container {}", md_code(c)))
+        .unwrap_or_default();
+    s.push_str(&format!(
+        "#### {}. {} ({}{container})\n\n",
+        i + 1,
+        md_text(f.cause.title()),
+        md_text(&f.pods)
+    ));
+    s.push_str(&md_text(&truncate(&f.summary, ITEM_LIMIT)));
+    s.push_str("\n\n");
+    s.push_str(&format!(
+        "**Fix:** {}\n\n",
+        md_text(&truncate(&f.fix, ITEM_LIMIT))
+    ));
+    let items = |v: &[String]| {
+        v.iter()
+            .map(|l| truncate(l, ITEM_LIMIT))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    s.push_str(&format!(
+        "<details><summary>{}</summary>\n\n",
+        html_text(&format!(
+            "Evidence ({} message{})",
+            f.evidence.len(),
+            if f.evidence.len() == 1 { "" } else { "s" }
+        ))
+    ));
+    if !f.evidence.is_empty() {
+        s.push_str(&md_fence(&items(&f.evidence), "text"));
+        s.push('\n');
+    }
+    if !f.per_pod.is_empty() {
+        s.push_str("Per pod:\n\n");
+        s.push_str(&md_fence(&items(&f.per_pod), "text"));
+        s.push('\n');
+    }
+    if !f.logs.is_empty() {
+        s.push_str("Last log lines of the previous instance:\n\n");
+        s.push_str(&md_fence(&items(&f.logs), "text"));
+        s.push('\n');
+    }
+    s.push_str("</details>\n\n");
+    s
+}
+
+/// Mermaid chart of old vs new ready pods; empty when there is no timeline.
+pub fn chart(timeline: &[Sample]) -> String {
+    if timeline.is_empty() {
+        return String::new();
+    }
+    let step = timeline.len().div_ceil(CHART_POINTS).max(1);
+    let mut points: Vec<Sample> = timeline.iter().step_by(step).copied().collect();
+    if let Some(last) = timeline.last()
+        && points.last() != Some(last)
+    {
+        points.push(*last);
+    }
+    let max = points
+        .iter()
+        .map(|p| p.old_ready.max(p.new_ready))
+        .max()
+        .unwrap_or(0)
+        .max(1);
+    let join = |f: &dyn Fn(&Sample) -> String| {
+        points.iter().map(f).collect::<Vec<_>>().join(", ")
+    };
+    format!(
+        "#### Ready pods during the rollout\n\n\
+         Old ReplicaSets: first line; new ReplicaSet: second line.\n\n\
+         ```mermaid\n\
+         xychart-beta\n    \
+         title \"Ready pods (old vs new)\"\n    \
+         x-axis \"seconds after the patch\" [{}]\n    \
+         y-axis \"ready pods\" 0 --> {max}\n    \
+         line [{}]\n    \
+         line [{}]\n\
+         ```\n\n",
+        join(&|p| p.seconds.to_string()),
+        join(&|p| p.old_ready.to_string()),
+        join(&|p| p.new_ready.to_string()),
+    )
+}
+
+fn footer(r: &Report) -> String {
+    let file = r
+        .inputs
+        .get("report-file")
+        .map(|f| format!(" · full report in {}", md_code(f)))
+        .unwrap_or_default();
+    format!(
+        "<sub>rollguard {}{file}</sub>\n",
+        html_text(r.rollguard_version)
+    )
+}
+
+/// The Markdown body, at most `opts.max_len` bytes. When too long, the last
+/// findings are dropped (with a note), then the chart; the marker is kept.
+pub fn render(r: &Report, opts: &Options) -> String {
+    let head = head(r, opts);
+    let findings: Vec<String> = r
+        .findings
+        .iter()
+        .enumerate()
+        .map(|(i, f)| finding(i, f))
+        .collect();
+    let chart = chart(&r.timeline);
+    let footer = footer(r);
+    let assemble = |n: usize, with_chart: bool| {
+        let mut s = head.clone();
+        for f in &findings[..n] {
+            s.push_str(f);
+        }
+        if n < findings.len() {
+            s.push_str(&format!(
+                "_{} more finding{} omitted to fit the size limit; see the job log or the report file._\n\n",
+                findings.len() - n,
+                if findings.len() - n == 1 { "" } else { "s" }
+            ));
+        }
+        if with_chart {
+            s.push_str(&chart);
+        }
+        s.push_str(&footer);
+        s
+    };
+    for with_chart in [true, false] {
+        for n in (0..=findings.len()).rev() {
+            let s = assemble(n, with_chart);
+            if s.len() <= opts.max_len {
+                return s;
+            }
+        }
+    }
+    // Even the head is too long: cut it, keeping the marker line intact.
+    let s = assemble(0, false);
+    truncate(&s, opts.max_len.max(opts.marker.as_ref().map_or(0, |m| m.len() + 4)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn chart_is_downsampled_and_keeps_last_point() {
+        let t: Vec<Sample> = (0..100)
+            .map(|i| Sample {
+                seconds: i,
+                old_ready: 3 - (i as i32 / 40),
+                new_ready: i as i32 / 40,
+            })
+            .collect();
+        let c = chart(&t);
+        assert!(c.contains("```mermaid\nxychart-beta"));
+        assert!(c.contains(", 99]"));
+        assert!(chart(&[]).is_empty());
+    }
+}

@@ -100,7 +100,8 @@ fn recorded_inputs(env: &Env) -> BTreeMap<String, String> {
             && !spec.secret
             && !v.is_empty()
         {
-            let value = if name == "kubeconfig" && (v.contains('\n') || v.len() > 200) {
+            // A kubeconfig given inline (YAML or base64) holds credentials: record only paths.
+            let value = if name == "kubeconfig" && !std::path::Path::new(v).is_file() {
                 "(inline)".to_string()
             } else {
                 v.clone()

@@ -633,15 +633,3 @@ async fn a_thousand_pods_schedule_and_run() {
     assert!(ok, "1000 pods running");
     h.shutdown().await;
 }
-
-#[tokio::test]
-async fn zz_dump() {
-    let h = start(1).await;
-    h.create(pod("crash", "example/web:4-crash")).unwrap();
-    h.create(pod("miss", "example/web:3-missing")).unwrap();
-    h.wait_for(Duration::from_secs(1), |h| cstatus(h, "crash")["restartCount"].as_i64() >= Some(2)).await;
-    println!("{}", serde_json::to_string_pretty(&get(&h, "crash").unwrap()["status"]).unwrap());
-    for e in h.list("v1", "Event", "default") { println!("{} {} {} {:?} {}", e["metadata"]["name"], e["type"], e["reason"], e["count"], e["message"]); }
-    println!("{}", serde_json::to_string_pretty(&*h.list("v1", "Event", "default")[0]).unwrap());
-    println!("{}", serde_json::to_string_pretty(&*h.get("v1","Node","","node-1").unwrap()).unwrap());
-}

@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use super::escape::{command_data, command_property, truncate};
 use super::markdown::{self, result_word};
 use super::publish::{api_error, http_error};
-use super::{Conclusion, Report};
+use super::Report;
 use crate::config::Env;
 
 /// `::add-mask::` for every secret value (each line of a multi-line value
@@ -137,7 +137,7 @@ pub fn outputs_text(r: &Report) -> String {
 }
 
 /// The step summary Markdown.
-pub fn summary_text(r: &Report, env: &Env) -> String {
+pub fn summary_text(r: &Report) -> String {
     markdown::render(
         r,
         &markdown::Options {
@@ -145,11 +145,7 @@ pub fn summary_text(r: &Report, env: &Env) -> String {
             max_len: markdown::SUMMARY_LIMIT - 1024,
             job_url: None,
         },
-    ) + if env.contains_key("GITHUB_STEP_SUMMARY") {
-        "\n"
-    } else {
-        ""
-    }
+    ) + "\n"
 }
 
 /// Append `text` to the file named by `var`, if set.
@@ -411,11 +407,6 @@ pub async fn comment(
 /// Is this a GitHub Actions run?
 pub fn active(env: &Env) -> bool {
     env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true")
-}
-
-/// Conclusion helper for tests and the core: the `result` output word.
-pub fn result(c: Conclusion) -> &'static str {
-    result_word(c)
 }
 
 #[cfg(test)]

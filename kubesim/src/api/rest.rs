@@ -38,6 +38,20 @@ pub async fn handle(
             }
             _ => {
                 let o = sim.store.get(rt, &ns, &name)?;
+                if sub.is_none() && super::table::wants_table(req) {
+                    let mut item = render(rt, &o);
+                    let meta = json!({"resourceVersion": o["metadata"]["resourceVersion"]});
+                    if let Some(m) = item.as_object_mut() {
+                        m.remove("kind");
+                        m.remove("apiVersion");
+                    }
+                    let list = json!({"metadata": meta, "items": [item]});
+                    let include = req.q("includeObject") == Some("Object");
+                    return Ok(http::json(
+                        200,
+                        &super::table::list_table(sim, rt, &list, include),
+                    ));
+                }
                 Ok(http::json(200, &render(rt, &o)))
             }
         },
@@ -714,7 +728,11 @@ fn list(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
         "items": out,
     });
     if super::table::wants_table(req) {
-        return Ok(http::json(200, &super::table::list_table(sim, rt, &list)));
+        let include = req.q("includeObject") == Some("Object");
+        return Ok(http::json(
+            200,
+            &super::table::list_table(sim, rt, &list, include),
+        ));
     }
     Ok(http::json(200, &list))
 }

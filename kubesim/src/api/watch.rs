@@ -59,6 +59,9 @@ impl Filter {
 
 struct State {
     filter: Filter,
+    /// Render objects as one-row Tables (`kubectl get -w`): include the full object?
+    table: Option<bool>,
+    sim: Arc<Sim>,
     visible: HashSet<(String, String)>,
     last: u64,
 }
@@ -99,7 +102,18 @@ impl State {
             }
         };
         if let Some(ty) = ty {
-            out.push(line(ty, render(filter.rt, &c.object)));
+            out.push(line(ty, self.view(&c.object)));
+        }
+    }
+
+    fn view(&self, obj: &Value) -> Value {
+        let rt = self.filter.rt;
+        match self.table {
+            None => render(rt, obj),
+            Some(include) => {
+                let list = json!({"metadata": {}, "items": [render(rt, obj)]});
+                super::table::list_table(&self.sim, rt, &list, include)
+            }
         }
     }
 }
@@ -209,6 +223,7 @@ pub async fn watch(
         }
     }
 
+    let table = super::table::wants_table(req).then(|| req.q("includeObject") == Some("Object"));
     let (tx, out) = mpsc::channel::<Bytes>(512);
     let sim = sim.clone();
     let agent = req.user_agent.clone();
@@ -222,8 +237,15 @@ pub async fn watch(
             return;
         }
         let Some(mut rx) = rx else { return };
+        let table_view = |o: &Value| match table {
+            None => render(rt, o),
+            Some(include) => {
+                let list = json!({"metadata": {}, "items": [render(rt, o)]});
+                super::table::list_table(&sim, rt, &list, include)
+            }
+        };
         for o in &initial {
-            if send(line("ADDED", render(rt, o))).await.is_err() {
+            if send(line("ADDED", table_view(o))).await.is_err() {
                 return;
             }
         }
@@ -232,6 +254,8 @@ pub async fn watch(
         }
         let mut st = State {
             filter,
+            table,
+            sim: sim.clone(),
             visible,
             last: start_rv,
         };

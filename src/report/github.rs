@@ -9,10 +9,10 @@ use anyhow::{Context as _, anyhow, bail};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
+use super::Report;
 use super::escape::{command_data, command_property, truncate};
 use super::markdown::{self, result_word};
 use super::publish::{api_error, http_error};
-use super::Report;
 use crate::config::Env;
 
 /// `::add-mask::` for every secret value (each line of a multi-line value

@@ -5,9 +5,9 @@ use anyhow::{anyhow, bail};
 use reqwest::Method;
 use serde_json::{Value, json};
 
+use super::Report;
 use super::markdown;
 use super::publish::{api_error, http_error};
-use super::Report;
 use crate::config::Env;
 
 /// Is this a GitLab CI job?

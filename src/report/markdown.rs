@@ -53,7 +53,7 @@ pub fn marker(report: &Report) -> String {
 }
 
 /// The CI job's URL from the environment, if any.
-pub fn job_url(env: &std::collections::HashMap<String, String>) -> Option<String> {
+pub fn job_url(env: &crate::config::Env) -> Option<String> {
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
     if let (Some(server), Some(repo), Some(run)) = (
         get("GITHUB_SERVER_URL"),
@@ -114,7 +114,11 @@ fn head(r: &Report, opts: &Options) -> String {
     let mut row = |k: &str, v: String| s.push_str(&format!("| {k} | {v} |\n"));
     row(
         "Result",
-        format!("{} (exit code {})", md_code(result_word(r.result)), r.exit_code),
+        format!(
+            "{} (exit code {})",
+            md_code(result_word(r.result)),
+            r.exit_code
+        ),
     );
     let ns = r
         .namespace
@@ -165,7 +169,10 @@ fn head(r: &Report, opts: &Options) -> String {
         );
     }
     if let Some(url) = &opts.job_url {
-        row("CI job", format!("[{}]({})", md_text("logs"), url_for_md(url)));
+        row(
+            "CI job",
+            format!("[{}]({})", md_text("logs"), url_for_md(url)),
+        );
     }
     s.push('\n');
     s
@@ -247,9 +254,7 @@ pub fn chart(timeline: &[Sample]) -> String {
         .max()
         .unwrap_or(0)
         .max(1);
-    let join = |f: &dyn Fn(&Sample) -> String| {
-        points.iter().map(f).collect::<Vec<_>>().join(", ")
-    };
+    let join = |f: &dyn Fn(&Sample) -> String| points.iter().map(f).collect::<Vec<_>>().join(", ");
     format!(
         "#### Ready pods during the rollout\n\n\
          Old ReplicaSets: first line; new ReplicaSet: second line.\n\n\
@@ -319,7 +324,11 @@ pub fn render(r: &Report, opts: &Options) -> String {
     }
     // Even the head is too long: cut it, keeping the marker line intact.
     let s = assemble(0, false);
-    truncate(&s, opts.max_len.max(opts.marker.as_ref().map_or(0, |m| m.len() + 4)))
+    truncate(
+        &s,
+        opts.max_len
+            .max(opts.marker.as_ref().map_or(0, |m| m.len() + 4)),
+    )
 }
 
 #[cfg(test)]

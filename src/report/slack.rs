@@ -234,7 +234,9 @@ pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
         }
         let s = size(&finding);
         // Room for the tail and one "omitted" note.
-        if omitted > 0 || used + s > TOTAL_MAX || out.len() + finding.len() + tail.len() + 1 > MAX_BLOCKS
+        if omitted > 0
+            || used + s > TOTAL_MAX
+            || out.len() + finding.len() + tail.len() + 1 > MAX_BLOCKS
         {
             omitted += 1;
             continue;
@@ -402,9 +404,7 @@ mod tests {
         assert!(b.len() <= MAX_BLOCKS);
         let total: usize = b.iter().map(|b| b.to_string().len()).sum();
         assert!(total <= TOTAL_MAX + 4_000, "{total}");
-        assert!(
-            b[0]["text"]["text"].as_str().unwrap().chars().count() <= HEADER_MAX
-        );
+        assert!(b[0]["text"]["text"].as_str().unwrap().chars().count() <= HEADER_MAX);
         for blk in &b {
             if let Some(t) = blk["text"]["text"].as_str() {
                 assert!(t.chars().count() <= SECTION_MAX);

@@ -139,9 +139,27 @@ pub const INPUTS: &[InputSpec] = &[
     ),
     input(
         "context",
-        "the kubeconfig's current context",
-        "prod",
-        "kubeconfig context to use",
+        "$KUBE_CONTEXT, else the kubeconfig's current context",
+        "my-group/my-agent:prod",
+        "kubeconfig context to use (needed when the kubeconfig has several contexts and none current, as the GitLab agent's)",
+    ),
+    input(
+        "auth",
+        "kubeconfig",
+        "gke",
+        "how to authenticate: kubeconfig (the kubeconfig input, $KUBECONFIG, ~/.kube/config, else the pod's service account), in-cluster (the pod's service account), gke (a token from the GCE metadata server, with cluster-endpoint and cluster-ca)",
+    ),
+    input(
+        "cluster-endpoint",
+        "",
+        "https://203.0.113.10",
+        "API server URL or address for auth=gke (gcloud container clusters describe CLUSTER --format='value(endpoint)')",
+    ),
+    input(
+        "cluster-ca",
+        "",
+        "$CLUSTER_CA",
+        "API server CA certificate for auth=gke: PEM or base64 of PEM (value(masterAuth.clusterCaCertificate))",
     ),
     input(
         "dry-run",
@@ -154,6 +172,36 @@ pub const INPUTS: &[InputSpec] = &[
         "",
         "rollguard-report.json",
         "write a JSON report of the run to this file",
+    ),
+    input(
+        "verify-image",
+        "true",
+        "false",
+        "pre-flight: check that the new image's tag exists in its registry (missing → exit 2, unreachable → warning)",
+    ),
+    input(
+        "registry-auth",
+        "$DOCKER_CONFIG/config.json, ~/.docker/config.json",
+        "/home/runner/.docker/config.json",
+        "docker config file with registry credentials for verify-image (imagePullSecrets are read too)",
+    ),
+    input(
+        "insecure-registries",
+        "",
+        "registry.internal:5000,10.0.0.5:5000",
+        "comma-separated registries spoken to over plain HTTP (loopback registries always are)",
+    ),
+    input(
+        "pin-digest",
+        "false",
+        "true",
+        "deploy repo:tag@sha256:… with the digest verify-image found, so the rollout and a rollback run exactly that image",
+    ),
+    input(
+        "capacity-check",
+        "fail",
+        "warn",
+        "pre-flight: can the surge pods be scheduled on the nodes? fail (exit 2), warn, or off",
     ),
     secret(
         "github-token",
@@ -212,10 +260,25 @@ struct RawInputs {
     bake: Option<String>,
     kubeconfig: Option<String>,
     context: Option<String>,
+    auth: Option<String>,
+    #[serde(rename = "cluster-endpoint")]
+    cluster_endpoint: Option<String>,
+    #[serde(rename = "cluster-ca")]
+    cluster_ca: Option<String>,
     #[serde(rename = "dry-run")]
     dry_run: Option<String>,
     #[serde(rename = "report-file")]
     report_file: Option<String>,
+    #[serde(rename = "verify-image")]
+    verify_image: Option<String>,
+    #[serde(rename = "registry-auth")]
+    registry_auth: Option<String>,
+    #[serde(rename = "insecure-registries")]
+    insecure_registries: Option<String>,
+    #[serde(rename = "pin-digest")]
+    pin_digest: Option<String>,
+    #[serde(rename = "capacity-check")]
+    capacity_check: Option<String>,
     #[serde(rename = "github-token")]
     github_token: Option<String>,
     #[serde(rename = "gitlab-token")]
@@ -249,6 +312,21 @@ pub enum KubeconfigSource {
     Path(String),
     /// Inline YAML (given as YAML or base64 of YAML).
     Inline(String),
+    /// `auth: in-cluster`: the pod's service account
+    /// (`KUBERNETES_SERVICE_HOST`/`_PORT` as read from the environment).
+    InCluster {
+        host: Option<String>,
+        port: Option<String>,
+    },
+    /// `auth: gke`: an access token from the GCE metadata server for the
+    /// cluster at `endpoint` (an `https://` URL) trusting `ca_pem`.
+    Gke {
+        endpoint: String,
+        ca_pem: String,
+        /// `http://HOST[:PORT]` of the metadata server (`GCE_METADATA_HOST`
+        /// overrides `metadata.google.internal`, as in Google's client libraries).
+        metadata_base: String,
+    },
 }
 
 /// When to post to Slack (issue #4).
@@ -323,6 +401,33 @@ pub struct Settings {
     pub unknown: Vec<String>,
     /// Where this run comes from (CI job URL or host), for change-cause.
     pub run_origin: String,
+    /// The pre-flight registry and capacity checks (issue #9).
+    pub preflight: Preflight,
+}
+
+/// What `capacity-check` does when the surge pods cannot be scheduled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CapacityCheck {
+    Fail,
+    Warn,
+    Off,
+}
+
+/// Settings of the pre-flight checks (issue #9).
+#[derive(Debug, Clone)]
+pub struct Preflight {
+    pub verify_image: bool,
+    /// The docker config file to read credentials from: `registry-auth`,
+    /// else `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+    pub docker_config: Option<String>,
+    /// True when `registry-auth` named the file (a missing file is warned about).
+    pub docker_config_explicit: bool,
+    /// `host[:port]` spoken to over plain HTTP.
+    pub insecure_registries: Vec<String>,
+    pub pin_digest: bool,
+    pub capacity_check: CapacityCheck,
+    /// The GCE metadata server (`GCE_METADATA_HOST`, as Google's libraries read it).
+    pub gce_metadata_host: String,
 }
 
 /// A bad input: one line naming the input and what was wrong.
@@ -412,6 +517,7 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         None => return Err(bad("workload", "is required (e.g. deployment/api)")),
         Some(w) => WorkloadRef::parse(w).map_err(|p| bad("workload", p))?,
     };
+    let preflight = preflight_settings(&raw, env)?;
     if let Some(ns) = &raw.namespace
         && !is_dns_label(ns)
     {
@@ -497,12 +603,29 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         "30s",
     )?;
     let bake = parse_duration("bake", raw.bake.as_deref(), "0s")?;
-    let kubeconfig = match raw.kubeconfig {
-        None => KubeconfigSource::Infer {
-            kubeconfig_env: env.get("KUBECONFIG").filter(|v| !v.is_empty()).cloned(),
-        },
-        Some(k) => classify_kubeconfig(&k).map_err(|p| bad("kubeconfig", p))?,
-    };
+    let context = raw.context.or_else(|| {
+        env.get("KUBE_CONTEXT")
+            .map(|c| c.trim().to_string())
+            .filter(|c| !c.is_empty())
+    });
+    let kubeconfig = cluster_source(
+        raw.auth.as_deref(),
+        raw.kubeconfig,
+        raw.cluster_endpoint,
+        raw.cluster_ca,
+        env,
+    )?;
+    if context.is_some()
+        && matches!(
+            kubeconfig,
+            KubeconfigSource::Gke { .. } | KubeconfigSource::InCluster { .. }
+        )
+    {
+        return Err(bad(
+            "context",
+            "applies to auth=kubeconfig only (auth=gke and auth=in-cluster have no contexts)",
+        ));
+    }
     let dry_run = parse_bool("dry-run", raw.dry_run.as_deref(), false)?;
     let slack_on = match raw
         .slack_on
@@ -533,7 +656,7 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         unschedulable_grace,
         bake,
         kubeconfig,
-        context: raw.context,
+        context,
         dry_run,
         report_file: raw.report_file,
         slack_channel: raw.slack_channel,
@@ -546,7 +669,193 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         },
         unknown,
         run_origin: run_origin(env),
+        preflight,
     })
+}
+
+/// The pre-flight inputs (issue #9).
+fn preflight_settings(raw: &RawInputs, env: &Env) -> Result<Preflight, InputError> {
+    let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    let verify_image = parse_bool("verify-image", raw.verify_image.as_deref(), true)?;
+    let pin_digest = parse_bool("pin-digest", raw.pin_digest.as_deref(), false)?;
+    if pin_digest && !verify_image {
+        return Err(bad(
+            "pin-digest",
+            "needs verify-image=true (the digest comes from the registry check)",
+        ));
+    }
+    let capacity_check = match raw
+        .capacity_check
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        None | Some("fail") => CapacityCheck::Fail,
+        Some("warn") => CapacityCheck::Warn,
+        Some("off") => CapacityCheck::Off,
+        Some(v) => {
+            return Err(bad(
+                "capacity-check",
+                format!("\"{v}\" must be fail, warn or off"),
+            ));
+        }
+    };
+    let mut insecure_registries = Vec::new();
+    for entry in raw.insecure_registries.iter().flat_map(|v| v.split(',')) {
+        let e = entry.trim();
+        let e = e
+            .strip_prefix("http://")
+            .or_else(|| e.strip_prefix("https://"))
+            .unwrap_or(e)
+            .trim_end_matches('/');
+        if e.is_empty() {
+            continue;
+        }
+        if !e
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:[]".contains(&b))
+        {
+            return Err(bad(
+                "insecure-registries",
+                format!("\"{e}\" is not a registry host[:port]"),
+            ));
+        }
+        insecure_registries.push(e.to_ascii_lowercase());
+    }
+    let (docker_config, docker_config_explicit) = match &raw.registry_auth {
+        Some(path) => (Some(path.clone()), true),
+        None => (
+            get("DOCKER_CONFIG")
+                .map(|d| format!("{}/config.json", d.trim_end_matches('/')))
+                .or_else(|| get("HOME").map(|h| format!("{h}/.docker/config.json"))),
+            false,
+        ),
+    };
+    Ok(Preflight {
+        verify_image,
+        docker_config,
+        docker_config_explicit,
+        insecure_registries,
+        pin_digest,
+        capacity_check,
+        gce_metadata_host: get("GCE_METADATA_HOST")
+            .unwrap_or_else(|| "metadata.google.internal".into()),
+    })
+}
+
+/// The `auth` input with `kubeconfig`, `cluster-endpoint` and `cluster-ca`.
+fn cluster_source(
+    auth: Option<&str>,
+    kubeconfig: Option<String>,
+    endpoint: Option<String>,
+    ca: Option<String>,
+    env: &Env,
+) -> Result<KubeconfigSource, InputError> {
+    let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let mode = auth.unwrap_or("kubeconfig").to_ascii_lowercase();
+    if mode != "gke" {
+        for (name, given) in [("cluster-endpoint", &endpoint), ("cluster-ca", &ca)] {
+            if given.is_some() {
+                return Err(bad(name, "is used with auth=gke only"));
+            }
+        }
+    }
+    if mode != "kubeconfig" && kubeconfig.is_some() {
+        return Err(bad(
+            "kubeconfig",
+            format!("is not used with auth={mode} (use auth=kubeconfig)"),
+        ));
+    }
+    match mode.as_str() {
+        "kubeconfig" => Ok(match kubeconfig {
+            None => KubeconfigSource::Infer {
+                kubeconfig_env: get("KUBECONFIG").map(str::to_string),
+            },
+            Some(k) => classify_kubeconfig(&k).map_err(|p| bad("kubeconfig", p))?,
+        }),
+        "in-cluster" => Ok(KubeconfigSource::InCluster {
+            host: get("KUBERNETES_SERVICE_HOST").map(str::to_string),
+            port: get("KUBERNETES_SERVICE_PORT").map(str::to_string),
+        }),
+        "gke" => {
+            let endpoint = endpoint.ok_or_else(|| {
+                bad(
+                    "cluster-endpoint",
+                    "is required with auth=gke (the cluster's endpoint, e.g. from gcloud container clusters describe CLUSTER --format='value(endpoint)')",
+                )
+            })?;
+            let endpoint = cluster_endpoint(&endpoint).map_err(|p| bad("cluster-endpoint", p))?;
+            let ca = ca.ok_or_else(|| {
+                bad(
+                    "cluster-ca",
+                    "is required with auth=gke (PEM or base64 of PEM, e.g. --format='value(masterAuth.clusterCaCertificate)')",
+                )
+            })?;
+            let ca_pem = cluster_ca_pem(&ca).map_err(|p| bad("cluster-ca", p))?;
+            let host = get("GCE_METADATA_HOST").unwrap_or("metadata.google.internal");
+            let metadata_base = if host.contains("://") {
+                host.trim_end_matches('/').to_string()
+            } else {
+                format!("http://{}", host.trim_end_matches('/'))
+            };
+            Ok(KubeconfigSource::Gke {
+                endpoint,
+                ca_pem,
+                metadata_base,
+            })
+        }
+        other => Err(bad(
+            "auth",
+            format!("\"{other}\" must be kubeconfig, in-cluster or gke"),
+        )),
+    }
+}
+
+/// `https://HOST[:PORT]`, or a bare host / IP (as GKE prints it) made one.
+fn cluster_endpoint(value: &str) -> Result<String, String> {
+    let url = if value.contains("://") {
+        value.to_string()
+    } else {
+        format!("https://{value}")
+    };
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| format!("\"{value}\" must be an https:// URL or a host name/IP"))?;
+    let host = rest.split('/').next().unwrap_or("");
+    if host.is_empty() || url.chars().any(char::is_whitespace) {
+        return Err(format!("\"{value}\" is not a valid URL or host"));
+    }
+    Ok(url.trim_end_matches('/').to_string())
+}
+
+/// A CA certificate given as PEM or base64 of PEM, as PEM.
+fn cluster_ca_pem(value: &str) -> Result<String, String> {
+    use base64::Engine as _;
+    const BEGIN: &str = "-----BEGIN CERTIFICATE-----";
+    if value.contains(BEGIN) {
+        return Ok(value.to_string());
+    }
+    let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
+    match base64::engine::general_purpose::STANDARD.decode(compact.as_bytes()) {
+        Ok(bytes) => match String::from_utf8(bytes) {
+            Ok(pem) if pem.contains(BEGIN) => Ok(pem),
+            _ => Err("is base64 but not of a PEM certificate (-----BEGIN CERTIFICATE-----)".into()),
+        },
+        Err(_) => Err("is neither a PEM certificate nor base64 of one".into()),
+    }
+}
+
+/// The value action.yml gives an input as its `default` (None: no default
+/// there, the binary decides). `InputSpec::default` is a literal value
+/// unless it is descriptive (has a space, `(`, `$` or `,`).
+pub fn action_default(spec: &InputSpec) -> Option<&'static str> {
+    if spec.name == "github-token" {
+        return Some("${{ github.token }}");
+    }
+    let d = spec.default;
+    let descriptive =
+        d.is_empty() || d.contains(char::is_whitespace) || d.contains(['(', '$', ',']);
+    (!descriptive).then_some(d)
 }
 
 /// Path, inline YAML, or base64 of YAML.

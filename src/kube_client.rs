@@ -1,6 +1,25 @@
-//! Kubeconfig sources → a `kube::Client` and the context's namespace.
+//! Cluster credentials → a `kube::Client` and the namespace to default to.
+//!
+//! Sources, by the `auth` input (see [`KubeconfigSource`]):
+//! - `kubeconfig` (default): the `kubeconfig` input (path, inline YAML or
+//!   base64 of YAML), else `KUBECONFIG` (several paths merged, the first file
+//!   wins per name as with kubectl; missing files skipped), else
+//!   `~/.kube/config`, else the pod's service account. Exec auth plugins and
+//!   token files work as kubectl runs them. A kubeconfig with several
+//!   contexts and none current (the GitLab agent's) needs `context`.
+//! - `in-cluster`: the pod's service account token, CA and namespace.
+//! - `gke`: an access token from the GCE metadata server, for the cluster
+//!   given by `cluster-endpoint` and `cluster-ca`: no gcloud needed.
+//!
+//! Every error is one line naming the source (exit 78); tokens are never
+//! printed or logged.
 
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use base64::Engine as _;
 use kube::config::{KubeConfigOptions, Kubeconfig};
+use serde_json::json;
 
 use crate::config::KubeconfigSource;
 
@@ -9,68 +28,315 @@ use crate::config::KubeconfigSource;
 #[error("{0}")]
 pub struct ClusterConfigError(pub String);
 
+/// Where a pod's service account is mounted.
+pub const SERVICE_ACCOUNT_DIR: &str = "/var/run/secrets/kubernetes.io/serviceaccount";
+
+/// The metadata server path of the default service account's access token.
+pub const GCE_TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
+
 /// Install ring as rustls's process-wide crypto provider (once; a second
 /// install is harmlessly refused).
 pub fn install_crypto_provider() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
-/// Build a client from the kubeconfig source; returns it with the
-/// namespace of the chosen context (`default` when it names none).
+fn fail(msg: impl Into<String>) -> ClusterConfigError {
+    ClusterConfigError(msg.into())
+}
+
+/// Build a client from the source; returns it with the namespace of the
+/// chosen context (`default` when it names none).
 pub async fn connect(
     source: &KubeconfigSource,
     context: Option<&str>,
 ) -> Result<(kube::Client, String), ClusterConfigError> {
     install_crypto_provider();
-    let options = KubeConfigOptions {
-        context: context.map(str::to_string),
-        ..Default::default()
-    };
-    let err = |what: &str, e: &dyn std::fmt::Display| ClusterConfigError(format!("{what}: {e}"));
-    let config = match source {
+    let (kubeconfig, what) = load(source).await?;
+    let config = client_config(kubeconfig, context, &what).await?;
+    let namespace = config.default_namespace.clone();
+    let client = kube::Client::try_from(config)
+        .map_err(|e| fail(format!("{what}: cannot build a Kubernetes client: {e}")))?;
+    Ok((client, namespace))
+}
+
+/// The kubeconfig a source stands for, and how to name the source in messages.
+pub async fn load(source: &KubeconfigSource) -> Result<(Kubeconfig, String), ClusterConfigError> {
+    match source {
         KubeconfigSource::Inline(yaml) => {
-            let kc = Kubeconfig::from_yaml(yaml).map_err(|e| err("cannot read the kubeconfig input", &e))?;
-            kube::Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .map_err(|e| err("cannot use the kubeconfig input", &e))?
+            let what = "the kubeconfig input".to_string();
+            let kc = Kubeconfig::from_yaml(yaml)
+                .map_err(|e| fail(format!("{what} is not a valid kubeconfig: {e}")))?;
+            Ok((kc, what))
         }
         KubeconfigSource::Path(path) => {
-            let kc = Kubeconfig::read_from(path).map_err(|e| err(&format!("cannot read kubeconfig file {path}"), &e))?;
-            kube::Config::from_custom_kubeconfig(kc, &options)
-                .await
-                .map_err(|e| err(&format!("cannot use kubeconfig file {path}"), &e))?
+            let what = format!("kubeconfig file {path}");
+            let kc = Kubeconfig::read_from(path)
+                .map_err(|e| fail(format!("cannot read {what}: {e}")))?;
+            Ok((kc, what))
         }
-        KubeconfigSource::Infer { kubeconfig_env } => match kubeconfig_env {
-            Some(paths) => {
-                let mut merged: Option<Kubeconfig> = None;
-                for p in std::env::split_paths(paths).filter(|p| !p.as_os_str().is_empty()) {
-                    let kc = Kubeconfig::read_from(&p)
-                        .map_err(|e| err(&format!("cannot read KUBECONFIG file {}", p.display()), &e))?;
-                    merged = Some(match merged {
-                        None => kc,
-                        Some(m) => m.merge(kc).map_err(|e| err("cannot merge KUBECONFIG files", &e))?,
-                    });
-                }
-                let kc = merged.ok_or_else(|| ClusterConfigError("KUBECONFIG is set but names no file".into()))?;
-                kube::Config::from_custom_kubeconfig(kc, &options)
-                    .await
-                    .map_err(|e| err("cannot use KUBECONFIG", &e))?
-            }
-            None => match Kubeconfig::read() {
-                Ok(kc) => kube::Config::from_custom_kubeconfig(kc, &options)
-                    .await
-                    .map_err(|e| err("cannot use ~/.kube/config", &e))?,
-                Err(_) => kube::Config::incluster().map_err(|e| {
-                    err(
-                        "no kubeconfig: give the kubeconfig input, set KUBECONFIG, or run in a pod with a service account",
-                        &e,
-                    )
-                })?,
-            },
-        },
+        KubeconfigSource::Infer { kubeconfig_env } => infer(kubeconfig_env.as_deref()),
+        KubeconfigSource::InCluster { host, port } => {
+            let kc = in_cluster_kubeconfig(
+                host.as_deref(),
+                port.as_deref(),
+                Path::new(SERVICE_ACCOUNT_DIR),
+            )?;
+            Ok((kc, "the pod's service account (auth=in-cluster)".into()))
+        }
+        KubeconfigSource::Gke {
+            endpoint,
+            ca_pem,
+            metadata_base,
+        } => {
+            let token = gce_access_token(metadata_base).await?;
+            Ok((
+                token_kubeconfig(endpoint, ca_pem, &token, "gke"),
+                format!("auth=gke ({endpoint})"),
+            ))
+        }
+    }
+}
+
+/// `KUBECONFIG` (merged), `~/.kube/config`, then the pod's service account.
+fn infer(kubeconfig_env: Option<&str>) -> Result<(Kubeconfig, String), ClusterConfigError> {
+    if let Some(paths) = kubeconfig_env {
+        return Ok((merge_kubeconfig_paths(paths)?, "KUBECONFIG".into()));
+    }
+    let home_config = std::env::var_os("HOME")
+        .filter(|h| !h.is_empty())
+        .map(|h| PathBuf::from(h).join(".kube").join("config"));
+    if let Some(path) = home_config.filter(|p| p.is_file()) {
+        let what = path.display().to_string();
+        let kc = Kubeconfig::read_from(&path)
+            .map_err(|e| fail(format!("cannot read kubeconfig file {what}: {e}")))?;
+        return Ok((kc, format!("kubeconfig file {what}")));
+    }
+    let host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
+    if host.as_deref().is_some_and(|h| !h.is_empty()) {
+        let port = std::env::var("KUBERNETES_SERVICE_PORT").ok();
+        let kc = in_cluster_kubeconfig(
+            host.as_deref(),
+            port.as_deref(),
+            Path::new(SERVICE_ACCOUNT_DIR),
+        )?;
+        return Ok((kc, "the pod's service account".into()));
+    }
+    Err(fail(
+        "no cluster credentials: give the kubeconfig input (path, inline YAML or base64), set KUBECONFIG, \
+         provide ~/.kube/config, run in a pod with a service account, or use auth=gke",
+    ))
+}
+
+/// The files of a `KUBECONFIG` list merged as kubectl does: the first file
+/// that defines a cluster, user or context name wins, and the first
+/// `current-context` set wins. Files that do not exist are skipped.
+pub fn merge_kubeconfig_paths(paths: &str) -> Result<Kubeconfig, ClusterConfigError> {
+    let mut merged: Option<Kubeconfig> = None;
+    let mut listed = 0;
+    for p in std::env::split_paths(paths).filter(|p| !p.as_os_str().is_empty()) {
+        listed += 1;
+        if !p.exists() {
+            tracing::warn!("KUBECONFIG lists {}, which does not exist", p.display());
+            continue;
+        }
+        let kc = Kubeconfig::read_from(&p).map_err(|e| {
+            fail(format!(
+                "cannot read kubeconfig file {} (from KUBECONFIG): {e}",
+                p.display()
+            ))
+        })?;
+        merged = Some(match merged {
+            None => kc,
+            Some(m) => m
+                .merge(kc)
+                .map_err(|e| fail(format!("cannot merge the KUBECONFIG files: {e}")))?,
+        });
+    }
+    merged.ok_or_else(|| {
+        if listed == 0 {
+            fail("KUBECONFIG is set but names no file")
+        } else {
+            fail(format!(
+                "none of the {listed} file(s) KUBECONFIG names exists: {paths}"
+            ))
+        }
+    })
+}
+
+/// Which context to use: the one asked for (it must exist), else the
+/// current one, else the only one. Several contexts and none current (the
+/// GitLab agent's kubeconfig) is an error listing them.
+pub fn select_context(
+    kc: &Kubeconfig,
+    asked: Option<&str>,
+    what: &str,
+) -> Result<Option<String>, ClusterConfigError> {
+    let names: Vec<&str> = kc.contexts.iter().map(|c| c.name.as_str()).collect();
+    let list = || names.join(", ");
+    if let Some(asked) = asked {
+        if names.contains(&asked) {
+            return Ok(Some(asked.to_string()));
+        }
+        return Err(fail(if names.is_empty() {
+            format!("context \"{asked}\" not found: {what} has no contexts")
+        } else {
+            format!(
+                "context \"{asked}\" not found in {what}; its contexts: {}",
+                list()
+            )
+        }));
+    }
+    if let Some(current) = kc.current_context.as_deref().filter(|c| !c.is_empty()) {
+        if names.contains(&current) {
+            return Ok(None);
+        }
+        return Err(fail(format!(
+            "{what}: current-context \"{current}\" is not one of its contexts ({}); set the context input",
+            list()
+        )));
+    }
+    match names.as_slice() {
+        [] if kc.clusters.is_empty() => Err(fail(format!("{what} has no clusters or contexts"))),
+        // A kubeconfig without contexts: kube uses its first cluster and user.
+        [] => Ok(None),
+        [only] => Ok(Some(only.to_string())),
+        _ => Err(fail(format!(
+            "{what} has {} contexts and none is current: set the context input (or KUBE_CONTEXT) to one of: {}",
+            names.len(),
+            list()
+        ))),
+    }
+}
+
+/// A `kube::Config` for a kubeconfig and context.
+pub async fn client_config(
+    kc: Kubeconfig,
+    context: Option<&str>,
+    what: &str,
+) -> Result<kube::Config, ClusterConfigError> {
+    let chosen = select_context(&kc, context, what)?;
+    let label = chosen
+        .clone()
+        .or_else(|| kc.current_context.clone())
+        .unwrap_or_else(|| "(none)".into());
+    let options = KubeConfigOptions {
+        context: chosen,
+        ..Default::default()
     };
-    let namespace = config.default_namespace.clone();
-    let client =
-        kube::Client::try_from(config).map_err(|e| err("cannot build a Kubernetes client", &e))?;
-    Ok((client, namespace))
+    let config = kube::Config::from_custom_kubeconfig(kc, &options)
+        .await
+        .map_err(|e| fail(format!("cannot use {what} (context {label}): {e}")))?;
+    tracing::info!(
+        "cluster {} via {what}, context {label}, namespace {}",
+        config.cluster_url,
+        config.default_namespace
+    );
+    Ok(config)
+}
+
+/// The kubeconfig of a pod's service account: `KUBERNETES_SERVICE_HOST` and
+/// `_PORT`, `token` (re-read when it rotates), `ca.crt` and `namespace`
+/// from `sa_dir` (normally [`SERVICE_ACCOUNT_DIR`]).
+pub fn in_cluster_kubeconfig(
+    host: Option<&str>,
+    port: Option<&str>,
+    sa_dir: &Path,
+) -> Result<Kubeconfig, ClusterConfigError> {
+    let host = host.filter(|h| !h.is_empty()).ok_or_else(|| {
+        fail("auth=in-cluster: KUBERNETES_SERVICE_HOST is not set: this is not running in a Kubernetes pod")
+    })?;
+    let port = port.filter(|p| !p.is_empty()).unwrap_or("443");
+    let host = if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]")
+    } else {
+        host.to_string()
+    };
+    let token = sa_dir.join("token");
+    let ca = sa_dir.join("ca.crt");
+    for f in [&token, &ca] {
+        if !f.is_file() {
+            return Err(fail(format!(
+                "auth=in-cluster: {} is missing: does the pod mount a service account token (automountServiceAccountToken)?",
+                f.display()
+            )));
+        }
+    }
+    let namespace = std::fs::read_to_string(sa_dir.join("namespace"))
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "default".into());
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": "in-cluster", "cluster": {
+            "server": format!("https://{host}:{port}"),
+            "certificate-authority": ca.display().to_string(),
+        }}],
+        "users": [{"name": "service-account", "user": {"tokenFile": token.display().to_string()}}],
+        "contexts": [{"name": "in-cluster", "context": {
+            "cluster": "in-cluster", "user": "service-account", "namespace": namespace,
+        }}],
+        "current-context": "in-cluster",
+    });
+    serde_json::from_value(value)
+        .map_err(|e| fail(format!("auth=in-cluster: cannot build a kubeconfig: {e}")))
+}
+
+/// A kubeconfig for a bearer token, a server and its CA (PEM).
+pub fn token_kubeconfig(server: &str, ca_pem: &str, token: &str, name: &str) -> Kubeconfig {
+    let ca = base64::engine::general_purpose::STANDARD.encode(ca_pem.as_bytes());
+    let value = json!({
+        "apiVersion": "v1",
+        "kind": "Config",
+        "clusters": [{"name": name, "cluster": {"server": server, "certificate-authority-data": ca}}],
+        "users": [{"name": name, "user": {"token": token}}],
+        "contexts": [{"name": name, "context": {"cluster": name, "user": name, "namespace": "default"}}],
+        "current-context": name,
+    });
+    // Every field is a plain string of the expected type: this cannot fail.
+    serde_json::from_value(value).unwrap_or_default()
+}
+
+#[derive(serde::Deserialize)]
+struct GceToken {
+    access_token: String,
+}
+
+/// An OAuth access token of the VM's (or Cloud Build's) service account from
+/// the GCE metadata server at `base` (`http://metadata.google.internal`).
+pub async fn gce_access_token(base: &str) -> Result<String, ClusterConfigError> {
+    install_crypto_provider();
+    let url = format!("{}{GCE_TOKEN_PATH}", base.trim_end_matches('/'));
+    let what = format!("auth=gke: the GCE metadata server at {base}");
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .no_proxy()
+        .build()
+        .map_err(|e| fail(format!("{what}: cannot build an HTTP client: {e}")))?;
+    let response = client
+        .get(&url)
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .map_err(|e| {
+            fail(format!(
+                "{what} is unreachable ({}): is this running on Google Cloud (Cloud Build, GKE, GCE)?",
+                e.without_url()
+            ))
+        })?;
+    let status = response.status();
+    if !status.is_success() {
+        return Err(fail(format!(
+            "{what} answered {status} for the default service account's token"
+        )));
+    }
+    let token: GceToken = response
+        .json()
+        .await
+        .map_err(|e| fail(format!("{what} sent an unreadable token response: {e}")))?;
+    if token.access_token.is_empty() {
+        return Err(fail(format!("{what} sent an empty access token")));
+    }
+    Ok(token.access_token)
 }

@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod exit;
 pub mod image;
 pub mod kube_client;
+pub mod preflight;
 pub mod report;
 pub mod track;
 pub mod workload;
@@ -327,7 +328,7 @@ async fn deploy(
         .map(std::sync::Arc::new)
         .collect::<Vec<_>>();
     let now = now_rfc3339();
-    let plan = dep::plan(
+    let mut plan = dep::plan(
         &raw,
         &replica_sets,
         settings.container.as_deref(),
@@ -344,6 +345,43 @@ async fn deploy(
     report.version = Some(plan.version.clone());
     report.previous_template = Some(plan.previous_template.clone());
     report.patch = Some(plan.patch.clone());
+
+    // Pre-flight checks of issue #9: the image exists, the new pods fit.
+    let passed = match preflight::run(
+        &client,
+        &ns,
+        &typed,
+        &plan.container,
+        &plan.new_image,
+        &settings.preflight,
+        out,
+    )
+    .await
+    {
+        Ok(p) => p,
+        Err(finding) => {
+            let message = format!("pre-flight: {}; nothing changed", finding.summary);
+            report.cause = Some(finding.summary.clone());
+            report.findings = vec![*finding];
+            return Err(stop(ExitCode::BadInput, message));
+        }
+    };
+    if let Some(pinned) = passed.pinned_image {
+        // pin-digest: the same plan for `repo:tag@sha256:…` (the version still comes from the tag).
+        plan = dep::plan(
+            &raw,
+            &replica_sets,
+            Some(&plan.container),
+            &config::ImageChange::Image(pinned),
+            Some(&plan.version),
+            &settings.version_label,
+            &settings.run_origin,
+            &now,
+        )
+        .map_err(|e| stop(ExitCode::BadInput, e.0))?;
+        report.image = Some(plan.new_image.clone());
+        report.patch = Some(plan.patch.clone());
+    }
 
     if settings.dry_run {
         let _ = writeln!(

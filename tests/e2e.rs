@@ -652,3 +652,79 @@ async fn json_report_has_findings_and_no_secrets() {
     assert_eq!(report["inputs"]["tag"], "v2-missing");
     h.shutdown().await;
 }
+
+/// Someone else changes the template while our rollout is failing: the
+/// rollback's `test` op refuses to overwrite their change, exit 3, and their
+/// change is still there afterwards.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_change_is_not_overwritten_by_the_rollback() {
+    let h = cluster_with(kubesim::Config {
+        speed: SPEED,
+        nodes: 2,
+        node_cpu: "2".into(),
+        ..Default::default()
+    })
+    .await;
+    let obj = deployment(
+        "web",
+        json!([{"name": "web", "image": "example/web:v1", "resources": {"requests": {"cpu": "1200m"}}}]),
+        2,
+    );
+    create_ready(&h, obj).await;
+    let e = env(
+        &h,
+        &[
+            ("INPUT_WORKLOAD", "web"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_UNSCHEDULABLE-GRACE", "3s"),
+            // Let the surge pod be created and stay Pending: that is the
+            // window in which the other writer acts.
+            ("INPUT_CAPACITY-CHECK", "off"),
+        ],
+    );
+    let run = tokio::spawn(async move {
+        let mut out = Vec::new();
+        let o = rollguard::run(&e, &mut out).await;
+        (o, String::from_utf8_lossy(&out).to_string())
+    });
+    // Our patch lands (the surge pod stays unschedulable); then another
+    // writer edits the template.
+    assert!(
+        h.wait_for(WAIT, |h| template_image(h, "web", "web") == "example/web:v2")
+            .await
+    );
+    let deployments = kubesim::resources::res("deployments.apps");
+    h.store()
+        .modify(deployments, "default", "web", |d| {
+            d["spec"]["template"]["metadata"]["annotations"]["team/other-writer"] = json!("yes");
+            Ok(true)
+        })
+        .expect("concurrent edit");
+    let (o, out) = run.await.expect("rollguard task");
+    println!("{out}");
+    assert_eq!(o.exit_code, 3, "{:#?}", o.report);
+    let rb = o.report.rollback.as_ref().expect("rollback reported");
+    assert!(!rb.confirmed, "{rb:?}");
+    let d = get(&h, "web");
+    assert_eq!(
+        d["spec"]["template"]["metadata"]["annotations"]["team/other-writer"], "yes",
+        "the other writer's change survives"
+    );
+    h.shutdown().await;
+}
+
+/// A kubeconfig whose server does not answer: exit 78, nothing else.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_cluster_exits_78() {
+    let h = cluster().await;
+    let kubeconfig = h.kubeconfig_yaml();
+    h.shutdown().await;
+    let e: Env = [
+        ("ROLLGUARD_KUBECONFIG".to_string(), kubeconfig),
+        ("ROLLGUARD_WORKLOAD".to_string(), "deployment/web".to_string()),
+        ("ROLLGUARD_TAG".to_string(), "v2".to_string()),
+    ]
+    .into();
+    let (o, out) = rollguard(&e).await;
+    assert_eq!(o.exit_code, 78, "{out}");
+}

@@ -18,6 +18,7 @@ pub mod auth;
 pub mod clock;
 pub mod controllers;
 pub mod error;
+pub mod faults;
 pub mod resources;
 pub mod scenario;
 pub mod store;
@@ -89,6 +90,10 @@ pub struct Sim {
     pub config: Config,
     /// Requests and response bytes per User-Agent, counted by the API server.
     pub metrics: api::Metrics,
+    /// Injected faults (see [`faults`]).
+    pub faults: faults::Faults,
+    /// The API server's listener (stoppable by fault injection).
+    pub listener: api::listener::ListenerCtl,
 }
 
 /// The log lines of one container: the running instance and the previous
@@ -147,6 +152,8 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         kubelet: Default::default(),
         config: config.clone(),
         metrics: Default::default(),
+        faults: Default::default(),
+        listener: Default::default(),
     });
     seed_cluster(&sim)?;
 
@@ -160,13 +167,8 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     };
     let scheme = if config.tls { "https" } else { "http" };
     let (tx, rx) = watch::channel(false);
-    let mut tasks = controllers::spawn(sim.clone(), rx.clone());
-    tasks.push(tokio::spawn(api::serve(
-        sim.clone(),
-        listener,
-        tls_config,
-        rx,
-    )));
+    let tasks = controllers::spawn(sim.clone(), rx.clone());
+    api::listener::install(&sim, listener, tls_config, rx)?;
     Ok(Handle {
         base_url: format!("{scheme}://{addr}"),
         addr,
@@ -320,9 +322,21 @@ impl Handle {
         }
     }
 
+    /// Fault injection: drop watches, fail requests, add latency, force
+    /// conflicts, compact history, stop and restart the listener.
+    pub fn faults(&self) -> faults::FaultHandle {
+        faults::FaultHandle::new(self.sim.clone())
+    }
+
+    /// Requests, response bytes and watch events per User-Agent.
+    pub fn metrics(&self) -> std::collections::BTreeMap<String, api::AgentStats> {
+        self.sim.metrics.snapshot()
+    }
+
     /// Stop serving and stop the controllers.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
+        api::listener::stop(&self.sim).await;
         for t in self.tasks {
             t.abort();
             let _ = t.await;

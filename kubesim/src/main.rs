@@ -33,6 +33,10 @@ struct Args {
     /// Extra namespaces to create (repeatable).
     #[arg(long = "namespace")]
     namespaces: Vec<String>,
+    /// Serve the plain-HTTP admin API (fault injection, metrics) on this
+    /// address, e.g. 127.0.0.1:9090 (see the crate README).
+    #[arg(long)]
+    admin_addr: Option<SocketAddr>,
 }
 
 #[tokio::main]
@@ -60,9 +64,26 @@ async fn main() -> anyhow::Result<()> {
         sim.write_kubeconfig(path)?;
         tracing::info!(path = %path.display(), "kubeconfig written");
     }
+    let (admin_stop, admin_rx) = tokio::sync::watch::channel(false);
+    let admin = match args.admin_addr {
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr).await?;
+            tracing::info!(addr = %listener.local_addr()?, "admin API listening");
+            Some(tokio::spawn(kubesim::api::admin::serve(
+                sim.sim.clone(),
+                listener,
+                admin_rx,
+            )))
+        }
+        None => None,
+    };
     println!("{}", sim.base_url);
     wait_for_signal().await?;
     tracing::info!("shutting down");
+    let _ = admin_stop.send(true);
+    if let Some(a) = admin {
+        let _ = a.await;
+    }
     sim.shutdown().await;
     Ok(())
 }

@@ -244,6 +244,48 @@ mod tests {
         assert!(!c.contains("<!here>"));
     }
 
+    /// Cheap deterministic fuzzing over a hostile alphabet.
+    #[test]
+    fn hostile_strings_keep_their_invariants() {
+        let alphabet: Vec<char> = "`<>&|:@!\n\r*_~#[]\\ ahere channel/details"
+            .chars()
+            .collect();
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        for _ in 0..3_000 {
+            let len = (seed % 40) as usize;
+            let mut s = String::new();
+            for _ in 0..len {
+                seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+                s.push(alphabet[(seed >> 33) as usize % alphabet.len()]);
+            }
+            seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            for out in [md_text(&s), html_text(&s), md_code(&s)] {
+                assert!(!out.contains(['\n', '\r']), "{s:?} -> {out:?}");
+                assert!(!out.trim_start().starts_with("::"), "{s:?} -> {out:?}");
+            }
+            for out in [md_text(&s), html_text(&s), slack_text(&s), slack_code(&s)] {
+                assert!(!out.contains('<'), "{s:?} -> {out:?}");
+                assert!(!out.contains("@channel") && !out.contains("@here"));
+            }
+            // A code span: the fence run opens and closes it, and no
+            // longer-or-equal run appears inside.
+            let code = md_code(&s);
+            let fence = code.chars().take_while(|c| *c == '`').count();
+            let inner = &code[fence..code.len() - fence];
+            assert!(longest_run(inner, '`') < fence, "{s:?} -> {code:?}");
+            assert!(!inner.replace("\\|", "").contains('|'));
+            // A fenced block: no inside line closes it.
+            let block = md_fence(&s, "text");
+            let fence = block.chars().take_while(|c| *c == '`').count();
+            let lines: Vec<&str> = block.lines().collect();
+            for l in &lines[1..lines.len() - 1] {
+                assert!(longest_run(l, '`') < fence);
+                assert!(!l.trim_start().starts_with("::"));
+            }
+            assert!(!slack_code(&s).contains('`'));
+        }
+    }
+
     #[test]
     fn truncation_respects_boundaries() {
         assert_eq!(truncate("héllo", 4), "h…");

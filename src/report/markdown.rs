@@ -185,7 +185,24 @@ fn url_for_md(u: &str) -> String {
         .collect()
 }
 
-fn finding(i: usize, f: &crate::diagnose::Finding) -> String {
+/// A finding; `compact` keeps a few short evidence and log lines only (for
+/// a body that would be too long otherwise).
+fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool) -> String {
+    let f = &if compact {
+        let mut c = f.clone();
+        c.evidence = c
+            .evidence
+            .iter()
+            .take(2)
+            .map(|e| truncate(e, 500))
+            .collect();
+        c.per_pod.clear();
+        let skip = c.logs.len().saturating_sub(5);
+        c.logs = c.logs.iter().skip(skip).map(|l| truncate(l, 300)).collect();
+        c
+    } else {
+        f.clone()
+    };
     let mut s = String::new();
     let container = f
         .container
@@ -284,46 +301,54 @@ fn footer(r: &Report) -> String {
     )
 }
 
-/// The Markdown body, at most `opts.max_len` bytes. When too long, the last
-/// findings are dropped (with a note), then the chart; the marker is kept.
+/// The Markdown body, at most `opts.max_len` bytes. When too long, later
+/// findings are shortened (a few short evidence and log lines), then
+/// dropped with a note, then the chart goes; the marker is always kept.
 pub fn render(r: &Report, opts: &Options) -> String {
     let head = head(r, opts);
-    let findings: Vec<String> = r
-        .findings
-        .iter()
-        .enumerate()
-        .map(|(i, f)| finding(i, f))
-        .collect();
     let chart = chart(&r.timeline);
     let footer = footer(r);
-    let assemble = |n: usize, with_chart: bool| {
-        let mut s = head.clone();
-        for f in &findings[..n] {
-            s.push_str(f);
+    // Room for the "omitted" note.
+    const NOTE: usize = 200;
+    let mut body = String::new();
+    let mut budget = opts
+        .max_len
+        .saturating_sub(head.len() + footer.len() + NOTE);
+    let mut omitted = 0;
+    for (i, f) in r.findings.iter().enumerate() {
+        if omitted > 0 {
+            omitted += 1;
+            continue;
         }
-        if n < findings.len() {
-            s.push_str(&format!(
-                "_{} more finding{} omitted to fit the size limit; see the job log or the report file._\n\n",
-                findings.len() - n,
-                if findings.len() - n == 1 { "" } else { "s" }
-            ));
-        }
-        if with_chart {
-            s.push_str(&chart);
-        }
-        s.push_str(&footer);
-        s
-    };
-    for with_chart in [true, false] {
-        for n in (0..=findings.len()).rev() {
-            let s = assemble(n, with_chart);
-            if s.len() <= opts.max_len {
-                return s;
-            }
+        let full = finding(i, f, false);
+        let text = if full.len() <= budget {
+            full
+        } else {
+            finding(i, f, true)
+        };
+        if text.len() <= budget {
+            budget -= text.len();
+            body.push_str(&text);
+        } else {
+            omitted += 1;
         }
     }
+    let mut s = head;
+    s.push_str(&body);
+    if omitted > 0 {
+        s.push_str(&format!(
+            "_{omitted} more finding{} omitted to fit the size limit; see the job log or the report file._\n\n",
+            if omitted == 1 { "" } else { "s" }
+        ));
+    }
+    if chart.len() <= budget {
+        s.push_str(&chart);
+    }
+    s.push_str(&footer);
+    if s.len() <= opts.max_len {
+        return s;
+    }
     // Even the head is too long: cut it, keeping the marker line intact.
-    let s = assemble(0, false);
     truncate(
         &s,
         opts.max_len
@@ -334,6 +359,50 @@ pub fn render(r: &Report, opts: &Options) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn comment_is_cut_to_the_limit_keeping_the_marker() {
+        use crate::diagnose::{Cause, Finding};
+        let mut r = Report::new("t0".into());
+        r.workload = "deployment/api".into();
+        r.namespace = Some("shop".into());
+        r.result = Conclusion::RolledBack;
+        for i in 0..40 {
+            r.findings.push(Finding {
+                cause: Cause::CrashLoop,
+                summary: format!("finding {i}"),
+                container: Some("api".into()),
+                pods: "3/3 new pods".into(),
+                evidence: vec!["x".repeat(3_000); 2],
+                per_pod: vec![],
+                logs: vec!["y".repeat(3_000); 20],
+                fix: "fix".into(),
+            });
+        }
+        let opts = Options {
+            marker: Some(marker(&r)),
+            max_len: COMMENT_LIMIT,
+            job_url: None,
+        };
+        let body = render(&r, &opts);
+        assert!(body.chars().count() <= COMMENT_LIMIT);
+        assert!(body.starts_with("<!-- rollguard:shop/deployment/api -->\n"));
+        assert!(body.contains("more findings omitted"));
+        assert!(body.contains("#### 1. container keeps crashing"));
+        assert_eq!(
+            body.matches("<details>").count(),
+            body.matches("</details>").count()
+        );
+        // Tiny limit: still the marker.
+        let tiny = render(
+            &r,
+            &Options {
+                max_len: 10,
+                ..opts
+            },
+        );
+        assert!(tiny.starts_with("<!-- rollguard:shop/deployment/api -->"));
+    }
 
     #[test]
     fn chart_is_downsampled_and_keeps_last_point() {

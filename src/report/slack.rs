@@ -348,6 +348,11 @@ pub async fn send(
         } => {
             let (method, ch) = match thread {
                 Some(t) => {
+                    // chat.update takes no unfurl options.
+                    if let Some(o) = payload.as_object_mut() {
+                        o.remove("unfurl_links");
+                        o.remove("unfurl_media");
+                    }
                     payload["ts"] = json!(t.ts);
                     ("chat.update", t.channel.as_str())
                 }

@@ -35,7 +35,8 @@ pub struct Metrics {
 }
 
 /// Counters of one User-Agent.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
 pub struct AgentStats {
     pub requests: u64,
     pub response_bytes: u64,
@@ -210,7 +211,16 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>, shutdown: watch::Receiver
         body,
         user_agent,
     };
-    let resp = super::dispatch(&sim, &req, shutdown).await;
+    // Injected faults answer before authentication, as an overloaded or
+    // failing apiserver (or a proxy in front of it) would.
+    let resp = match sim.faults.check(req.method.as_str(), &req.path) {
+        Some(e) => error(&e),
+        None => super::dispatch(&sim, &req, shutdown).await,
+    };
+    let latency = sim.faults.latency();
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
     let len = resp
         .headers()
         .get(header::CONTENT_LENGTH)

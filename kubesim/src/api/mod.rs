@@ -3,7 +3,10 @@
 
 pub mod defaults;
 pub mod discovery;
+pub mod admin;
+pub mod apply;
 pub mod http;
+pub mod listener;
 pub mod logs;
 pub mod openapi;
 pub mod patch;

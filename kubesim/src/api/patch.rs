@@ -88,7 +88,7 @@ pub fn apply(pt: PatchType, doc: &Value, body: &[u8]) -> ApiResult<Value> {
 }
 
 /// How a list field merges, from the upstream `patchStrategy`/`patchMergeKey`.
-enum ListStrategy {
+pub(crate) enum ListStrategy {
     /// Merge elements by this key.
     Key(&'static str),
     /// A set of primitives (e.g. `finalizers`).
@@ -97,7 +97,7 @@ enum ListStrategy {
     Atomic,
 }
 
-fn strategy(path: &[String], field: &str) -> ListStrategy {
+pub(crate) fn strategy(path: &[String], field: &str) -> ListStrategy {
     let parent = path.last().map(String::as_str).unwrap_or("");
     let in_container = path.iter().any(|p| {
         matches!(
@@ -155,7 +155,7 @@ fn strip(v: &Value) -> Option<Value> {
     }
 }
 
-fn merge_map(
+pub(crate) fn merge_map(
     orig: &mut Map<String, Value>,
     patch: &Map<String, Value>,
     path: &[String],

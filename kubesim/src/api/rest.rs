@@ -29,6 +29,9 @@ pub async fn handle(
     let ns = r.namespace.clone().unwrap_or_default();
     let name = r.name.clone().unwrap_or_default();
     let sub = r.sub.as_deref();
+    if matches!(verb, "update" | "patch") && sim.faults.take_conflict(rt.plural, &ns, &name) {
+        return Err(ApiError::conflict(rt, &name));
+    }
     match verb {
         "get" => match sub {
             Some("log") => logs::get(sim, req, &ns, &name),
@@ -92,6 +95,11 @@ pub async fn handle(
             Ok(http::json(200, &respond_view(rt, sub, &out)))
         }
         "patch" => {
+            let ct = req.header(::http::header::CONTENT_TYPE);
+            if PatchType::from_content_type(ct)? == PatchType::Apply {
+                let (code, out) = super::apply::apply(sim, req, rt, &ns, &name, sub)?;
+                return Ok(http::json(code, &respond_view(rt, sub, &out)));
+            }
             let out = patch_object(sim, req, rt, &ns, &name, sub)?;
             Ok(http::json(200, &respond_view(rt, sub, &out)))
         }
@@ -348,7 +356,7 @@ pub(crate) fn create_in(
 /// Compose the next stored object from a write to the main resource or a
 /// subresource, then default, validate and store it.
 #[allow(clippy::too_many_arguments)]
-fn write_update(
+pub(crate) fn write_update(
     sim: &Sim,
     rt: &'static ResourceType,
     ns: &str,

@@ -227,6 +227,7 @@ pub async fn watch(
     let (tx, out) = mpsc::channel::<Bytes>(512);
     let sim = sim.clone();
     let agent = req.user_agent.clone();
+    let mut drops = sim.faults.drops();
     tokio::spawn(async move {
         let send = |b: Bytes| {
             sim.metrics.record_stream(&agent, b.len() as u64);
@@ -302,6 +303,8 @@ pub async fn watch(
                 _ = sleep => return,
                 _ = super::http::stopped(&mut shutdown) => return,
                 _ = tx.closed() => return,
+                // Fault injection: end the stream cleanly, the client re-watches.
+                _ = drops.changed() => return,
             }
             for b in buf.drain(..) {
                 if send(b).await.is_err() {

@@ -43,8 +43,8 @@ pub fn number(revision: &Value) -> i64 {
     revision["revision"].as_i64().unwrap_or(0)
 }
 
-/// Upstream `HashControllerRevision`: the revision's data plus the
-/// collision count, safe-encoded.
+/// Upstream `HashControllerRevision` / `ComputeHash`: the revision's data
+/// (or template) plus the collision count, safe-encoded.
 pub fn hash(data: &Value, collision_count: i32) -> String {
     compute_hash(data, Some(collision_count))
 }
@@ -58,11 +58,7 @@ pub fn owned(sim: &Sim, parent: &Value) -> Vec<Arc<Value>> {
         .into_iter()
         .filter(|r| controller_uid(r) == Some(uid(parent)) && !is_deleting(r))
         .collect();
-    revs.sort_by(|a, b| {
-        number(a)
-            .cmp(&number(b))
-            .then_with(|| name(a).cmp(name(b)))
-    });
+    revs.sort_by(|a, b| number(a).cmp(&number(b)).then_with(|| name(a).cmp(name(b))));
     revs
 }
 
@@ -105,6 +101,9 @@ pub fn adopt_orphans(sim: &Sim, parent: &Value) -> Vec<Arc<Value>> {
 pub struct Proposal<'a> {
     pub parent: &'a Value,
     pub data: Value,
+    /// What the name's hash is computed from (the data for StatefulSets,
+    /// the template for DaemonSets).
+    pub hash_input: Value,
     pub revision: i64,
     /// The label carrying the hash on the revision.
     pub hash_label: &'a str,
@@ -143,18 +142,20 @@ impl Proposal<'_> {
 /// `<parent>-<hash>`; when the name is taken by a revision with other data
 /// (a hash collision), bump the collision count and retry. Returns the
 /// revision (possibly an existing equal one) and the collision count used.
-pub fn create(sim: &Sim, p: &Proposal<'_>, mut collision_count: i32) -> ApiResult<(Arc<Value>, i32)> {
+pub fn create(
+    sim: &Sim,
+    p: &Proposal<'_>,
+    mut collision_count: i32,
+) -> ApiResult<(Arc<Value>, i32)> {
     let rt = res("controllerrevisions.apps");
     let ns = p.parent["metadata"]["namespace"].as_str().unwrap_or("");
     loop {
-        let h = hash(&p.data, collision_count);
+        let h = hash(&p.hash_input, collision_count);
         let obj = p.object(&h);
         match sim.store.create(rt, ns, obj) {
             Ok(created) => return Ok((created, collision_count)),
             Err(e) if e.code == 409 => {
-                let existing = sim
-                    .store
-                    .get(rt, ns, &format!("{}-{h}", name(p.parent)))?;
+                let existing = sim.store.get(rt, ns, &format!("{}-{h}", name(p.parent)))?;
                 if controller_uid(&existing) == Some(uid(p.parent)) && existing["data"] == p.data {
                     return Ok((existing, collision_count));
                 }
@@ -207,6 +208,7 @@ pub fn ensure(
     sim: &Sim,
     parent: &Value,
     data: Value,
+    hash_input: Value,
     hash_label: &str,
     collision_count: i32,
 ) -> ApiResult<(Arc<Value>, i32, Vec<Arc<Value>>)> {
@@ -231,6 +233,7 @@ pub fn ensure(
     let proposal = Proposal {
         parent,
         data,
+        hash_input,
         revision: next,
         hash_label,
     };

@@ -5,13 +5,18 @@
 //! deadline passes, or the cluster shuts down. They all write through the
 //! store directly (as the real controllers write through the API server).
 
+pub mod daemonset;
 pub mod deployment;
+pub mod endpoints;
 pub mod events;
 pub mod gc;
+pub mod history;
 pub mod kubelet;
 pub mod quantity;
 pub mod replicaset;
+pub mod replicationcontroller;
 pub mod scheduler;
+pub mod statefulset;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -48,6 +53,30 @@ pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task:
             shutdown.clone(),
             "kubelet",
             kubelet::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "replicationcontroller",
+            replicationcontroller::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "statefulset",
+            statefulset::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "daemonset",
+            daemonset::reconcile,
+        )),
+        tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "endpoints",
+            endpoints::reconcile,
         )),
         tokio::spawn(run_loop(sim, shutdown, "gc", gc::reconcile)),
     ]

@@ -1,0 +1,776 @@
+//! The DaemonSet controller, after upstream
+//! `pkg/controller/daemon/{daemon_controller.go,update.go}` and
+//! `pkg/controller/daemon/util/`: one pod per eligible node (nodeSelector,
+//! required node affinity, taints against the template's tolerations plus
+//! the default daemon tolerations), pinned with the required node affinity
+//! `metadata.name In [node]` and placed by the scheduler; RollingUpdate
+//! bounded by maxUnavailable (delete old, then create new) or maxSurge
+//! (create new next to old, delete old once the new one is available);
+//! revisions as ControllerRevisions `<ds>-<hash>`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::deployment::util::{
+    by_creation, is_deleting, name, scaled_value, selector_matches, uid,
+};
+use super::events::{self, Source};
+use super::history::{self, REVISION_HASH_LABEL};
+use super::replicaset::{is_available, is_ready, pod_from_template};
+use super::{Next, controller_ref, controller_uid};
+use crate::Sim;
+use crate::api::{self, DeleteOptions};
+use crate::clock::parse_time;
+use crate::error::ApiResult;
+use crate::resources::res;
+
+const COMPONENT: &str = "daemonset-controller";
+pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";
+pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
+
+pub fn reconcile(sim: &Sim) -> Next {
+    let mut next = Next::default();
+    let (sets, _) = sim.store.list(res("daemonsets.apps"), None);
+    if sets.is_empty() {
+        return next;
+    }
+    let (nodes, _) = sim.store.list(res("nodes"), None);
+    let (all_pods, _) = sim.store.list(res("pods"), None);
+    let mut by_owner: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
+    for p in &all_pods {
+        if let Some(o) = controller_uid(p) {
+            by_owner.entry(o).or_default().push(p.clone());
+        }
+    }
+    let now = sim.clock.now();
+    for ds in &sets {
+        if is_deleting(ds) {
+            continue;
+        }
+        let owned = by_owner.get(uid(ds)).cloned().unwrap_or_default();
+        match sync(sim, ds, &nodes, owned, now) {
+            Ok(Some(t)) => next.at(t),
+            Ok(None) => {}
+            Err(e) => {
+                tracing::debug!(daemonset = name(ds), error = %e, "daemonset sync failed; retrying");
+                next.at(now + Duration::from_secs(1));
+            }
+        }
+    }
+    next
+}
+
+// ---------------------------------------------------------------- eligibility
+
+/// Upstream `AddOrUpdateDaemonPodTolerations`, in upstream's order.
+pub fn default_tolerations(host_network: bool) -> Vec<Value> {
+    let mut t = vec![
+        json!({"key": "node.kubernetes.io/not-ready", "operator": "Exists", "effect": "NoExecute"}),
+        json!({"key": "node.kubernetes.io/unreachable", "operator": "Exists", "effect": "NoExecute"}),
+        json!({"key": "node.kubernetes.io/disk-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "node.kubernetes.io/memory-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "node.kubernetes.io/pid-pressure", "operator": "Exists", "effect": "NoSchedule"}),
+        json!({"key": "node.kubernetes.io/unschedulable", "operator": "Exists", "effect": "NoSchedule"}),
+    ];
+    if host_network {
+        t.push(json!({"key": "node.kubernetes.io/network-unavailable", "operator": "Exists", "effect": "NoSchedule"}));
+    }
+    t
+}
+
+fn pod_tolerations(template_spec: &Value) -> Vec<Value> {
+    let mut t: Vec<Value> = template_spec["tolerations"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    for d in default_tolerations(template_spec["hostNetwork"].as_bool() == Some(true)) {
+        let dup = t.iter().any(|x| {
+            x["key"] == d["key"] && x["effect"] == d["effect"] && x["operator"] == d["operator"]
+        });
+        if !dup {
+            t.push(d);
+        }
+    }
+    t
+}
+
+fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
+    let key = taint["key"].as_str().unwrap_or("");
+    let value = taint["value"].as_str().unwrap_or("");
+    let effect = taint["effect"].as_str().unwrap_or("");
+    tolerations.iter().any(|t| {
+        let t_effect = t["effect"].as_str().unwrap_or("");
+        if !t_effect.is_empty() && t_effect != effect {
+            return false;
+        }
+        let t_key = t["key"].as_str().unwrap_or("");
+        let op = t["operator"].as_str().unwrap_or("Equal");
+        if t_key.is_empty() {
+            return op == "Exists";
+        }
+        t_key == key && (op == "Exists" || t["value"].as_str().unwrap_or("") == value)
+    })
+}
+
+fn node_expression(labels: &Value, e: &Value) -> bool {
+    let key = e["key"].as_str().unwrap_or("");
+    let vals: Vec<&str> = e["values"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .collect();
+    let have = labels[key].as_str();
+    match e["operator"].as_str().unwrap_or("") {
+        "In" => have.is_some_and(|h| vals.contains(&h)),
+        "NotIn" => have.is_none_or(|h| !vals.contains(&h)),
+        "Exists" => have.is_some(),
+        "DoesNotExist" => have.is_none(),
+        "Gt" | "Lt" => match (
+            have.and_then(|h| h.parse::<i64>().ok()),
+            vals.first().and_then(|v| v.parse::<i64>().ok()),
+        ) {
+            (Some(h), Some(v)) => {
+                if e["operator"] == "Gt" {
+                    h > v
+                } else {
+                    h < v
+                }
+            }
+            _ => false,
+        },
+        _ => false,
+    }
+}
+
+/// The template's nodeSelector and required node affinity against a node.
+fn fits_node(spec: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
+    if let Some(sel) = spec["nodeSelector"].as_object()
+        && !sel.iter().all(|(k, v)| labels[k.as_str()] == *v)
+    {
+        return false;
+    }
+    let terms = &spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"];
+    match terms.as_array() {
+        Some(terms) if !terms.is_empty() => {
+            let fields = json!({"metadata.name": node["metadata"]["name"]});
+            terms.iter().any(|t| {
+                let exprs = t["matchExpressions"].as_array();
+                let mf = t["matchFields"].as_array();
+                if exprs.is_none_or(|e| e.is_empty()) && mf.is_none_or(|f| f.is_empty()) {
+                    return false;
+                }
+                exprs
+                    .into_iter()
+                    .flatten()
+                    .all(|e| node_expression(labels, e))
+                    && mf
+                        .into_iter()
+                        .flatten()
+                        .all(|e| node_expression(&fields, e))
+            })
+        }
+        _ => true,
+    }
+}
+
+/// Upstream `NodeShouldRunDaemonPod`: (should run, should continue running).
+pub fn node_should_run(ds: &Value, node: &Value) -> (bool, bool) {
+    let spec = &ds["spec"]["template"]["spec"];
+    if let Some(n) = spec["nodeName"].as_str()
+        && !n.is_empty()
+        && n != name(node)
+    {
+        return (false, false);
+    }
+    if !fits_node(spec, node) {
+        return (false, false);
+    }
+    let tolerations = pod_tolerations(spec);
+    let mut run = true;
+    let mut keep = true;
+    for taint in node["spec"]["taints"].as_array().into_iter().flatten() {
+        if tolerates(&tolerations, taint) {
+            continue;
+        }
+        match taint["effect"].as_str() {
+            Some("NoSchedule") => run = false,
+            Some("NoExecute") => {
+                run = false;
+                keep = false;
+            }
+            _ => {}
+        }
+    }
+    (run, keep)
+}
+
+/// The node a daemon pod targets: its nodeName, or the node of its
+/// `metadata.name In [node]` affinity (upstream `GetTargetNodeName`).
+pub fn target_node(pod: &Value) -> Option<&str> {
+    if let Some(n) = pod["spec"]["nodeName"].as_str().filter(|n| !n.is_empty()) {
+        return Some(n);
+    }
+    pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+        ["nodeSelectorTerms"]
+        .as_array()?
+        .iter()
+        .flat_map(|t| t["matchFields"].as_array().into_iter().flatten())
+        .find(|f| f["key"] == "metadata.name" && f["operator"] == "In")?["values"][0]
+        .as_str()
+}
+
+// ---------------------------------------------------------------- sync
+
+fn template_generation(ds: &Value) -> i64 {
+    ds["metadata"]["annotations"][TEMPLATE_GENERATION_ANNOTATION]
+        .as_str()
+        .and_then(|g| g.parse().ok())
+        .or_else(|| ds["metadata"]["generation"].as_i64())
+        .unwrap_or(1)
+}
+
+/// Upstream `IsPodUpdated`.
+fn is_updated(pod: &Value, hash: &str, generation: i64) -> bool {
+    let labels = &pod["metadata"]["labels"];
+    (!hash.is_empty() && labels[REVISION_HASH_LABEL].as_str() == Some(hash))
+        || labels[TEMPLATE_GENERATION_LABEL].as_str() == Some(generation.to_string().as_str())
+}
+
+fn min_ready_seconds(ds: &Value) -> i64 {
+    ds["spec"]["minReadySeconds"].as_i64().unwrap_or(0)
+}
+
+fn available_at(pod: &Value, min_ready: i64) -> Option<Timestamp> {
+    let since = pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["lastTransitionTime"]
+        .as_str()
+        .and_then(parse_time)?;
+    Some(since + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
+}
+
+/// Claim: owned pods still matching the selector, plus adopted orphans.
+fn claim(sim: &Sim, ds: &Value, owned: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
+    let selector = &ds["spec"]["selector"];
+    let ns = ds["metadata"]["namespace"].as_str().unwrap_or("");
+    let mut claimed: Vec<Arc<Value>> = owned
+        .into_iter()
+        .filter(|p| selector_matches(selector, &p["metadata"]["labels"]) || is_deleting(p))
+        .collect();
+    let (pods, _) = sim.store.list(res("pods"), Some(ns));
+    for o in pods {
+        if controller_uid(&o).is_some()
+            || is_deleting(&o)
+            || !selector_matches(selector, &o["metadata"]["labels"])
+        {
+            continue;
+        }
+        let owner = controller_ref(ds);
+        if let Ok(p) = sim.store.modify(res("pods"), ns, name(&o), |cur| {
+            if controller_uid(cur).is_some() || is_deleting(cur) {
+                return Ok(false);
+            }
+            match cur["metadata"]["ownerReferences"].as_array_mut() {
+                Some(refs) => refs.push(owner.clone()),
+                None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
+            }
+            Ok(true)
+        }) && controller_uid(&p) == Some(uid(ds))
+        {
+            claimed.push(p);
+        }
+    }
+    claimed
+}
+
+fn sync(
+    sim: &Sim,
+    ds: &Arc<Value>,
+    nodes: &[Arc<Value>],
+    owned: Vec<Arc<Value>>,
+    now: Timestamp,
+) -> ApiResult<Option<Timestamp>> {
+    let pods = claim(sim, ds, owned);
+    let collision = ds["status"]["collisionCount"].as_i64().unwrap_or(0) as i32;
+    let (cur_rev, collision, revisions) = history::ensure(
+        sim,
+        ds,
+        history::patch_of(ds),
+        ds["spec"]["template"].clone(),
+        REVISION_HASH_LABEL,
+        collision,
+    )?;
+    let hash = cur_rev["metadata"]["labels"][REVISION_HASH_LABEL]
+        .as_str()
+        .unwrap_or("")
+        .to_string();
+    let generation = template_generation(ds);
+
+    // Pods by target node (BTreeMap: deterministic order).
+    let mut by_node: BTreeMap<String, Vec<Arc<Value>>> = BTreeMap::new();
+    for p in &pods {
+        if let Some(n) = target_node(p) {
+            by_node.entry(n.to_string()).or_default().push(p.clone());
+        }
+    }
+    for list in by_node.values_mut() {
+        list.sort_by(|a, b| by_creation(a, b));
+    }
+    let eligibility: Vec<(&str, bool, bool)> = nodes
+        .iter()
+        .filter(|n| !is_deleting(n))
+        .map(|n| {
+            let (run, keep) = node_should_run(ds, n);
+            (name(n), run, keep)
+        })
+        .collect();
+    let surge_mode = rolling(ds) && max_surge_value(ds) != 0;
+
+    // Upstream `manage` / `podsShouldBeOnNode`.
+    let mut create_on: Vec<String> = Vec::new();
+    let mut delete: Vec<Arc<Value>> = Vec::new();
+    for (node, run, keep) in &eligibility {
+        let on_node = by_node.get(*node).map(Vec::as_slice).unwrap_or(&[]);
+        if *run && on_node.is_empty() {
+            create_on.push(node.to_string());
+        } else if *keep {
+            let mut running: Vec<&Arc<Value>> = Vec::new();
+            for p in on_node.iter().filter(|p| !is_deleting(p)) {
+                if p["status"]["phase"] == "Failed" {
+                    delete.push(p.clone());
+                } else {
+                    running.push(p);
+                }
+            }
+            if !surge_mode {
+                delete.extend(running.iter().skip(1).map(|p| (*p).clone()));
+            } else {
+                let (mut newest, mut oldest) = (false, false);
+                for p in running {
+                    let slot = if is_updated(p, &hash, generation) {
+                        &mut newest
+                    } else {
+                        &mut oldest
+                    };
+                    if *slot {
+                        delete.push(p.clone());
+                    }
+                    *slot = true;
+                }
+            }
+        } else {
+            delete.extend(on_node.iter().filter(|p| !is_deleting(p)).cloned());
+        }
+    }
+    // Pods on nodes that are gone or not eligible at all.
+    for (node, list) in &by_node {
+        if !eligibility.iter().any(|(n, _, _)| n == node) {
+            delete.extend(list.iter().filter(|p| !is_deleting(p)).cloned());
+        }
+    }
+
+    let desired = eligibility.iter().filter(|(_, run, _)| *run).count() as i32;
+    if create_on.is_empty() && delete.is_empty() && rolling(ds) {
+        let (creates, deletes) =
+            rolling_update(ds, &eligibility, &by_node, &hash, generation, desired, now);
+        create_on = creates;
+        delete = deletes;
+    }
+    for node in &create_on {
+        create_pod(sim, ds, node, &hash, generation)?;
+    }
+    for pod in &delete {
+        delete_pod(sim, ds, pod)?;
+    }
+
+    // Status (upstream `updateDaemonSetStatus`).
+    let min_ready = min_ready_seconds(ds);
+    let (mut current, mut misscheduled, mut ready, mut available, mut updated) = (0, 0, 0, 0, 0);
+    let mut wake: Option<Timestamp> = None;
+    for (node, run, _) in &eligibility {
+        let on_node: Vec<&Arc<Value>> = by_node
+            .get(*node)
+            .into_iter()
+            .flatten()
+            .filter(|p| !is_deleting(p))
+            .collect();
+        if *run {
+            let Some(pod) = on_node.first() else {
+                continue;
+            };
+            current += 1;
+            if is_ready(pod) {
+                ready += 1;
+                if is_available(pod, min_ready, now) {
+                    available += 1;
+                } else if let Some(t) = available_at(pod, min_ready) {
+                    wake = Some(wake.map_or(t, |w: Timestamp| w.min(t)));
+                }
+            }
+            if is_updated(pod, &hash, generation) {
+                updated += 1;
+            }
+        } else if !on_node.is_empty() {
+            misscheduled += 1;
+        }
+    }
+    let mut st = Map::new();
+    st.insert("currentNumberScheduled".into(), json!(current));
+    st.insert("numberMisscheduled".into(), json!(misscheduled));
+    st.insert("desiredNumberScheduled".into(), json!(desired));
+    st.insert("numberReady".into(), json!(ready));
+    let mut put = |k: &str, v: i64| {
+        if v != 0 {
+            st.insert(k.into(), json!(v));
+        }
+    };
+    put(
+        "observedGeneration",
+        ds["metadata"]["generation"].as_i64().unwrap_or(0),
+    );
+    put("updatedNumberScheduled", updated);
+    put("numberAvailable", available);
+    put("numberUnavailable", i64::from(desired) - available);
+    put("collisionCount", i64::from(collision));
+    if let Some(c) = ds["status"]["conditions"]
+        .as_array()
+        .filter(|c| !c.is_empty())
+    {
+        st.insert("conditions".into(), Value::Array(c.clone()));
+    }
+    let status = Value::Object(st);
+    if ds["status"] != status {
+        let ns = ds["metadata"]["namespace"].as_str().unwrap_or("");
+        let my_uid = uid(ds).to_string();
+        sim.store
+            .modify(res("daemonsets.apps"), ns, name(ds), |cur| {
+                if uid(cur) != my_uid {
+                    return Ok(false);
+                }
+                cur["status"] = status.clone();
+                Ok(true)
+            })?;
+    }
+
+    let mut in_use: Vec<String> = pods
+        .iter()
+        .filter_map(|p| p["metadata"]["labels"][REVISION_HASH_LABEL].as_str())
+        .map(|h| format!("{}-{h}", name(ds)))
+        .collect();
+    in_use.push(name(&cur_rev).to_string());
+    let in_use: Vec<&str> = in_use.iter().map(String::as_str).collect();
+    let limit = ds["spec"]["revisionHistoryLimit"].as_i64().unwrap_or(10);
+    history::truncate(sim, &revisions, &in_use, limit);
+    Ok(wake)
+}
+
+fn rolling(ds: &Value) -> bool {
+    ds["spec"]["updateStrategy"]["type"].as_str() != Some("OnDelete")
+}
+
+fn max_surge_value(ds: &Value) -> i32 {
+    let v = &ds["spec"]["updateStrategy"]["rollingUpdate"]["maxSurge"];
+    if v.is_null() {
+        return 0;
+    }
+    scaled_value(v, 100, true).unwrap_or(0)
+}
+
+/// Upstream `updatedDesiredNodeCounts`: (maxSurge, maxUnavailable), both
+/// rounded up; when both are 0 maxUnavailable becomes 1.
+fn surge_and_unavailable(ds: &Value, desired: i32) -> (i32, i32) {
+    let ru = &ds["spec"]["updateStrategy"]["rollingUpdate"];
+    let get = |v: &Value, default: i32| {
+        if v.is_null() {
+            default
+        } else {
+            scaled_value(v, desired, true).unwrap_or(default)
+        }
+    };
+    let surge = get(&ru["maxSurge"], 0);
+    let mut unavailable = get(&ru["maxUnavailable"], 1);
+    if desired > 0 && surge == 0 && unavailable == 0 {
+        unavailable = 1;
+    }
+    (surge, unavailable)
+}
+
+/// Upstream `rollingUpdate`: which nodes get a new pod and which old pods go.
+fn rolling_update(
+    ds: &Value,
+    eligibility: &[(&str, bool, bool)],
+    by_node: &BTreeMap<String, Vec<Arc<Value>>>,
+    hash: &str,
+    generation: i64,
+    desired: i32,
+    now: Timestamp,
+) -> (Vec<String>, Vec<Arc<Value>>) {
+    let (max_surge, max_unavailable) = surge_and_unavailable(ds, desired);
+    let min_ready = min_ready_seconds(ds);
+    let avail = |p: &Value| is_available(p, min_ready, now);
+    let mut creates = Vec::new();
+    let mut deletes = Vec::new();
+    let eligible = |n: &str| eligibility.iter().any(|(e, run, _)| *e == n && *run);
+    if max_surge == 0 {
+        let mut unavailable = 0;
+        let mut allowed: Vec<Arc<Value>> = Vec::new();
+        let mut candidates: Vec<Arc<Value>> = Vec::new();
+        for (node, pods) in by_node {
+            if !eligible(node) {
+                continue;
+            }
+            let Some((new, old)) = updated_and_old(pods, hash, generation) else {
+                unavailable += 1;
+                continue;
+            };
+            match (new, old) {
+                (None, None) | (Some(_), Some(_)) => unavailable += 1,
+                (Some(n), None) => {
+                    if !avail(&n) {
+                        unavailable += 1;
+                    }
+                }
+                (None, Some(o)) => {
+                    if !avail(&o) {
+                        allowed.push(o);
+                    } else if unavailable < max_unavailable {
+                        candidates.push(o);
+                    }
+                }
+            }
+        }
+        let remaining = (max_unavailable - unavailable).max(0) as usize;
+        deletes.extend(allowed);
+        deletes.extend(candidates.into_iter().take(remaining));
+    } else {
+        let mut surging = 0;
+        let mut allowed_nodes: Vec<String> = Vec::new();
+        let mut candidate_nodes: Vec<String> = Vec::new();
+        for (node, pods) in by_node {
+            if !eligible(node) {
+                continue;
+            }
+            let Some((new, old)) = updated_and_old(pods, hash, generation) else {
+                continue;
+            };
+            match (new, old) {
+                (None, Some(o)) => {
+                    if !avail(&o) {
+                        allowed_nodes.push(node.clone());
+                    } else {
+                        candidate_nodes.push(node.clone());
+                    }
+                }
+                (Some(n), Some(o)) => {
+                    if avail(&n) {
+                        deletes.push(o);
+                    } else {
+                        surging += 1;
+                    }
+                }
+                _ => {}
+            }
+        }
+        let remaining = (max_surge - surging).max(0) as usize;
+        creates.extend(allowed_nodes);
+        creates.extend(candidate_nodes.into_iter().take(remaining));
+    }
+    (creates, deletes)
+}
+
+/// Upstream `findUpdatedPodsOnNode`: the live new and old pod of a node;
+/// None when there is more than one of either.
+fn updated_and_old(
+    pods: &[Arc<Value>],
+    hash: &str,
+    generation: i64,
+) -> Option<(Option<Arc<Value>>, Option<Arc<Value>>)> {
+    let (mut new, mut old) = (None, None);
+    for p in pods.iter().filter(|p| !is_deleting(p)) {
+        let slot = if is_updated(p, hash, generation) {
+            &mut new
+        } else {
+            &mut old
+        };
+        if slot.is_some() {
+            return None;
+        }
+        *slot = Some(p.clone());
+    }
+    Some((new, old))
+}
+
+/// Upstream `NewPod` + `syncNodes`: the template with the revision labels,
+/// the node-name affinity and the daemon tolerations.
+pub fn pod_for(ds: &Value, node: &str, hash: &str, generation: i64) -> Value {
+    let mut pod = pod_from_template(ds);
+    let mut labels = pod["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    labels.insert(REVISION_HASH_LABEL.into(), json!(hash));
+    labels.insert(
+        TEMPLATE_GENERATION_LABEL.into(),
+        json!(generation.to_string()),
+    );
+    pod["metadata"]["labels"] = Value::Object(labels);
+    let tolerations = pod_tolerations(&pod["spec"]);
+    if let Some(spec) = pod["spec"].as_object_mut() {
+        spec.insert("tolerations".into(), Value::Array(tolerations));
+        let mut affinity = spec.get("affinity").cloned().unwrap_or_else(|| json!({}));
+        if !affinity.is_object() {
+            affinity = json!({});
+        }
+        if !affinity["nodeAffinity"].is_object() {
+            affinity["nodeAffinity"] = json!({});
+        }
+        affinity["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"] = json!({
+            "nodeSelectorTerms": [{"matchFields": [
+                {"key": "metadata.name", "operator": "In", "values": [node]}
+            ]}]
+        });
+        spec.insert("affinity".into(), affinity);
+    }
+    pod
+}
+
+fn create_pod(sim: &Sim, ds: &Value, node: &str, hash: &str, generation: i64) -> ApiResult<()> {
+    match api::create_object(sim, pod_for(ds, node, hash, generation)) {
+        Ok(pod) => {
+            let msg = format!("Created pod: {}", name(&pod));
+            events::record(
+                sim,
+                ds,
+                None,
+                "Normal",
+                "SuccessfulCreate",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("Error creating: {}", e.message);
+            events::record(
+                sim,
+                ds,
+                None,
+                "Warning",
+                "FailedCreate",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
+            Err(e)
+        }
+    }
+}
+
+fn delete_pod(sim: &Sim, ds: &Value, pod: &Value) -> ApiResult<()> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
+        Ok(_) => {
+            let msg = format!("Deleted pod: {}", name(pod));
+            events::record(
+                sim,
+                ds,
+                None,
+                "Normal",
+                "SuccessfulDelete",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
+            Ok(())
+        }
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => {
+            let msg = format!("Error deleting: {}", e.message);
+            events::record(
+                sim,
+                ds,
+                None,
+                "Warning",
+                "FailedDelete",
+                &msg,
+                Source::Controller(COMPONENT),
+            );
+            Err(e)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ds() -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "agent", "namespace": "ns", "uid": "u", "generation": 2},
+            "spec": {"selector": {"matchLabels": {"app": "agent"}},
+                     "template": {"metadata": {"labels": {"app": "agent"}}, "spec": {"containers": [{"name": "a"}]}}}})
+    }
+
+    #[test]
+    fn pod_shape_matches_fixture() {
+        let p = pod_for(&ds(), "node-2", "5fd4596745", 2);
+        assert_eq!(p["metadata"]["generateName"], "agent-");
+        assert_eq!(p["metadata"]["labels"][REVISION_HASH_LABEL], "5fd4596745");
+        assert_eq!(p["metadata"]["labels"][TEMPLATE_GENERATION_LABEL], "2");
+        assert_eq!(
+            p["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+                ["nodeSelectorTerms"][0]["matchFields"][0]["values"][0],
+            "node-2"
+        );
+        assert_eq!(p["spec"]["tolerations"].as_array().unwrap().len(), 6);
+        assert_eq!(target_node(&p), Some("node-2"));
+    }
+
+    #[test]
+    fn taints_and_selectors() {
+        let d = ds();
+        let node = |taints: Value, labels: Value| json!({"metadata": {"name": "n", "labels": labels}, "spec": {"taints": taints}});
+        assert_eq!(
+            node_should_run(&d, &node(json!([]), json!({}))),
+            (true, true)
+        );
+        let ns = json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
+        assert_eq!(node_should_run(&d, &node(ns, json!({}))), (false, true));
+        let ne = json!([{"key": "dedicated", "value": "gpu", "effect": "NoExecute"}]);
+        assert_eq!(node_should_run(&d, &node(ne, json!({}))), (false, false));
+        let cordoned = json!([{"key": "node.kubernetes.io/unschedulable", "effect": "NoSchedule"}]);
+        assert_eq!(
+            node_should_run(&d, &node(cordoned, json!({}))),
+            (true, true)
+        );
+        let mut sel = ds();
+        sel["spec"]["template"]["spec"]["nodeSelector"] = json!({"disk": "ssd"});
+        assert_eq!(
+            node_should_run(&sel, &node(json!([]), json!({"disk": "hdd"}))),
+            (false, false)
+        );
+        assert_eq!(
+            node_should_run(&sel, &node(json!([]), json!({"disk": "ssd"}))),
+            (true, true)
+        );
+    }
+
+    #[test]
+    fn fenceposts() {
+        let mut d = ds();
+        d["spec"]["updateStrategy"] =
+            json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}});
+        assert_eq!(surge_and_unavailable(&d, 3), (0, 1));
+        d["spec"]["updateStrategy"]["rollingUpdate"] =
+            json!({"maxSurge": "50%", "maxUnavailable": 0});
+        assert_eq!(surge_and_unavailable(&d, 3), (2, 0));
+        d["spec"]["updateStrategy"]["rollingUpdate"] = json!({"maxSurge": 0, "maxUnavailable": 0});
+        assert_eq!(surge_and_unavailable(&d, 3), (0, 1));
+    }
+}

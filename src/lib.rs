@@ -129,16 +129,34 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
             let _ = writeln!(out, "rollguard: {e}");
             tracing::error!("{e}");
             report.headline = format!("invalid input: {e}");
-            return finish(report, ExitCode::BadInput, Conclusion::Invalid, None, out);
+            // No secret input could be read: the outputs, summary and
+            // annotation still say `invalid`; no comment or Slack post.
+            let sinks = report::publish::SinkConfig::default();
+            return finish(
+                report,
+                ExitCode::BadInput,
+                Conclusion::Invalid,
+                None,
+                Some(&sinks),
+                env,
+                out,
+            )
+            .await;
         }
     };
+    let sinks = report::publish::SinkConfig::from_settings(&settings);
+    // Masks first, before anything could echo a secret (GitHub only).
+    let _ = write!(out, "{}", report::publish::start(&sinks, env));
     for u in &settings.unknown {
         tracing::warn!("ignoring unknown input {u}");
     }
     report.workload = settings.workload.to_string();
     report.version_label = Some(settings.version_label.clone());
     let report_file = settings.report_file.clone();
-    let code = match deploy(&settings, &mut report, out).await {
+    let _ = write!(out, "{}", report::publish::group_start(env, GROUP));
+    let deployed = deploy(&settings, &mut report, out).await;
+    let _ = write!(out, "{}", report::publish::group_end(env, GROUP));
+    let code = match deployed {
         Ok(code) => code,
         Err(s) => {
             let _ = writeln!(out, "rollguard: {}", s.message);
@@ -149,14 +167,21 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         }
     };
     let result = report.result;
-    finish(report, code, result, report_file, out)
+    finish(report, code, result, report_file, Some(&sinks), env, out).await
 }
 
-fn finish(
+/// The CI log group (GitHub) / collapsible section (GitLab) around the
+/// rollout's progress lines.
+const GROUP: &str = "rollguard-rollout";
+
+/// Publish the report to every sink; no sink changes the outcome.
+async fn finish(
     mut report: Report,
     code: ExitCode,
     result: Conclusion,
     report_file: Option<String>,
+    sinks: Option<&report::publish::SinkConfig>,
+    env: &Env,
     out: &mut (dyn Write + Send),
 ) -> Outcome {
     report.exit_code = code.code();
@@ -167,6 +192,14 @@ fn finish(
     match &mut json {
         Some(j) => report::publish(&report, &mut [&mut console, j]),
         None => report::publish(&report, &mut [&mut console]),
+    }
+    if let Some(sinks) = sinks {
+        let published = report::publish::publish_with(&report, sinks, env, None).await;
+        let _ = write!(out, "{}", published.stdout);
+        let _ = out.flush();
+        for w in published.warnings {
+            tracing::warn!("{w}");
+        }
     }
     Outcome {
         exit_code: code.code(),
@@ -423,6 +456,37 @@ async fn deploy(
         Err(e) => return Err(cluster_error(&e, &format!("patching deployment/{name}"))),
     };
     tracing::info!("patched deployment/{name} to {}", plan.new_image);
+    tracker.set_new_version(&plan.container, &plan.new_image);
+    let code = follow_and_settle(
+        &client,
+        &ns,
+        &name,
+        &patched,
+        &plan,
+        settings,
+        &mut tracker,
+        report,
+        out,
+    )
+    .await;
+    report.timeline = std::mem::take(&mut tracker.timeline);
+    code
+}
+
+/// After our patch: follow the rollout (and the bake), then settle the
+/// outcome: success, or diagnosis and rollback.
+#[allow(clippy::too_many_arguments)]
+async fn follow_and_settle(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    patched: &Value,
+    plan: &dep::Plan,
+    settings: &Settings,
+    tracker: &mut Tracker,
+    report: &mut Report,
+    out: &mut (dyn Write + Send),
+) -> Result<ExitCode, Stop> {
     let patched_typed: Deployment = serde_json::from_value(patched.clone()).map_err(|e| {
         stop(
             ExitCode::RollbackFailed,
@@ -446,7 +510,7 @@ async fn deploy(
     };
 
     let deadline = Instant::now() + settings.timeout;
-    let mut ended = track::follow_rollout(&mut tracker, &exp, deadline, out).await;
+    let mut ended = track::follow_rollout(tracker, &exp, deadline, out).await;
     if let Ended::Succeeded(_) = &ended
         && !settings.bake.is_zero()
     {
@@ -455,7 +519,7 @@ async fn deploy(
             "rollout complete; baking for {}",
             humantime::format_duration(settings.bake)
         );
-        ended = track::follow_bake(&mut tracker, &exp, settings.bake, out).await;
+        ended = track::follow_bake(tracker, &exp, settings.bake, out).await;
     }
     let snap = tracker.snapshot();
     report.revision = dep::new_replica_set(&snap, &exp)
@@ -481,7 +545,7 @@ async fn deploy(
     };
     report.progress = Some(progress.clone());
     report.findings = diagnose_failure(
-        &client, &ns, &snap, &exp, &plan, cause, &signals, &progress, timed_out,
+        &client, &ns, &snap, &exp, plan, cause, &signals, &progress, timed_out,
     )
     .await;
     report.cause = report.findings.first().map(|f| f.summary.clone());
@@ -519,17 +583,8 @@ async fn deploy(
     }
 
     let _ = writeln!(out, "rolling back deployment/{name} to {}", plan.old_image);
-    let (confirmed, detail) = roll_back(
-        &client,
-        &ns,
-        &name,
-        &patched,
-        &plan,
-        settings,
-        &mut tracker,
-        out,
-    )
-    .await;
+    let (confirmed, detail) =
+        roll_back(&client, &ns, &name, patched, plan, settings, tracker, out).await;
     report.rollback = Some(report::Rollback {
         attempted: true,
         confirmed,

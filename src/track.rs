@@ -19,6 +19,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::diagnose::{Cause, Signal};
+use crate::report::markdown::Sample;
 use crate::workload::deployment::{self as dep, Expectations, Progress, Snapshot, Timers, Verdict};
 
 /// How long after a restart a pod must stay up before success is declared.
@@ -35,6 +36,11 @@ pub struct Tracker {
     stream: SelectAll<BoxStream<'static, Option<&'static str>>>,
     ready: std::collections::BTreeSet<&'static str>,
     name: String,
+    /// Old vs new ready pods over the run, for the report's chart.
+    pub timeline: Vec<Sample>,
+    started: Instant,
+    /// (container, image) that marks a pod as the new version.
+    new_version: Option<(String, String)>,
 }
 
 fn reflect<K>(
@@ -99,7 +105,51 @@ impl Tracker {
             stream,
             ready: Default::default(),
             name: name.to_string(),
+            timeline: Vec::new(),
+            started: Instant::now(),
+            new_version: None,
         }
+    }
+
+    /// From now on, pods whose `container` runs `image` count as the new
+    /// version in the timeline.
+    pub fn set_new_version(&mut self, container: &str, image: &str) {
+        self.new_version = Some((container.to_string(), image.to_string()));
+    }
+
+    /// Append a timeline sample when the ready counts changed.
+    fn sample(&mut self) {
+        let Some((container, image)) = &self.new_version else {
+            return;
+        };
+        let (mut old_ready, mut new_ready) = (0, 0);
+        for pod in self.pods.state() {
+            if pod.metadata.deletion_timestamp.is_some() || !dep::pod_is_ready(&pod) {
+                continue;
+            }
+            let is_new = pod.spec.as_ref().is_some_and(|s| {
+                s.containers
+                    .iter()
+                    .any(|c| &c.name == container && c.image.as_deref() == Some(image.as_str()))
+            });
+            if is_new {
+                new_ready += 1;
+            } else {
+                old_ready += 1;
+            }
+        }
+        if self
+            .timeline
+            .last()
+            .is_some_and(|l| l.old_ready == old_ready && l.new_ready == new_ready)
+        {
+            return;
+        }
+        self.timeline.push(Sample {
+            seconds: self.started.elapsed().as_secs(),
+            old_ready,
+            new_ready,
+        });
     }
 
     /// Every cache has finished its first list.
@@ -115,6 +165,7 @@ impl Tracker {
                 if let Some(Some(what)) = item {
                     self.ready.insert(what);
                 }
+                self.sample();
             }
             _ = tick => {}
         }

@@ -300,6 +300,8 @@ async fn unschedulable_surge_is_caught_and_rolled_back() {
             ("INPUT_WORKLOAD", "web"),
             ("INPUT_TAG", "v2"),
             ("INPUT_UNSCHEDULABLE-GRACE", "1s"),
+            // The pre-flight capacity check (issue #9) would stop this before the patch.
+            ("INPUT_CAPACITY-CHECK", "off"),
         ],
     ))
     .await;
@@ -690,7 +692,8 @@ async fn concurrent_change_is_not_overwritten_by_the_rollback() {
     // Our patch lands (the surge pod stays unschedulable); then another
     // writer edits the template.
     assert!(
-        h.wait_for(WAIT, |h| template_image(h, "web", "web") == "example/web:v2")
+        h.wait_for(WAIT, |h| template_image(h, "web", "web")
+            == "example/web:v2")
             .await
     );
     let deployments = kubesim::resources::res("deployments.apps");
@@ -721,7 +724,10 @@ async fn unreachable_cluster_exits_78() {
     h.shutdown().await;
     let e: Env = [
         ("ROLLGUARD_KUBECONFIG".to_string(), kubeconfig),
-        ("ROLLGUARD_WORKLOAD".to_string(), "deployment/web".to_string()),
+        (
+            "ROLLGUARD_WORKLOAD".to_string(),
+            "deployment/web".to_string(),
+        ),
         ("ROLLGUARD_TAG".to_string(), "v2".to_string()),
     ]
     .into();

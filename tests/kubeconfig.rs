@@ -220,15 +220,21 @@ async fn in_cluster_service_account() {
     h.add_identity(
         "system:serviceaccount:default:rollguard",
         "sa-token-7",
-        vec![Rule::new(&["list"], &["apps"], &["deployments"], &["default"])],
+        vec![Rule::new(
+            &["list"],
+            &["apps"],
+            &["deployments"],
+            &["default"],
+        )],
     );
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("token"), "sa-token-7").unwrap();
     std::fs::write(dir.path().join("ca.crt"), h.ca_pem.as_ref().unwrap()).unwrap();
     std::fs::write(dir.path().join("namespace"), "default").unwrap();
     let port = h.addr.port().to_string();
-    let kc = rollguard::kube_client::in_cluster_kubeconfig(Some("127.0.0.1"), Some(&port), dir.path())
-        .unwrap();
+    let kc =
+        rollguard::kube_client::in_cluster_kubeconfig(Some("127.0.0.1"), Some(&port), dir.path())
+            .unwrap();
     let config = rollguard::kube_client::client_config(kc, None, "the pod's service account")
         .await
         .unwrap();

@@ -549,13 +549,11 @@ async fn patch_types() {
         )
         .await;
     assert_eq!(code, 404, "{e}");
+    // Server-side apply is served (tests/helm.rs); without a fieldManager it is a 400.
     let (code, e) = api
         .patch(&path, "application/apply-patch+yaml", json!({}))
         .await;
-    assert_eq!(
-        (code, e["reason"].as_str()),
-        (415, Some("UnsupportedMediaType"))
-    );
+    assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")));
 
     // dryRun computes without storing.
     let (code, d) = api

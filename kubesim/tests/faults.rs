@@ -80,7 +80,9 @@ async fn fail_next_with_retry_after_matches_method_and_glob() {
     a.h.faults()
         .fail_next(2, "GET", "/api/v1/namespaces/*/pods", 429, Some(1));
     // Other methods and paths are not affected.
-    let (c, _) = a.call("GET", "/api/v1/namespaces/default/configmaps", None).await;
+    let (c, _) = a
+        .call("GET", "/api/v1/namespaces/default/configmaps", None)
+        .await;
     assert_eq!(c, 200);
     for _ in 0..2 {
         let (c, h, v) = a
@@ -123,7 +125,11 @@ async fn kubectl_retries_429_and_503_with_retry_after() {
     let out = k.arun(&["get", "pods", "-o", "name"]).await;
     assert_eq!(out.code, 0, "{out:#?}");
     // Both failures were honoured (Retry-After: 1 twice).
-    assert!(t.elapsed() >= Duration::from_millis(1900), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() >= Duration::from_millis(1900),
+        "{:?}",
+        t.elapsed()
+    );
     assert!(h.faults().view().fail_next.is_empty());
 
     // Without Retry-After a 500 is not retried: kubectl reports the error.
@@ -143,11 +149,16 @@ async fn fail_fraction_is_seeded_and_cleared() {
         a.h.faults().fail_fraction_seeded(0.2, &[500, 503], 42);
         let mut codes = Vec::new();
         for _ in 0..200 {
-            let (c, _) = a.call("GET", "/api/v1/namespaces/default/configmaps", None).await;
+            let (c, _) = a
+                .call("GET", "/api/v1/namespaces/default/configmaps", None)
+                .await;
             codes.push(c);
         }
         let failed = codes.iter().filter(|c| **c != 200).count();
-        assert!((20..=60).contains(&failed), "round {round}: {failed} failures");
+        assert!(
+            (20..=60).contains(&failed),
+            "round {round}: {failed} failures"
+        );
         assert!(codes.iter().all(|c| matches!(c, 200 | 500 | 503)));
         assert!(codes.contains(&500) && codes.contains(&503));
         outcomes.push(codes);
@@ -156,7 +167,9 @@ async fn fail_fraction_is_seeded_and_cleared() {
     assert_eq!(outcomes[0], outcomes[1]);
     a.h.faults().clear();
     for _ in 0..50 {
-        let (c, _) = a.call("GET", "/api/v1/namespaces/default/configmaps", None).await;
+        let (c, _) = a
+            .call("GET", "/api/v1/namespaces/default/configmaps", None)
+            .await;
         assert_eq!(c, 200);
     }
     a.h.shutdown().await;
@@ -170,7 +183,11 @@ async fn latency_delays_every_response() {
         let t = Instant::now();
         let (c, _) = a.call("GET", path, None).await;
         assert_eq!(c, 200);
-        assert!(t.elapsed() >= Duration::from_millis(300), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() >= Duration::from_millis(300),
+            "{:?}",
+            t.elapsed()
+        );
     }
     a.h.faults().latency(0);
     let t = Instant::now();
@@ -184,17 +201,28 @@ async fn conflict_next_write_of_a_named_object() {
     let a = start().await;
     a.create_cm("cm").await;
     a.create_cm("other").await;
-    a.h.faults().conflict_next_write("configmaps", "default", "cm");
+    a.h.faults()
+        .conflict_next_write("configmaps", "default", "cm");
     let patch = Some(("application/merge-patch+json", json!({"data": {"k": "2"}})));
     // Reads and writes of other objects are untouched.
-    let (c, _) = a.call("GET", "/api/v1/namespaces/default/configmaps/cm", None).await;
+    let (c, _) = a
+        .call("GET", "/api/v1/namespaces/default/configmaps/cm", None)
+        .await;
     assert_eq!(c, 200);
     let (c, _) = a
-        .call("PATCH", "/api/v1/namespaces/default/configmaps/other", patch.clone())
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/other",
+            patch.clone(),
+        )
         .await;
     assert_eq!(c, 200);
     let (c, v) = a
-        .call("PATCH", "/api/v1/namespaces/default/configmaps/cm", patch.clone())
+        .call(
+            "PATCH",
+            "/api/v1/namespaces/default/configmaps/cm",
+            patch.clone(),
+        )
         .await;
     assert_eq!(c, 409, "{v}");
     assert_eq!(v["reason"], "Conflict");
@@ -216,7 +244,10 @@ async fn conflict_next_write_of_a_named_object() {
 async fn compact_makes_old_resource_versions_gone() {
     let a = start().await;
     let cm = a.create_cm("cm").await;
-    let old_rv = cm["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let old_rv = cm["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     a.create_cm("cm2").await;
     a.h.faults().compact();
     let (c, v) = a
@@ -275,7 +306,10 @@ async fn drop_watches_ends_streams_cleanly() {
     }
     // New watches work.
     let resp = a
-        .req("GET", "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1")
+        .req(
+            "GET",
+            "/api/v1/namespaces/default/configmaps?watch=true&timeoutSeconds=1",
+        )
         .send()
         .await
         .unwrap();
@@ -365,10 +399,20 @@ async fn admin_api_drives_faults_and_reports_metrics() {
     let (c, h, _) = a.send(a.req("GET", "/api/v1/namespaces")).await;
     assert_eq!(c, 429);
     assert_eq!(h.get("retry-after").unwrap(), "2");
-    post("/faults/conflict-next-write", json!({"resource": "configmaps", "namespace": "default", "name": "x"}))
-        .await
-        .unwrap();
-    let v: Value = a.c.get(format!("{admin}/faults")).send().await.unwrap().json().await.unwrap();
+    post(
+        "/faults/conflict-next-write",
+        json!({"resource": "configmaps", "namespace": "default", "name": "x"}),
+    )
+    .await
+    .unwrap();
+    let v: Value =
+        a.c.get(format!("{admin}/faults"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
     assert_eq!(v["conflicts"][0]["name"], "x");
     let r = a.c.delete(format!("{admin}/faults")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -377,8 +421,20 @@ async fn admin_api_drives_faults_and_reports_metrics() {
     post("/listener/start", json!({})).await.unwrap();
     let (c, _) = a.call("GET", "/version", None).await;
     assert_eq!(c, 200);
-    let v: Value = a.c.get(format!("{admin}/metrics")).send().await.unwrap().json().await.unwrap();
-    assert!(v["byUserAgent"]["faults-test/1.0"]["requests"].as_u64().unwrap() >= 2);
+    let v: Value =
+        a.c.get(format!("{admin}/metrics"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+    assert!(
+        v["byUserAgent"]["faults-test/1.0"]["requests"]
+            .as_u64()
+            .unwrap()
+            >= 2
+    );
     let _ = stop.send(true);
     task.await.unwrap();
     a.h.shutdown().await;
@@ -401,19 +457,33 @@ async fn lease_optimistic_concurrency() {
         )
         .await;
     assert_eq!(c, 201, "{lease}");
-    let rv1 = lease["metadata"]["resourceVersion"].as_str().unwrap().to_string();
+    let rv1 = lease["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
     // An update carrying the current resourceVersion wins.
     let mut next = lease.clone();
     next["spec"]["holderIdentity"] = json!("ci-2");
     let (c, updated) = a
-        .call("PUT", &format!("{base}/rollguard-lock"), Some(("application/json", next.clone())))
+        .call(
+            "PUT",
+            &format!("{base}/rollguard-lock"),
+            Some(("application/json", next.clone())),
+        )
         .await;
     assert_eq!(c, 200, "{updated}");
-    assert_ne!(updated["metadata"]["resourceVersion"].as_str().unwrap(), rv1);
+    assert_ne!(
+        updated["metadata"]["resourceVersion"].as_str().unwrap(),
+        rv1
+    );
     // A stale one (still rv1) loses with 409 Conflict.
     next["spec"]["holderIdentity"] = json!("ci-3");
     let (c, v) = a
-        .call("PUT", &format!("{base}/rollguard-lock"), Some(("application/json", next)))
+        .call(
+            "PUT",
+            &format!("{base}/rollguard-lock"),
+            Some(("application/json", next)),
+        )
         .await;
     assert_eq!(c, 409, "{v}");
     assert_eq!(v["reason"], "Conflict");

@@ -121,8 +121,15 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
     // 1. Install (server-side apply is helm v4's default) and wait.
     let out = helm
         .run(&[
-            "upgrade", "--install", "web", &chart, "--namespace", "default", "--wait",
-            "--timeout", "60s",
+            "upgrade",
+            "--install",
+            "web",
+            &chart,
+            "--namespace",
+            "default",
+            "--wait",
+            "--timeout",
+            "60s",
         ])
         .await;
     assert_eq!(out.code, 0, "{out:#?}");
@@ -137,17 +144,25 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
     assert!(h.get("v1", "Service", "default", "web").is_some());
     let secrets = h.list("v1", "Secret", "default");
     assert!(
-        secrets
-            .iter()
-            .any(|s| s["type"] == "helm.sh/release.v1" && s["metadata"]["name"] == "sh.helm.release.v1.web.v1"),
+        secrets.iter().any(|s| s["type"] == "helm.sh/release.v1"
+            && s["metadata"]["name"] == "sh.helm.release.v1.web.v1"),
         "{secrets:?}"
     );
 
     // 2. A good upgrade.
     let out = helm
         .run(&[
-            "upgrade", "--install", "web", &chart, "--namespace", "default", "--wait",
-            "--timeout", "60s", "--set", "image=example/web:2.0",
+            "upgrade",
+            "--install",
+            "web",
+            &chart,
+            "--namespace",
+            "default",
+            "--wait",
+            "--timeout",
+            "60s",
+            "--set",
+            "image=example/web:2.0",
         ])
         .await;
     assert_eq!(out.code, 0, "{out:#?}");
@@ -159,13 +174,27 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
     let started = std::time::Instant::now();
     let out = helm
         .run(&[
-            "upgrade", "--install", "web", &chart, "--namespace", "default", "--wait",
-            "--rollback-on-failure", "--timeout", "60s", "--set", "image=example/web:missing",
-            "--set", "progressDeadlineSeconds=30",
+            "upgrade",
+            "--install",
+            "web",
+            &chart,
+            "--namespace",
+            "default",
+            "--wait",
+            "--rollback-on-failure",
+            "--timeout",
+            "60s",
+            "--set",
+            "image=example/web:missing",
+            "--set",
+            "progressDeadlineSeconds=30",
         ])
         .await;
     assert_ne!(out.code, 0, "{out:#?}");
-    assert!(out.contains("rolled back") || out.contains("rollback"), "{out:#?}");
+    assert!(
+        out.contains("rolled back") || out.contains("rollback"),
+        "{out:#?}"
+    );
     assert_eq!(image_of(&h, "web"), "example/web:2.0");
     eprintln!("failed upgrade + rollback took {:?}", started.elapsed());
 
@@ -197,11 +226,112 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
         hist.stdout
     );
 
-    let list = helm.run(&["list", "--namespace", "default", "-o", "json"]).await;
+    let list = helm
+        .run(&["list", "--namespace", "default", "-o", "json"])
+        .await;
     assert_eq!(list.code, 0, "{list:#?}");
     let rel: serde_json::Value = serde_json::from_str(&list.stdout).unwrap();
     assert_eq!(rel[0]["name"], "web");
     assert_eq!(rel[0]["revision"], "4");
     assert_eq!(rel[0]["status"], "deployed");
+    h.shutdown().await;
+}
+
+/// Server-side apply with kubectl: two field managers, a conflict with the
+/// upstream message, `--force-conflicts`, and removal of a field the same
+/// manager no longer applies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_server_side_apply_ownership() {
+    let kubectl = require_tool!("kubectl");
+    let h = kubesim::start(Config::default()).await.unwrap();
+    let k = common::Client::new(kubectl, &h.kubeconfig_yaml());
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, data: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(
+            &p,
+            format!(
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cfg\n  labels:\n    team: a\ndata:\n{data}"
+            ),
+        )
+        .unwrap();
+        p.display().to_string()
+    };
+    let a1 = write("a1.yaml", "  a: \"1\"\n  b: \"2\"\n");
+    let b1 = write("b1.yaml", "  a: \"9\"\n");
+    let a2 = write("a2.yaml", "  c: \"3\"\n");
+
+    let out = k
+        .arun(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-a",
+            "-f",
+            &a1,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stdout.contains("configmap/cfg serverside-applied"),
+        "{out:#?}"
+    );
+
+    let out = k
+        .arun(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-b",
+            "-f",
+            &b1,
+        ])
+        .await;
+    assert_ne!(out.code, 0, "{out:#?}");
+    assert!(
+        out.stderr
+            .contains("Apply failed with 1 conflict: conflict with \"team-a\" using v1: .data.a"),
+        "{out:#?}"
+    );
+
+    let out = k
+        .arun(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-b",
+            "--force-conflicts",
+            "-f",
+            &b1,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    let cm = h.get("v1", "ConfigMap", "default", "cfg").unwrap();
+    assert_eq!(cm["data"], serde_json::json!({"a": "9", "b": "2"}));
+
+    // team-a stops applying a and b, adds c: b goes, a stays (team-b owns it).
+    let out = k
+        .arun(&[
+            "apply",
+            "--server-side",
+            "--field-manager=team-a",
+            "-f",
+            &a2,
+        ])
+        .await;
+    assert_eq!(out.code, 0, "{out:#?}");
+    let cm = h.get("v1", "ConfigMap", "default", "cfg").unwrap();
+    assert_eq!(cm["data"], serde_json::json!({"a": "9", "c": "3"}));
+    assert_eq!(cm["metadata"]["labels"]["team"], "a");
+    let mf = cm["metadata"]["managedFields"].as_array().unwrap();
+    let of = |m: &str| {
+        mf.iter()
+            .find(|e| e["manager"] == m)
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap()
+    };
+    assert_eq!(of("team-a")["f:data"], serde_json::json!({"f:c": {}}));
+    assert_eq!(of("team-b")["f:data"], serde_json::json!({"f:a": {}}));
+    assert!(
+        mf.iter()
+            .all(|e| e["operation"] == "Apply" && e["fieldsType"] == "FieldsV1")
+    );
     h.shutdown().await;
 }

@@ -101,7 +101,14 @@ pub fn fmt_cpu(m: i64) -> String {
 
 /// Bytes in the largest binary unit that divides them (`128Mi`, `4Gi`).
 pub fn fmt_bytes(b: i64) -> String {
-    for (unit, shift) in [("Ei", 60), ("Pi", 50), ("Ti", 40), ("Gi", 30), ("Mi", 20), ("Ki", 10)] {
+    for (unit, shift) in [
+        ("Ei", 60),
+        ("Pi", 50),
+        ("Ti", 40),
+        ("Gi", 30),
+        ("Mi", 20),
+        ("Ki", 10),
+    ] {
         if b != 0 && b % (1i64 << shift) == 0 {
             return format!("{}{unit}", b >> shift);
         }
@@ -200,8 +207,13 @@ pub fn strategy(d: &Deployment) -> Strategy {
     }
     let ru = strategy.and_then(|s| s.rolling_update.as_ref());
     let max_surge = resolve(ru.and_then(|r| r.max_surge.as_ref()), 25, replicas, true).max(0);
-    let mut max_unavailable =
-        resolve(ru.and_then(|r| r.max_unavailable.as_ref()), 25, replicas, false).max(0);
+    let mut max_unavailable = resolve(
+        ru.and_then(|r| r.max_unavailable.as_ref()),
+        25,
+        replicas,
+        false,
+    )
+    .max(0);
     if max_surge == 0 && max_unavailable == 0 {
         max_unavailable = 1;
     }
@@ -263,7 +275,10 @@ pub fn ineligible(spec: &PodSpec, node: &Node) -> Option<String> {
     }
     for Taint {
         key, value, effect, ..
-    } in node_spec.and_then(|s| s.taints.as_ref()).into_iter().flatten()
+    } in node_spec
+        .and_then(|s| s.taints.as_ref())
+        .into_iter()
+        .flatten()
     {
         let value = value.as_deref().unwrap_or("");
         if (effect == "NoSchedule" || effect == "NoExecute")
@@ -283,7 +298,10 @@ pub fn ineligible(spec: &PodSpec, node: &Node) -> Option<String> {
         .affinity
         .as_ref()
         .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| n.required_during_scheduling_ignored_during_execution.as_ref())
+        .and_then(|n| {
+            n.required_during_scheduling_ignored_during_execution
+                .as_ref()
+        })
         .map(|r| r.node_selector_terms.clone())
         .unwrap_or_default();
     if !terms.is_empty() {
@@ -370,7 +388,9 @@ fn rooms(nodes: &[Node], pods: &[Pod], spec: &PodSpec) -> Vec<NodeRoom> {
                     cpu: get("cpu").and_then(cpu_millis).unwrap_or(0),
                     memory: get("memory").and_then(bytes).unwrap_or(0),
                 },
-                alloc_pods: get("pods").and_then(|q| parse_scaled(&q.0, 0)).unwrap_or(110),
+                alloc_pods: get("pods")
+                    .and_then(|q| parse_scaled(&q.0, 0))
+                    .unwrap_or(110),
                 used: Requests::default(),
                 pods: 0,
                 ineligible: ineligible(spec, n),
@@ -446,7 +466,9 @@ pub fn assess(
     } else {
         s.max_unavailable.min(s.replicas)
     };
-    let first_freed = usize::try_from(s.max_unavailable).unwrap_or(0).min(old.len());
+    let first_freed = usize::try_from(s.max_unavailable)
+        .unwrap_or(0)
+        .min(old.len());
     let first_ok = place(&rooms, &old[..first_freed], first_new, req) == first_new;
     let final_placed = place(&rooms, &old, s.replicas, req);
     let final_ok = final_placed == s.replicas;
@@ -456,9 +478,8 @@ pub fn assess(
         };
     }
     // Would it go without surge (maxSurge 0, maxUnavailable 1)?
-    let unsurged_ok = s.max_surge > 0
-        && s.replicas > 0
-        && place(&rooms, &old[..1.min(old.len())], 1, req) == 1;
+    let unsurged_ok =
+        s.max_surge > 0 && s.replicas > 0 && place(&rooms, &old[..1.min(old.len())], 1, req) == 1;
 
     let mut evidence = Vec::new();
     let eligible: Vec<&NodeRoom> = rooms.iter().filter(|r| r.ineligible.is_none()).collect();
@@ -547,7 +568,10 @@ pub fn assess(
         cause: Cause::Unschedulable,
         summary,
         container: Some(container.to_string()),
-        pods: format!("{first_new} new pod(s) at the first step, {} in all", s.replicas),
+        pods: format!(
+            "{first_new} new pod(s) at the first step, {} in all",
+            s.replicas
+        ),
         evidence,
         per_pod: Vec::new(),
         logs: Vec::new(),
@@ -617,14 +641,31 @@ mod tests {
         let nodes = [node("node-1", "1")];
         let pods = [pod("node-1", "870m", "other"), pod("node-1", "100m", "web")];
         let old = [&pods[1]];
-        let a = assess(&nodes, &pods, &old, &template("100m"), strat(1, 1, 0), "web");
+        let a = assess(
+            &nodes,
+            &pods,
+            &old,
+            &template("100m"),
+            strat(1, 1, 0),
+            "web",
+        );
         let Assessment::DoesNotFit(f) = a else {
             panic!("{a:?}")
         };
-        assert!(f.evidence[0].contains("requested: 100m, used: 970m of 1000m on node-1"), "{f:?}");
+        assert!(
+            f.evidence[0].contains("requested: 100m, used: 970m of 1000m on node-1"),
+            "{f:?}"
+        );
         assert!(f.fix.contains("Reduce surge"), "{}", f.fix);
         // With maxUnavailable 1 the old pod's room counts.
-        let a = assess(&nodes, &pods, &old, &template("100m"), strat(1, 1, 1), "web");
+        let a = assess(
+            &nodes,
+            &pods,
+            &old,
+            &template("100m"),
+            strat(1, 1, 1),
+            "web",
+        );
         assert_eq!(a, Assessment::Fits { new_pods: 1 });
     }
 
@@ -633,9 +674,14 @@ mod tests {
         let nodes = [node("node-1", "2"), node("node-2", "2")];
         let pods = [pod("node-1", "500m", "web"), pod("node-2", "500m", "web")];
         let old: Vec<&Pod> = pods.iter().collect();
-        let Assessment::DoesNotFit(f) =
-            assess(&nodes, &pods, &old, &template("2500m"), strat(2, 1, 0), "web")
-        else {
+        let Assessment::DoesNotFit(f) = assess(
+            &nodes,
+            &pods,
+            &old,
+            &template("2500m"),
+            strat(2, 1, 0),
+            "web",
+        ) else {
             panic!()
         };
         assert!(f.summary.contains("0 of 2 pods"), "{}", f.summary);
@@ -646,12 +692,18 @@ mod tests {
     fn taints_and_selectors() {
         let mut tainted = node("node-1", "4");
         tainted.spec = Some(
-            serde_json::from_value(json!({"taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]}))
-                .unwrap(),
+            serde_json::from_value(
+                json!({"taints": [{"key": "gpu", "value": "yes", "effect": "NoSchedule"}]}),
+            )
+            .unwrap(),
         );
         let nodes = [tainted, node("node-2", "1")];
         let t = template("800m");
-        assert!(ineligible(&t, &nodes[0]).unwrap().contains("gpu=yes:NoSchedule"));
+        assert!(
+            ineligible(&t, &nodes[0])
+                .unwrap()
+                .contains("gpu=yes:NoSchedule")
+        );
         let pods = [pod("node-2", "800m", "web")];
         let old = [&pods[0]];
         assert!(matches!(

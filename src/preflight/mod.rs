@@ -55,7 +55,16 @@ pub async fn run(
         passed.pinned_image = Some(registry::pinned(new_image, &digest));
     }
     if pf.capacity_check != CapacityCheck::Off {
-        check_capacity(client, ns, deployment, &spec, container, pf.capacity_check, out).await?;
+        check_capacity(
+            client,
+            ns,
+            deployment,
+            &spec,
+            container,
+            pf.capacity_check,
+            out,
+        )
+        .await?;
     }
     Ok(passed)
 }
@@ -154,10 +163,15 @@ async fn check_image(
     let mut last = None;
     for creds in attempts {
         let answer = registry::resolve(&reference, creds, &pf.insecure_registries).await;
-        let via = creds.map(|c| format!(" with credentials from {}", c.source)).unwrap_or_default();
+        let via = creds
+            .map(|c| format!(" with credentials from {}", c.source))
+            .unwrap_or_default();
         match answer {
             Resolved::Found { digest } => {
-                let _ = writeln!(out, "pre-flight: image {image} found in {host}{via} ({digest})");
+                let _ = writeln!(
+                    out,
+                    "pre-flight: image {image} found in {host}{via} ({digest})"
+                );
                 return Ok(Some(digest));
             }
             Resolved::NotFound { detail } => {
@@ -173,7 +187,7 @@ async fn check_image(
                         reference.repository()
                     ),
                     container: Some(container.to_string()),
-                    pods: "no pod started (pre-flight)".into(),
+                    pods: "pre-flight, no pod started".into(),
                     evidence: vec![format!(
                         "GET /v2/{}/manifests/{tag} on {host}{via}: {detail}",
                         reference.repository()
@@ -220,7 +234,10 @@ async fn check_capacity(
         tracing::info!("capacity check skipped: {why}");
         let _ = writeln!(out, "pre-flight: capacity check skipped: {why}");
     };
-    let nodes = match Api::<Node>::all(client.clone()).list(&ListParams::default()).await {
+    let nodes = match Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
         Ok(l) => l.items,
         Err(e) if forbidden(&e) => {
             skipped(out, "this identity cannot list nodes".into());
@@ -235,10 +252,16 @@ async fn check_capacity(
         skipped(out, "the cluster lists no nodes".into());
         return Ok(());
     }
-    let pods = match Api::<Pod>::all(client.clone()).list(&ListParams::default()).await {
+    let pods = match Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
         Ok(l) => l.items,
         Err(e) if forbidden(&e) => {
-            skipped(out, "this identity cannot list pods in all namespaces".into());
+            skipped(
+                out,
+                "this identity cannot list pods in all namespaces".into(),
+            );
             return Ok(());
         }
         Err(e) => {
@@ -246,7 +269,11 @@ async fn check_capacity(
             return Ok(());
         }
     };
-    let selector = deployment.spec.as_ref().map(|s| s.selector.clone()).unwrap_or_default();
+    let selector = deployment
+        .spec
+        .as_ref()
+        .map(|s| s.selector.clone())
+        .unwrap_or_default();
     let empty = Default::default();
     let old: Vec<&Pod> = pods
         .iter()

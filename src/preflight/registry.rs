@@ -76,7 +76,8 @@ pub fn is_loopback(registry: &str) -> bool {
     } else {
         registry.split(':').next().unwrap_or("")
     };
-    host.eq_ignore_ascii_case("localhost") || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<IpAddr>().is_ok_and(|ip| ip.is_loopback())
 }
 
 /// The key of a docker config `auths` entry as a bare `host[:port]`
@@ -131,7 +132,9 @@ pub fn lookup_auths(doc: &Value, registry: &str, source: &str) -> Option<Credent
 /// Does this registry take the GCE metadata server's token (GCR, Artifact Registry)?
 pub fn is_google_registry(registry: &str) -> bool {
     let host = registry.split(':').next().unwrap_or("");
-    host == "gcr.io" || host.ends_with(".gcr.io") || host.ends_with("-docker.pkg.dev")
+    host == "gcr.io"
+        || host.ends_with(".gcr.io")
+        || host.ends_with("-docker.pkg.dev")
         || host.ends_with(".pkg.dev")
 }
 
@@ -223,21 +226,31 @@ fn classify(registry: &str, e: OciDistributionError) -> Resolved {
             let not_found = envelope.errors.iter().any(|e| {
                 matches!(
                     e.code,
-                    OciErrorCode::ManifestUnknown | OciErrorCode::NameUnknown | OciErrorCode::NotFound
+                    OciErrorCode::ManifestUnknown
+                        | OciErrorCode::NameUnknown
+                        | OciErrorCode::NotFound
                 )
             });
             let messages: Vec<String> = envelope
                 .errors
                 .iter()
-                .map(|e| format!("{:?}: {}", e.code, e.message))
+                .map(|e| {
+                    let code = serde_json::to_value(&e.code)
+                        .ok()
+                        .and_then(|v| v.as_str().map(str::to_string))
+                        .unwrap_or_else(|| format!("{:?}", e.code));
+                    format!("{code}: {}", e.message)
+                })
                 .collect();
             if not_found {
                 Resolved::NotFound {
                     detail: messages.join("; "),
                 }
-            } else if envelope.errors.iter().any(|e| {
-                matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied)
-            }) {
+            } else if envelope
+                .errors
+                .iter()
+                .any(|e| matches!(e.code, OciErrorCode::Unauthorized | OciErrorCode::Denied))
+            {
                 denied(messages.join("; "))
             } else {
                 Resolved::Unverified {
@@ -254,9 +267,7 @@ fn classify(registry: &str, e: OciDistributionError) -> Resolved {
             ..
         } => denied(format!("HTTP {code}")),
         OciDistributionError::UnauthorizedError { .. } => denied("401 Unauthorized".into()),
-        OciDistributionError::AuthenticationFailure(_) => {
-            denied("the token request failed".into())
-        }
+        OciDistributionError::AuthenticationFailure(_) => denied("the token request failed".into()),
         OciDistributionError::ServerError { code, .. } => Resolved::Unverified {
             reason: format!("registry {registry} answered HTTP {code}"),
         },
@@ -328,7 +339,10 @@ mod tests {
             "127.0.0.1:5000": {"username": "ci", "password": "pw:with:colons"},
         }});
         let c = lookup_auths(&doc, DOCKER_HUB, "file").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("user", "s3cret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("user", "s3cret")
+        );
         let c = lookup_auths(&doc, "127.0.0.1:5000", "file").unwrap();
         assert_eq!(c.password, "pw:with:colons");
         assert!(lookup_auths(&doc, "ghcr.io", "file").is_none());

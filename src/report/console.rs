@@ -79,7 +79,10 @@ impl Sink for Console<'_> {
     }
 
     fn emit(&mut self, report: &Report) -> anyhow::Result<()> {
-        self.out.write_all(render(report).as_bytes())?;
+        // Cluster text (messages, log lines) is in the summary: keep it from
+        // issuing workflow commands on a CI runner.
+        let text = super::escape::neutralise_commands(&render(report));
+        self.out.write_all(text.as_bytes())?;
         self.out.flush()?;
         Ok(())
     }

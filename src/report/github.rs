@@ -369,7 +369,7 @@ pub async fn comment(
     r: &Report,
     token: &str,
     env: &Env,
-    scrub: &dyn Fn(&str) -> String,
+    scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> anyhow::Result<CommentOutcome> {
     let Some(repo) = env.get("GITHUB_REPOSITORY").filter(|r| r.contains('/')) else {
         return Ok(CommentOutcome::NoPullRequest);

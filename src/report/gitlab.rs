@@ -207,7 +207,7 @@ pub async fn note(
     r: &Report,
     token: &str,
     env: &Env,
-    scrub: &dyn Fn(&str) -> String,
+    scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> anyhow::Result<NoteOutcome> {
     let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
     let (Some(api), Some(project), Some(iid)) = (

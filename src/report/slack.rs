@@ -329,7 +329,7 @@ pub async fn send(
     r: &Report,
     job_url: Option<&str>,
     thread: Option<&SlackThread>,
-    scrub: &dyn Fn(&str) -> String,
+    scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> anyhow::Result<Option<SlackThread>> {
     let mut payload = message(r, job_url);
     match target {

@@ -329,6 +329,15 @@ pub struct Timers {
     pub recently_restarted: Vec<String>,
 }
 
+/// The pod's `Ready` condition is True.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
+}
+
 /// The counts kubectl shows, and the new ReplicaSet's readiness.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Progress {
@@ -652,13 +661,7 @@ pub fn judge_bake(
     }
     if let Some(rs) = new_replica_set(snap, exp) {
         for pod in pods_of(snap, rs) {
-            let ready = pod
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-                .is_some_and(|c| c.status == "True");
-            if !ready
+            if !pod_is_ready(pod)
                 && baseline
                     .keys()
                     .any(|(n, _)| Some(n) == pod.metadata.name.as_ref())

@@ -54,9 +54,7 @@ pub async fn serve(sim: Arc<Sim>, listener: TcpListener, mut shutdown: watch::Re
                 let sim = sim.clone();
                 async move { Ok::<_, Infallible>(handle(sim, req).await) }
             });
-            let _ = builder
-                .serve_connection(TokioIo::new(stream), svc)
-                .await;
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
         });
     }
 }
@@ -83,8 +81,8 @@ fn bad(msg: impl std::fmt::Display) -> Resp {
     json_resp(400, &json!({"error": msg.to_string()}))
 }
 
-fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Resp> {
-    serde_json::from_slice(body).map_err(|e| bad(format!("invalid body: {e}")))
+fn parse<T: for<'de> Deserialize<'de>>(body: &Bytes) -> Result<T, Box<Resp>> {
+    serde_json::from_slice(body).map_err(|e| Box::new(bad(format!("invalid body: {e}"))))
 }
 
 async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
@@ -123,12 +121,10 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
             faults.latency(l.ms);
             ok()
         }),
-        (&Method::POST, "/faults/conflict-next-write") => {
-            parse::<ConflictRule>(&body).map(|c| {
-                sim.faults.conflict_next_write(c);
-                ok()
-            })
-        }
+        (&Method::POST, "/faults/conflict-next-write") => parse::<ConflictRule>(&body).map(|c| {
+            sim.faults.conflict_next_write(c);
+            ok()
+        }),
         (&Method::POST, "/faults/compact") => {
             faults.compact();
             Ok(json_resp(
@@ -144,10 +140,9 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
             Ok(()) => Ok(ok()),
             Err(e) => Ok(json_resp(500, &json!({"error": e.to_string()}))),
         },
-        (&Method::GET, "/listener") => Ok(json_resp(
-            200,
-            &json!({"listening": faults.listening()}),
-        )),
+        (&Method::GET, "/listener") => {
+            Ok(json_resp(200, &json!({"listening": faults.listening()})))
+        }
         (&Method::GET, "/metrics") => {
             let m: Value = json!(sim.metrics.snapshot());
             Ok(json_resp(200, &json!({"byUserAgent": m})))
@@ -158,5 +153,5 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
         }
         _ => Ok(json_resp(404, &json!({"error": "not found"}))),
     };
-    r.unwrap_or_else(|e| e)
+    r.unwrap_or_else(|e| *e)
 }

@@ -79,7 +79,12 @@ pub fn field_set(cfg: &Value) -> FieldSet {
     out
 }
 
-fn collect_map(m: &Map<String, Value>, path: &mut Path, names: &mut Vec<String>, out: &mut FieldSet) {
+fn collect_map(
+    m: &Map<String, Value>,
+    path: &mut Path,
+    names: &mut Vec<String>,
+    out: &mut FieldSet,
+) {
     for (k, v) in m {
         if v.is_null() {
             continue;
@@ -171,10 +176,8 @@ pub fn encode(set: &FieldSet) -> Value {
 pub fn decode(v: &Value) -> FieldSet {
     fn walk(v: &Value, path: &mut Path, out: &mut FieldSet) {
         let Value::Object(m) = v else { return };
-        if m.is_empty() || m.contains_key(".") {
-            if !path.is_empty() {
-                out.insert(path.clone());
-            }
+        if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
+            out.insert(path.clone());
         }
         for (k, x) in m {
             if k == "." {
@@ -268,7 +271,14 @@ fn display_path(path: &[String]) -> String {
 }
 
 /// One `managedFields` entry, as stored.
-fn entry(manager: &str, operation: &str, api_version: &str, sub: Option<&str>, time: &str, set: &FieldSet) -> Value {
+fn entry(
+    manager: &str,
+    operation: &str,
+    api_version: &str,
+    sub: Option<&str>,
+    time: &str,
+    set: &FieldSet,
+) -> Value {
     let mut e = json!({
         "manager": manager,
         "operation": operation,
@@ -343,14 +353,18 @@ pub fn apply(
         .q("fieldManager")
         .filter(|m| !m.is_empty())
         .ok_or_else(|| {
-            ApiError::bad_request("PATCH, application/apply-patch+yaml: fieldManager is required for apply requests")
+            ApiError::bad_request(
+                "PATCH, application/apply-patch+yaml: fieldManager is required for apply requests",
+            )
         })?
         .to_string();
     let force = req.q_bool("force");
     let cfg: Value = serde_yaml::from_slice(&req.body)
         .map_err(|e| ApiError::bad_request(format!("error decoding YAML: {e}")))?;
     if !cfg.is_object() {
-        return Err(ApiError::bad_request("the applied configuration is not an object"));
+        return Err(ApiError::bad_request(
+            "the applied configuration is not an object",
+        ));
     }
     let api_version = cfg["apiVersion"].as_str().unwrap_or("").to_string();
     if api_version.is_empty() || cfg["kind"].as_str().is_none_or(str::is_empty) {
@@ -469,16 +483,8 @@ pub fn apply(
             .collect();
         fields.push(entry(&manager, "Apply", &api_version, sub, &now, &new_set));
         next["metadata"]["managedFields"] = Value::Array(fields);
-        match super::rest::write_update(
-            sim,
-            rt,
-            ns,
-            name,
-            sub,
-            next,
-            Some(&old_rv),
-            req.dry_run(),
-        ) {
+        match super::rest::write_update(sim, rt, ns, name, sub, next, Some(&old_rv), req.dry_run())
+        {
             Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 8 => continue,
             r => return r.map(|o| (200, o)),
         }
@@ -507,7 +513,12 @@ mod tests {
     #[test]
     fn remove_and_lookup() {
         let mut o = json!({"spec": {"containers": [{"name": "a", "image": "x"}, {"name": "b"}]}});
-        let p: Path = vec!["f:spec".into(), "f:containers".into(), "k:{\"name\":\"a\"}".into(), "f:image".into()];
+        let p: Path = vec![
+            "f:spec".into(),
+            "f:containers".into(),
+            "k:{\"name\":\"a\"}".into(),
+            "f:image".into(),
+        ];
         assert_eq!(lookup(&o, &p), Some(&json!("x")));
         remove(&mut o, &p[..3]);
         assert_eq!(o, json!({"spec": {"containers": [{"name": "b"}]}}));

@@ -1,10 +1,10 @@
 //! The API server: HTTP(S) transport, authentication and RBAC, discovery,
 //! OpenAPI, and the REST verbs over the store.
 
-pub mod defaults;
-pub mod discovery;
 pub mod admin;
 pub mod apply;
+pub mod defaults;
+pub mod discovery;
 pub mod http;
 pub mod listener;
 pub mod logs;

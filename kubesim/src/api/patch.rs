@@ -82,7 +82,7 @@ pub fn apply(pt: PatchType, doc: &Value, body: &[u8]) -> ApiResult<Value> {
         PatchType::Apply => Err(ApiError::new(
             415,
             "UnsupportedMediaType",
-            "server-side apply (application/apply-patch+yaml) is not supported by kubesim yet",
+            "server-side apply is served by api::apply, not by patch::apply",
         )),
     }
 }

@@ -2,8 +2,8 @@
 //! store's history and live broadcast, with bookmarks, initial events and
 //! selector-aware ADDED/DELETED transitions.
 
-use std::collections::HashSet;
-use std::sync::Arc;
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -102,7 +102,10 @@ impl State {
             }
         };
         if let Some(ty) = ty {
-            out.push(line(ty, self.view(&c.object)));
+            match self.table {
+                None => out.push(shared_line(self.filter.rt, ty, &c.object)),
+                Some(_) => out.push(line(ty, self.view(&c.object))),
+            }
         }
     }
 
@@ -116,6 +119,48 @@ impl State {
             }
         }
     }
+}
+
+/// Serialize-once cache for the watch fan-out (upstream's apiserver does
+/// the same with its caching objects): every watcher of one change gets the
+/// same bytes. Keyed by the change's object (kept alive by the entry, so its
+/// address is not reused), the resource view and the event type.
+type LineKey = (usize, usize, &'static str);
+
+struct LineCache {
+    map: HashMap<LineKey, (Arc<Value>, Bytes)>,
+    order: VecDeque<LineKey>,
+}
+
+const LINE_CACHE: usize = 4096;
+
+static LINES: LazyLock<Mutex<LineCache>> = LazyLock::new(|| {
+    Mutex::new(LineCache {
+        map: HashMap::new(),
+        order: VecDeque::new(),
+    })
+});
+
+fn shared_line(rt: &'static ResourceType, ty: &'static str, obj: &Arc<Value>) -> Bytes {
+    let key = (
+        Arc::as_ptr(obj) as usize,
+        rt as *const ResourceType as usize,
+        ty,
+    );
+    if let Some((_, b)) = LINES.lock().expect("line cache").map.get(&key) {
+        return b.clone();
+    }
+    let b = line(ty, render(rt, obj));
+    let mut c = LINES.lock().expect("line cache");
+    if c.map.insert(key, (obj.clone(), b.clone())).is_none() {
+        c.order.push_back(key);
+        while c.order.len() > LINE_CACHE {
+            if let Some(k) = c.order.pop_front() {
+                c.map.remove(&k);
+            }
+        }
+    }
+    b
 }
 
 fn key_of(obj: &Value) -> (String, String) {

@@ -586,13 +586,12 @@ fn rolling_update(
     (creates, deletes)
 }
 
+/// The updated and the old pod of one node.
+type NewAndOld = (Option<Arc<Value>>, Option<Arc<Value>>);
+
 /// Upstream `findUpdatedPodsOnNode`: the live new and old pod of a node;
 /// None when there is more than one of either.
-fn updated_and_old(
-    pods: &[Arc<Value>],
-    hash: &str,
-    generation: i64,
-) -> Option<(Option<Arc<Value>>, Option<Arc<Value>>)> {
+fn updated_and_old(pods: &[Arc<Value>], hash: &str, generation: i64) -> Option<NewAndOld> {
     let (mut new, mut old) = (None, None);
     for p in pods.iter().filter(|p| !is_deleting(p)) {
         let slot = if is_updated(p, hash, generation) {

@@ -170,13 +170,16 @@ fn labels_with(svc: &Value, key: &str, value: &str) -> Map<String, Value> {
 
 // ---------------------------------------------------------------- Endpoints
 
+/// One subset being built: (ports, ready addresses, not-ready addresses).
+type PortGroup = (Vec<Value>, Vec<Value>, Vec<Value>);
+
 /// Upstream `syncService` of the Endpoints controller: the subsets, packed
 /// by port set.
 pub fn desired_subsets(svc: &Value, pods: &[&Arc<Value>]) -> Vec<Value> {
     let publish = svc["spec"]["publishNotReadyAddresses"].as_bool() == Some(true);
     let svc_ports: Vec<Value> = svc["spec"]["ports"].as_array().cloned().unwrap_or_default();
     // port-set key → (ports, ready, not ready)
-    let mut groups: BTreeMap<String, (Vec<Value>, Vec<Value>, Vec<Value>)> = BTreeMap::new();
+    let mut groups: BTreeMap<String, PortGroup> = BTreeMap::new();
     for pod in pods {
         let Some(ip) = pod_ip(pod) else {
             continue;

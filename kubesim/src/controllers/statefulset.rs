@@ -200,7 +200,7 @@ fn sync(
             condemned.push((ord, p.clone()));
         }
     }
-    condemned.sort_by(|a, b| b.0.cmp(&a.0));
+    condemned.sort_by_key(|c| std::cmp::Reverse(c.0));
 
     // Status from what exists now (upstream counts before acting).
     let min_ready = min_ready_seconds(set);

@@ -545,7 +545,7 @@ async fn follow_and_settle(
     };
     report.progress = Some(progress.clone());
     report.findings = diagnose_failure(
-        &client, &ns, &snap, &exp, plan, cause, &signals, &progress, timed_out,
+        client, ns, &snap, &exp, plan, cause, &signals, &progress, timed_out,
     )
     .await;
     report.cause = report.findings.first().map(|f| f.summary.clone());
@@ -584,7 +584,7 @@ async fn follow_and_settle(
 
     let _ = writeln!(out, "rolling back deployment/{name} to {}", plan.old_image);
     let (confirmed, detail) =
-        roll_back(&client, &ns, &name, patched, plan, settings, tracker, out).await;
+        roll_back(client, ns, name, patched, plan, settings, tracker, out).await;
     report.rollback = Some(report::Rollback {
         attempted: true,
         confirmed,

@@ -714,3 +714,92 @@ async fn bad_preflight_inputs_exit_2() {
     }
     h.shutdown().await;
 }
+
+// ---------------------------------------------------------------- protocol details (stand-ins)
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn anonymous_bearer_token_flow() {
+    use wiremock::matchers::{header, method, path, query_param};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    rollguard::kube_client::install_crypto_provider();
+    let server = MockServer::start().await;
+    let digest = format!("sha256:{}", "b".repeat(64));
+    Mock::given(method("GET"))
+        .and(path("/v2/"))
+        .respond_with(
+            ResponseTemplate::new(401).insert_header(
+                "www-authenticate",
+                format!(
+                    "Bearer realm=\"{}/token\",service=\"test-registry\"",
+                    server.uri()
+                )
+                .as_str(),
+            ),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/token"))
+        .and(query_param("scope", "repository:team/api:pull"))
+        .and(query_param("service", "test-registry"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"token": "anon-token"})))
+        .mount(&server)
+        .await;
+    Mock::given(method("HEAD"))
+        .and(path("/v2/team/api/manifests/v2"))
+        .and(header("authorization", "Bearer anon-token"))
+        .respond_with(
+            ResponseTemplate::new(200)
+                .insert_header("docker-content-digest", digest.as_str())
+                .insert_header("content-type", "application/vnd.oci.image.index.v1+json"),
+        )
+        .mount(&server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/v2/team/api/manifests/v3"))
+        .respond_with(ResponseTemplate::new(404).set_body_json(
+            json!({"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}),
+        ))
+        .mount(&server)
+        .await;
+    let host = server.address().to_string();
+    use rollguard::preflight::registry::{Resolved, parse, resolve};
+    let found = resolve(&parse(&format!("{host}/team/api:v2")).unwrap(), None, &[]).await;
+    assert_eq!(found, Resolved::Found { digest });
+    let missing = resolve(&parse(&format!("{host}/team/api:v3")).unwrap(), None, &[]).await;
+    assert!(
+        matches!(&missing, Resolved::NotFound { detail } if detail.contains("MANIFEST_UNKNOWN")),
+        "{missing:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gce_metadata_token_for_google_registries() {
+    use wiremock::matchers::{header, method, path};
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    rollguard::kube_client::install_crypto_provider();
+    let server = MockServer::start().await;
+    Mock::given(method("GET"))
+        .and(path(
+            "/computeMetadata/v1/instance/service-accounts/default/token",
+        ))
+        .and(header("metadata-flavor", "Google"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(
+            json!({"access_token": "ya29.token", "expires_in": 3599, "token_type": "Bearer"}),
+        ))
+        .mount(&server)
+        .await;
+    let c = rollguard::preflight::registry::gce_metadata_credentials(&server.address().to_string())
+        .await
+        .expect("a token");
+    assert_eq!(c.username, "oauth2accesstoken");
+    assert_eq!(c.password, "ya29.token");
+    assert!(!format!("{c:?}").contains("ya29"));
+    // Off GCE (nothing listening): no credentials, quickly.
+    let none = rollguard::preflight::registry::gce_metadata_credentials(&format!(
+        "127.0.0.1:{}",
+        free_port()
+    ))
+    .await;
+    assert!(none.is_none());
+}

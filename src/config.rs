@@ -57,7 +57,7 @@ pub const INPUTS: &[InputSpec] = &[
         "workload",
         "(required)",
         "deployment/api",
-        "the workload to roll: [KIND/]NAME; KIND is deployment (deploy) for now",
+        "the workload(s) to roll: [KIND/]NAME, several separated by commas or newlines (rolled out together, all rolled back if one fails); KIND is deployment (deploy), statefulset (sts), daemonset (ds) or replicationcontroller (rc)",
     ),
     input(
         "namespace",
@@ -161,6 +161,25 @@ pub const INPUTS: &[InputSpec] = &[
         "$CLUSTER_CA",
         "API server CA certificate for auth=gke: PEM or base64 of PEM (value(masterAuth.clusterCaCertificate))",
     ),
+    // Issue #8 (reliability): parsed in src/lock.rs / src/cancel.rs (reliability_inputs).
+    input(
+        "lock",
+        "true",
+        "false",
+        "take a per-workload deploy lock (a Lease rollguard-<kind>-<name>) so concurrent runs never overlap",
+    ),
+    input(
+        "lock-timeout",
+        "10m",
+        "2m",
+        "how long to wait for another run's deploy lock before exiting 3 naming its holder",
+    ),
+    input(
+        "on-cancel",
+        "rollback",
+        "leave",
+        "on SIGTERM/SIGINT (a CI cancel): rollback (restore the previous template, exit 1; 3 if not confirmed) or leave",
+    ),
     input(
         "dry-run",
         "false",
@@ -235,6 +254,18 @@ pub const INPUTS: &[InputSpec] = &[
         "always",
         "when to post to Slack: failure or always",
     ),
+    input(
+        "max-surge",
+        "1",
+        "25%",
+        "replicationcontroller only: pods above replicas during the rolling update (number or percent)",
+    ),
+    input(
+        "max-unavailable",
+        "0",
+        "1",
+        "replicationcontroller only: ready pods below replicas allowed during the rolling update (number or percent)",
+    ),
 ];
 
 /// The raw inputs after name normalisation; every field a string, empty
@@ -291,6 +322,10 @@ struct RawInputs {
     slack_channel: Option<String>,
     #[serde(rename = "slack-on")]
     slack_on: Option<String>,
+    #[serde(rename = "max-surge")]
+    max_surge: Option<String>,
+    #[serde(rename = "max-unavailable")]
+    max_unavailable: Option<String>,
 }
 
 /// What the new image is, as the user said it.
@@ -377,7 +412,14 @@ impl Secrets {
 /// Validated settings for one run.
 #[derive(Debug, Clone)]
 pub struct Settings {
+    /// The first (often the only) workload of `workloads`.
     pub workload: WorkloadRef,
+    /// Every workload named by the `workload` input, in order.
+    pub workloads: Vec<WorkloadRef>,
+    /// ReplicationController rolling update: surge above replicas.
+    pub max_surge: IntOrPercent,
+    /// ReplicationController rolling update: ready pods below replicas allowed.
+    pub max_unavailable: IntOrPercent,
     pub namespace: Option<String>,
     pub container: Option<String>,
     pub change: ImageChange,
@@ -403,6 +445,58 @@ pub struct Settings {
     pub run_origin: String,
     /// The pre-flight registry and capacity checks (issue #9).
     pub preflight: Preflight,
+    /// Issue #8: `lock`, `lock-timeout`, `on-cancel` and the run identity (src/lock.rs).
+    pub reliability: crate::lock::Options,
+}
+
+/// A count given as a number or a percentage of the replicas (`1`, `25%`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IntOrPercent {
+    Int(i32),
+    Percent(i32),
+}
+
+impl IntOrPercent {
+    fn parse(input: &'static str, value: Option<&str>, default: i32) -> Result<Self, InputError> {
+        let Some(v) = value else {
+            return Ok(IntOrPercent::Int(default));
+        };
+        let parsed = match v.strip_suffix('%') {
+            Some(p) => p
+                .parse::<i32>()
+                .ok()
+                .filter(|p| (0..=100).contains(p))
+                .map(IntOrPercent::Percent),
+            None => v
+                .parse::<i32>()
+                .ok()
+                .filter(|n| *n >= 0)
+                .map(IntOrPercent::Int),
+        };
+        parsed.ok_or_else(|| {
+            bad(
+                input,
+                format!("\"{v}\" is not a whole number ≥ 0 or a percentage (e.g. 1 or 25%)"),
+            )
+        })
+    }
+
+    fn is_zero(self) -> bool {
+        matches!(self, IntOrPercent::Int(0) | IntOrPercent::Percent(0))
+    }
+
+    /// The count for `replicas`; percentages round up (`round_up`, as for
+    /// maxSurge) or down (as for maxUnavailable).
+    pub fn resolve(self, replicas: i32, round_up: bool) -> i32 {
+        match self {
+            IntOrPercent::Int(n) => n,
+            IntOrPercent::Percent(p) => {
+                let x = replicas as i64 * p as i64;
+                let n = if round_up { (x + 99) / 100 } else { x / 100 };
+                n as i32
+            }
+        }
+    }
 }
 
 /// What `capacity-check` does when the surge pods cannot be scheduled.
@@ -486,6 +580,47 @@ pub fn from_env(env: &Env) -> Result<Settings, InputError> {
     settle(raw, env, unknown)
 }
 
+/// The process environment as an [`Env`] (issue #8): a non-UTF-8 value of
+/// one of our inputs (`INPUT_*`, `ROLLGUARD_*`) or of a variable we read is
+/// an error naming the variable (exit 2); other non-UTF-8 variables are
+/// dropped.
+pub fn env_from_os<I>(vars: I) -> Result<Env, InputError>
+where
+    I: IntoIterator<Item = (std::ffi::OsString, std::ffi::OsString)>,
+{
+    const READ: &[&str] = &[
+        "KUBECONFIG",
+        "KUBE_CONTEXT",
+        "HOME",
+        "DOCKER_CONFIG",
+        "GITHUB_OUTPUT",
+        "GITHUB_STEP_SUMMARY",
+        "GITHUB_TOKEN",
+        "CI_JOB_URL",
+    ];
+    let mut env = Env::new();
+    for (k, v) in vars {
+        let Ok(k) = k.into_string() else { continue };
+        match v.into_string() {
+            Ok(v) => {
+                env.insert(k, v);
+            }
+            Err(_)
+                if k.starts_with("INPUT_")
+                    || k.starts_with("ROLLGUARD_")
+                    || READ.contains(&k.as_str()) =>
+            {
+                return Err(bad(
+                    "environment",
+                    format!("the value of {k} is not valid UTF-8"),
+                ));
+            }
+            Err(_) => {}
+        }
+    }
+    Ok(env)
+}
+
 fn parse_duration(
     input: &'static str,
     value: Option<&str>,
@@ -513,10 +648,20 @@ fn parse_bool(input: &'static str, value: Option<&str>, default: bool) -> Result
 }
 
 fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, InputError> {
-    let workload = match raw.workload.as_deref() {
+    let workloads = match raw.workload.as_deref() {
         None => return Err(bad("workload", "is required (e.g. deployment/api)")),
-        Some(w) => WorkloadRef::parse(w).map_err(|p| bad("workload", p))?,
+        Some(w) => crate::workload::parse_list(w).map_err(|p| bad("workload", p))?,
     };
+    let workload = workloads[0].clone();
+    let max_surge = IntOrPercent::parse("max-surge", raw.max_surge.as_deref(), 1)?;
+    let max_unavailable =
+        IntOrPercent::parse("max-unavailable", raw.max_unavailable.as_deref(), 0)?;
+    if max_surge.is_zero() && max_unavailable.is_zero() {
+        return Err(bad(
+            "max-surge",
+            "max-surge and max-unavailable cannot both be 0 (the rolling update could never make a step)",
+        ));
+    }
     let preflight = preflight_settings(&raw, env)?;
     if let Some(ns) = &raw.namespace
         && !is_dns_label(ns)
@@ -644,6 +789,9 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
     };
     Ok(Settings {
         workload,
+        workloads,
+        max_surge,
+        max_unavailable,
         namespace: raw.namespace,
         container: raw.container,
         change,
@@ -670,6 +818,7 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         unknown,
         run_origin: run_origin(env),
         preflight,
+        reliability: crate::lock::options(env)?,
     })
 }
 
@@ -957,7 +1106,8 @@ pub fn check_label_key(key: &str) -> Result<(), String> {
 /// 63 and to alphanumeric ends. A digest becomes its first 12 hex digits.
 pub fn sanitise_label_value(tag: &str) -> Option<String> {
     let tag = match tag.strip_prefix("sha256:") {
-        Some(hex) => format!("sha256-{}", &hex[..hex.len().min(12)]),
+        // chars, not bytes: never slices inside a UTF-8 character (issue #8 proptest).
+        Some(hex) => format!("sha256-{}", hex.chars().take(12).collect::<String>()),
         None => tag.to_string(),
     };
     let mapped: String = tag

@@ -15,6 +15,11 @@ pub mod preflight;
 pub mod report;
 pub mod track;
 pub mod workload;
+// Issue #8 (reliability): retries, deploy lock, cancellation, interrupted-run recovery.
+pub mod cancel;
+pub mod lock;
+pub mod recovery;
+pub mod retry;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -184,6 +189,7 @@ async fn finish(
     env: &Env,
     out: &mut (dyn Write + Send),
 ) -> Outcome {
+    lock::flush().await; // Issue #8: the deploy lock's release finishes before we exit.
     report.exit_code = code.code();
     report.result = result;
     report.finished_at = now_rfc3339();
@@ -274,6 +280,7 @@ async fn get_raw(client: &Client, ns: &str, name: &str) -> Result<Value, kube::E
     client.request::<Value>(req).await
 }
 
+#[allow(dead_code)] // Issue #8: our patches go through src/recovery.rs (re-checked on 409/422).
 async fn json_patch_raw(
     client: &Client,
     ns: &str,
@@ -332,6 +339,26 @@ async fn deploy(
 
     // Pre-flight: nothing changes until all of this passed.
     check_permissions(&client, &ns, &name).await?;
+    // Issue #8: take the deploy lock (released when `_lock` drops), then roll
+    // back an interrupted run's orphaned change (src/lock.rs, src/recovery.rs).
+    let _lock = if settings.dry_run {
+        None
+    } else {
+        let kind = settings.workload.kind.as_str();
+        let timeout = settings.rollback_timeout;
+        let begun = lock::begin(
+            &client,
+            &ns,
+            kind,
+            &name,
+            &settings.reliability,
+            timeout,
+            out,
+        )
+        .await
+        .map_err(|(code, message)| stop(code, message))?;
+        Some(begun.guard)
+    };
     let raw = match get_raw(&client, &ns, &name).await {
         Ok(v) => v,
         Err(kube::Error::Api(s)) if s.code == 404 => {
@@ -442,7 +469,32 @@ async fn deploy(
         plan.container, plan.old_image, plan.new_image, settings.version_label, plan.version
     );
     let _ = out.flush();
-    let patched = match json_patch_raw(&client, &ns, &name, &plan.patch).await {
+    // Issue #8: the same patch marks the rollout in progress (for recovery
+    // after a SIGKILL); a 409/422 is re-read and re-checked, never clobbered.
+    let marker = recovery::Marker::new(
+        &settings.reliability.identity,
+        &now,
+        &plan.new_image,
+        &plan.old_image,
+        &plan.previous_template,
+    );
+    recovery::mark(&mut plan.patch, &marker);
+    cancel::set_target(&client, recovery::object_path(&ns, &name));
+    cancel::set_phase(format!(
+        "rolling out {} (previously {})",
+        plan.new_image, plan.old_image
+    ));
+    let previous = plan.previous_template.clone();
+    let patched = match recovery::patch_rechecked(
+        &client,
+        &ns,
+        &name,
+        &mut plan.patch,
+        &previous,
+        &marker,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => {
             return Err(stop(
@@ -457,18 +509,62 @@ async fn deploy(
     };
     tracing::info!("patched deployment/{name} to {}", plan.new_image);
     tracker.set_new_version(&plan.container, &plan.new_image);
-    let code = follow_and_settle(
-        &client,
-        &ns,
-        &name,
-        &patched,
-        &plan,
-        settings,
-        &mut tracker,
-        report,
-        out,
-    )
-    .await;
+    // Issue #8: a SIGTERM/SIGINT (CI cancel) ends the tracking (src/cancel.rs).
+    let cancel = cancel::current();
+    let followed = tokio::select! {
+        code = follow_and_settle(
+            &client,
+            &ns,
+            &name,
+            &patched,
+            &plan,
+            settings,
+            &mut tracker,
+            report,
+            out,
+        ) => Some(code),
+        _ = cancel.cancelled() => None,
+    };
+    let code = match followed {
+        Some(code) => code,
+        None => {
+            let why = cancel.reason().unwrap_or("a signal");
+            let on_cancel = settings.reliability.on_cancel;
+            let _ = writeln!(out, "{}", cancel::announce(why, on_cancel, &plan.old_image));
+            cancel::set_phase(format!("rolling back to {} after a cancel", plan.old_image));
+            let rolled = match on_cancel {
+                cancel::OnCancel::Rollback => {
+                    let mut within_grace = settings.clone();
+                    within_grace.rollback_timeout =
+                        within_grace.rollback_timeout.min(cancel::ROLLBACK_BUDGET);
+                    Some(
+                        roll_back(
+                            &client,
+                            &ns,
+                            &name,
+                            &patched,
+                            &plan,
+                            &within_grace,
+                            &mut tracker,
+                            out,
+                        )
+                        .await,
+                    )
+                }
+                cancel::OnCancel::Leave => None,
+            };
+            Ok(cancel::conclude(
+                why,
+                &settings.workload.to_string(),
+                &plan.new_image,
+                &plan.old_image,
+                rolled,
+                report,
+            ))
+        }
+    };
+    // Issue #8: the run finished (whatever the outcome): clear the in-progress marker.
+    recovery::clear(&client, &ns, &name, &marker).await;
     report.timeline = std::mem::take(&mut tracker.timeline);
     code
 }
@@ -637,7 +733,16 @@ async fn roll_back(
         &plan.previous_template,
         &plan.previous_annotations,
     );
-    let response = match json_patch_raw(client, ns, name, &patch).await {
+    // Issue #8: a lost response of a landed rollback is re-checked, not failed.
+    let response = match recovery::rollback_rechecked(
+        client,
+        ns,
+        name,
+        &patch,
+        &plan.previous_template,
+    )
+    .await
+    {
         Ok(v) => v,
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => {
             return (
@@ -710,39 +815,84 @@ async fn diagnose_failure(
     }
     let (total, _) = dep::new_pod_signals(snap, exp);
     let template = serde_json::from_value(exp.template.clone()).ok();
-    let mut findings =
-        diagnose::findings(signals, total, template.as_ref(), &plan.new_image, &logs);
+    let cluster = if signals.iter().any(|s| s.cause == Cause::Unschedulable) {
+        diagnose_cluster(client, ns).await
+    } else {
+        diagnose::Cluster::default()
+    };
+    let mut findings = diagnose::diagnose(&diagnose::Inputs {
+        signals,
+        total_new_pods: total,
+        template: template.as_ref(),
+        image: &plan.new_image,
+        logs: &logs,
+        cluster: &cluster,
+    });
     if timed_out || cause == Cause::ProgressDeadline {
-        let still = if progress.waiting_for.is_empty() {
-            String::new()
-        } else {
-            format!("; waiting for {}", progress.waiting_for)
-        };
-        let evidence = format!(
-            "desired {}  current {}  up-to-date {}  available {}  (new {}/{} ready){still}",
-            progress.desired,
-            progress.current,
-            progress.up_to_date,
-            progress.available,
-            progress.new_ready,
-            progress.desired
-        );
-        let primary = findings.iter().any(|f| f.cause != Cause::ProgressDeadline);
+        let deadline = signals
+            .iter()
+            .find(|s| s.cause == Cause::ProgressDeadline)
+            .map(|s| s.message.clone());
         findings.retain(|f| f.cause != Cause::ProgressDeadline);
-        findings.push(Finding {
+        let primary = !findings.is_empty();
+        findings.push(diagnose::deadline::finding(
             cause,
-            summary: if primary {
-                format!("{} ({evidence})", cause.title())
+            if timed_out {
+                "timed out"
             } else {
-                format!("{}: no pod-level cause found; {evidence}", cause.title())
+                "progress deadline exceeded"
             },
-            container: None,
-            pods: format!("{}/{} new pods ready", progress.new_ready, progress.desired),
-            evidence: vec![evidence],
-            per_pod: Vec::new(),
-            logs: Vec::new(),
-            fix: "Look at the workload's events (kubectl describe); raise the timeout if the rollout is only slow.".into(),
-        });
+            progress,
+            deadline.as_deref(),
+            primary,
+        ));
     }
     findings
+}
+
+/// Nodes and the pods bound to them, for the scheduling findings. Listing
+/// nodes (cluster-scoped) or pods in all namespaces may be forbidden: then
+/// the finding says so and keeps to the scheduler's message.
+async fn diagnose_cluster(client: &Client, ns: &str) -> diagnose::Cluster {
+    use k8s_openapi::api::core::v1::Node;
+    let mut cluster = diagnose::Cluster {
+        namespace: ns.to_string(),
+        ..Default::default()
+    };
+    let why = |e: &kube::Error, what: &str| match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            format!("node room unknown: listing {what} is forbidden for this identity")
+        }
+        other => format!("node room unknown: listing {what} failed: {other}"),
+    };
+    match Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(l) => cluster.nodes = Some(l.items),
+        Err(e) => {
+            cluster.unavailable = Some(why(&e, "nodes"));
+            return cluster;
+        }
+    }
+    match Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(l) => cluster.pods = Some(l.items),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            match Api::<Pod>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await
+            {
+                Ok(l) => {
+                    cluster.pods = Some(l.items);
+                    cluster.pods_namespace_only = true;
+                }
+                Err(e) => cluster.unavailable = Some(why(&e, "pods")),
+            }
+        }
+        Err(e) => cluster.unavailable = Some(why(&e, "pods")),
+    }
+    cluster
 }

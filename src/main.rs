@@ -28,7 +28,14 @@ fn main() {
         .with_target(false)
         .init();
     rollguard::kube_client::install_crypto_provider();
-    let env = rollguard::process_env();
+    // Issue #8: a non-UTF-8 value of an input is a clean exit 2 naming the variable.
+    let env = match rollguard::config::env_from_os(std::env::vars_os()) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("rollguard: {e}");
+            std::process::exit(rollguard::ExitCode::BadInput.code());
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -40,6 +47,10 @@ fn main() {
         }
     };
     let mut stdout = std::io::stdout();
-    let outcome = runtime.block_on(rollguard::run(&env, &mut stdout));
+    let outcome = runtime.block_on(async {
+        // Issue #8: SIGTERM/SIGINT cancel the run (src/cancel.rs).
+        rollguard::cancel::install_global();
+        rollguard::run(&env, &mut stdout).await
+    });
     std::process::exit(outcome.exit_code);
 }

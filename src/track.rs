@@ -262,7 +262,7 @@ pub async fn follow_rollout(
         let (_, signals) = dep::new_pod_signals(&snap, exp);
         let unschedulable: Vec<&str> = signals
             .iter()
-            .filter(|s| s.cause == Cause::Unschedulable)
+            .filter(|s| matches!(s.cause, Cause::Unschedulable | Cause::ReplicaFailure))
             .map(|s| s.pod.as_str())
             .collect();
         first_unschedulable.retain(|p, _| unschedulable.contains(&p.as_str()));
@@ -392,6 +392,289 @@ pub async fn follow_rollback(
             }
         } else if Instant::now() >= deadline {
             return (false, "the Deployment was not seen".into());
+        }
+    }
+}
+
+// ------------------------------------------------------------ other kinds
+
+/// Live caches for a workload of any kind: its object(s) (as JSON), the
+/// pods of a label selector, and the namespace's events. Used for
+/// StatefulSets, DaemonSets and ReplicationControllers.
+pub struct Watch {
+    objects: Box<dyn Fn() -> Vec<serde_json::Value> + Send + Sync>,
+    pods: Store<Pod>,
+    events: Store<Event>,
+    stream: SelectAll<BoxStream<'static, Option<&'static str>>>,
+    ready: std::collections::BTreeSet<&'static str>,
+}
+
+/// One moment of a [`Watch`].
+#[derive(Debug, Clone, Default)]
+pub struct WatchSnapshot {
+    pub objects: Vec<serde_json::Value>,
+    pub pods: Vec<std::sync::Arc<Pod>>,
+    pub events: Vec<std::sync::Arc<Event>>,
+}
+
+impl WatchSnapshot {
+    /// The object named `name`.
+    pub fn object(&self, name: &str) -> Option<&serde_json::Value> {
+        self.objects.iter().find(|o| {
+            o.pointer("/metadata/name")
+                .and_then(serde_json::Value::as_str)
+                == Some(name)
+        })
+    }
+}
+
+impl Watch {
+    /// Watch objects of kind `K` (the one named `name`, or all of the
+    /// namespace when None), the pods of `pod_selector`, and events.
+    pub fn start<K>(
+        client: &Client,
+        namespace: &str,
+        name: Option<&str>,
+        pod_selector: &str,
+    ) -> Watch
+    where
+        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + serde::Serialize
+            + std::fmt::Debug
+            + Send
+            + Sync
+            + 'static,
+    {
+        let config = match name {
+            Some(n) => watcher::Config::default().fields(&format!("metadata.name={n}")),
+            None => watcher::Config::default(),
+        };
+        let (objects, s1) = reflect(
+            Api::<K>::namespaced(client.clone(), namespace),
+            config,
+            "objects",
+        );
+        let (pods, s2) = reflect(
+            Api::<Pod>::namespaced(client.clone(), namespace),
+            watcher::Config::default().labels(pod_selector),
+            "pods",
+        );
+        let (events, s3) = reflect(
+            Api::<Event>::namespaced(client.clone(), namespace),
+            watcher::Config::default(),
+            "events",
+        );
+        Watch {
+            objects: Box::new(move || {
+                objects
+                    .state()
+                    .iter()
+                    .filter_map(|o| serde_json::to_value(&**o).ok())
+                    .collect()
+            }),
+            pods,
+            events,
+            stream: futures::stream::select_all([s1, s2, s3]),
+            ready: Default::default(),
+        }
+    }
+
+    /// Every cache has finished its first list.
+    pub fn is_ready(&self) -> bool {
+        self.ready.len() == 3
+    }
+
+    /// Wait for a change or the tick, whichever comes first.
+    pub async fn next_change(&mut self) {
+        let tick = tokio::time::sleep(TICK);
+        tokio::select! {
+            item = self.stream.next() => {
+                if let Some(Some(what)) = item {
+                    self.ready.insert(what);
+                }
+            }
+            _ = tick => {}
+        }
+    }
+
+    /// Wait until every cache has listed (or the deadline passed).
+    pub async fn wait_ready(&mut self, deadline: Instant) -> bool {
+        while !self.is_ready() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            self.next_change().await;
+        }
+        true
+    }
+
+    pub fn snapshot(&self) -> WatchSnapshot {
+        WatchSnapshot {
+            objects: (self.objects)(),
+            pods: self.pods.state(),
+            events: self.events.state(),
+        }
+    }
+}
+
+/// The grace and restart-settle clocks, kept on our own clock from when a
+/// state was first seen (as [`follow_rollout`] does for Deployments).
+#[derive(Default)]
+pub struct Clocks {
+    first_unschedulable: BTreeMap<String, Instant>,
+    restarts_seen: BTreeMap<(String, String), (i32, Instant)>,
+}
+
+impl Clocks {
+    /// Update from the new pods' signals and restart counts; the timers now.
+    pub fn update(
+        &mut self,
+        signals: &[Signal],
+        restarts: BTreeMap<(String, String), i32>,
+    ) -> Timers {
+        let now = Instant::now();
+        let unschedulable: Vec<&str> = signals
+            .iter()
+            .filter(|s| s.cause == Cause::Unschedulable)
+            .map(|s| s.pod.as_str())
+            .collect();
+        self.first_unschedulable
+            .retain(|p, _| unschedulable.contains(&p.as_str()));
+        for p in &unschedulable {
+            self.first_unschedulable.entry(p.to_string()).or_insert(now);
+        }
+        for (k, n) in restarts {
+            let e = self.restarts_seen.entry(k).or_insert((0, now));
+            if e.0 != n {
+                *e = (n, now);
+            }
+        }
+        Timers {
+            unschedulable_for: self
+                .first_unschedulable
+                .iter()
+                .map(|(p, t)| (p.clone(), now - *t))
+                .collect(),
+            recently_restarted: self
+                .restarts_seen
+                .iter()
+                .filter(|(_, (n, t))| *n > 0 && now - *t < RESTART_SETTLE)
+                .map(|((p, _), _)| p.clone())
+                .collect(),
+        }
+    }
+}
+
+/// What a kind-specific judge sees of one snapshot: the new pods and how
+/// far the controller is.
+pub struct Judged {
+    pub progress: Progress,
+    /// None when the controller's rollout rule holds.
+    pub waiting_for: Option<String>,
+    pub new_pods: Vec<std::sync::Arc<Pod>>,
+}
+
+/// Follow a StatefulSet/DaemonSet rollout until success, a fail-fast
+/// cause, or the deadline; then bake for `bake` (restarts or a permanent
+/// cause of the new pods fail it).
+pub async fn follow_pods<F>(
+    watch: &mut Watch,
+    limits: &crate::workload::Limits,
+    deadline: Instant,
+    bake: Duration,
+    out: &mut (dyn Write + Send),
+    judge: F,
+) -> Ended
+where
+    F: Fn(&WatchSnapshot) -> Judged,
+{
+    let mut lines = Lines {
+        out,
+        last: String::new(),
+    };
+    let mut clocks = Clocks::default();
+    let mut baked_from: Option<(Instant, BTreeMap<(String, String), i32>)> = None;
+    loop {
+        watch.next_change().await;
+        let snap = watch.snapshot();
+        let j = judge(&snap);
+        let signals = crate::workload::signals_of(&j.new_pods, &snap.events);
+        let restarts = crate::workload::restart_counts(&j.new_pods);
+        let timers = clocks.update(&signals, restarts.clone());
+        if let Some((since, baseline)) = &baked_from {
+            let restarted = restarts
+                .iter()
+                .any(|(k, v)| baseline.get(k).is_some_and(|b| v > b));
+            let permanent = signals.iter().find(|s| s.cause.is_permanent());
+            if restarted || permanent.is_some() {
+                let cause = permanent.map(|s| s.cause).unwrap_or(Cause::CrashLoop);
+                let sigs: Vec<Signal> = signals
+                    .iter()
+                    .filter(|s| {
+                        s.cause == cause
+                            || (restarted && matches!(s.cause, Cause::CrashLoop | Cause::OomKilled))
+                    })
+                    .cloned()
+                    .collect();
+                return Ended::Failed {
+                    progress: j.progress,
+                    cause,
+                    signals: sigs,
+                };
+            }
+            if since.elapsed() >= bake {
+                let _ = writeln!(
+                    lines.out,
+                    "baked for {}: no restarts, every new pod ready",
+                    humantime::format_duration(bake)
+                );
+                return Ended::Succeeded(j.progress);
+            }
+            continue;
+        }
+        if watch.is_ready() {
+            match crate::workload::judge_pods(
+                j.progress,
+                j.waiting_for,
+                signals.clone(),
+                limits,
+                &timers,
+            ) {
+                Verdict::Waiting(p) => lines.show(&p),
+                Verdict::Succeeded(p) => {
+                    lines.show(&p);
+                    if bake.is_zero() {
+                        return Ended::Succeeded(p);
+                    }
+                    let _ = writeln!(
+                        lines.out,
+                        "rollout complete; baking for {}",
+                        humantime::format_duration(bake)
+                    );
+                    baked_from = Some((Instant::now(), restarts));
+                    continue;
+                }
+                Verdict::Failed {
+                    progress,
+                    cause,
+                    signals,
+                } => {
+                    lines.show(&progress);
+                    return Ended::Failed {
+                        progress,
+                        cause,
+                        signals,
+                    };
+                }
+            }
+        }
+        if Instant::now() >= deadline {
+            let j = judge(&snap);
+            let mut progress = j.progress;
+            progress.waiting_for = j.waiting_for.unwrap_or_default();
+            return Ended::TimedOut { progress, signals };
         }
     }
 }

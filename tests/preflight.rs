@@ -571,9 +571,19 @@ async fn capacity_cannot_fit_exits_2_naming_requested_and_free() {
         None,
     ))
     .unwrap();
+    // Let the controller settle (two pending pods, status written).
+    let settled = |h: &Handle| {
+        let d = get(h);
+        d["status"]["observedGeneration"] == d["metadata"]["generation"]
+            && d["status"]["replicas"] == 2
+            && d["status"]["unavailableReplicas"] == 2
+            && h.list("v1", "Pod", "default").len() == 2
+    };
+    assert!(h.wait_for(WAIT, settled).await, "{:#}", get(&h));
     let before = resource_version(&h);
     let (o, out) = rollguard(&capacity_env(&h, &[])).await;
     assert_eq!(o.exit_code, 2, "{out}");
+    assert_eq!(template_image(&h), "example/api:v1");
     assert!(
         out.contains("cpu requested: 2500m, used: 0m of 2000m on node-1 (free 2000m)"),
         "{out}"

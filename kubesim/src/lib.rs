@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod clock;

@@ -2,10 +2,22 @@
 //! pod shows) → findings (cause, container, how many pods, evidence, fix).
 //! Pure functions; the shell fetches logs and hands them in.
 
+pub mod config;
+pub mod crash;
+pub mod deadline;
+pub mod image;
+pub mod probe;
+pub mod redact;
+pub mod replicaset;
+pub mod scheduling;
+
 use std::collections::BTreeMap;
 
-use k8s_openapi::api::core::v1::{Container, Event, Pod, PodTemplateSpec};
+use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodTemplateSpec};
 use serde::Serialize;
+
+pub use redact::redact;
+pub use replicaset::replica_set_signals;
 
 /// Why a rollout failed (or is stuck).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -20,6 +32,8 @@ pub enum Cause {
     OomKilled,
     Unschedulable,
     ReadinessFailing,
+    /// The new ReplicaSet cannot create its pods (quota, admission).
+    ReplicaFailure,
     ProgressDeadline,
     Timeout,
 }
@@ -47,6 +61,7 @@ impl Cause {
             Cause::OomKilled => "container killed: out of memory",
             Cause::Unschedulable => "pods cannot be scheduled",
             Cause::ReadinessFailing => "readiness probe failing",
+            Cause::ReplicaFailure => "new pods cannot be created",
             Cause::ProgressDeadline => "progress deadline exceeded",
             Cause::Timeout => "timed out",
         }
@@ -240,12 +255,14 @@ pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
                 }) {
                     let oom = t.reason.as_deref() == Some("OOMKilled");
                     let message = format!(
-                        "terminated with exit code {} ({}){}",
+                        "exit code {}, reason {}{}",
                         t.exit_code,
                         t.reason.as_deref().unwrap_or("Error"),
                         t.message
                             .as_deref()
-                            .map(|m| format!(": {}", m.trim()))
+                            .map(str::trim)
+                            .filter(|m| !m.is_empty())
+                            .map(|m| format!(", termination message: {m}"))
                             .unwrap_or_default()
                     );
                     let cause = if oom {
@@ -273,30 +290,7 @@ pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
     out
 }
 
-/// Redact values that look like secrets in a log line.
-pub fn redact(line: &str) -> String {
-    let lower = line.to_ascii_lowercase();
-    for key in [
-        "password",
-        "passwd",
-        "secret",
-        "token",
-        "api_key",
-        "apikey",
-        "authorization",
-    ] {
-        if let Some(i) = lower.find(key) {
-            let rest = &line[i + key.len()..];
-            if let Some(j) = rest.find(['=', ':']) {
-                let cut = i + key.len() + j + 1;
-                return format!("{} [REDACTED]", line[..cut].trim_end());
-            }
-        }
-    }
-    line.to_string()
-}
-
-fn container_spec<'a>(
+pub(crate) fn container_spec<'a>(
     template: Option<&'a PodTemplateSpec>,
     name: Option<&str>,
 ) -> Option<&'a Container> {
@@ -307,7 +301,7 @@ fn container_spec<'a>(
         .find(|c| Some(c.name.as_str()) == name)
 }
 
-fn resource(c: Option<&Container>, kind: &str, name: &str) -> Option<String> {
+pub(crate) fn resource(c: Option<&Container>, kind: &str, name: &str) -> Option<String> {
     let r = c?.resources.as_ref()?;
     let map = if kind == "limits" {
         r.limits.as_ref()?
@@ -315,6 +309,46 @@ fn resource(c: Option<&Container>, kind: &str, name: &str) -> Option<String> {
         r.requests.as_ref()?
     };
     map.get(name).map(|q| q.0.clone())
+}
+
+/// What the cluster showed besides the new pods, for the scheduling
+/// findings: nodes and the pods bound to them, or why they could not be read.
+#[derive(Debug, Clone, Default)]
+pub struct Cluster {
+    /// The namespace of the workload.
+    pub namespace: String,
+    /// All nodes, or None when they could not be listed.
+    pub nodes: Option<Vec<Node>>,
+    /// Pods that may be bound to those nodes (all namespaces when allowed).
+    pub pods: Option<Vec<Pod>>,
+    /// The pods above are only this namespace's (listing all was forbidden).
+    pub pods_namespace_only: bool,
+    /// Why nodes or pods could not be listed, said in the finding.
+    pub unavailable: Option<String>,
+}
+
+/// Everything the findings are made from.
+pub struct Inputs<'a> {
+    pub signals: &'a [Signal],
+    /// The number of pods of the new ReplicaSet.
+    pub total_new_pods: usize,
+    /// The new pod template.
+    pub template: Option<&'a PodTemplateSpec>,
+    pub image: &'a str,
+    /// (pod, container) → the previous instance's log tail.
+    pub logs: &'a BTreeMap<(String, String), Vec<String>>,
+    pub cluster: &'a Cluster,
+}
+
+/// A finding's words: one-line summary and the fix.
+pub(crate) struct Words {
+    pub summary: String,
+    pub fix: String,
+}
+
+/// `spec.template.spec.containers[NAME]`, the path a fix names.
+pub(crate) fn container_path(name: &str) -> String {
+    format!("spec.template.spec.containers[{name}]")
 }
 
 /// Group signals into findings. `total_new_pods` is the number of pods of
@@ -326,8 +360,21 @@ pub fn findings(
     image: &str,
     logs: &BTreeMap<(String, String), Vec<String>>,
 ) -> Vec<Finding> {
+    diagnose(&Inputs {
+        signals,
+        total_new_pods,
+        template,
+        image,
+        logs,
+        cluster: &Cluster::default(),
+    })
+}
+
+/// Group signals into findings, one per cause and container, deduplicated
+/// across pods ("3/3 new pods"), the most decisive first.
+pub fn diagnose(input: &Inputs<'_>) -> Vec<Finding> {
     let mut groups: BTreeMap<(Cause, Option<String>), Vec<&Signal>> = BTreeMap::new();
-    for s in signals {
+    for s in input.signals {
         groups
             .entry((s.cause, s.container.clone()))
             .or_default()
@@ -347,124 +394,59 @@ pub fn findings(
         evidence.truncate(5);
         let per_pod = sigs
             .iter()
+            .filter(|_| cause != Cause::ReplicaFailure)
             .map(|s| format!("{}: {} (restarts {})", s.pod, s.message, s.restarts))
             .collect();
-        let spec = container_spec(template, container.as_deref());
+        let spec = container_spec(input.template, container.as_deref());
         let cname = container.clone().unwrap_or_default();
-        let exit = sigs.iter().find_map(|s| s.exit_code);
-        let (summary, fix) = match cause {
-            Cause::ImageNotFound => (
-                format!("image {image} was not found in the registry"),
-                "Push the image, or fix the repository/tag spelling in the image or tag input.".to_string(),
-            ),
-            Cause::ImageUnauthorized => (
-                format!("the registry refused to serve {image} (unauthorized or denied)"),
-                "Give the pods pull access: add or fix imagePullSecrets on the pod template or service account, or check the repository's permissions.".to_string(),
-            ),
-            Cause::InvalidImage => (
-                format!("\"{image}\" is not a valid image reference"),
-                "Fix the image string: lower-case repository, optional :tag or @sha256:digest.".to_string(),
-            ),
-            Cause::ImagePullTransient => (
-                format!("pulling {image} keeps failing with transient registry errors"),
-                "Check the registry's availability and the nodes' network; rerun when the registry is healthy.".to_string(),
-            ),
-            Cause::ContainerConfig => (
-                format!("container {cname} cannot be created: {}", evidence.first().cloned().unwrap_or_default()),
-                "Create the missing Secret/ConfigMap (or key) in this namespace, or fix the reference in the pod template (env, envFrom, volumes).".to_string(),
-            ),
-            Cause::CrashLoop => {
-                let code = exit.map(|c| format!(" with exit code {c}")).unwrap_or_default();
-                let fix = if exit == Some(0) {
-                    "The process exits 0 on its own: is it meant to exit? A run-to-completion task belongs in a Job (restartPolicy: OnFailure), not a Deployment.".to_string()
+        let first = evidence.first().cloned().unwrap_or_default();
+        let words = match cause {
+            Cause::ImageNotFound
+            | Cause::ImageUnauthorized
+            | Cause::InvalidImage
+            | Cause::ImagePullTransient => image::words(cause, input.image, &cname, &first),
+            Cause::ContainerConfig => config::words(&cname, &first, spec, &input.cluster.namespace),
+            Cause::CrashLoop => crash::crash_words(&cname, &sigs),
+            Cause::OomKilled => crash::oom_words(&cname, spec),
+            Cause::Unschedulable => scheduling::words(&first, input.template, input.cluster),
+            Cause::ReadinessFailing => probe::words(&cname, &first, spec),
+            Cause::ReplicaFailure => replicaset::words(&first, &input.cluster.namespace),
+            Cause::ProgressDeadline | Cause::Timeout => Words {
+                summary: if first.is_empty() {
+                    cause.title().to_string()
                 } else {
-                    "Read the log lines above (kubectl logs --previous) and fix the start-up error of the new build.".to_string()
-                };
-                (format!("container {cname} of the new version keeps exiting{code}"), fix)
-            }
-            Cause::OomKilled => {
-                let limit = resource(spec, "limits", "memory");
-                let lim = limit.as_deref().map(|l| format!(" (memory limit {l})")).unwrap_or_default();
-                (
-                    format!("container {cname} was killed for using too much memory{lim}"),
-                    match limit {
-                        Some(l) => format!("Raise resources.limits.memory of container {cname} above {l}, or fix the memory growth of the new build."),
-                        None => format!("Container {cname} has no memory limit: the node ran out of memory; set resources.requests/limits.memory or fix the memory growth."),
-                    },
-                )
-            }
-            Cause::Unschedulable => {
-                let req = |r: &str| {
-                    template
-                        .and_then(|t| t.spec.as_ref())
-                        .map(|s| {
-                            s.containers
-                                .iter()
-                                .filter_map(|c| resource(Some(c), "requests", r).map(|q| format!("{}={q}", c.name)))
-                                .collect::<Vec<_>>()
-                                .join(", ")
-                        })
-                        .unwrap_or_default()
-                };
-                let (cpu, mem) = (req("cpu"), req("memory"));
-                let mut requests = Vec::new();
-                if !cpu.is_empty() {
-                    requests.push(format!("cpu requests {cpu}"));
-                }
-                if !mem.is_empty() {
-                    requests.push(format!("memory requests {mem}"));
-                }
-                let requested = if requests.is_empty() { String::new() } else { format!(" The pod asks for {}.", requests.join("; ")) };
-                (
-                    format!("new pods cannot be scheduled: {}", evidence.first().cloned().unwrap_or_default()),
-                    format!("Lower the pod's resource requests, run fewer replicas or less surge (maxSurge), or add nodes; check taints and nodeSelector.{requested}"),
-                )
-            }
-            Cause::ReadinessFailing => {
-                use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
-                let probe = spec
-                    .and_then(|c| c.readiness_probe.as_ref())
-                    .map(|p| match (&p.http_get, &p.tcp_socket, &p.exec) {
-                        (Some(h), _, _) => {
-                            let port = match &h.port {
-                                IntOrString::Int(i) => i.to_string(),
-                                IntOrString::String(s) => s.clone(),
-                            };
-                            format!(" (httpGet {} on port {port})", h.path.as_deref().unwrap_or("/"))
-                        }
-                        (_, Some(_), _) => " (tcpSocket)".to_string(),
-                        (_, _, Some(_)) => " (exec)".to_string(),
-                        _ => String::new(),
-                    })
-                    .unwrap_or_default();
-                (
-                    format!("container {cname} runs but never becomes ready: {}", evidence.first().cloned().unwrap_or_default()),
-                    format!("Check the readiness probe{probe} against what the new build serves (path, port, start-up time), or fix the app's health endpoint."),
-                )
-            }
-            Cause::ProgressDeadline | Cause::Timeout => (
-                evidence.first().cloned().unwrap_or_else(|| cause.title().to_string()),
-                "No pod-level cause was found: look at the workload's events; raise the timeout if the rollout is just slow.".to_string(),
-            ),
+                    first.clone()
+                },
+                fix: deadline::FIX.to_string(),
+            },
         };
         let mut log_tail = Vec::new();
         for p in &pods {
-            if let Some(lines) = logs.get(&(p.to_string(), cname.clone()))
+            if let Some(lines) = input.logs.get(&(p.to_string(), cname.clone()))
                 && !lines.is_empty()
             {
                 log_tail = lines.iter().map(|l| redact(l)).collect();
                 break;
             }
         }
+        let pods_text = if cause == Cause::ReplicaFailure {
+            format!("{} of the new pods created", input.total_new_pods)
+        } else {
+            format!(
+                "{}/{} new pods",
+                pods.len(),
+                input.total_new_pods.max(pods.len())
+            )
+        };
         out.push(Finding {
             cause,
-            summary,
+            summary: words.summary,
             container,
-            pods: format!("{}/{} new pods", pods.len(), total_new_pods.max(pods.len())),
+            pods: pods_text,
             evidence,
             per_pod,
             logs: log_tail,
-            fix,
+            fix: words.fix,
         });
     }
     // The most decisive cause first.
@@ -551,6 +533,6 @@ mod tests {
             classify_pull_error("dial tcp: i/o timeout"),
             Cause::ImagePullTransient
         );
-        assert_eq!(redact("DB_PASSWORD=hunter2"), "DB_PASSWORD= [REDACTED]");
+        assert_eq!(redact("DB_PASSWORD=hunter2"), "DB_PASSWORD=[REDACTED]");
     }
 }

@@ -13,6 +13,7 @@ use std::io::Write;
 
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, Secret};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::ListParams;
 use kube::{Api, Client};
 use serde_json::Value;
@@ -47,9 +48,37 @@ pub async fn run(
         .as_ref()
         .and_then(|s| s.template.spec.clone())
         .unwrap_or_default();
+    let selector = deployment
+        .spec
+        .as_ref()
+        .map(|s| s.selector.clone())
+        .unwrap_or_default();
+    let strategy = capacity::strategy(deployment);
+    run_for(
+        client, ns, &spec, &selector, strategy, container, new_image, pf, out,
+    )
+    .await
+}
+
+/// The same checks for any workload kind: its pod template's spec, the
+/// selector of its current pods, and the surge its update strategy allows
+/// (a ReplicationController's client-side rolling update: surge 1,
+/// unavailable 0).
+#[allow(clippy::too_many_arguments)]
+pub async fn run_for(
+    client: &Client,
+    ns: &str,
+    spec: &PodSpec,
+    selector: &LabelSelector,
+    strategy: capacity::Strategy,
+    container: &str,
+    new_image: &str,
+    pf: &Preflight,
+    out: &mut (dyn Write + Send),
+) -> Result<Passed, Box<Finding>> {
     let mut passed = Passed::default();
     if pf.verify_image
-        && let Some(digest) = check_image(client, ns, &spec, container, new_image, pf, out).await?
+        && let Some(digest) = check_image(client, ns, spec, container, new_image, pf, out).await?
         && pf.pin_digest
     {
         passed.pinned_image = Some(registry::pinned(new_image, &digest));
@@ -58,8 +87,9 @@ pub async fn run(
         check_capacity(
             client,
             ns,
-            deployment,
-            &spec,
+            selector,
+            strategy,
+            spec,
             container,
             pf.capacity_check,
             out,
@@ -221,10 +251,12 @@ fn forbidden(e: &kube::Error) -> bool {
 }
 
 /// The capacity check.
+#[allow(clippy::too_many_arguments)]
 async fn check_capacity(
     client: &Client,
     ns: &str,
-    deployment: &Deployment,
+    selector: &LabelSelector,
+    strategy: capacity::Strategy,
     spec: &PodSpec,
     container: &str,
     mode: CapacityCheck,
@@ -269,20 +301,14 @@ async fn check_capacity(
             return Ok(());
         }
     };
-    let selector = deployment
-        .spec
-        .as_ref()
-        .map(|s| s.selector.clone())
-        .unwrap_or_default();
     let empty = Default::default();
     let old: Vec<&Pod> = pods
         .iter()
         .filter(|p| {
             p.metadata.namespace.as_deref() == Some(ns)
-                && capacity::selects(&selector, p.metadata.labels.as_ref().unwrap_or(&empty))
+                && capacity::selects(selector, p.metadata.labels.as_ref().unwrap_or(&empty))
         })
         .collect();
-    let strategy = capacity::strategy(deployment);
     match capacity::assess(&nodes, &pods, &old, spec, strategy, container) {
         capacity::Assessment::Fits { new_pods } => {
             let _ = writeln!(

@@ -69,6 +69,61 @@ pub struct Report {
     /// Old vs new ready pods over the rollout's time (the Mermaid chart of
     /// the Markdown sinks); empty when not tracked.
     pub timeline: Vec<markdown::Sample>,
+    /// One entry per workload when the run rolled a StatefulSet, DaemonSet,
+    /// ReplicationController or several workloads (empty for the classic
+    /// single-Deployment run). The top-level fields above then summarise:
+    /// for one workload they are that workload's; for a group `workload`
+    /// lists them all, `cause`/`findings` are those of the workloads that
+    /// failed (each summary prefixed with its workload).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub workloads: Vec<WorkloadReport>,
+}
+
+/// The outcome of one workload of a run.
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkloadReport {
+    /// `kind/name` as given.
+    pub workload: String,
+    pub result: Conclusion,
+    pub exit_code: i32,
+    pub headline: String,
+    pub container: Option<String>,
+    pub previous_image: Option<String>,
+    pub image: Option<String>,
+    pub version: Option<String>,
+    pub cause: Option<String>,
+    pub findings: Vec<Finding>,
+    pub rollback: Option<Rollback>,
+    pub progress: Option<Progress>,
+    pub revision: Option<String>,
+    pub patch: Option<Value>,
+    pub previous_template: Option<Value>,
+    /// What was done beyond the patch, in order (ReplicationController
+    /// scaling steps, resumed updates, pods deleted by a forced rollback).
+    pub notes: Vec<String>,
+}
+
+impl WorkloadReport {
+    pub fn new(workload: String) -> WorkloadReport {
+        WorkloadReport {
+            workload,
+            result: Conclusion::Invalid,
+            exit_code: 2,
+            headline: String::new(),
+            container: None,
+            previous_image: None,
+            image: None,
+            version: None,
+            cause: None,
+            findings: Vec::new(),
+            rollback: None,
+            progress: None,
+            revision: None,
+            patch: None,
+            previous_template: None,
+            notes: Vec::new(),
+        }
+    }
 }
 
 impl Report {
@@ -96,6 +151,7 @@ impl Report {
             patch: None,
             previous_template: None,
             timeline: Vec::new(),
+            workloads: Vec::new(),
         }
     }
 }

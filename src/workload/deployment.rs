@@ -409,10 +409,12 @@ pub fn new_pod_signals(snap: &Snapshot, exp: &Expectations) -> (usize, Vec<Signa
         None => (0, Vec::new()),
         Some(rs) => {
             let pods = pods_of(snap, rs);
-            let signals = pods
+            let mut signals: Vec<Signal> = pods
                 .iter()
                 .flat_map(|p| diagnose::pod_signals(p, &events))
                 .collect();
+            // The ReplicaSet cannot create pods (quota, admission): FailedCreate.
+            signals.extend(diagnose::replica_set_signals(rs, &events));
             (pods.len(), signals)
         }
     }
@@ -502,7 +504,8 @@ pub fn judge(snap: &Snapshot, exp: &Expectations, timers: &Timers) -> Verdict {
         .filter(|s| match s.cause {
             c if c.is_permanent() => true,
             Cause::CrashLoop | Cause::OomKilled => s.restarts >= exp.restart_threshold,
-            Cause::Unschedulable => timers
+            // Keyed by pod, or by the ReplicaSet for FailedCreate.
+            Cause::Unschedulable | Cause::ReplicaFailure => timers
                 .unschedulable_for
                 .get(&s.pod)
                 .is_some_and(|t| *t >= exp.unschedulable_grace),
@@ -788,6 +791,47 @@ mod tests {
             judge(&snap, &exp, &Timers::default()),
             Verdict::Waiting(_)
         ));
+    }
+
+    #[test]
+    fn failed_create_of_the_new_replica_set_fails_after_grace() {
+        let (mut snap, raw) = snapshot("02-mid-rollout-slow", "web");
+        let exp = expectations(&raw, None);
+        let rs = new_replica_set(&snap, &exp).unwrap().clone();
+        let name = rs.metadata.name.clone().unwrap();
+        let mut failing = (*rs).clone();
+        let status = failing.status.get_or_insert_with(Default::default);
+        status.conditions = Some(vec![serde_json::from_value(serde_json::json!({
+            "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate",
+            "message": "pods \"web-abc-xyz\" is forbidden: exceeded quota: compute, requested: cpu=500m, used: cpu=1500m, limited: cpu=2"
+        }))
+        .unwrap()]);
+        snap.replica_sets = snap
+            .replica_sets
+            .iter()
+            .map(|r| {
+                if r.metadata.name.as_deref() == Some(name.as_str()) {
+                    Arc::new(failing.clone())
+                } else {
+                    r.clone()
+                }
+            })
+            .collect();
+        assert!(matches!(
+            judge(&snap, &exp, &Timers::default()),
+            Verdict::Waiting(_)
+        ));
+        let mut timers = Timers::default();
+        timers
+            .unschedulable_for
+            .insert(name, Duration::from_secs(31));
+        match judge(&snap, &exp, &timers) {
+            Verdict::Failed { cause, signals, .. } => {
+                assert_eq!(cause, Cause::ReplicaFailure);
+                assert!(signals[0].message.contains("exceeded quota: compute"));
+            }
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]

@@ -332,6 +332,9 @@ pub(crate) fn create_in(
         ));
     }
     validate::validate(rt, &obj, None)?;
+    if rt.group.is_empty() && rt.plural == "pods" {
+        crate::admission::admit_pod(sim, ns, &mut obj)?;
+    }
     if dry_run {
         if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
             let prefix = obj["metadata"]["generateName"]

@@ -1,0 +1,221 @@
+//! How each tool is run on a scenario, as a CI job would run it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use crate::proc::{self, ProcOut};
+use crate::scenario::Scenario;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Tool {
+    Rollguard,
+    Kubectl,
+    Helm,
+}
+
+impl Tool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Tool::Rollguard => "rollguard",
+            Tool::Kubectl => "kubectl",
+            Tool::Helm => "helm",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Tool> {
+        match s {
+            "rollguard" => Some(Tool::Rollguard),
+            "kubectl" => Some(Tool::Kubectl),
+            "helm" => Some(Tool::Helm),
+            _ => None,
+        }
+    }
+}
+
+/// Paths and the cluster-time scaling shared by every run.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    pub rollguard: PathBuf,
+    pub kubectl: PathBuf,
+    pub helm: PathBuf,
+    pub speed: f64,
+    /// `--server-side` for helm (`auto`, `true` or `false`).
+    pub helm_server_side: String,
+}
+
+impl Setup {
+    /// A tool-side duration that stands for `sim_secs` of cluster time.
+    pub fn scaled(&self, sim_secs: f64) -> String {
+        format!("{}ms", ((sim_secs / self.speed) * 1000.0).round() as u64)
+    }
+}
+
+/// What one tool did on one scenario run.
+#[derive(Debug)]
+pub struct ToolRun {
+    pub procs: Vec<ProcOut>,
+    /// When the tool said what happened (its verdict line, else its exit).
+    pub verdict: Instant,
+    /// The tool said the rollout failed.
+    pub reported_failure: bool,
+    /// Every process the tool ran for the rollout exited 0 (in the end).
+    pub all_ok: bool,
+}
+
+/// Per-run paths: a fresh HOME (no discovery or Helm cache from a previous
+/// run), the kubeconfig, the chart.
+pub struct RunDirs<'a> {
+    pub home: &'a Path,
+    pub kubeconfig: &'a Path,
+    pub chart: &'a Path,
+}
+
+const LIMIT: Duration = Duration::from_secs(240);
+
+fn base(program: &Path, dirs: &RunDirs) -> Command {
+    let mut c = Command::new(program);
+    c.env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("HOME", dirs.home)
+        .env("KUBECONFIG", dirs.kubeconfig)
+        .env("NO_COLOR", "1");
+    c
+}
+
+/// `helm upgrade --install` of the chart with `image`.
+pub fn helm_cmd(
+    setup: &Setup,
+    scn: &Scenario,
+    dirs: &RunDirs,
+    image: &str,
+    measured: bool,
+) -> Command {
+    let mut c = base(&setup.helm, dirs);
+    c.args(["upgrade", "--install", "web"])
+        .arg(dirs.chart)
+        .args(["--namespace", "default"])
+        .arg(format!("--set=image={image}"))
+        .arg(format!("--set=replicas={}", scn.replicas))
+        .arg(format!("--set=count={}", scn.deployments))
+        .arg(format!("--server-side={}", setup.helm_server_side));
+    if let Some(cpu) = scn.cpu_request {
+        c.arg(format!("--set=cpu={cpu}"));
+    }
+    if measured {
+        // helm's default --timeout is 5m; in cluster time.
+        c.args(["--wait", "--rollback-on-failure", "--timeout"])
+            .arg(setup.scaled(300.0));
+    } else {
+        c.args(["--wait", "--timeout", "120s"]);
+    }
+    c
+}
+
+pub async fn run(
+    setup: &Setup,
+    tool: Tool,
+    scn: &Scenario,
+    dirs: &RunDirs<'_>,
+) -> anyhow::Result<ToolRun> {
+    match tool {
+        Tool::Rollguard => rollguard(setup, scn, dirs).await,
+        Tool::Kubectl => kubectl(setup, scn, dirs).await,
+        Tool::Helm => helm(setup, scn, dirs).await,
+    }
+}
+
+/// rollguard with its defaults, the cluster-time durations scaled, and the
+/// pre-flight checks off (the peers have none; with them on, the missing tag
+/// and the unschedulable surge are stopped before the patch).
+async fn rollguard(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::Result<ToolRun> {
+    let mut procs = Vec::new();
+    let mut verdict = None;
+    let mut reported_failure = false;
+    // One process per Deployment (multi-workload runs: issue #6).
+    for name in scn.names() {
+        let mut c = base(&setup.rollguard, dirs);
+        c.env("ROLLGUARD_KUBECONFIG", dirs.kubeconfig)
+            .env("ROLLGUARD_WORKLOAD", format!("deployment/{name}"))
+            .env("ROLLGUARD_TAG", scn.new_tag)
+            .env("ROLLGUARD_TIMEOUT", setup.scaled(300.0))
+            .env("ROLLGUARD_ROLLBACK_TIMEOUT", setup.scaled(300.0))
+            .env("ROLLGUARD_UNSCHEDULABLE_GRACE", setup.scaled(30.0))
+            .env("ROLLGUARD_VERIFY_IMAGE", "false")
+            .env("ROLLGUARD_CAPACITY_CHECK", "off");
+        let p = proc::run_async(c, LIMIT).await?;
+        let line = p
+            .stdout
+            .iter()
+            .find(|(_, l)| l.starts_with("rollout of "))
+            .map(|(t, _)| *t);
+        verdict = Some(line.unwrap_or(p.exited));
+        reported_failure |= !p.ok();
+        procs.push(p);
+    }
+    let all_ok = procs.iter().all(ProcOut::ok);
+    Ok(ToolRun {
+        verdict: verdict.unwrap_or_else(Instant::now),
+        procs,
+        reported_failure,
+        all_ok,
+    })
+}
+
+/// `kubectl set image` + `kubectl rollout status` (no --timeout: it ends at
+/// the progress deadline), and on failure `rollout undo` + `rollout status`.
+async fn kubectl(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::Result<ToolRun> {
+    let mut procs = Vec::new();
+    let mut verdict = None;
+    let mut reported_failure = false;
+    let mut all_ok = true;
+    for name in scn.names() {
+        let dep = format!("deployment/{name}");
+        let mut set = base(&setup.kubectl, dirs);
+        set.args(["set", "image", &dep])
+            .arg(format!("web={}", scn.new_image()));
+        let p = proc::run_async(set, LIMIT).await?;
+        if !p.ok() {
+            anyhow::bail!("kubectl set image failed: {}", p.text());
+        }
+        procs.push(p);
+        let mut status = base(&setup.kubectl, dirs);
+        status.args(["rollout", "status", &dep]);
+        let p = proc::run_async(status, LIMIT).await?;
+        verdict = Some(p.exited);
+        let failed = !p.ok();
+        procs.push(p);
+        if failed {
+            reported_failure = true;
+            let mut undo = base(&setup.kubectl, dirs);
+            undo.args(["rollout", "undo", &dep]);
+            let p = proc::run_async(undo, LIMIT).await?;
+            all_ok &= p.ok();
+            procs.push(p);
+            let mut status = base(&setup.kubectl, dirs);
+            status.args(["rollout", "status", &dep]);
+            let p = proc::run_async(status, LIMIT).await?;
+            all_ok &= p.ok();
+            procs.push(p);
+        }
+    }
+    Ok(ToolRun {
+        verdict: verdict.unwrap_or_else(Instant::now),
+        procs,
+        reported_failure,
+        all_ok,
+    })
+}
+
+/// One `helm upgrade --install --wait --rollback-on-failure` of the release
+/// that holds every Deployment of the scenario.
+async fn helm(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::Result<ToolRun> {
+    let c = helm_cmd(setup, scn, dirs, &scn.new_image(), true);
+    let p = proc::run_async(c, LIMIT).await?;
+    Ok(ToolRun {
+        verdict: p.exited,
+        reported_failure: !p.ok(),
+        all_ok: p.ok(),
+        procs: vec![p],
+    })
+}

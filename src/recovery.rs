@@ -1,0 +1,460 @@
+//! Interrupted-run recovery (issue #8).
+//!
+//! rollguard keeps no release state, so the workload carries it: the patch
+//! that starts a rollout also sets [`IN_PROGRESS`] (the run's identity, when
+//! it started, the images and the exact pre-patch template — gzip + base64
+//! when large), and every run that finishes clears it ([`clear`]). A run
+//! killed with SIGKILL (or a runner that vanished) leaves it behind; the next
+//! run on that workload finds it ([`recover_if_needed`]), says so, and rolls
+//! the orphaned change back to the template it replaced before going on
+//! (when the template is already back, it only clears the marker).
+
+use std::io::{Read, Write};
+use std::time::Duration;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::workload::deployment as dep;
+
+/// The annotation of a rollout in progress.
+pub const IN_PROGRESS: &str = "rollguard.dev/in-progress";
+/// Templates larger than this (as JSON) are stored gzip + base64.
+const COMPRESS_ABOVE: usize = 2048;
+const GZIP_PREFIX: &str = "gzip+base64:";
+
+/// The value of [`IN_PROGRESS`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Marker {
+    /// Who started the rollout (CI run URL, else host + pid).
+    pub run: String,
+    pub started: String,
+    pub image: String,
+    pub previous_image: String,
+    /// The pre-patch `spec.template`: JSON, or `gzip+base64:…` of its JSON.
+    pub template: Value,
+}
+
+impl Marker {
+    pub fn new(
+        run: &str,
+        started: &str,
+        image: &str,
+        previous_image: &str,
+        template: &Value,
+    ) -> Marker {
+        let text = template.to_string();
+        let template = if text.len() > COMPRESS_ABOVE {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+            let packed = gz.write_all(text.as_bytes()).and_then(|_| gz.finish());
+            match packed {
+                Ok(bytes) => Value::String(format!(
+                    "{GZIP_PREFIX}{}",
+                    base64::engine::general_purpose::STANDARD.encode(bytes)
+                )),
+                Err(_) => template.clone(),
+            }
+        } else {
+            template.clone()
+        };
+        Marker {
+            run: run.to_string(),
+            started: started.to_string(),
+            image: image.to_string(),
+            previous_image: previous_image.to_string(),
+            template,
+        }
+    }
+
+    /// The pre-patch template, unpacked.
+    pub fn previous_template(&self) -> Option<Value> {
+        match &self.template {
+            Value::String(s) => {
+                let b64 = s.strip_prefix(GZIP_PREFIX)?;
+                let bytes = base64::engine::general_purpose::STANDARD.decode(b64).ok()?;
+                let mut text = String::new();
+                flate2::read::GzDecoder::new(bytes.as_slice())
+                    .take(8 * 1024 * 1024)
+                    .read_to_string(&mut text)
+                    .ok()?;
+                serde_json::from_str(&text).ok()
+            }
+            Value::Object(_) => Some(self.template.clone()),
+            _ => None,
+        }
+    }
+
+    pub fn encode(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// The marker on a workload (raw JSON), if any and readable.
+pub fn marker_of(workload: &Value) -> Option<Marker> {
+    let v = workload
+        .pointer(&format!(
+            "/metadata/annotations/{}",
+            dep::pointer_segment(IN_PROGRESS)
+        ))?
+        .as_str()?;
+    serde_json::from_str(v).ok()
+}
+
+/// Add the marker to a planned JSON Patch (same patch: set atomically with
+/// the new template).
+pub fn mark(patch: &mut Value, marker: &Marker) {
+    let value = marker.encode();
+    let Some(ops) = patch.as_array_mut() else {
+        return;
+    };
+    // The plan adds the whole annotations map when the object has none.
+    if let Some(map) = ops
+        .iter_mut()
+        .find(|op| op["path"] == "/metadata/annotations" && op["op"] == "add")
+        .and_then(|op| op.get_mut("value"))
+        .and_then(Value::as_object_mut)
+    {
+        map.insert(IN_PROGRESS.to_string(), Value::String(value));
+        return;
+    }
+    ops.push(json!({
+        "op": "add",
+        "path": format!("/metadata/annotations/{}", dep::pointer_segment(IN_PROGRESS)),
+        "value": value,
+    }));
+}
+
+/// `/apis/apps/v1/namespaces/NS/deployments/NAME`
+pub fn object_path(ns: &str, name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+}
+
+/// Send a JSON Patch to an object path.
+pub async fn json_patch(
+    client: &kube::Client,
+    path: &str,
+    patch: &Value,
+) -> Result<Value, kube::Error> {
+    let req = http::Request::builder()
+        .method(http::Method::PATCH)
+        .uri(format!("{path}?fieldManager=rollguard"))
+        .header(http::header::CONTENT_TYPE, "application/json-patch+json")
+        .body(patch.to_string().into_bytes())
+        .map_err(kube::Error::HttpError)?;
+    client.request::<Value>(req).await
+}
+
+async fn get(client: &kube::Client, path: &str) -> Result<Value, kube::Error> {
+    let req = http::Request::builder()
+        .method(http::Method::GET)
+        .uri(path)
+        .body(Vec::new())
+        .map_err(kube::Error::HttpError)?;
+    client.request::<Value>(req).await
+}
+
+/// Remove our marker at the end of a run (only if it is the one we set).
+pub async fn clear(client: &kube::Client, ns: &str, name: &str, marker: &Marker) {
+    let path = format!(
+        "/metadata/annotations/{}",
+        dep::pointer_segment(IN_PROGRESS)
+    );
+    let patch = json!([
+        {"op": "test", "path": path, "value": marker.encode()},
+        {"op": "remove", "path": path},
+    ]);
+    match json_patch(client, &object_path(ns, name), &patch).await {
+        Ok(_) => {}
+        // Not there or not ours any more: nothing to clear.
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
+        Err(e) => tracing::warn!("could not clear {IN_PROGRESS} on deployment/{name}: {e}"),
+    }
+}
+
+/// What [`recover_if_needed`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Recovered {
+    /// No interrupted run.
+    Clean,
+    /// The interrupted run's template was already gone; the marker was cleared.
+    Cleared(String),
+    /// The orphaned change was rolled back (and became healthy when `healthy`).
+    RolledBack { message: String, healthy: bool },
+}
+
+/// Before planning: find a marker left by an interrupted run and roll its
+/// change back (within `timeout`). Messages go to `out` and are returned for
+/// the report. An error is a message for exit 3 (could not recover).
+pub async fn recover_if_needed(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    timeout: Duration,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Recovered, String> {
+    let path = object_path(ns, name);
+    let raw = match get(client, &path).await {
+        Ok(v) => v,
+        // The pipeline reports a missing workload itself.
+        Err(_) => return Ok(Recovered::Clean),
+    };
+    let Some(marker) = marker_of(&raw) else {
+        return Ok(Recovered::Clean);
+    };
+    let ann = format!(
+        "/metadata/annotations/{}",
+        dep::pointer_segment(IN_PROGRESS)
+    );
+    let rv = raw
+        .pointer("/metadata/resourceVersion")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let found = format!(
+        "found an interrupted rollguard run on deployment/{name} (run {}, started {}): its change to {} was never finished",
+        marker.run, marker.started, marker.image
+    );
+    let Some(previous) = marker.previous_template() else {
+        let _ = writeln!(
+            out,
+            "{found}, but the template it replaced cannot be read; clearing its marker and going on"
+        );
+        let _ = json_patch(client, &path, &json!([{"op": "remove", "path": ann}])).await;
+        return Ok(Recovered::Cleared(found));
+    };
+    let current = raw
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    if dep::normalised_template(&current) == dep::normalised_template(&previous) {
+        let msg = format!(
+            "{found}; the template is already back to {}",
+            marker.previous_image
+        );
+        let _ = writeln!(out, "{msg}: clearing its marker");
+        let _ = json_patch(
+            client,
+            &path,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
+        )
+        .await;
+        return Ok(Recovered::Cleared(msg));
+    }
+    let _ = writeln!(
+        out,
+        "{found}: rolling it back to the template it replaced ({}) first, then deploying",
+        marker.previous_image
+    );
+    let _ = out.flush();
+    let mut ops = vec![
+        json!({"op": "test", "path": "/metadata/resourceVersion", "value": rv}),
+        json!({"op": "replace", "path": "/spec/template", "value": previous}),
+        json!({"op": "remove", "path": ann}),
+    ];
+    let anns = raw
+        .pointer("/metadata/annotations")
+        .and_then(Value::as_object);
+    if anns.is_some_and(|a| a.contains_key(crate::cancel::STATE)) {
+        ops.push(json!({"op": "remove", "path": format!("/metadata/annotations/{}", dep::pointer_segment(crate::cancel::STATE))}));
+    }
+    let patched = json_patch(client, &path, &Value::Array(ops))
+        .await
+        .map_err(|e| {
+            format!("{found}; rolling it back failed ({e}): nothing else changed, run again")
+        })?;
+    let generation = patched
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
+    let healthy = wait_healthy(client, &path, generation, timeout).await;
+    let message = if healthy {
+        format!(
+            "{found}; rolled it back to {} (healthy again) before deploying",
+            marker.previous_image
+        )
+    } else {
+        format!(
+            "{found}; rolled it back to {} (not healthy within {}) before deploying",
+            marker.previous_image,
+            humantime::format_duration(timeout)
+        )
+    };
+    let _ = writeln!(out, "{message}");
+    Ok(Recovered::RolledBack { message, healthy })
+}
+
+/// kubectl's rollout-status rule on a raw Deployment.
+pub fn rolled_out(d: &Value, generation: i64) -> bool {
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let desired = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    n("/status/observedGeneration") >= generation.max(n("/metadata/generation"))
+        && n("/status/updatedReplicas") == desired
+        && n("/status/replicas") == desired
+        && n("/status/availableReplicas") == desired
+}
+
+/// Watch the Deployment until it rolled out `generation` (or `timeout`).
+async fn wait_healthy(
+    client: &kube::Client,
+    path: &str,
+    generation: i64,
+    timeout: Duration,
+) -> bool {
+    use futures::StreamExt;
+    use k8s_openapi::api::apps::v1::Deployment;
+    let Some((ns, name)) = path
+        .strip_prefix("/apis/apps/v1/namespaces/")
+        .and_then(|r| r.split_once("/deployments/"))
+    else {
+        return false;
+    };
+    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), ns);
+    let cfg = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
+    let stream = kube::runtime::watcher(api, cfg);
+    let done = async {
+        let mut stream = std::pin::pin!(stream);
+        while let Some(ev) = stream.next().await {
+            let d = match ev {
+                Ok(kube::runtime::watcher::Event::Apply(d))
+                | Ok(kube::runtime::watcher::Event::InitApply(d)) => d,
+                _ => continue,
+            };
+            if serde_json::to_value(&d).is_ok_and(|v| rolled_out(&v, generation)) {
+                return true;
+            }
+        }
+        false
+    };
+    tokio::time::timeout(timeout, done).await.unwrap_or(false)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_roundtrip_small_and_large() {
+        let small = json!({"spec": {"containers": [{"name": "a", "image": "a:1"}]}});
+        let m = Marker::new("run", "t", "a:2", "a:1", &small);
+        assert_eq!(m.previous_template(), Some(small.clone()));
+        let big = json!({"spec": {"containers": [{"name": "a", "image": "a:1", "args": vec!["x".repeat(100); 100]}]}});
+        let m = Marker::new("run", "t", "a:2", "a:1", &big);
+        assert!(m.template.as_str().unwrap().starts_with(GZIP_PREFIX));
+        assert!(m.encode().len() < big.to_string().len());
+        assert_eq!(m.previous_template(), Some(big));
+        let obj = json!({"metadata": {"annotations": {IN_PROGRESS: m.encode()}}});
+        assert_eq!(marker_of(&obj), Some(m));
+    }
+
+    #[test]
+    fn mark_extends_either_patch_shape() {
+        let m = Marker::new("r", "t", "a:2", "a:1", &json!({}));
+        let mut p = json!([{"op": "add", "path": "/metadata/annotations", "value": {"x": "y"}}]);
+        mark(&mut p, &m);
+        assert!(p[0]["value"][IN_PROGRESS].is_string());
+        let mut p = json!([{"op": "add", "path": "/metadata/annotations/x", "value": "y"}]);
+        mark(&mut p, &m);
+        assert_eq!(
+            p[1]["path"],
+            "/metadata/annotations/rollguard.dev~1in-progress"
+        );
+    }
+}
+
+/// Send our rollout patch; on 409/422 (a conflict, or a repeat of a patch
+/// whose response was lost) re-read and re-check instead of failing or
+/// clobbering (issue #8):
+/// - the object carries our marker → our patch landed: its current state is the answer;
+/// - the template is still the one we planned from (only the
+///   resourceVersion moved, e.g. a status or annotation write) → retry with
+///   the new resourceVersion in the patch's `test` op (at most 3 times);
+/// - anything else (someone changed the template) → the original error.
+pub async fn patch_rechecked(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    patch: &mut Value,
+    previous_template: &Value,
+    marker: &Marker,
+) -> Result<Value, kube::Error> {
+    let path = object_path(ns, name);
+    let mut attempts = 0;
+    loop {
+        let err = match json_patch(client, &path, patch).await {
+            Ok(v) => return Ok(v),
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => kube::Error::Api(s),
+            Err(e) => return Err(e),
+        };
+        attempts += 1;
+        let Ok(current) = get(client, &path).await else {
+            return Err(err);
+        };
+        if marker_of(&current).as_ref() == Some(marker) {
+            tracing::info!("our patch of deployment/{name} had landed (its response was lost)");
+            return Ok(current);
+        }
+        let template = current
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if attempts > 3
+            || dep::normalised_template(&template) != dep::normalised_template(previous_template)
+        {
+            return Err(err);
+        }
+        let rv = current
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null);
+        tracing::info!(
+            "deployment/{name} changed (resourceVersion only) between our read and our patch: re-checked, patching again"
+        );
+        if let Some(op) = patch.as_array_mut().and_then(|ops| {
+            ops.iter_mut()
+                .find(|op| op["path"] == "/metadata/resourceVersion")
+        }) {
+            op["value"] = rv;
+        }
+    }
+}
+
+/// Send the rollback patch; on 409/422 re-read: if the template already is
+/// the previous one (our rollback landed, its response was lost), that is
+/// the answer; otherwise the original error (never clobber another writer).
+pub async fn rollback_rechecked(
+    client: &kube::Client,
+    ns: &str,
+    name: &str,
+    patch: &Value,
+    previous_template: &Value,
+) -> Result<Value, kube::Error> {
+    let path = object_path(ns, name);
+    let mut tries = 0;
+    loop {
+        let err = match json_patch(client, &path, patch).await {
+            Ok(v) => return Ok(v),
+            Err(kube::Error::Api(s)) if s.code == 409 || s.code == 422 => kube::Error::Api(s),
+            Err(e) => return Err(e),
+        };
+        tries += 1;
+        let Ok(current) = get(client, &path).await else {
+            return Err(err);
+        };
+        let template = current
+            .pointer("/spec/template")
+            .cloned()
+            .unwrap_or(Value::Null);
+        if dep::normalised_template(&template) == dep::normalised_template(previous_template) {
+            return Ok(current);
+        }
+        // A bare 409 (no test failed: an injected or storage conflict) is worth one more try.
+        let conflict = matches!(&err, kube::Error::Api(s) if s.code == 409);
+        if !conflict || tries > 3 {
+            return Err(err);
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! rollguard's fault suite (issue #8) on kubesim's fault injection: a good
+//! (v2) and a bad (v2-missing: image not found) rollout under each fault.
+//! Each must end with the right verdict, exit code and cluster state, and no
+//! duplicate rollout: a good run makes exactly one new ReplicaSet revision;
+//! a bad run's rollback reuses the old ReplicaSet (2 ReplicaSets in all).
+//! The README's "Reliability" table is filled from these assertions.
+
+mod rel_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rel_common::*;
+
+#[derive(Clone, Copy, Debug)]
+enum Fault {
+    WatchDrops,
+    Fail20Percent,
+    TooManyRequests,
+    ListenerRestart,
+    ConflictOnFirstPatch,
+    Latency500ms,
+}
+
+/// Arm the fault; returns a background task (load, not a wait) if it needs one.
+fn arm(h: &Arc<kubesim::Handle>, fault: Fault) -> Option<tokio::task::JoinHandle<()>> {
+    let f = h.faults();
+    match fault {
+        Fault::WatchDrops => Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                every.tick().await;
+                f.drop_watches();
+            }
+        })),
+        Fault::Fail20Percent => {
+            f.fail_fraction(0.2, &[500, 503]);
+            None
+        }
+        Fault::TooManyRequests => Some(tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(3));
+            loop {
+                every.tick().await;
+                f.fail_next(5, "*", "", 429, Some(1));
+            }
+        })),
+        Fault::ListenerRestart => {
+            let h = h.clone();
+            Some(tokio::spawn(async move {
+                // Once the rollout started, take the API down for 3 simulated seconds.
+                if h.wait_for(WAIT, |h| image(h) != "example/web:v1").await {
+                    let f = h.faults();
+                    f.stop_listener().await;
+                    let t0 = h.clock().now();
+                    let back = t0 + jiff::SignedDuration::from_secs(3);
+                    h.wait_for(WAIT, |h| h.clock().now() >= back).await;
+                    f.start_listener().await.expect("listener restarts");
+                }
+            }))
+        }
+        Fault::ConflictOnFirstPatch => {
+            f.conflict_next_write("deployments", "default", "web");
+            None
+        }
+        Fault::Latency500ms => {
+            f.latency(500);
+            None
+        }
+    }
+}
+
+async fn case(fault: Fault, good: bool) {
+    let h = Arc::new(cluster(10.0).await);
+    create_ready(&h, 3).await;
+    let tag = if good { "v2" } else { "v2-missing" };
+    let load = arm(&h, fault);
+    let (o, out) = run(&env(&h, &[("ROLLGUARD_TAG", tag), ("ROLLGUARD_TIMEOUT", "3m")])).await;
+    if let Some(t) = load {
+        t.abort();
+        let _ = t.await;
+    }
+    h.faults().clear();
+    let ctx = format!("{fault:?} good={good}\n{out}\n{:#?}", o.report.headline);
+    if good {
+        assert_eq!(o.exit_code, 0, "{ctx}");
+        assert_eq!(image(&h), "example/web:v2", "{ctx}");
+        assert_eq!(revisions(&h), vec!["1", "2"], "{ctx}");
+    } else {
+        assert_eq!(o.exit_code, 1, "{ctx}");
+        let rb = o.report.rollback.as_ref().expect("rollback reported");
+        assert!(rb.attempted && rb.confirmed, "{ctx}");
+        assert_eq!(image(&h), "example/web:v1", "{ctx}");
+        // The rollback reused the old ReplicaSet: no third one.
+        assert_eq!(replica_set_count(&h), 2, "{ctx}");
+    }
+    assert!(h.wait_for(WAIT, healthy).await, "{ctx}");
+    assert!(annotation(&h, rollguard::recovery::IN_PROGRESS).is_none(), "{ctx}");
+    if let Ok(h) = Arc::try_unwrap(h) {
+        h.shutdown().await;
+    }
+}
+
+macro_rules! fault_tests {
+    ($($good:ident, $bad:ident: $fault:expr;)*) => {$(
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $good() {
+            case($fault, true).await;
+        }
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $bad() {
+            case($fault, false).await;
+        }
+    )*};
+}
+
+fault_tests! {
+    watch_drops_good, watch_drops_bad: Fault::WatchDrops;
+    fail_20_percent_good, fail_20_percent_bad: Fault::Fail20Percent;
+    too_many_requests_good, too_many_requests_bad: Fault::TooManyRequests;
+    listener_restart_good, listener_restart_bad: Fault::ListenerRestart;
+    conflict_on_first_patch_good, conflict_on_first_patch_bad: Fault::ConflictOnFirstPatch;
+    latency_500ms_good, latency_500ms_bad: Fault::Latency500ms;
+}

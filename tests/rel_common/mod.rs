@@ -1,0 +1,140 @@
+//! Shared helpers of the issue #8 suites (faults, lock, cancel, recovery,
+//! secrets): a kubesim cluster with a ready `web` Deployment, library and
+//! child-process runs, and cluster-state checks.
+#![allow(dead_code)]
+
+use std::time::Duration;
+
+use kubesim::Handle;
+use rollguard::{Env, Outcome};
+use serde_json::{Value, json};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+pub async fn cluster(speed: f64) -> Handle {
+    kubesim::start(kubesim::Config {
+        speed,
+        tls: true,
+        ..Default::default()
+    })
+    .await
+    .expect("kubesim starts")
+}
+
+pub fn web(image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "default", "labels": {"name": "web-pods"}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"name": "web-pods"}},
+            "template": {
+                "metadata": {"labels": {"name": "web-pods"}},
+                "spec": {"containers": [{"name": "web", "image": image}]}
+            }
+        }
+    })
+}
+
+pub fn get(h: &Handle) -> Value {
+    h.get("apps/v1", "Deployment", "default", "web")
+        .map(|d| (*d).clone())
+        .expect("deployment exists")
+}
+
+pub fn healthy(h: &Handle) -> bool {
+    h.get("apps/v1", "Deployment", "default", "web")
+        .is_some_and(|d| rollguard::recovery::rolled_out(&d, 0))
+}
+
+pub async fn create_ready(h: &Handle, replicas: i64) {
+    h.create(web("example/web:v1", replicas)).expect("create");
+    assert!(h.wait_for(WAIT, healthy).await, "web never became ready");
+}
+
+pub fn image(h: &Handle) -> String {
+    get(h)["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn annotation(h: &Handle, key: &str) -> Option<String> {
+    get(h)["metadata"]["annotations"][key].as_str().map(str::to_string)
+}
+
+/// ReplicaSets of web (live ones), with their revision annotations.
+pub fn revisions(h: &Handle) -> Vec<String> {
+    let mut r: Vec<String> = h
+        .list("apps/v1", "ReplicaSet", "default")
+        .iter()
+        .filter(|rs| rs["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+pub fn replica_set_count(h: &Handle) -> usize {
+    h.list("apps/v1", "ReplicaSet", "default").len()
+}
+
+pub fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
+    let mut e: Env = [
+        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
+        ("ROLLGUARD_VERIFY_IMAGE".to_string(), "false".to_string()),
+        ("ROLLGUARD_WORKLOAD".to_string(), "deployment/web".to_string()),
+    ]
+    .into();
+    for (k, v) in pairs {
+        e.insert(k.to_string(), v.to_string());
+    }
+    e
+}
+
+pub async fn run(env: &Env) -> (Outcome, String) {
+    let mut out = Vec::new();
+    let outcome = rollguard::run(env, &mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    println!("{text}");
+    (outcome, text)
+}
+
+/// The real binary against the cluster, stdout/stderr piped.
+pub fn spawn(env: &Env) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
+        .env_clear()
+        .envs(env)
+        .env("NO_COLOR", "1")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rollguard starts")
+}
+
+pub fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("child running");
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// Set a new image that becomes ready only after `secs` (real seconds at speed 1).
+pub fn slow_image(h: &Handle, image: &str, secs: u64) {
+    h.set_image_behaviour(
+        image,
+        kubesim::scenario::ImageBehaviour::Ok {
+            ready_after: Duration::from_secs(secs),
+        },
+    );
+}

@@ -1207,11 +1207,27 @@ mod tests {
         .unwrap_err();
         assert_eq!(e.input, "image");
         let e = from_env(&env(&[
-            ("INPUT_WORKLOAD", "statefulset/db"),
+            ("INPUT_WORKLOAD", "statefulset/db, pod/x"),
             ("INPUT_TAG", "v2"),
         ]))
         .unwrap_err();
-        assert!(e.to_string().contains("not supported yet"), "{e}");
+        assert!(e.to_string().contains("not a workload kind"), "{e}");
+        let e = from_env(&env(&[
+            ("INPUT_WORKLOAD", "rc/api-rc"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_MAX-SURGE", "0"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.input, "max-surge");
+        let s = from_env(&env(&[
+            ("INPUT_WORKLOAD", "deploy/web,\nsts/db"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_MAX-UNAVAILABLE", "25%"),
+        ]))
+        .unwrap();
+        assert_eq!(s.workloads.len(), 2);
+        assert_eq!(s.max_unavailable.resolve(7, false), 1);
+        assert_eq!(s.max_surge.resolve(7, true), 1);
     }
 
     #[test]

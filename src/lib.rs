@@ -11,6 +11,7 @@ pub mod diagnose;
 pub mod exit;
 pub mod image;
 pub mod kube_client;
+pub mod orchestrate;
 pub mod preflight;
 pub mod report;
 pub mod track;
@@ -57,12 +58,12 @@ pub fn process_env() -> Env {
 }
 
 /// A failure that ends the run before anything changed (or at the patch).
-struct Stop {
-    code: ExitCode,
-    message: String,
+pub(crate) struct Stop {
+    pub(crate) code: ExitCode,
+    pub(crate) message: String,
 }
 
-fn stop(code: ExitCode, message: impl Into<String>) -> Stop {
+pub(crate) fn stop(code: ExitCode, message: impl Into<String>) -> Stop {
     Stop {
         code,
         message: message.into(),
@@ -70,7 +71,7 @@ fn stop(code: ExitCode, message: impl Into<String>) -> Stop {
 }
 
 /// Map a Kubernetes client error while doing `doing` to an exit code.
-fn cluster_error(e: &kube::Error, doing: &str) -> Stop {
+pub(crate) fn cluster_error(e: &kube::Error, doing: &str) -> Stop {
     match e {
         kube::Error::Api(s) if s.code == 401 => stop(
             ExitCode::ClusterConfig,
@@ -88,7 +89,11 @@ fn cluster_error(e: &kube::Error, doing: &str) -> Stop {
         ),
         other => stop(
             ExitCode::ClusterConfig,
-            format!("{doing}: cannot reach the cluster: {other}"),
+            // Issue #8: the whole source chain (names a TLS/certificate failure).
+            format!(
+                "{doing}: cannot reach the cluster: {}",
+                retry::error_chain(other)
+            ),
         ),
     }
 }
@@ -118,7 +123,7 @@ fn recorded_inputs(env: &Env) -> BTreeMap<String, String> {
     out
 }
 
-fn now_rfc3339() -> String {
+pub(crate) fn now_rfc3339() -> String {
     jiff::Timestamp::now().to_string()
 }
 
@@ -155,11 +160,23 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     for u in &settings.unknown {
         tracing::warn!("ignoring unknown input {u}");
     }
-    report.workload = settings.workload.to_string();
+    report.workload = settings
+        .workloads
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
     report.version_label = Some(settings.version_label.clone());
     let report_file = settings.report_file.clone();
     let _ = write!(out, "{}", report::publish::group_start(env, GROUP));
-    let deployed = deploy(&settings, &mut report, out).await;
+    // One Deployment: the classic pipeline below. Other kinds and groups:
+    // the per-workload pipeline of `orchestrate` (all-or-nothing).
+    let deployed =
+        if settings.workloads.len() == 1 && settings.workload.kind == workload::Kind::Deployment {
+            deploy(&settings, &mut report, out).await
+        } else {
+            orchestrate::deploy_group(&settings, &mut report, out).await
+        };
     let _ = write!(out, "{}", report::publish::group_end(env, GROUP));
     let code = match deployed {
         Ok(code) => code,
@@ -273,7 +290,7 @@ fn deployments_path(ns: &str) -> String {
     format!("/apis/apps/v1/namespaces/{ns}/deployments")
 }
 
-async fn get_raw(client: &Client, ns: &str, name: &str) -> Result<Value, kube::Error> {
+pub(crate) async fn get_raw(client: &Client, ns: &str, name: &str) -> Result<Value, kube::Error> {
     let req = kube::core::Request::new(deployments_path(ns))
         .get(name, &Default::default())
         .map_err(kube::Error::BuildRequest)?;
@@ -281,7 +298,7 @@ async fn get_raw(client: &Client, ns: &str, name: &str) -> Result<Value, kube::E
 }
 
 #[allow(dead_code)] // Issue #8: our patches go through src/recovery.rs (re-checked on 409/422).
-async fn json_patch_raw(
+pub(crate) async fn json_patch_raw(
     client: &Client,
     ns: &str,
     name: &str,
@@ -300,7 +317,7 @@ async fn json_patch_raw(
 }
 
 /// `matchLabels` and `matchExpressions` as a label selector string.
-fn selector_string(d: &Deployment) -> String {
+pub(crate) fn selector_string(d: &Deployment) -> String {
     let Some(sel) = d.spec.as_ref().map(|s| &s.selector) else {
         return String::new();
     };
@@ -709,7 +726,7 @@ async fn follow_and_settle(
 
 /// Restore the exact pre-patch template; watch it become healthy.
 #[allow(clippy::too_many_arguments)]
-async fn roll_back(
+pub(crate) async fn roll_back(
     client: &Client,
     ns: &str,
     name: &str,
@@ -775,7 +792,7 @@ async fn roll_back(
 
 /// Findings for a failed rollout, with the previous log tail of crashed containers.
 #[allow(clippy::too_many_arguments)]
-async fn diagnose_failure(
+pub(crate) async fn diagnose_failure(
     client: &Client,
     ns: &str,
     snap: &dep::Snapshot,
@@ -818,7 +835,10 @@ async fn diagnose_failure(
     let cluster = if signals.iter().any(|s| s.cause == Cause::Unschedulable) {
         diagnose_cluster(client, ns).await
     } else {
-        diagnose::Cluster::default()
+        diagnose::Cluster {
+            namespace: ns.to_string(),
+            ..Default::default()
+        }
     };
     let mut findings = diagnose::diagnose(&diagnose::Inputs {
         signals,

@@ -222,6 +222,7 @@ async fn crash_logs(
 }
 
 /// Findings from signals of pods outside a Deployment.
+#[allow(clippy::too_many_arguments)]
 async fn pod_findings(
     client: &Client,
     ns: &str,
@@ -357,7 +358,11 @@ fn selector_string(selector: &BTreeMap<String, String>) -> String {
 
 impl Unit {
     /// Read and plan; nothing changes.
-    async fn prepare(ctx: &Ctx<'_>, w: &WorkloadRef, out: &mut (dyn Write + Send)) -> Result<Unit, Stop> {
+    async fn prepare(
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Unit, Stop> {
         let s = ctx.settings;
         let now = crate::now_rfc3339();
         check_permissions(&ctx.client, &ctx.ns, w).await?;
@@ -370,7 +375,10 @@ impl Unit {
                     Err(e) => return Err(cluster_error(&e, &format!("reading {w}"))),
                 };
                 let typed: Deployment = serde_json::from_value(raw.clone()).map_err(|e| {
-                    stop(ExitCode::ClusterConfig, format!("{w} could not be read: {e}"))
+                    stop(
+                        ExitCode::ClusterConfig,
+                        format!("{w} could not be read: {e}"),
+                    )
                 })?;
                 let selector = crate::selector_string(&typed);
                 let replica_sets = Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ctx.ns)
@@ -503,17 +511,29 @@ impl Unit {
                     .and_then(Value::as_str)
                     .map(str::to_string);
                 let named_new = match &to {
-                    Some(n) => match get_obj(&ctx.client, Kind::ReplicationController, &ctx.ns, n).await {
-                        Ok(v) => Some(v),
-                        Err(e) if is_status(&e, 404) => None,
-                        Err(e) => return Err(cluster_error(&e, &format!("reading replicationcontroller/{n}"))),
-                    },
+                    Some(n) => {
+                        match get_obj(&ctx.client, Kind::ReplicationController, &ctx.ns, n).await {
+                            Ok(v) => Some(v),
+                            Err(e) if is_status(&e, 404) => None,
+                            Err(e) => {
+                                return Err(cluster_error(
+                                    &e,
+                                    &format!("reading replicationcontroller/{n}"),
+                                ));
+                            }
+                        }
+                    }
                     None => None,
                 };
                 let interrupted = rc::interrupted(&old, named_new.as_ref(), &plan);
                 if named_new.is_none()
-                    && let Ok(existing) =
-                        get_obj(&ctx.client, Kind::ReplicationController, &ctx.ns, &plan.new_name).await
+                    && let Ok(existing) = get_obj(
+                        &ctx.client,
+                        Kind::ReplicationController,
+                        &ctx.ns,
+                        &plan.new_name,
+                    )
+                    .await
                     && !matches!(interrupted, Interrupted::Resume { .. })
                 {
                     let from = existing
@@ -606,27 +626,48 @@ impl Unit {
                 let _ = writeln!(
                     out,
                     "rolling {w} in {}: container {} {} → {} (version {}={})",
-                    ctx.ns, d.plan.container, d.plan.old_image, d.plan.new_image, s.version_label, d.plan.version
+                    ctx.ns,
+                    d.plan.container,
+                    d.plan.old_image,
+                    d.plan.new_image,
+                    s.version_label,
+                    d.plan.version
                 );
                 refresh_resource_version(ctx, &w, &d.raw, &mut d.plan.patch).await?;
-                let patched = match crate::json_patch_raw(&ctx.client, &ctx.ns, &w.name, &d.plan.patch).await {
+                let patched = match crate::json_patch_raw(
+                    &ctx.client,
+                    &ctx.ns,
+                    &w.name,
+                    &d.plan.patch,
+                )
+                .await
+                {
                     Ok(v) => v,
                     Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => {
                         return Err(stop(
                             ExitCode::BadInput,
-                            format!("{w} changed between our read and our patch ({}); nothing changed: run again", e.message),
+                            format!(
+                                "{w} changed between our read and our patch ({}); nothing changed: run again",
+                                e.message
+                            ),
                         ));
                     }
                     Err(e) => return Err(cluster_error(&e, &format!("patching {w}"))),
                 };
                 tracker.set_new_version(&d.plan.container, &d.plan.new_image);
                 let typed: Deployment = serde_json::from_value(patched.clone()).map_err(|e| {
-                    stop(ExitCode::RollbackFailed, format!("the patch response could not be read: {e}"))
+                    stop(
+                        ExitCode::RollbackFailed,
+                        format!("the patch response could not be read: {e}"),
+                    )
                 })?;
                 d.exp = Some(Expectations {
                     deployment_uid: typed.metadata.uid.clone().unwrap_or_default(),
                     generation: typed.metadata.generation.unwrap_or(0),
-                    template: patched.pointer("/spec/template").cloned().unwrap_or(Value::Null),
+                    template: patched
+                        .pointer("/spec/template")
+                        .cloned()
+                        .unwrap_or(Value::Null),
                     baseline_progressing: typed
                         .status
                         .as_ref()
@@ -648,15 +689,31 @@ impl Unit {
                 let _ = writeln!(
                     out,
                     "rolling {w} in {}: container {} {} → {} (version {}={})",
-                    ctx.ns, t.plan.container, t.plan.old_image, t.plan.new_image, s.version_label, t.plan.version
+                    ctx.ns,
+                    t.plan.container,
+                    t.plan.old_image,
+                    t.plan.new_image,
+                    s.version_label,
+                    t.plan.version
                 );
                 refresh_resource_version(ctx, &w, &t.raw, &mut t.plan.patch).await?;
-                let patched = match json_patch_obj(&ctx.client, w.kind, &ctx.ns, &w.name, &t.plan.patch).await {
+                let patched = match json_patch_obj(
+                    &ctx.client,
+                    w.kind,
+                    &ctx.ns,
+                    &w.name,
+                    &t.plan.patch,
+                )
+                .await
+                {
                     Ok(v) => v,
                     Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => {
                         return Err(stop(
                             ExitCode::BadInput,
-                            format!("{w} changed between our read and our patch ({}); nothing changed: run again", e.message),
+                            format!(
+                                "{w} changed between our read and our patch ({}); nothing changed: run again",
+                                e.message
+                            ),
                         ));
                     }
                     Err(e) => return Err(cluster_error(&e, &format!("patching {w}"))),
@@ -669,7 +726,12 @@ impl Unit {
             }
             State::Rc(r) => {
                 let shared = r.plan.shared_selector(&s.version_label);
-                r.watch = Some(Watch::start::<ReplicationController>(&ctx.client, &ctx.ns, None, &shared));
+                r.watch = Some(Watch::start::<ReplicationController>(
+                    &ctx.client,
+                    &ctx.ns,
+                    None,
+                    &shared,
+                ));
                 apply_rc(ctx, r, &mut self.rep, out).await?;
             }
         }
@@ -678,7 +740,12 @@ impl Unit {
     }
 
     /// Follow until success, a fail-fast cause, or the deadline.
-    async fn follow(&mut self, ctx: &Ctx<'_>, deadline: Instant, out: &mut (dyn Write + Send)) -> Ended {
+    async fn follow(
+        &mut self,
+        ctx: &Ctx<'_>,
+        deadline: Instant,
+        out: &mut (dyn Write + Send),
+    ) -> Ended {
         let s = ctx.settings;
         let name = self.wref.name.clone();
         match &mut self.state {
@@ -716,7 +783,8 @@ impl Unit {
                 let generation = t.generation;
                 let is_sts = self.wref.kind == Kind::StatefulSet;
                 let judge = |snap: &WatchSnapshot| judge_template(snap, &name, generation, is_sts);
-                let ended = track::follow_pods(watch, &ctx.limits, deadline, s.bake, out, judge).await;
+                let ended =
+                    track::follow_pods(watch, &ctx.limits, deadline, s.bake, out, judge).await;
                 if is_sts {
                     let snap = watch.snapshot();
                     t.revision = snap
@@ -731,7 +799,14 @@ impl Unit {
     }
 
     /// Findings for a failure of this unit.
-    async fn diagnose(&mut self, ctx: &Ctx<'_>, cause: Cause, signals: &[Signal], progress: &Progress, timed_out: bool) -> Vec<Finding> {
+    async fn diagnose(
+        &mut self,
+        ctx: &Ctx<'_>,
+        cause: Cause,
+        signals: &[Signal],
+        progress: &Progress,
+        timed_out: bool,
+    ) -> Vec<Finding> {
         match &mut self.state {
             State::Deployment(d) => {
                 let (Some(tracker), Some(exp)) = (d.tracker.as_ref(), d.exp.as_ref()) else {
@@ -739,7 +814,15 @@ impl Unit {
                 };
                 let snap = tracker.snapshot();
                 crate::diagnose_failure(
-                    &ctx.client, &ctx.ns, &snap, exp, &d.plan, cause, signals, progress, timed_out,
+                    &ctx.client,
+                    &ctx.ns,
+                    &snap,
+                    exp,
+                    &d.plan,
+                    cause,
+                    signals,
+                    progress,
+                    timed_out,
                 )
                 .await
             }
@@ -751,12 +834,37 @@ impl Unit {
                     .cloned()
                     .unwrap_or(Value::Null);
                 let total = progress.up_to_date.max(0) as usize;
-                pod_findings(&ctx.client, &ctx.ns, &template, &t.plan.new_image, total, cause, signals, progress).await
+                pod_findings(
+                    &ctx.client,
+                    &ctx.ns,
+                    &template,
+                    &t.plan.new_image,
+                    total,
+                    cause,
+                    signals,
+                    progress,
+                )
+                .await
             }
             State::Rc(r) => {
-                let template = r.plan.new_rc.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+                let template = r
+                    .plan
+                    .new_rc
+                    .pointer("/spec/template")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 let total = r.set_new.unwrap_or(0).max(0) as usize;
-                pod_findings(&ctx.client, &ctx.ns, &template, &r.plan.new_image, total, cause, signals, progress).await
+                pod_findings(
+                    &ctx.client,
+                    &ctx.ns,
+                    &template,
+                    &r.plan.new_image,
+                    total,
+                    cause,
+                    signals,
+                    progress,
+                )
+                .await
             }
         }
     }
@@ -767,11 +875,22 @@ impl Unit {
         let w = self.wref.clone();
         match &mut self.state {
             State::Deployment(d) => {
-                let (Some(tracker), Some(patched)) = (d.tracker.as_mut(), d.patched.as_ref()) else {
+                let (Some(tracker), Some(patched)) = (d.tracker.as_mut(), d.patched.as_ref())
+                else {
                     return (true, "nothing was changed".into());
                 };
                 let _ = writeln!(out, "rolling back {w} to {}", d.plan.old_image);
-                crate::roll_back(&ctx.client, &ctx.ns, &w.name, patched, &d.plan, s, tracker, out).await
+                crate::roll_back(
+                    &ctx.client,
+                    &ctx.ns,
+                    &w.name,
+                    patched,
+                    &d.plan,
+                    s,
+                    tracker,
+                    out,
+                )
+                .await
             }
             State::Template(t) => {
                 let _ = writeln!(out, "rolling back {w} to {}", t.plan.old_image);
@@ -786,16 +905,39 @@ impl Unit {
         let State::Rc(r) = &mut self.state else {
             return Ok(());
         };
-        let _ = writeln!(out, "Update succeeded. Deleting old controller: {}", r.plan.old_name);
+        let _ = writeln!(
+            out,
+            "Update succeeded. Deleting old controller: {}",
+            r.plan.old_name
+        );
         let api: Api<ReplicationController> = Api::namespaced(ctx.client.clone(), &ctx.ns);
-        match api.delete(&r.plan.old_name, &DeleteParams::background()).await {
+        match api
+            .delete(&r.plan.old_name, &DeleteParams::background())
+            .await
+        {
             Ok(_) => {}
             Err(e) if is_status(&e, 404) => {}
-            Err(e) => return Err(format!("could not delete the old controller {}: {e}", r.plan.old_name)),
+            Err(e) => {
+                return Err(format!(
+                    "could not delete the old controller {}: {e}",
+                    r.plan.old_name
+                ));
+            }
         }
         let clear = json!({"metadata": {"annotations": {rc::ROLLING_UPDATE_FROM: null, rc::DESIRED_REPLICAS: null}}});
-        if let Err(e) = merge_patch_obj(&ctx.client, Kind::ReplicationController, &ctx.ns, &r.plan.new_name, &clear).await {
-            tracing::warn!("could not clear the bookkeeping annotations of {}: {e}", r.plan.new_name);
+        if let Err(e) = merge_patch_obj(
+            &ctx.client,
+            Kind::ReplicationController,
+            &ctx.ns,
+            &r.plan.new_name,
+            &clear,
+        )
+        .await
+        {
+            tracing::warn!(
+                "could not clear the bookkeeping annotations of {}: {e}",
+                r.plan.new_name
+            );
         }
         self.rep.notes.push(format!(
             "deleted the old controller {}; the workload is now replicationcontroller/{} (a later run given {} finds it by its {} annotation)",
@@ -811,18 +953,31 @@ impl Unit {
 /// selector and annotations are still the ones planned against, the plan
 /// holds and only its `test` of the resourceVersion is updated. A real
 /// change still makes the patch fail (nothing changed: run again).
-async fn refresh_resource_version(ctx: &Ctx<'_>, w: &WorkloadRef, planned: &Value, patch: &mut Value) -> Result<(), Stop> {
+async fn refresh_resource_version(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    planned: &Value,
+    patch: &mut Value,
+) -> Result<(), Stop> {
     let fresh = get_obj(&ctx.client, w.kind, &ctx.ns, &w.name)
         .await
         .map_err(|e| cluster_error(&e, &format!("reading {w}")))?;
-    let same = ["/spec/template", "/spec/selector", "/metadata/annotations", "/metadata/uid"]
-        .iter()
-        .all(|p| fresh.pointer(p) == planned.pointer(p));
+    let same = [
+        "/spec/template",
+        "/spec/selector",
+        "/metadata/annotations",
+        "/metadata/uid",
+    ]
+    .iter()
+    .all(|p| fresh.pointer(p) == planned.pointer(p));
     if same
         && let Some(op) = patch.get_mut(0)
         && op["path"] == "/metadata/resourceVersion"
     {
-        op["value"] = fresh.pointer("/metadata/resourceVersion").cloned().unwrap_or(Value::Null);
+        op["value"] = fresh
+            .pointer("/metadata/resourceVersion")
+            .cloned()
+            .unwrap_or(Value::Null);
     }
     Ok(())
 }
@@ -871,7 +1026,10 @@ async fn roll_back_template(
     let Some(patched) = &t.patched else {
         return (true, "nothing was changed".into());
     };
-    let written_template = patched.pointer("/spec/template").cloned().unwrap_or(Value::Null);
+    let written_template = patched
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
     let written_annotations: BTreeMap<String, String> = patched
         .pointer("/metadata/annotations")
         .and_then(|a| serde_json::from_value(a.clone()).ok())
@@ -895,7 +1053,10 @@ async fn roll_back_template(
         }
         Err(e) => return (false, format!("the rollback patch failed: {e}")),
     };
-    let generation = response.pointer("/metadata/generation").and_then(Value::as_i64).unwrap_or(0);
+    let generation = response
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0);
     let Some(watch) = t.watch.as_mut() else {
         return (false, "not watched".into());
     };
@@ -922,12 +1083,18 @@ async fn roll_back_template(
                 if deleted.contains(&pod) {
                     continue;
                 }
-                let _ = writeln!(out, "forced rollback: deleting pod {pod} (stuck on the bad revision {bad})");
+                let _ = writeln!(
+                    out,
+                    "forced rollback: deleting pod {pod} (stuck on the bad revision {bad})"
+                );
                 match pods_api.delete(&pod, &DeleteParams::default()).await {
                     Ok(_) => {}
                     Err(e) if is_status(&e, 404) => {}
                     Err(e) => {
-                        return (false, format!("forced rollback: could not delete the stuck pod {pod}: {e}"));
+                        return (
+                            false,
+                            format!("forced rollback: could not delete the stuck pod {pod}: {e}"),
+                        );
                     }
                 }
                 notes.push(format!(
@@ -954,9 +1121,18 @@ async fn roll_back_template(
                 let forced = if deleted.is_empty() {
                     String::new()
                 } else {
-                    format!("; forced rollback: deleted stuck pod(s) {}", deleted.join(", "))
+                    format!(
+                        "; forced rollback: deleted stuck pod(s) {}",
+                        deleted.join(", ")
+                    )
                 };
-                return (true, format!("{} is serving again (every pod updated and ready{forced})", t.plan.old_image));
+                return (
+                    true,
+                    format!(
+                        "{} is serving again (every pod updated and ready{forced})",
+                        t.plan.old_image
+                    ),
+                );
             }
             Some(wait) if Instant::now() >= deadline => {
                 return (
@@ -969,7 +1145,10 @@ async fn roll_back_template(
                 );
             }
             None if Instant::now() >= deadline => {
-                return (false, format!("{bad_left} pod(s) of the bad revision remain"));
+                return (
+                    false,
+                    format!("{bad_left} pod(s) of the bad revision remain"),
+                );
             }
             _ => {}
         }
@@ -977,7 +1156,9 @@ async fn roll_back_template(
 }
 
 fn w_name(obj: &Value) -> &str {
-    obj.pointer("/metadata/name").and_then(Value::as_str).unwrap_or("")
+    obj.pointer("/metadata/name")
+        .and_then(Value::as_str)
+        .unwrap_or("")
 }
 
 // ------------------------------------------------------------ ReplicationControllers
@@ -1015,7 +1196,11 @@ async fn find_rc(ctx: &Ctx<'_>, w: &WorkloadRef) -> Result<Value, Stop> {
         }
         n => Err(stop(
             ExitCode::BadInput,
-            format!("{n} replication controllers carry {}={}: name the one to roll", rc::BASE_NAME, w.name),
+            format!(
+                "{n} replication controllers carry {}={}: name the one to roll",
+                rc::BASE_NAME,
+                w.name
+            ),
         )),
     }
 }
@@ -1034,7 +1219,9 @@ async fn apply_rc(
     let new_name = r.plan.new_name.clone();
     match r.interrupted.clone() {
         Interrupted::Resume { .. } => {
-            let m = format!("resuming the interrupted rolling update {old_name} → {new_name} (found its bookkeeping annotations)");
+            let m = format!(
+                "resuming the interrupted rolling update {old_name} → {new_name} (found its bookkeeping annotations)"
+            );
             let _ = writeln!(out, "{m}");
             rep.notes.push(m);
             return Ok(());
@@ -1052,23 +1239,36 @@ async fn apply_rc(
                               "spec": {"replicas": original_replicas}});
             merge_patch_obj(client, Kind::ReplicationController, ns, &old_name, &back)
                 .await
-                .map_err(|e| cluster_error(&e, &format!("restoring replicationcontroller/{old_name}")))?;
+                .map_err(|e| {
+                    cluster_error(&e, &format!("restoring replicationcontroller/{old_name}"))
+                })?;
             let api: Api<ReplicationController> = Api::namespaced(client.clone(), ns);
             match api.delete(&other, &DeleteParams::background()).await {
                 Ok(_) => {}
                 Err(e) if is_status(&e, 404) => {}
-                Err(e) => return Err(cluster_error(&e, &format!("deleting replicationcontroller/{other}"))),
+                Err(e) => {
+                    return Err(cluster_error(
+                        &e,
+                        &format!("deleting replicationcontroller/{other}"),
+                    ));
+                }
             }
             r.old = get_obj(client, Kind::ReplicationController, ns, &old_name)
                 .await
-                .map_err(|e| cluster_error(&e, &format!("reading replicationcontroller/{old_name}")))?;
+                .map_err(|e| {
+                    cluster_error(&e, &format!("reading replicationcontroller/{old_name}"))
+                })?;
         }
         Interrupted::No => {}
     }
     let _ = writeln!(
         out,
         "rolling replicationcontroller/{old_name} in {ns} to {new_name}: container {} {} → {} ({}={})",
-        r.plan.container, r.plan.old_image, r.plan.new_image, ctx.settings.version_label, r.plan.version
+        r.plan.container,
+        r.plan.old_image,
+        r.plan.new_image,
+        ctx.settings.version_label,
+        r.plan.version
     );
     let mark = rc::mark_old_patch(&r.old, &r.plan);
     match json_patch_obj(client, Kind::ReplicationController, ns, &old_name, &mark).await {
@@ -1076,10 +1276,18 @@ async fn apply_rc(
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => {
             return Err(stop(
                 ExitCode::BadInput,
-                format!("replicationcontroller/{old_name} changed between our read and our patch ({}); nothing changed: run again", e.message),
+                format!(
+                    "replicationcontroller/{old_name} changed between our read and our patch ({}); nothing changed: run again",
+                    e.message
+                ),
             ));
         }
-        Err(e) => return Err(cluster_error(&e, &format!("patching replicationcontroller/{old_name}"))),
+        Err(e) => {
+            return Err(cluster_error(
+                &e,
+                &format!("patching replicationcontroller/{old_name}"),
+            ));
+        }
     }
     if let Some((k, v)) = r.plan.adopt.clone() {
         // Label the running pods, then narrow the selector: no pod is orphaned
@@ -1091,13 +1299,19 @@ async fn apply_rc(
             .map_err(|e| cluster_error(&e, "listing pods"))?;
         let mut n = 0;
         for p in list.items {
-            let Some(pname) = p.metadata.name.clone() else { continue };
+            let Some(pname) = p.metadata.name.clone() else {
+                continue;
+            };
             let has = p.metadata.labels.as_ref().and_then(|l| l.get(&k)) == Some(&v);
             if has || p.metadata.deletion_timestamp.is_some() {
                 continue;
             }
             match pods
-                .patch(&pname, &params(), &Patch::Merge(json!({"metadata": {"labels": {k.clone(): v.clone()}}})))
+                .patch(
+                    &pname,
+                    &params(),
+                    &Patch::Merge(json!({"metadata": {"labels": {k.clone(): v.clone()}}})),
+                )
                 .await
             {
                 Ok(_) => n += 1,
@@ -1108,7 +1322,12 @@ async fn apply_rc(
         if let Some(patch) = rc::adopt_selector_patch(&r.plan) {
             json_patch_obj(client, Kind::ReplicationController, ns, &old_name, &patch)
                 .await
-                .map_err(|e| cluster_error(&e, &format!("narrowing the selector of replicationcontroller/{old_name}")))?;
+                .map_err(|e| {
+                    cluster_error(
+                        &e,
+                        &format!("narrowing the selector of replicationcontroller/{old_name}"),
+                    )
+                })?;
         }
         let m = format!(
             "the selector of {old_name} did not tell it apart from the new RC: added {k}={v} to its selector and template and to its {n} pod(s)"
@@ -1117,16 +1336,37 @@ async fn apply_rc(
         rep.notes.push(m);
     }
     let api: Api<ReplicationController> = Api::namespaced(client.clone(), ns);
-    let new_rc: ReplicationController = serde_json::from_value(r.plan.new_rc.clone())
-        .map_err(|e| stop(ExitCode::BadInput, format!("internal: the new RC does not parse: {e}")))?;
-    match api.create(&PostParams { field_manager: Some("rollguard".into()), ..Default::default() }, &new_rc).await {
+    let new_rc: ReplicationController =
+        serde_json::from_value(r.plan.new_rc.clone()).map_err(|e| {
+            stop(
+                ExitCode::BadInput,
+                format!("internal: the new RC does not parse: {e}"),
+            )
+        })?;
+    match api
+        .create(
+            &PostParams {
+                field_manager: Some("rollguard".into()),
+                ..Default::default()
+            },
+            &new_rc,
+        )
+        .await
+    {
         Ok(_) => {}
         Err(e) if is_status(&e, 409) => {
-            let m = format!("{new_name} already exists (left by an interrupted run of this update): resuming it");
+            let m = format!(
+                "{new_name} already exists (left by an interrupted run of this update): resuming it"
+            );
             let _ = writeln!(out, "{m}");
             rep.notes.push(m);
         }
-        Err(e) => return Err(cluster_error(&e, &format!("creating replicationcontroller/{new_name}"))),
+        Err(e) => {
+            return Err(cluster_error(
+                &e,
+                &format!("creating replicationcontroller/{new_name}"),
+            ));
+        }
     }
     let _ = writeln!(
         out,
@@ -1206,7 +1446,9 @@ async fn follow_rc(
             new_ready: counts.new_ready,
             waiting_for: String::new(),
         };
-        if let Some((cause, signals)) = workload::fail_fast(&signals, &ctx.limits, &timers.unschedulable_for) {
+        if let Some((cause, signals)) =
+            workload::fail_fast(&signals, &ctx.limits, &timers.unschedulable_for)
+        {
             return Ended::Failed {
                 progress,
                 cause,
@@ -1275,12 +1517,30 @@ async fn roll_back_rc(
     notes: &mut Vec<String>,
     out: &mut (dyn Write + Send),
 ) -> (bool, String) {
-    let (old_name, new_name, replicas) = (r.plan.old_name.clone(), r.plan.new_name.clone(), r.plan.replicas);
-    let _ = writeln!(out, "rolling back: {old_name} back to {replicas} replicas, deleting {new_name}");
+    let (old_name, new_name, replicas) = (
+        r.plan.old_name.clone(),
+        r.plan.new_name.clone(),
+        r.plan.replicas,
+    );
+    let _ = writeln!(
+        out,
+        "rolling back: {old_name} back to {replicas} replicas, deleting {new_name}"
+    );
     let back = json!({"metadata": {"annotations": {rc::ROLLING_UPDATE_TO: null, rc::ORIGINAL_REPLICAS: null}},
                       "spec": {"replicas": replicas}});
-    if let Err(e) = merge_patch_obj(&ctx.client, Kind::ReplicationController, &ctx.ns, &old_name, &back).await {
-        return (false, format!("could not scale {old_name} back to {replicas}: {e}"));
+    if let Err(e) = merge_patch_obj(
+        &ctx.client,
+        Kind::ReplicationController,
+        &ctx.ns,
+        &old_name,
+        &back,
+    )
+    .await
+    {
+        return (
+            false,
+            format!("could not scale {old_name} back to {replicas}: {e}"),
+        );
     }
     let api: Api<ReplicationController> = Api::namespaced(ctx.client.clone(), &ctx.ns);
     match api.delete(&new_name, &DeleteParams::background()).await {
@@ -1288,7 +1548,9 @@ async fn roll_back_rc(
         Err(e) if is_status(&e, 404) => {}
         Err(e) => return (false, format!("could not delete {new_name}: {e}")),
     }
-    notes.push(format!("rollback: {old_name} scaled back to {replicas}; {new_name} deleted"));
+    notes.push(format!(
+        "rollback: {old_name} scaled back to {replicas}; {new_name} deleted"
+    ));
     let Some(watch) = r.watch.as_mut() else {
         return (false, "not watched".into());
     };
@@ -1302,8 +1564,14 @@ async fn roll_back_rc(
             .iter()
             .filter(|p| matches_selector(p, &r.old_selector) && dep::pod_is_ready(p))
             .count() as i32;
-        let new_left = snap.pods.iter().filter(|p| matches_selector(p, &r.new_selector)).count();
-        let line = format!("{old_name}  desired {replicas}  ready {old_ready}  (rollback; {new_left} new pod(s) left)");
+        let new_left = snap
+            .pods
+            .iter()
+            .filter(|p| matches_selector(p, &r.new_selector))
+            .count();
+        let line = format!(
+            "{old_name}  desired {replicas}  ready {old_ready}  (rollback; {new_left} new pod(s) left)"
+        );
         if line != last {
             let _ = writeln!(out, "{line}");
             last = line;
@@ -1311,7 +1579,10 @@ async fn roll_back_rc(
         if old_ready >= replicas && new_left == 0 {
             return (
                 true,
-                format!("{} is serving again ({old_name}: {old_ready}/{replicas} ready; {new_name} deleted)", r.plan.old_image),
+                format!(
+                    "{} is serving again ({old_name}: {old_ready}/{replicas} ready; {new_name} deleted)",
+                    r.plan.old_image
+                ),
             );
         }
         if Instant::now() >= deadline {
@@ -1353,9 +1624,10 @@ pub(crate) async fn deploy_group(
     report: &mut Report,
     out: &mut (dyn Write + Send),
 ) -> Result<ExitCode, Stop> {
-    let (client, context_ns) = crate::kube_client::connect(&settings.kubeconfig, settings.context.as_deref())
-        .await
-        .map_err(|e| stop(ExitCode::ClusterConfig, e.0))?;
+    let (client, context_ns) =
+        crate::kube_client::connect(&settings.kubeconfig, settings.context.as_deref())
+            .await
+            .map_err(|e| stop(ExitCode::ClusterConfig, e.0))?;
     let ns = settings.namespace.clone().unwrap_or(context_ns);
     report.namespace = Some(ns.clone());
     let ctx = Ctx {
@@ -1405,13 +1677,13 @@ pub(crate) async fn deploy_group(
 
     // Apply, one workload after the other; a failure undoes the earlier ones.
     let mut failed_apply: Option<Stop> = None;
-    for i in 0..units.len() {
-        let mut w = writer(&units[i]);
-        if let Err(e) = units[i].apply(&ctx, &mut w).await {
+    for unit in units.iter_mut() {
+        let mut w = writer(unit);
+        if let Err(e) = unit.apply(&ctx, &mut w).await {
             let _ = writeln!(w, "{}", e.message);
-            units[i].rep.headline = e.message.clone();
-            units[i].rep.result = Conclusion::Invalid;
-            units[i].rep.exit_code = e.code.code();
+            unit.rep.headline = e.message.clone();
+            unit.rep.result = Conclusion::Invalid;
+            unit.rep.exit_code = e.code.code();
             failed_apply = Some(e);
             break;
         }
@@ -1445,7 +1717,9 @@ pub(crate) async fn deploy_group(
     }
 
     let all_ok = failed_apply.is_none()
-        && units.iter().all(|u| matches!(u.ended, Some(Ended::Succeeded(_))));
+        && units
+            .iter()
+            .all(|u| matches!(u.ended, Some(Ended::Succeeded(_))));
     if all_ok {
         let mut code = ExitCode::Success;
         for u in &mut units {
@@ -1480,7 +1754,9 @@ pub(crate) async fn deploy_group(
         .chain(failed_apply.as_ref().map(|_| "the apply step".to_string()))
         .collect();
     for u in &mut units {
-        let Some(ended) = u.ended.clone() else { continue };
+        let Some(ended) = u.ended.clone() else {
+            continue;
+        };
         let (progress, cause, signals, timed_out) = match ended {
             Ended::Succeeded(p) => {
                 u.rep.progress = Some(p);
@@ -1494,10 +1770,15 @@ pub(crate) async fn deploy_group(
             Ended::TimedOut { progress, signals } => (progress, Cause::Timeout, signals, true),
         };
         u.rep.progress = Some(progress.clone());
-        u.rep.findings = u.diagnose(&ctx, cause, &signals, &progress, timed_out).await;
+        u.rep.findings = u
+            .diagnose(&ctx, cause, &signals, &progress, timed_out)
+            .await;
         u.rep.cause = u.rep.findings.first().map(|f| f.summary.clone());
         let what = if timed_out {
-            format!("timed out after {}", humantime::format_duration(settings.timeout))
+            format!(
+                "timed out after {}",
+                humantime::format_duration(settings.timeout)
+            )
         } else {
             "failed".into()
         };
@@ -1513,7 +1794,11 @@ pub(crate) async fn deploy_group(
         } else {
             ExitCode::RolledBack.code()
         };
-        u.rep.headline = format!("{}: rollout of {} {what}", u.wref, u.rep.image.as_deref().unwrap_or("?"));
+        u.rep.headline = format!(
+            "{}: rollout of {} {what}",
+            u.wref,
+            u.rep.image.as_deref().unwrap_or("?")
+        );
     }
     let others = |me: &str| {
         culprits
@@ -1535,7 +1820,11 @@ pub(crate) async fn deploy_group(
             }
             u.rep.result = Conclusion::Failed;
             if u.rep.headline.is_empty() {
-                u.rep.headline = format!("{}: left in place ({} failed)", u.wref, others(&u.wref.to_string()));
+                u.rep.headline = format!(
+                    "{}: left in place ({} failed)",
+                    u.wref,
+                    others(&u.wref.to_string())
+                );
             }
         }
     } else {
@@ -1577,12 +1866,19 @@ pub(crate) async fn deploy_group(
     }
     for u in &mut units {
         if !u.applied && u.rep.headline.is_empty() {
-            u.rep.headline = format!("{}: not changed ({} failed)", u.wref, others(&u.wref.to_string()));
+            u.rep.headline = format!(
+                "{}: not changed ({} failed)",
+                u.wref,
+                others(&u.wref.to_string())
+            );
             u.rep.result = Conclusion::RolledBack;
             u.rep.exit_code = ExitCode::RolledBack.code();
         }
     }
-    let mut code = failed_apply.as_ref().map(|e| e.code).unwrap_or(ExitCode::RolledBack);
+    let mut code = failed_apply
+        .as_ref()
+        .map(|e| e.code)
+        .unwrap_or(ExitCode::RolledBack);
     if failed_apply.is_some() && code != ExitCode::RollbackFailed {
         // The apply failure itself changed nothing: the earlier workloads were rolled back.
         code = ExitCode::RolledBack;
@@ -1607,7 +1903,13 @@ pub(crate) async fn deploy_group(
 }
 
 /// Fill the top-level report from the workloads' reports.
-fn summarise(report: &mut Report, units: Vec<Unit>, single: bool, code: ExitCode, result: Conclusion) {
+fn summarise(
+    report: &mut Report,
+    units: Vec<Unit>,
+    single: bool,
+    code: ExitCode,
+    result: Conclusion,
+) {
     let reps: Vec<WorkloadReport> = units.into_iter().map(|u| u.rep).collect();
     report.result = result;
     if single && let Some(r) = reps.first() {
@@ -1639,7 +1941,11 @@ fn summarise(report: &mut Report, units: Vec<Unit>, single: bool, code: ExitCode
             } else {
                 format!(
                     ": {}",
-                    failed.iter().map(|r| r.headline.as_str()).collect::<Vec<_>>().join("; ")
+                    failed
+                        .iter()
+                        .map(|r| r.headline.as_str())
+                        .collect::<Vec<_>>()
+                        .join("; ")
                 )
             }
         );
@@ -1666,14 +1972,19 @@ fn summarise(report: &mut Report, units: Vec<Unit>, single: bool, code: ExitCode
             })
             .collect();
         report.cause = report.findings.first().map(|f| f.summary.clone());
-        let attempted: Vec<&report::Rollback> = reps.iter().filter_map(|r| r.rollback.as_ref()).collect();
+        let attempted: Vec<&report::Rollback> =
+            reps.iter().filter_map(|r| r.rollback.as_ref()).collect();
         if !attempted.is_empty() {
             report.rollback = Some(report::Rollback {
                 attempted: attempted.iter().any(|r| r.attempted),
                 confirmed: attempted.iter().all(|r| r.confirmed || !r.attempted),
                 detail: reps
                     .iter()
-                    .filter_map(|r| r.rollback.as_ref().map(|b| format!("{}: {}", r.workload, b.detail)))
+                    .filter_map(|r| {
+                        r.rollback
+                            .as_ref()
+                            .map(|b| format!("{}: {}", r.workload, b.detail))
+                    })
                     .collect::<Vec<_>>()
                     .join("; "),
             });

@@ -323,3 +323,18 @@ mod tests {
         assert!(p.next_delay(Some(Duration::from_secs(1))).is_none());
     }
 }
+
+/// An error with its sources (`a: b: c`), so a TLS failure under
+/// "client error (Connect)" is named (issue #8).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}

@@ -567,6 +567,8 @@ impl Clocks {
     }
 }
 
+type RestartCounts = BTreeMap<(String, String), i32>;
+
 /// What a kind-specific judge sees of one snapshot: the new pods and how
 /// far the controller is.
 pub struct Judged {
@@ -595,7 +597,8 @@ where
         last: String::new(),
     };
     let mut clocks = Clocks::default();
-    let mut baked_from: Option<(Instant, BTreeMap<(String, String), i32>)> = None;
+    // When the bake started, and the restart counts then.
+    let mut baked_from: Option<(Instant, RestartCounts)> = None;
     loop {
         watch.next_change().await;
         let snap = watch.snapshot();

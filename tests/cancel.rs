@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 use rel_common::*;
 
-async fn started_rollout(replicas: i64, extra: &[(&str, &str)]) -> (kubesim::Handle, tokio::process::Child) {
+async fn started_rollout(
+    replicas: i64,
+    extra: &[(&str, &str)],
+) -> (kubesim::Handle, tokio::process::Child) {
     let h = cluster(1.0).await;
     create_ready(&h, replicas).await;
     slow_image(&h, "example/web:v2", 600);

@@ -526,7 +526,7 @@ async fn bad_inputs_exit_2_and_change_nothing() {
         ),
         (
             &[("INPUT_WORKLOAD", "statefulset/web"), ("INPUT_TAG", "v2")],
-            "not supported yet",
+            "statefulset/web not found",
         ),
         (
             &[

@@ -38,10 +38,11 @@ fn arm(h: &Arc<kubesim::Handle>, fault: Fault) -> Option<tokio::task::JoinHandle
             None
         }
         Fault::TooManyRequests => Some(tokio::spawn(async move {
-            let mut every = tokio::time::interval(Duration::from_secs(3));
+            // A burst of 3 × 429 (Retry-After: 1) every 5 s.
+            let mut every = tokio::time::interval(Duration::from_secs(5));
             loop {
                 every.tick().await;
-                f.fail_next(5, "*", "", 429, Some(1));
+                f.fail_next(3, "*", "", 429, Some(1));
             }
         })),
         Fault::ListenerRestart => {
@@ -74,7 +75,11 @@ async fn case(fault: Fault, good: bool) {
     create_ready(&h, 3).await;
     let tag = if good { "v2" } else { "v2-missing" };
     let load = arm(&h, fault);
-    let (o, out) = run(&env(&h, &[("ROLLGUARD_TAG", tag), ("ROLLGUARD_TIMEOUT", "3m")])).await;
+    let (o, out) = run(&env(
+        &h,
+        &[("ROLLGUARD_TAG", tag), ("ROLLGUARD_TIMEOUT", "3m")],
+    ))
+    .await;
     if let Some(t) = load {
         t.abort();
         let _ = t.await;
@@ -94,7 +99,10 @@ async fn case(fault: Fault, good: bool) {
         assert_eq!(replica_set_count(&h), 2, "{ctx}");
     }
     assert!(h.wait_for(WAIT, healthy).await, "{ctx}");
-    assert!(annotation(&h, rollguard::recovery::IN_PROGRESS).is_none(), "{ctx}");
+    assert!(
+        annotation(&h, rollguard::recovery::IN_PROGRESS).is_none(),
+        "{ctx}"
+    );
     if let Ok(h) = Arc::try_unwrap(h) {
         h.shutdown().await;
     }

@@ -134,6 +134,11 @@ fn normalise(s: &str, names: &[&str]) -> String {
             &format!("{n}-<hash>"),
         );
     }
+    // The progress counts at the moment of failure race with the kubelet.
+    sub(
+        r"current \d+  up-to-date \d+  available \d+  \(new \d+/(\d+) ready\)",
+        "current <n>  up-to-date <n>  available <n>  (new <n>/$1 ready)",
+    );
     // Durations measured in real time (the configured ones stay).
     sub(r"\(\d+(\.\d+)?m?s\)", "(<duration>)");
     s
@@ -203,7 +208,7 @@ async fn seed000_insufficient_cpu() {
     assert!(
         o.report.findings[0]
             .summary
-            .contains("requested 100m, best node has 30m free (970m of 1000m used)"),
+            .contains("requested 100m, best node has 30m free (970m of 1000m used on node-1)"),
         "{:#?}",
         o.report.findings
     );
@@ -612,10 +617,7 @@ async fn quota_exceeded() {
     let o = rollguard(
         &h,
         "web",
-        &[
-            ("INPUT_TAG", "v2"),
-            ("INPUT_UNSCHEDULABLE-GRACE", "2s"),
-        ],
+        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
     )
     .await;
     assert_eq!(o.exit_code, 1);
@@ -653,7 +655,12 @@ async fn timeout_without_pod_cause() {
     )
     .await;
     assert_eq!(o.exit_code, 70);
-    assert_eq!(first_cause(&o), Some(Cause::Timeout), "{:#?}", o.report.findings);
+    assert_eq!(
+        first_cause(&o),
+        Some(Cause::Timeout),
+        "{:#?}",
+        o.report.findings
+    );
     assert_golden("timeout_without_pod_cause", &o, &["web"]);
     h.shutdown().await;
 }

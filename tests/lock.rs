@@ -31,7 +31,10 @@ async fn concurrent_runs_never_overlap() {
         tokio::spawn(async move {
             let mut last = image(&h);
             loop {
-                if !h.wait_for(Duration::from_secs(120), |h| image(h) != last).await {
+                if !h
+                    .wait_for(Duration::from_secs(120), |h| image(h) != last)
+                    .await
+                {
                     return;
                 }
                 last = image(&h);
@@ -39,8 +42,24 @@ async fn concurrent_runs_never_overlap() {
             }
         })
     };
-    let a = env(&h, &[("ROLLGUARD_TAG", "v2"), ("GITHUB_SERVER_URL", "https://github.com"), ("GITHUB_REPOSITORY", "o/r"), ("GITHUB_RUN_ID", "1")]);
-    let b = env(&h, &[("ROLLGUARD_TAG", "v3"), ("GITHUB_SERVER_URL", "https://github.com"), ("GITHUB_REPOSITORY", "o/r"), ("GITHUB_RUN_ID", "2")]);
+    let a = env(
+        &h,
+        &[
+            ("ROLLGUARD_TAG", "v2"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_RUN_ID", "1"),
+        ],
+    );
+    let b = env(
+        &h,
+        &[
+            ("ROLLGUARD_TAG", "v3"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_RUN_ID", "2"),
+        ],
+    );
     let run_a = async {
         let r = run(&a).await;
         (r, Instant::now())
@@ -72,7 +91,15 @@ async fn concurrent_runs_never_overlap() {
         "the second patch came before the first run finished"
     );
     assert_eq!(image(&h), second_image);
-    assert!(h.get("coordination.k8s.io/v1", "Lease", "default", "rollguard-deployment-web").is_none());
+    assert!(
+        h.get(
+            "coordination.k8s.io/v1",
+            "Lease",
+            "default",
+            "rollguard-deployment-web"
+        )
+        .is_none()
+    );
     if let Ok(h) = Arc::try_unwrap(h) {
         h.shutdown().await;
     }
@@ -82,7 +109,8 @@ async fn concurrent_runs_never_overlap() {
 async fn an_expired_lease_is_taken_over() {
     let h = cluster(25.0).await;
     create_ready(&h, 2).await;
-    h.create(lease("https://ci.example/jobs/dead", 600, 30)).unwrap();
+    h.create(lease("https://ci.example/jobs/dead", 600, 30))
+        .unwrap();
     let (o, out) = run(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(!out.contains("waiting for the deploy lock"), "{out}");
@@ -96,13 +124,21 @@ async fn lock_timeout_exits_3_naming_the_holder() {
     create_ready(&h, 2).await;
     let holder = "https://github.com/o/r/actions/runs/77";
     h.create(lease(holder, 0, 3600)).unwrap();
-    let (o, out) = run(&env(&h, &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_LOCK_TIMEOUT", "2s")])).await;
+    let (o, out) = run(&env(
+        &h,
+        &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_LOCK_TIMEOUT", "2s")],
+    ))
+    .await;
     assert_eq!(o.exit_code, 3, "{out}");
     assert!(out.contains(&format!("held by {holder}")), "{out}");
     assert!(o.report.headline.contains(holder), "{}", o.report.headline);
     assert_eq!(image(&h), "example/web:v1");
     // lock=false ignores it.
-    let (o, out) = run(&env(&h, &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_LOCK", "false")])).await;
+    let (o, out) = run(&env(
+        &h,
+        &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_LOCK", "false")],
+    ))
+    .await;
     assert_eq!(o.exit_code, 0, "{out}");
     h.shutdown().await;
 }

@@ -56,9 +56,10 @@ fn live_pods(h: &Handle) -> Vec<Value> {
 }
 
 fn ready(p: &Value) -> bool {
-    p["status"]["conditions"]
-        .as_array()
-        .is_some_and(|cs| cs.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"))
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
 }
 
 fn image_of(p: &Value, container: &str) -> String {
@@ -123,7 +124,8 @@ async fn seed_001(h: &Handle) {
     h.create(seed_001_service()).unwrap();
     assert!(
         h.wait_for(WAIT, |h| rc_ready(h, "api-rc", 3)
-            && obj(h, "v1", "Endpoints", "api-srv").is_some_and(|e| ready_addresses(&e) == 3))
+            && obj(h, "v1", "Endpoints", "api-srv")
+                .is_some_and(|e| ready_addresses(&e) == 3))
             .await
     );
 }
@@ -167,25 +169,46 @@ async fn rc_seed_001_rolling_update_keeps_the_service_serving() {
     };
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(endpoint_changes > 0);
-    assert!(min_ready >= 3, "the Service dropped to {min_ready} ready endpoints");
+    assert!(
+        min_ready >= 3,
+        "the Service dropped to {min_ready} ready endpoints"
+    );
     assert!(out.contains("Scaling api-rc-1.0.1 up to 1"), "{out}");
     assert!(out.contains("Scaling api-rc down to 2"), "{out}");
     assert!(out.contains("Deleting old controller: api-rc"), "{out}");
     // The old RC is gone; the new one serves with a disjoint selector.
-    assert!(h.wait_for(WAIT, |h| obj(h, "v1", "ReplicationController", "api-rc").is_none()).await);
+    assert!(
+        h.wait_for(WAIT, |h| obj(h, "v1", "ReplicationController", "api-rc")
+            .is_none())
+            .await
+    );
     let new = obj(&h, "v1", "ReplicationController", "api-rc-1.0.1").unwrap();
-    assert_eq!(new["spec"]["selector"], json!({"name": "api-pods", "version": "1.0.1"}));
+    assert_eq!(
+        new["spec"]["selector"],
+        json!({"name": "api-pods", "version": "1.0.1"})
+    );
     assert_eq!(new["spec"]["replicas"], 3);
     assert!(h.wait_for(WAIT, |h| live_pods(h).len() == 3).await);
     for p in live_pods(&h) {
-        assert_eq!(image_of(&p, "node-api-container"), "asia.gcr.io/xxxxx/node-api:1.0.1");
-        assert_eq!(image_of(&p, "fluentd-container"), "asia.gcr.io/xxxxx/fluentd:1.0.0");
+        assert_eq!(
+            image_of(&p, "node-api-container"),
+            "asia.gcr.io/xxxxx/node-api:1.0.1"
+        );
+        assert_eq!(
+            image_of(&p, "fluentd-container"),
+            "asia.gcr.io/xxxxx/fluentd:1.0.0"
+        );
         assert_eq!(p["metadata"]["labels"]["name"], "api-pods");
     }
     let e = obj(&h, "v1", "Endpoints", "api-srv").unwrap();
     assert_eq!(ready_addresses(&e), 3);
     assert_eq!(o.report.workloads.len(), 1);
-    assert!(o.report.workloads[0].notes.iter().any(|n| n.contains("version=1.0.0")));
+    assert!(
+        o.report.workloads[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("version=1.0.0"))
+    );
 
     // The next release names the original RC again: found by its base name.
     let (o, out) = rollguard(&seed_env(&h, "1.0.2")).await;
@@ -200,7 +223,11 @@ async fn rc_failure(tag: &str, cause: Cause) {
     seed_001(&h).await;
     let (o, out) = rollguard(&seed_env(&h, tag)).await;
     assert_eq!(o.exit_code, 1, "{out}");
-    assert_eq!(o.report.findings.first().map(|f| f.cause), Some(cause), "{out}");
+    assert_eq!(
+        o.report.findings.first().map(|f| f.cause),
+        Some(cause),
+        "{out}"
+    );
     let rb = o.report.rollback.clone().expect("rollback reported");
     assert!(rb.attempted && rb.confirmed, "{rb:?}");
     assert!(obj(&h, "v1", "ReplicationController", &format!("api-rc-{tag}")).is_none());
@@ -212,7 +239,8 @@ async fn rc_failure(tag: &str, cause: Cause) {
             let pods = live_pods(h);
             pods.len() == 3
                 && pods.iter().all(|p| {
-                    ready(p) && image_of(p, "node-api-container") == "asia.gcr.io/xxxxx/node-api:1.0.0"
+                    ready(p)
+                        && image_of(p, "node-api-container") == "asia.gcr.io/xxxxx/node-api:1.0.0"
                 })
         })
         .await
@@ -263,7 +291,11 @@ async fn statefulset_success() {
     let h = cluster(3).await;
     h.create(statefulset("db", "example/db:1", 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 3)).await);
-    let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_WORKLOAD", "sts/db"), ("ROLLGUARD_TAG", "2")])).await;
+    let (o, out) = rollguard(&env(
+        &h,
+        &[("ROLLGUARD_WORKLOAD", "sts/db"), ("ROLLGUARD_TAG", "2")],
+    ))
+    .await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(sts_settled(&h, "db", 3));
     for p in live_pods(&h) {
@@ -281,19 +313,38 @@ async fn statefulset_crash_forced_rollback() {
     let h = cluster(3).await;
     h.create(statefulset("db", "example/db:1", 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 3)).await);
-    let good = obj(&h, "apps/v1", "StatefulSet", "db").unwrap()["status"]["currentRevision"].clone();
-    let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_WORKLOAD", "statefulset/db"), ("ROLLGUARD_TAG", "2-crash")])).await;
+    let good =
+        obj(&h, "apps/v1", "StatefulSet", "db").unwrap()["status"]["currentRevision"].clone();
+    let (o, out) = rollguard(&env(
+        &h,
+        &[
+            ("ROLLGUARD_WORKLOAD", "statefulset/db"),
+            ("ROLLGUARD_TAG", "2-crash"),
+        ],
+    ))
+    .await;
     assert_eq!(o.exit_code, 1, "{out}");
-    assert_eq!(o.report.findings.first().map(|f| f.cause), Some(Cause::CrashLoop));
+    assert_eq!(
+        o.report.findings.first().map(|f| f.cause),
+        Some(Cause::CrashLoop)
+    );
     let rb = o.report.rollback.clone().unwrap();
     assert!(rb.confirmed, "{rb:?}");
     assert!(rb.detail.contains("forced rollback"), "{rb:?}");
     assert!(out.contains("forced rollback: deleting pod db-2"), "{out}");
-    assert!(o.report.workloads[0].notes.iter().any(|n| n.contains("db-2")));
+    assert!(
+        o.report.workloads[0]
+            .notes
+            .iter()
+            .any(|n| n.contains("db-2"))
+    );
     assert!(sts_settled(&h, "db", 3));
     let s = obj(&h, "apps/v1", "StatefulSet", "db").unwrap();
     assert_eq!(s["status"]["currentRevision"], good);
-    assert_eq!(s["spec"]["template"]["spec"]["containers"][0]["image"], "example/db:1");
+    assert_eq!(
+        s["spec"]["template"]["spec"]["containers"][0]["image"],
+        "example/db:1"
+    );
     for p in live_pods(&h) {
         assert_eq!(image_of(&p, "db"), "example/db:1");
     }
@@ -305,9 +356,19 @@ async fn statefulset_missing_image_rolled_back() {
     let h = cluster(3).await;
     h.create(statefulset("db", "example/db:1", 2)).unwrap();
     assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 2)).await);
-    let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_WORKLOAD", "sts/db"), ("ROLLGUARD_TAG", "2-missing")])).await;
+    let (o, out) = rollguard(&env(
+        &h,
+        &[
+            ("ROLLGUARD_WORKLOAD", "sts/db"),
+            ("ROLLGUARD_TAG", "2-missing"),
+        ],
+    ))
+    .await;
     assert_eq!(o.exit_code, 1, "{out}");
-    assert_eq!(o.report.findings.first().map(|f| f.cause), Some(Cause::ImageNotFound));
+    assert_eq!(
+        o.report.findings.first().map(|f| f.cause),
+        Some(Cause::ImageNotFound)
+    );
     assert!(o.report.rollback.clone().unwrap().confirmed);
     assert!(sts_settled(&h, "db", 2));
     h.shutdown().await;
@@ -339,24 +400,47 @@ fn ds_done(h: &Handle, name: &str, n: i64) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn daemonset_success_then_crash_rolled_back() {
+async fn daemonset_success_then_missing_image_rolled_back() {
     let h = cluster(3).await;
     h.create(daemonset("agent", "example/agent:1")).unwrap();
     assert!(h.wait_for(WAIT, |h| ds_done(h, "agent", 3)).await);
-    let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_WORKLOAD", "ds/agent"), ("ROLLGUARD_TAG", "2")])).await;
+    let (o, out) = rollguard(&env(
+        &h,
+        &[("ROLLGUARD_WORKLOAD", "ds/agent"), ("ROLLGUARD_TAG", "2")],
+    ))
+    .await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(h.wait_for(WAIT, |h| live_pods(h).len() == 3).await);
-    assert!(live_pods(&h).iter().all(|p| image_of(p, "agent") == "example/agent:2"));
+    assert!(
+        live_pods(&h)
+            .iter()
+            .all(|p| image_of(p, "agent") == "example/agent:2")
+    );
 
-    let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_WORKLOAD", "daemonset/agent"), ("ROLLGUARD_TAG", "3-missing")])).await;
+    let (o, out) = rollguard(&env(
+        &h,
+        &[
+            ("ROLLGUARD_WORKLOAD", "daemonset/agent"),
+            ("ROLLGUARD_TAG", "3-missing"),
+        ],
+    ))
+    .await;
     assert_eq!(o.exit_code, 1, "{out}");
-    assert_eq!(o.report.findings.first().map(|f| f.cause), Some(Cause::ImageNotFound));
+    assert_eq!(
+        o.report.findings.first().map(|f| f.cause),
+        Some(Cause::ImageNotFound)
+    );
     assert!(o.report.rollback.clone().unwrap().confirmed);
     let d = obj(&h, "apps/v1", "DaemonSet", "agent").unwrap();
-    assert_eq!(d["spec"]["template"]["spec"]["containers"][0]["image"], "example/agent:2");
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "example/agent:2"
+    );
     assert!(
         h.wait_for(WAIT, |h| ds_done(h, "agent", 3)
-            && live_pods(h).iter().all(|p| image_of(p, "agent") == "example/agent:2"))
+            && live_pods(h)
+                .iter()
+                .all(|p| image_of(p, "agent") == "example/agent:2"))
             .await
     );
     h.shutdown().await;
@@ -398,34 +482,63 @@ fn dep_healthy(h: &Handle, name: &str) -> bool {
 async fn group_is_all_or_nothing() {
     let h = cluster(3).await;
     // worker's v1 is a good image, its v2 tag is missing:
-    h.set_image_behaviour("example/worker-missing:v1", kubesim::ImageBehaviour::Ok {
-        ready_after: Duration::from_secs(1),
-    });
+    h.set_image_behaviour(
+        "example/worker-missing:v1",
+        kubesim::ImageBehaviour::Ok {
+            ready_after: Duration::from_secs(1),
+        },
+    );
     h.create(deployment("web", "example/web:v1")).unwrap();
-    h.create(deployment("worker", "example/worker-missing:v1")).unwrap();
-    assert!(h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker")).await);
+    h.create(deployment("worker", "example/worker-missing:v1"))
+        .unwrap();
+    assert!(
+        h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker"))
+            .await
+    );
     let (o, out) = rollguard(&env(
         &h,
-        &[("ROLLGUARD_WORKLOAD", "deployment/web,\ndeployment/worker"), ("ROLLGUARD_TAG", "v2")],
+        &[
+            ("ROLLGUARD_WORKLOAD", "deployment/web,\ndeployment/worker"),
+            ("ROLLGUARD_TAG", "v2"),
+        ],
     ))
     .await;
     assert_eq!(o.exit_code, 1, "{out}");
     assert_eq!(o.report.workloads.len(), 2);
     assert!(out.contains("[deployment/web]"), "{out}");
     let worker = &o.report.workloads[1];
-    assert_eq!(worker.findings.first().map(|f| f.cause), Some(Cause::ImageNotFound));
+    assert_eq!(
+        worker.findings.first().map(|f| f.cause),
+        Some(Cause::ImageNotFound)
+    );
     let web = &o.report.workloads[0];
-    assert!(web.headline.contains("because deployment/worker failed"), "{}", web.headline);
+    assert!(
+        web.headline.contains("because deployment/worker failed"),
+        "{}",
+        web.headline
+    );
     assert!(web.rollback.as_ref().unwrap().confirmed);
-    assert!(o.report.cause.as_deref().unwrap_or("").starts_with("deployment/worker: "));
+    assert!(
+        o.report
+            .cause
+            .as_deref()
+            .unwrap_or("")
+            .starts_with("deployment/worker: ")
+    );
     assert_eq!(dep_image(&h, "web"), "example/web:v1");
     assert_eq!(dep_image(&h, "worker"), "example/worker-missing:v1");
-    assert!(h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker")).await);
+    assert!(
+        h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker"))
+            .await
+    );
 
     // The same group with good images: both roll out.
     let (o, out) = rollguard(&env(
         &h,
-        &[("ROLLGUARD_WORKLOAD", "deployment/web, deployment/worker"), ("ROLLGUARD_IMAGE", "example/web:v3")],
+        &[
+            ("ROLLGUARD_WORKLOAD", "deployment/web, deployment/worker"),
+            ("ROLLGUARD_IMAGE", "example/web:v3"),
+        ],
     ))
     .await;
     assert_eq!(o.exit_code, 0, "{out}");

@@ -47,7 +47,7 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
                 "container {container} was killed (exit code 137, SIGKILL) and restarted {times}"
             ),
             fix: format!(
-                "Something killed the process: a failing livenessProbe ({path}.livenessProbe) or a memory kill outside the limit. Check the pod's events and the log lines above."
+                "Something killed the process: a failing livenessProbe ({path}.livenessProbe) or a memory kill outside the limit. Check the pod's events and the previous instance's log lines."
             ),
         },
         code => Words {
@@ -56,7 +56,7 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
                 code.map_or("unknown".into(), |c| c.to_string())
             ),
             fix: format!(
-                "The new version fails at start-up: read the log lines above (kubectl logs POD -c {container} --previous) and fix the error, e.g. its configuration ({path}.env) or a dependency it cannot reach."
+                "The new version fails at start-up: read the previous instance's last log lines (kubectl logs POD -c {container} --previous) and fix that error, e.g. its configuration ({path}.env) or a dependency it cannot reach."
             ),
         },
     }

@@ -216,13 +216,31 @@ pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
                             .is_some_and(|m| m.starts_with("Failed to pull image"))
                 })
                 .and_then(|e| e.message.clone());
-                let message = match (&event, wmsg.is_empty()) {
-                    (Some(ev), _) if classify_pull_error(&wmsg) == Cause::ImagePullTransient => {
-                        ev.clone()
-                    }
-                    (_, false) => wmsg.clone(),
-                    (Some(ev), true) => ev.clone(),
-                    (None, true) => reason.to_string(),
+                // In the form of the kubelet's Failed event, which `kubectl
+                // describe pod` shows: `Failed to pull image "…": <error>`,
+                // from the status (ErrImagePull's message, or the error a
+                // back-off message quotes), else the event itself.
+                let error = wmsg
+                    .split_once("ErrImagePull: ")
+                    .map_or(wmsg.as_str(), |(_, e)| e)
+                    .trim();
+                let error = if error.starts_with("Back-off pulling image") {
+                    ""
+                } else {
+                    error
+                };
+                let spec_image = pod.spec.as_ref().and_then(|s| {
+                    s.containers
+                        .iter()
+                        .chain(s.init_containers.iter().flatten())
+                        .find(|c| c.name == cs.name)
+                        .and_then(|c| c.image.clone())
+                });
+                let message = match (spec_image, error.is_empty(), &event) {
+                    (Some(image), false, _) => format!("Failed to pull image \"{image}\": {error}"),
+                    (_, _, Some(ev)) => ev.clone(),
+                    (None, false, None) => error.to_string(),
+                    (_, true, None) => reason.to_string(),
                 };
                 out.push(signal(
                     classify_pull_error(&message),
@@ -430,7 +448,11 @@ pub fn diagnose(input: &Inputs<'_>) -> Vec<Finding> {
             }
         }
         let pods_text = if cause == Cause::ReplicaFailure {
-            format!("{} of the new pods created", input.total_new_pods)
+            match input.total_new_pods {
+                0 => "no new pod could be created".to_string(),
+                1 => "1 new pod created, more refused".to_string(),
+                n => format!("{n} new pods created, more refused"),
+            }
         } else {
             format!(
                 "{}/{} new pods",

@@ -122,11 +122,12 @@ pub(crate) fn words(message: &str, template: Option<&PodTemplateSpec>, cluster: 
         };
         let text = match (requested, room) {
             (Some(req), Some(room)) => format!(
-                "{resource}: requested {}, best node has {} free ({} of {} used{})",
+                "not enough {resource} on any node: requested {}, best node has {} free ({} of {} used on {}{})",
                 fmt(resource, req),
                 fmt(resource, room.free().max(0)),
                 fmt(resource, room.used),
                 fmt(resource, room.allocatable),
+                room.node,
                 if cluster.pods_namespace_only {
                     format!(
                         ", counting only the pods of namespace {}",
@@ -137,7 +138,7 @@ pub(crate) fn words(message: &str, template: Option<&PodTemplateSpec>, cluster: 
                 }
             ),
             (Some(req), None) => format!(
-                "{resource}: requested {}, more than any node has free{}",
+                "not enough {resource} on any node: requested {}, more than any node has free{}",
                 fmt(resource, req),
                 note.clone().unwrap_or_default()
             ),
@@ -146,20 +147,35 @@ pub(crate) fn words(message: &str, template: Option<&PodTemplateSpec>, cluster: 
         short.push((resource, text));
     }
     if !short.is_empty() {
-        said.push(format!(
-            "not enough room on any node for a new pod: {}",
+        said.push(
             short
                 .iter()
                 .map(|(_, t)| t.as_str())
                 .collect::<Vec<_>>()
-                .join("; ")
-        ));
-        let fields: Vec<String> = short
-            .iter()
-            .map(|(r, _)| format!("resources.requests.{r}"))
-            .collect();
+                .join("; "),
+        );
+        // Name the requests to lower: `resources.requests.cpu of container web (100m)`.
+        let mut fields: Vec<String> = Vec::new();
+        for (r, _) in &short {
+            let named: Vec<String> = spec
+                .map(|s| {
+                    s.containers
+                        .iter()
+                        .filter_map(|c| {
+                            super::resource(Some(c), "requests", r)
+                                .map(|q| format!("{} ({q})", c.name))
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            fields.push(if named.is_empty() {
+                format!("resources.requests.{r}")
+            } else {
+                format!("resources.requests.{r} of container {}", named.join(", "))
+            });
+        }
         fixes.push(format!(
-            "Lower the containers' {} in spec.template.spec.containers[], run fewer replicas (spec.replicas) or less surge (spec.strategy.rollingUpdate.maxSurge), or add nodes.",
+            "Lower {} in spec.template.spec.containers, run fewer replicas (spec.replicas) or less surge (spec.strategy.rollingUpdate.maxSurge), or add nodes.",
             fields.join(" and ")
         ));
     }
@@ -278,7 +294,7 @@ mod tests {
         );
         assert!(
             w.summary
-                .contains("cpu: requested 100m, best node has 30m free (970m of 1000m used)"),
+                .contains("not enough cpu on any node: requested 100m, best node has 30m free (970m of 1000m used on node-1)"),
             "{}",
             w.summary
         );
@@ -300,6 +316,12 @@ mod tests {
             &cluster,
         );
         assert!(w.summary.contains("requested 100m, more than any node has free (node capacity unknown: listing nodes is forbidden)"), "{}", w.summary);
+        assert!(
+            w.fix
+                .contains("resources.requests.cpu of container web (100m)"),
+            "{}",
+            w.fix
+        );
     }
 
     #[test]

@@ -124,7 +124,16 @@ pub fn plan(
         NotRollable(e.0.replace(&format!("deployment/{old_name}"), &kind_name(&old_name)))
     })?;
     let mut patched = old.clone();
-    let ops: json_patch::Patch = serde_json::from_value(p.patch.clone())
+    // Applied to a copy: its `test` of the resourceVersion is for the cluster.
+    let edits: Vec<Value> = p
+        .patch
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|op| op["op"] != "test")
+        .cloned()
+        .collect();
+    let ops: json_patch::Patch = serde_json::from_value(Value::Array(edits))
         .map_err(|e| NotRollable(format!("internal: bad patch: {e}")))?;
     json_patch::patch(&mut patched, &ops).map_err(|e| {
         NotRollable(format!(

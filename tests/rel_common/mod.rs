@@ -61,7 +61,9 @@ pub fn image(h: &Handle) -> String {
 }
 
 pub fn annotation(h: &Handle, key: &str) -> Option<String> {
-    get(h)["metadata"]["annotations"][key].as_str().map(str::to_string)
+    get(h)["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_string)
 }
 
 /// ReplicaSets of web (live ones), with their revision annotations.
@@ -88,7 +90,10 @@ pub fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
     let mut e: Env = [
         ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
         ("ROLLGUARD_VERIFY_IMAGE".to_string(), "false".to_string()),
-        ("ROLLGUARD_WORKLOAD".to_string(), "deployment/web".to_string()),
+        (
+            "ROLLGUARD_WORKLOAD".to_string(),
+            "deployment/web".to_string(),
+        ),
     ]
     .into();
     for (k, v) in pairs {

@@ -467,14 +467,13 @@ pub fn compare_for_deletion(
     if rank_a != rank_b {
         return rank_b.cmp(&rank_a);
     }
-    if let (Some(ra), Some(rb)) = (ready_since(a), ready_since(b))
-        && ra != rb
-    {
-        let o = log_rank(ra, now).cmp(&log_rank(rb, now));
-        if o != Ordering::Equal {
-            return o;
-        }
-        return uid(a).cmp(uid(b));
+    // The remaining criteria compare per-pod keys, so the order is total
+    // (sort_by panics on an inconsistent one): ready more recently, more
+    // restarts, created more recently (log scale), then the uid.
+    let ready = |p: &Value| ready_since(p).map(|t| log_rank(t, now));
+    let by_ready = ready(a).cmp(&ready(b));
+    if by_ready != Ordering::Equal {
+        return by_ready;
     }
     let by_restarts = restarts(b).cmp(&restarts(a));
     if by_restarts != Ordering::Equal {
@@ -484,20 +483,11 @@ pub fn compare_for_deletion(
         p["metadata"]["creationTimestamp"]
             .as_str()
             .and_then(parse_time)
+            .map(|t| log_rank(t, now))
     };
-    match (created(a), created(b)) {
-        (Some(ca), Some(cb)) if ca != cb => {
-            let o = log_rank(ca, now).cmp(&log_rank(cb, now));
-            if o != Ordering::Equal {
-                o
-            } else {
-                uid(a).cmp(uid(b))
-            }
-        }
-        (None, Some(_)) => Ordering::Less,
-        (Some(_), None) => Ordering::Greater,
-        _ => Ordering::Equal,
-    }
+    created(a)
+        .cmp(&created(b))
+        .then_with(|| uid(a).cmp(uid(b)))
 }
 
 /// `floor(log2(age in ns))`, -1 for no age: upstream `logarithmicRankDiff`'s

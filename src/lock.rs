@@ -383,46 +383,6 @@ async fn renew(api: &Api<Lease>, name: &str, nonce: &str) -> Result<(), kube::Er
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn names_and_identities() {
-        assert_eq!(lease_name("deployment", "web"), "rollguard-deployment-web");
-        assert!(lease_name("deployment", &"x".repeat(400)).len() <= 253);
-        let env: Env = [
-            ("GITHUB_SERVER_URL", "https://github.com"),
-            ("GITHUB_REPOSITORY", "o/r"),
-            ("GITHUB_RUN_ID", "42"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(identity(&env), "https://github.com/o/r/actions/runs/42");
-        let env: Env = [("CI_JOB_URL".to_string(), "https://gitlab/j/1".to_string())].into();
-        assert_eq!(identity(&env), "https://gitlab/j/1");
-        assert!(identity(&Env::new()).contains(&format!("pid {}", std::process::id())));
-    }
-
-    #[test]
-    fn expiry_rules() {
-        let mut l = Lease::default();
-        assert!(live_holder(&l).is_none());
-        l.spec = Some(LeaseSpec {
-            holder_identity: Some("a".into()),
-            lease_duration_seconds: Some(30),
-            renew_time: Some(now()),
-            ..Default::default()
-        });
-        assert_eq!(live_holder(&l).as_deref(), Some("a"));
-        l.spec.as_mut().unwrap().renew_time = Some(MicroTime(
-            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60),
-        ));
-        assert!(live_holder(&l).is_none());
-    }
-}
-
 /// The reliability inputs (issue #8): `lock`, `lock-timeout`, `on-cancel`,
 /// and the identity the lock and the in-progress marker carry.
 #[derive(Debug, Clone)]
@@ -585,4 +545,44 @@ pub async fn begin(
             Err(m) => return Err((crate::ExitCode::RollbackFailed, m)),
         };
     Ok(Begun { guard, recovered })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_identities() {
+        assert_eq!(lease_name("deployment", "web"), "rollguard-deployment-web");
+        assert!(lease_name("deployment", &"x".repeat(400)).len() <= 253);
+        let env: Env = [
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_RUN_ID", "42"),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect();
+        assert_eq!(identity(&env), "https://github.com/o/r/actions/runs/42");
+        let env: Env = [("CI_JOB_URL".to_string(), "https://gitlab/j/1".to_string())].into();
+        assert_eq!(identity(&env), "https://gitlab/j/1");
+        assert!(identity(&Env::new()).contains(&format!("pid {}", std::process::id())));
+    }
+
+    #[test]
+    fn expiry_rules() {
+        let mut l = Lease::default();
+        assert!(live_holder(&l).is_none());
+        l.spec = Some(LeaseSpec {
+            holder_identity: Some("a".into()),
+            lease_duration_seconds: Some(30),
+            renew_time: Some(now()),
+            ..Default::default()
+        });
+        assert_eq!(live_holder(&l).as_deref(), Some("a"));
+        l.spec.as_mut().unwrap().renew_time = Some(MicroTime(
+            jiff::Timestamp::now() - jiff::SignedDuration::from_secs(60),
+        ));
+        assert!(live_holder(&l).is_none());
+    }
 }

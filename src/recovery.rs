@@ -332,39 +332,6 @@ async fn wait_healthy(
     tokio::time::timeout(timeout, done).await.unwrap_or(false)
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn marker_roundtrip_small_and_large() {
-        let small = json!({"spec": {"containers": [{"name": "a", "image": "a:1"}]}});
-        let m = Marker::new("run", "t", "a:2", "a:1", &small);
-        assert_eq!(m.previous_template(), Some(small.clone()));
-        let big = json!({"spec": {"containers": [{"name": "a", "image": "a:1", "args": vec!["x".repeat(100); 100]}]}});
-        let m = Marker::new("run", "t", "a:2", "a:1", &big);
-        assert!(m.template.as_str().unwrap().starts_with(GZIP_PREFIX));
-        assert!(m.encode().len() < big.to_string().len());
-        assert_eq!(m.previous_template(), Some(big));
-        let obj = json!({"metadata": {"annotations": {IN_PROGRESS: m.encode()}}});
-        assert_eq!(marker_of(&obj), Some(m));
-    }
-
-    #[test]
-    fn mark_extends_either_patch_shape() {
-        let m = Marker::new("r", "t", "a:2", "a:1", &json!({}));
-        let mut p = json!([{"op": "add", "path": "/metadata/annotations", "value": {"x": "y"}}]);
-        mark(&mut p, &m);
-        assert!(p[0]["value"][IN_PROGRESS].is_string());
-        let mut p = json!([{"op": "add", "path": "/metadata/annotations/x", "value": "y"}]);
-        mark(&mut p, &m);
-        assert_eq!(
-            p[1]["path"],
-            "/metadata/annotations/rollguard.dev~1in-progress"
-        );
-    }
-}
-
 /// Send our rollout patch; on 409/422 (a conflict, or a repeat of a patch
 /// whose response was lost) re-read and re-check instead of failing or
 /// clobbering (issue #8):
@@ -456,5 +423,38 @@ pub async fn rollback_rechecked(
         if !conflict || tries > 3 {
             return Err(err);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn marker_roundtrip_small_and_large() {
+        let small = json!({"spec": {"containers": [{"name": "a", "image": "a:1"}]}});
+        let m = Marker::new("run", "t", "a:2", "a:1", &small);
+        assert_eq!(m.previous_template(), Some(small.clone()));
+        let big = json!({"spec": {"containers": [{"name": "a", "image": "a:1", "args": vec!["x".repeat(100); 100]}]}});
+        let m = Marker::new("run", "t", "a:2", "a:1", &big);
+        assert!(m.template.as_str().unwrap().starts_with(GZIP_PREFIX));
+        assert!(m.encode().len() < big.to_string().len());
+        assert_eq!(m.previous_template(), Some(big));
+        let obj = json!({"metadata": {"annotations": {IN_PROGRESS: m.encode()}}});
+        assert_eq!(marker_of(&obj), Some(m));
+    }
+
+    #[test]
+    fn mark_extends_either_patch_shape() {
+        let m = Marker::new("r", "t", "a:2", "a:1", &json!({}));
+        let mut p = json!([{"op": "add", "path": "/metadata/annotations", "value": {"x": "y"}}]);
+        mark(&mut p, &m);
+        assert!(p[0]["value"][IN_PROGRESS].is_string());
+        let mut p = json!([{"op": "add", "path": "/metadata/annotations/x", "value": "y"}]);
+        mark(&mut p, &m);
+        assert_eq!(
+            p[1]["path"],
+            "/metadata/annotations/rollguard.dev~1in-progress"
+        );
     }
 }

@@ -266,6 +266,21 @@ pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
         .build())
 }
 
+/// An error with its sources (`a: b: c`), so a TLS failure under
+/// "client error (Connect)" is named (issue #8).
+pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut parts = vec![e.to_string()];
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        let t = s.to_string();
+        if !parts.iter().any(|p| p.contains(&t)) {
+            parts.push(t);
+        }
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,19 +337,4 @@ mod tests {
         assert!(p.next_delay(None).is_some());
         assert!(p.next_delay(Some(Duration::from_secs(1))).is_none());
     }
-}
-
-/// An error with its sources (`a: b: c`), so a TLS failure under
-/// "client error (Connect)" is named (issue #8).
-pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut parts = vec![e.to_string()];
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let t = s.to_string();
-        if !parts.iter().any(|p| p.contains(&t)) {
-            parts.push(t);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
 }

@@ -82,7 +82,8 @@ fn regex_lite(v: &str) -> bool {
     b.is_empty()
         || (b[0].is_ascii_alphanumeric()
             && b[b.len() - 1].is_ascii_alphanumeric()
-            && b.iter().all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c)))
+            && b.iter()
+                .all(|c| c.is_ascii_alphanumeric() || b"-_.".contains(c)))
 }
 
 #[test]
@@ -90,12 +91,18 @@ fn non_utf8_input_is_an_error_naming_the_variable() {
     use std::ffi::OsString;
     use std::os::unix::ffi::OsStringExt;
     let vars = vec![
-        (OsString::from("INPUT_TAG"), OsString::from_vec(vec![b'v', 0xff])),
+        (
+            OsString::from("INPUT_TAG"),
+            OsString::from_vec(vec![b'v', 0xff]),
+        ),
         (OsString::from("UNRELATED"), OsString::from_vec(vec![0xfe])),
     ];
     let e = config::env_from_os(vars).unwrap_err();
     assert!(e.to_string().contains("INPUT_TAG"), "{e}");
-    let ok = config::env_from_os(vec![(OsString::from("UNRELATED"), OsString::from_vec(vec![0xfe]))]);
+    let ok = config::env_from_os(vec![(
+        OsString::from("UNRELATED"),
+        OsString::from_vec(vec![0xfe]),
+    )]);
     assert!(ok.unwrap().is_empty());
 }
 
@@ -105,10 +112,16 @@ fn non_utf8_input_exits_2_from_the_binary() {
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
         .env_clear()
         .env("INPUT_WORKLOAD", "web")
-        .env("INPUT_TAG", std::ffi::OsStr::from_bytes(&[b'v', 0xff, 0x01]))
+        .env(
+            "INPUT_TAG",
+            std::ffi::OsStr::from_bytes(&[b'v', 0xff, 0x01]),
+        )
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("INPUT_TAG") && stderr.contains("not valid UTF-8"), "{stderr}");
+    assert!(
+        stderr.contains("INPUT_TAG") && stderr.contains("not valid UTF-8"),
+        "{stderr}"
+    );
 }

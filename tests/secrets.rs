@@ -24,12 +24,18 @@ async fn tls_is_verified_unless_the_kubeconfig_skips_it() {
     let h = cluster(25.0).await;
     create_ready(&h, 1).await;
     let mut e = env(&h, &[("ROLLGUARD_TAG", "v2")]);
-    e.insert("ROLLGUARD_KUBECONFIG".into(), without_ca(&h.kubeconfig_yaml(), false));
+    e.insert(
+        "ROLLGUARD_KUBECONFIG".into(),
+        without_ca(&h.kubeconfig_yaml(), false),
+    );
     let (o, out) = run(&e).await;
     assert_eq!(o.exit_code, 78, "{out}");
     assert!(out.to_ascii_lowercase().contains("certificate"), "{out}");
     assert_eq!(image(&h), "example/web:v1");
-    e.insert("ROLLGUARD_KUBECONFIG".into(), without_ca(&h.kubeconfig_yaml(), true));
+    e.insert(
+        "ROLLGUARD_KUBECONFIG".into(),
+        without_ca(&h.kubeconfig_yaml(), true),
+    );
     let (o, out) = run(&e).await;
     assert_eq!(o.exit_code, 0, "{out}");
     h.shutdown().await;
@@ -45,7 +51,10 @@ async fn no_secret_in_any_output_of_a_failed_run() {
         ("ROLLGUARD_GITHUB_TOKEN", "ghp_SECRETgithubTOKEN0123456789"),
         ("ROLLGUARD_GITLAB_TOKEN", "glpat-SECRETgitlabTOKEN01234"),
         ("ROLLGUARD_SLACK_TOKEN", "xoxb-SECRET-slack-token-0123"),
-        ("ROLLGUARD_SLACK_WEBHOOK", "http://127.0.0.1:9/services/SECRETHOOKPATH"),
+        (
+            "ROLLGUARD_SLACK_WEBHOOK",
+            "http://127.0.0.1:9/services/SECRETHOOKPATH",
+        ),
     ];
     let mut pairs = vec![
         ("ROLLGUARD_TAG", "v2-missing"),
@@ -68,7 +77,10 @@ async fn no_secret_in_any_output_of_a_failed_run() {
     for f in [&report, &output, &summary] {
         all.push_str(&std::fs::read_to_string(f).unwrap_or_default());
     }
-    assert!(all.contains("v2-missing"), "the outputs were written: {all}");
+    assert!(
+        all.contains("v2-missing"),
+        "the outputs were written: {all}"
+    );
     let token = h.token.clone();
     for s in secrets.iter().map(|(_, v)| *v).chain([token.as_str()]) {
         // GitHub's `::add-mask::` is the one place a secret may be named.

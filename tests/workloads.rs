@@ -527,6 +527,21 @@ async fn group_is_all_or_nothing() {
     );
     assert_eq!(dep_image(&h, "web"), "example/web:v1");
     assert_eq!(dep_image(&h, "worker"), "example/worker-missing:v1");
+    // The summary / PR comment has one row per workload.
+    let md = rollguard::report::markdown::render(
+        &o.report,
+        &rollguard::report::markdown::Options {
+            marker: None,
+            max_len: 65_000,
+            job_url: None,
+        },
+    );
+    for row in [
+        "| `deployment/web` | `rolled-back`",
+        "| `deployment/worker` | `rolled-back`",
+    ] {
+        assert!(md.contains(row), "no row {row:?} in:\n{md}");
+    }
     assert!(
         h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker"))
             .await

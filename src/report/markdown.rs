@@ -175,6 +175,42 @@ fn head(r: &Report, opts: &Options) -> String {
         );
     }
     s.push('\n');
+    s.push_str(&group_table(r));
+    s
+}
+
+/// One row per workload when a run covered several (all-or-nothing groups).
+fn group_table(r: &Report) -> String {
+    if r.workloads.len() < 2 {
+        return String::new();
+    }
+    let mut s =
+        String::from("| Workload | Result | Image | Cause | Rollback |\n|---|---|---|---|---|\n");
+    for w in &r.workloads {
+        let image = match (&w.previous_image, &w.image) {
+            (Some(old), Some(new)) => format!("{} → {}", md_code(old), md_code(new)),
+            (None, Some(new)) => md_code(new),
+            _ => String::new(),
+        };
+        let cause = w
+            .cause
+            .as_deref()
+            .map(|c| md_text(&truncate(c, 300)))
+            .unwrap_or_default();
+        let rollback = match &w.rollback {
+            Some(rb) if rb.attempted && rb.confirmed => "confirmed healthy".to_string(),
+            Some(rb) if rb.attempted => "**NOT confirmed**".to_string(),
+            Some(_) => "not rolled back".to_string(),
+            None => String::new(),
+        };
+        s.push_str(&format!(
+            "| {} | {} (exit {}) | {image} | {cause} | {rollback} |\n",
+            md_code(&w.workload),
+            md_code(result_word(w.result)),
+            w.exit_code,
+        ));
+    }
+    s.push('\n');
     s
 }
 

@@ -485,9 +485,7 @@ pub fn compare_for_deletion(
             .and_then(parse_time)
             .map(|t| log_rank(t, now))
     };
-    created(a)
-        .cmp(&created(b))
-        .then_with(|| uid(a).cmp(uid(b)))
+    created(a).cmp(&created(b)).then_with(|| uid(a).cmp(uid(b)))
 }
 
 /// `floor(log2(age in ns))`, -1 for no age: upstream `logarithmicRankDiff`'s

@@ -68,6 +68,9 @@ async fn main() -> anyhow::Result<()> {
             ("ROLLGUARD_CONTAINER", "node-api-container"),
             ("ROLLGUARD_TAG", tag),
             ("ROLLGUARD_TIMEOUT", "60s"),
+            // kubesim simulates images by name: no registry holds them, so
+            // the pre-flight registry check is off for the demo.
+            ("ROLLGUARD_VERIFY_IMAGE", "false"),
         ]
         .into_iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))

@@ -49,6 +49,8 @@ async fn binary_rolls_out_from_env_vars() {
     let kubeconfig = base64::engine::general_purpose::STANDARD.encode(h.kubeconfig_yaml());
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
         .env("ROLLGUARD_KUBECONFIG", kubeconfig)
+        // kubesim simulates images by name; no registry holds them.
+        .env("ROLLGUARD_VERIFY_IMAGE", "false")
         .env("ROLLGUARD_WORKLOAD", "deployment/web")
         .env("INPUT_TAG", "v2")
         .env("ROLLGUARD_TIMEOUT", "60s")

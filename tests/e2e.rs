@@ -77,7 +77,12 @@ async fn create_ready(h: &Handle, obj: Value) {
 }
 
 fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
-    let mut e: Env = [("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml())].into();
+    // kubesim simulates images by name; no registry holds them.
+    let mut e: Env = [
+        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
+        ("ROLLGUARD_VERIFY_IMAGE".to_string(), "false".to_string()),
+    ]
+    .into();
     for (k, v) in pairs {
         e.insert(k.to_string(), v.to_string());
     }

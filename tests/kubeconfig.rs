@@ -49,6 +49,8 @@ async fn dry_run(pairs: &[(&str, &str)]) -> (i32, String) {
         ("ROLLGUARD_WORKLOAD", "deployment/web"),
         ("ROLLGUARD_TAG", "v2"),
         ("ROLLGUARD_DRY_RUN", "true"),
+        // kubesim simulates images by name; no registry holds them.
+        ("ROLLGUARD_VERIFY_IMAGE", "false"),
     ]
     .iter()
     .map(|(k, v)| (k.to_string(), v.to_string()))

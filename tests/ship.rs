@@ -137,6 +137,8 @@ async fn static_binary_rolls_out_with_an_empty_environment() {
     let out = tokio::process::Command::new(&bin)
         .env_clear()
         .env("ROLLGUARD_KUBECONFIG", h.kubeconfig_yaml())
+        // kubesim simulates images by name; no registry holds them.
+        .env("ROLLGUARD_VERIFY_IMAGE", "false")
         .env("ROLLGUARD_WORKLOAD", "deployment/api")
         .env("ROLLGUARD_TAG", "v2")
         .env("ROLLGUARD_TIMEOUT", "60s")
@@ -481,6 +483,8 @@ async fn redeploy_with(h: &Handle, ns: &str, token: &str) -> (i32, String) {
             h.kubeconfig_for(token, "system:serviceaccount:rollguard"),
         ),
         ("ROLLGUARD_NAMESPACE", ns.to_string()),
+        // kubesim simulates images by name; no registry holds them.
+        ("ROLLGUARD_VERIFY_IMAGE", "false".into()),
         ("ROLLGUARD_WORKLOAD", "deployment/api".into()),
         ("ROLLGUARD_CONTAINER", "api".into()),
         ("ROLLGUARD_TAG", "v2".into()),

@@ -148,10 +148,12 @@ async fn run_once(setup: &Setup, scn: &Scenario, tool: Tool) -> anyhow::Result<S
     let run = tools::run(setup, tool, scn, &dirs).await?;
     // The end state: all new complete, or the old version complete again.
     let end_limit = Duration::from_secs(60);
-    if scn.succeeds {
+    // (Not waited for when the tool's verdict rules it out: a tool that
+    // reported success on a bad image will not roll back.)
+    if scn.succeeds && !run.reported_failure {
         obs.wait_for(&h, end_limit, |m| Marks::all(&m.completed).is_some())
             .await;
-    } else {
+    } else if !scn.succeeds && run.reported_failure {
         obs.wait_for(&h, end_limit, |m| Marks::all(&m.healthy_again).is_some())
             .await;
     }

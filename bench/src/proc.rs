@@ -17,7 +17,7 @@ pub struct ProcOut {
     pub exited: Instant,
     /// Exit code; None when killed by a signal (or by our watchdog).
     pub code: Option<i32>,
-    /// Peak resident set size of the child (`ru_maxrss`, KiB on Linux).
+    /// Peak resident set size of the child (VmHWM, KiB, sampled every 2 ms).
     pub maxrss_kib: u64,
     /// User + system CPU time of the child.
     pub cpu: Duration,
@@ -72,15 +72,34 @@ pub fn run(mut cmd: Command, limit: Duration) -> anyhow::Result<ProcOut> {
     let out = child.stdout.take().map(reader);
     let err = child.stderr.take().map(reader);
 
-    // Watchdog: SIGKILL the child if it outlives `limit`.
+    // Watchdog: SIGKILL the child if it outlives `limit`. It also samples
+    // the child's VmHWM (peak RSS of its own address space) every 2 ms:
+    // wait4's ru_maxrss is no use here, as Linux carries the high-water mark
+    // of the address space the child was forked from (this process, with
+    // the whole simulated cluster in it) across exec.
     let (done_tx, done_rx) = mpsc::channel::<()>();
     let watchdog = thread::spawn(move || {
-        if let Err(mpsc::RecvTimeoutError::Timeout) = done_rx.recv_timeout(limit) {
-            // SAFETY: plain kill(2) of our own, not yet reaped, child.
-            unsafe { libc::kill(pid, libc::SIGKILL) };
-            return true;
+        let status = format!("/proc/{pid}/status");
+        let deadline = Instant::now() + limit;
+        let mut hwm = 0u64;
+        loop {
+            if let Some(kib) = std::fs::read_to_string(&status).ok().and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("VmHWM:"))
+                    .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            }) {
+                hwm = hwm.max(kib);
+            }
+            match done_rx.recv_timeout(Duration::from_millis(2)) {
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= deadline => {
+                    // SAFETY: plain kill(2) of our own, not yet reaped, child.
+                    unsafe { libc::kill(pid, libc::SIGKILL) };
+                    return (true, hwm);
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+                _ => return (false, hwm),
+            }
         }
-        false
     });
 
     let mut status: libc::c_int = 0;
@@ -99,7 +118,7 @@ pub fn run(mut cmd: Command, limit: Duration) -> anyhow::Result<ProcOut> {
     }
     let exited = Instant::now();
     let _ = done_tx.send(());
-    let killed = watchdog.join().unwrap_or(false);
+    let (killed, hwm_kib) = watchdog.join().unwrap_or((false, 0));
     // The child is reaped; std's Child must not wait for it again.
     drop(child);
     let stdout = out.and_then(|h| h.join().ok()).unwrap_or_default();
@@ -114,7 +133,7 @@ pub fn run(mut cmd: Command, limit: Duration) -> anyhow::Result<ProcOut> {
         spawned,
         exited,
         code,
-        maxrss_kib: usage.ru_maxrss as u64,
+        maxrss_kib: hwm_kib,
         cpu: tv(usage.ru_utime) + tv(usage.ru_stime),
         stdout,
         stderr,

@@ -14,18 +14,15 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::deployment::util::{is_deleting, name, rs_replicas, selector_matches, uid};
-use super::events::{self, Source};
-use super::{Next, controller_ref, controller_uid};
+use super::{Next, controller_ref, controller_uid, pods, remove_owner_ref, write_status};
 use crate::Sim;
-use crate::api::{self, DeleteOptions};
-use crate::clock::{fmt_time, parse_time};
+use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 
 const COMPONENT: &str = "replicaset-controller";
 /// Upstream `BurstReplicas`: at most this many creates or deletes per sync.
 const BURST_REPLICAS: usize = 500;
-const REPLICA_FAILURE: &str = "ReplicaFailure";
 
 pub fn reconcile(sim: &Sim) -> Next {
     let mut next = Next::default();
@@ -38,14 +35,9 @@ pub fn reconcile(sim: &Sim) -> Next {
     let now = sim.clock.now();
     for rs in &replica_sets {
         let related = related_pods(rs, &siblings, &pods);
-        match sync_replica_set(sim, rs, &pods, &related, now) {
-            Ok(Some(t)) => next.at(t),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(replicaset = name(rs), error = %e, "replicaset sync failed; retrying");
-                next.at(now + Duration::from_secs(1));
-            }
-        }
+        next.after_sync(now, sync_replica_set(sim, rs, &pods, &related, now), |e| {
+            tracing::debug!(replicaset = name(rs), error = %e, "replicaset sync failed; retrying");
+        });
     }
     next
 }
@@ -138,18 +130,7 @@ fn sync_replica_set(
         manage_replicas(sim, rs, &active, related, now).err()
     };
     let status = calculate_status(rs, &active, terminating, manage_err.as_ref(), now);
-    if rs["status"] != status {
-        let my_uid = uid(rs).to_string();
-        let ns = rs["metadata"]["namespace"].as_str().unwrap_or("");
-        sim.store
-            .modify(res("replicasets.apps"), ns, name(rs), |cur| {
-                if uid(cur) != my_uid {
-                    return Ok(false);
-                }
-                cur["status"] = status.clone();
-                Ok(true)
-            })?;
-    }
+    write_status(sim, "replicasets.apps", rs, &status)?;
     if let Some(e) = manage_err {
         return Err(e);
     }
@@ -185,7 +166,7 @@ fn claim_pods(sim: &Sim, rs: &Value, pods: &PodIndex) -> ApiResult<Vec<Arc<Value
         if !selector_matches(selector, &orphan["metadata"]["labels"]) {
             continue;
         }
-        let adopted = adopt(sim, orphan, rs)?;
+        let adopted = pods::adopt(sim, rs, orphan)?;
         if controller_uid(&adopted) == Some(uid(rs)) {
             claimed.push(adopted);
         }
@@ -193,34 +174,10 @@ fn claim_pods(sim: &Sim, rs: &Value, pods: &PodIndex) -> ApiResult<Vec<Arc<Value
     Ok(claimed)
 }
 
-fn adopt(sim: &Sim, pod: &Value, rs: &Value) -> ApiResult<Arc<Value>> {
-    let owner = controller_ref(rs);
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
-    sim.store.modify(res("pods"), ns, name(pod), |cur| {
-        if controller_uid(cur).is_some() || is_deleting(cur) {
-            return Ok(false);
-        }
-        match cur["metadata"]["ownerReferences"].as_array_mut() {
-            Some(refs) => refs.push(owner.clone()),
-            None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-        }
-        Ok(true)
-    })
-}
-
 fn release(sim: &Sim, pod: &Value, owner_uid: &str) -> ApiResult<()> {
     let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
     sim.store.modify(res("pods"), ns, name(pod), |cur| {
-        let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() else {
-            return Ok(false);
-        };
-        refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-        if refs.is_empty()
-            && let Some(m) = cur["metadata"].as_object_mut()
-        {
-            m.remove("ownerReferences");
-        }
-        Ok(true)
+        Ok(remove_owner_ref(cur, owner_uid))
     })?;
     Ok(())
 }
@@ -240,79 +197,15 @@ fn manage_replicas(
     if active.len() < want {
         let missing = (want - active.len()).min(BURST_REPLICAS);
         for _ in 0..missing {
-            create_pod(sim, rs)?;
+            pods::create(sim, rs, COMPONENT, pod_from_template(rs))?;
         }
     } else if active.len() > want {
         let surplus = (active.len() - want).min(BURST_REPLICAS);
         for pod in pods_to_delete(active, related, surplus, now) {
-            delete_pod(sim, rs, &pod)?;
+            pods::delete(sim, rs, COMPONENT, &pod)?;
         }
     }
     Ok(())
-}
-
-fn create_pod(sim: &Sim, rs: &Value) -> ApiResult<()> {
-    match api::create_object(sim, pod_from_template(rs)) {
-        Ok(pod) => {
-            let msg = format!("Created pod: {}", name(&pod));
-            events::record(
-                sim,
-                rs,
-                None,
-                "Normal",
-                "SuccessfulCreate",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Ok(())
-        }
-        Err(e) => {
-            let msg = format!("Error creating: {}", e.message);
-            events::record(
-                sim,
-                rs,
-                None,
-                "Warning",
-                "FailedCreate",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Err(e)
-        }
-    }
-}
-
-fn delete_pod(sim: &Sim, rs: &Value, pod: &Value) -> ApiResult<()> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
-    match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
-        Ok(_) => {
-            let msg = format!("Deleted pod: {}", name(pod));
-            events::record(
-                sim,
-                rs,
-                None,
-                "Normal",
-                "SuccessfulDelete",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Ok(())
-        }
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => {
-            let msg = format!("Error deleting: {}", e.message);
-            events::record(
-                sim,
-                rs,
-                None,
-                "Warning",
-                "FailedDelete",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Err(e)
-        }
-    }
 }
 
 /// Upstream `GetPodFromTemplate`: labels, annotations and finalizers of the
@@ -527,65 +420,16 @@ fn calculate_status(
     manage_err: Option<&ApiError>,
     now: Timestamp,
 ) -> Value {
-    let template_labels = &rs["spec"]["template"]["metadata"]["labels"];
-    let min_ready = min_ready_seconds(rs);
-    let fully_labeled = active
-        .iter()
-        .filter(|p| labels_contain(&p["metadata"]["labels"], template_labels))
-        .count();
-    let ready = active.iter().filter(|p| is_ready(p)).count();
-    let available = active
-        .iter()
-        .filter(|p| is_available(p, min_ready, now))
-        .count();
-
-    let mut conditions: Vec<Value> = rs["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let has_failure = conditions
-        .iter()
-        .any(|c| c["type"].as_str() == Some(REPLICA_FAILURE));
-    match manage_err {
-        Some(e) if !has_failure => {
-            let reason = if active.len() < rs_replicas(rs).max(0) as usize {
-                "FailedCreate"
-            } else {
-                "FailedDelete"
-            };
-            conditions.push(
-                json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason,
-                "message": e.message, "lastTransitionTime": fmt_time(now)}),
-            );
-        }
-        None if has_failure => conditions.retain(|c| c["type"].as_str() != Some(REPLICA_FAILURE)),
-        _ => {}
+    pods::ReplicaStatus {
+        owner: rs,
+        active,
+        want: rs_replicas(rs).max(0) as usize,
+        min_ready_seconds: min_ready_seconds(rs),
+        terminating: Some(terminating),
+        manage_err,
+        now,
     }
-
-    let mut st = Map::new();
-    st.insert("replicas".into(), json!(active.len()));
-    let mut put = |k: &str, v: usize| {
-        if v > 0 {
-            st.insert(k.into(), json!(v));
-        }
-    };
-    put("fullyLabeledReplicas", fully_labeled);
-    put("readyReplicas", ready);
-    put("availableReplicas", available);
-    if let Some(g) = rs["metadata"]["generation"].as_i64().filter(|g| *g != 0) {
-        st.insert("observedGeneration".into(), json!(g));
-    }
-    st.insert("terminatingReplicas".into(), json!(terminating));
-    if !conditions.is_empty() {
-        st.insert("conditions".into(), Value::Array(conditions));
-    }
-    Value::Object(st)
-}
-
-fn labels_contain(labels: &Value, wanted: &Value) -> bool {
-    wanted
-        .as_object()
-        .is_none_or(|w| w.iter().all(|(k, v)| labels.get(k) == Some(v)))
+    .to_json()
 }
 
 #[cfg(test)]

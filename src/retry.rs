@@ -261,8 +261,19 @@ where
 /// kube's default one (which retries POSTs on 503 too).
 pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
     config.default_retry = false;
+    // Identify ourselves to the API server (audit logs, kubesim's metrics).
+    let user_agent =
+        http::HeaderValue::from_static(concat!("rollguard/", env!("CARGO_PKG_VERSION")));
     Ok(kube::client::ClientBuilder::try_from(config)?
         .with_layer(&RetryLayer::default())
+        .with_layer(&tower::util::MapRequestLayer::new(
+            move |mut req: http::Request<kube::client::Body>| {
+                req.headers_mut()
+                    .entry(http::header::USER_AGENT)
+                    .or_insert_with(|| user_agent.clone());
+                req
+            },
+        ))
         .build())
 }
 

@@ -72,5 +72,13 @@ async fn binary_rolls_out_from_env_vars() {
         d["spec"]["template"]["spec"]["containers"][0]["image"],
         "example/web:v2"
     );
+    // The API server sees who is calling (audit logs; kubesim's per-client metrics).
+    let agents = h.metrics();
+    let ours = format!("rollguard/{}", env!("CARGO_PKG_VERSION"));
+    assert!(
+        agents.get(&ours).is_some_and(|a| a.requests > 0),
+        "no requests from {ours}: {:?}",
+        agents.keys().collect::<Vec<_>>()
+    );
     h.shutdown().await;
 }

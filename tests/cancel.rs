@@ -1,10 +1,10 @@
 //! Cancellation (issue #8): SIGTERM to the real binary mid-rollout.
 
-mod rel_common;
+mod common;
 
 use std::time::{Duration, Instant};
 
-use rel_common::*;
+use common::*;
 
 async fn started_rollout(
     replicas: i64,

@@ -2,8 +2,11 @@
 //! kubesim over HTTPS, checking the cluster's state afterwards.
 //! Each test has its own simulated cluster, so they run concurrently.
 
+mod common;
+
 use std::time::Duration;
 
+use common::{cluster_with, live_pods, rolled_out as healthy, run as rollguard};
 use kubesim::Handle;
 use rollguard::diagnose::Cause;
 use rollguard::{Env, Outcome};
@@ -19,10 +22,6 @@ async fn cluster() -> Handle {
         ..Default::default()
     })
     .await
-}
-
-async fn cluster_with(config: kubesim::Config) -> Handle {
-    kubesim::start(config).await.expect("kubesim starts")
 }
 
 fn deployment(name: &str, containers: Value, replicas: i64) -> Value {
@@ -46,55 +45,16 @@ fn web(image: &str) -> Value {
 }
 
 fn get(h: &Handle, name: &str) -> Value {
-    h.get("apps/v1", "Deployment", "default", name)
-        .map(|d| (*d).clone())
-        .expect("deployment exists")
-}
-
-/// kubectl's rollout rule on the stored object.
-fn healthy(h: &Handle, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
-        return false;
-    };
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= n("/metadata/generation")
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
+    common::deployment_named(h, name)
 }
 
 async fn create_ready(h: &Handle, obj: Value) {
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    h.create(obj).expect("create deployment");
-    assert!(
-        h.wait_for(WAIT, |h| healthy(h, &name)).await,
-        "deployment {name} never became ready"
-    );
+    common::create_rolled_out(h, obj, WAIT).await;
 }
 
 fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
     // kubesim simulates images by name; no registry holds them.
-    let mut e: Env = [
-        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
-        ("ROLLGUARD_VERIFY_IMAGE".to_string(), "false".to_string()),
-    ]
-    .into();
-    for (k, v) in pairs {
-        e.insert(k.to_string(), v.to_string());
-    }
-    e
-}
-
-async fn rollguard(env: &Env) -> (Outcome, String) {
-    let mut out = Vec::new();
-    let outcome = rollguard::run(env, &mut out).await;
-    let text = String::from_utf8_lossy(&out).to_string();
-    println!("{text}");
-    (outcome, text)
+    common::env_with(h, &[("ROLLGUARD_VERIFY_IMAGE", "false")], pairs)
 }
 
 fn template_image(h: &Handle, name: &str, container: &str) -> String {
@@ -107,15 +67,6 @@ fn template_image(h: &Handle, name: &str, container: &str) -> String {
         .as_str()
         .unwrap()
         .to_string()
-}
-
-/// Pods not being deleted.
-fn live_pods(h: &Handle) -> Vec<Value> {
-    h.list("v1", "Pod", "default")
-        .into_iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| (*p).clone())
-        .collect()
 }
 
 fn sim_elapsed(h: &Handle, since: jiff::Timestamp) -> f64 {

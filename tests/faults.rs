@@ -5,12 +5,12 @@
 //! a bad run's rollback reuses the old ReplicaSet (2 ReplicaSets in all).
 //! The README's "Reliability" table is filled from these assertions.
 
-mod rel_common;
+mod common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use rel_common::*;
+use common::*;
 
 #[derive(Clone, Copy, Debug)]
 enum Fault {

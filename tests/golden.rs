@@ -9,13 +9,15 @@
 //! `INSTA_UPDATE=always cargo test -p rollguard --test golden`, then read
 //! every changed `.snap` file before committing it.
 
+mod common;
+
 use std::time::Duration;
 
 use kubesim::Handle;
 use kubesim::scenario::ImageBehaviour;
+use rollguard::Outcome;
 use rollguard::diagnose::Cause;
 use rollguard::report::{Report, console, github, slack};
-use rollguard::{Env, Outcome};
 use serde_json::{Value, json};
 
 const SPEED: f64 = 25.0;
@@ -53,28 +55,8 @@ fn deployment(name: &str, containers: Value, replicas: i64) -> Value {
     })
 }
 
-fn healthy(h: &Handle, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
-        return false;
-    };
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= n("/metadata/generation")
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
-}
-
 async fn create_ready(h: &Handle, obj: Value) {
-    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
-    h.create(obj).expect("create");
-    assert!(
-        h.wait_for(WAIT, |h| healthy(h, &name)).await,
-        "deployment {name} never became ready"
-    );
+    common::create_rolled_out(h, obj, WAIT).await;
 }
 
 /// Change a node in place (labels, taints), as `kubectl label/taint` would.
@@ -90,20 +72,16 @@ fn edit_node(h: &Handle, node: &str, f: impl FnOnce(&mut Value)) {
 /// Run rollguard on `workload` with these inputs; the pre-flight checks are
 /// off so the rollout itself fails and is diagnosed.
 async fn rollguard(h: &Handle, workload: &str, pairs: &[(&str, &str)]) -> Outcome {
-    let mut env: Env = [
-        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
-        ("INPUT_WORKLOAD".to_string(), workload.to_string()),
-        ("INPUT_VERIFY-IMAGE".to_string(), "false".to_string()),
-        ("INPUT_CAPACITY-CHECK".to_string(), "off".to_string()),
-    ]
-    .into();
-    for (k, v) in pairs {
-        env.insert(k.to_string(), v.to_string());
-    }
-    let mut out = Vec::new();
-    let outcome = rollguard::run(&env, &mut out).await;
-    println!("{}", String::from_utf8_lossy(&out));
-    outcome
+    let env = common::env_with(
+        h,
+        &[
+            ("INPUT_WORKLOAD", workload),
+            ("INPUT_VERIFY-IMAGE", "false"),
+            ("INPUT_CAPACITY-CHECK", "off"),
+        ],
+        pairs,
+    );
+    common::run(&env).await.0
 }
 
 /// Replace what differs between runs with stable placeholders.

@@ -1,11 +1,11 @@
 //! The deploy lock (issue #8): a Lease per workload.
 
-mod rel_common;
+mod common;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use rel_common::*;
+use common::*;
 use serde_json::json;
 
 fn lease(holder: &str, renewed_secs_ago: i64, duration: i64) -> serde_json::Value {

@@ -3,14 +3,17 @@
 //! library entry point, kubesim. The simulated kubelet does not pull from the
 //! registry: images are simulated by name (a plain `…:v2` runs fine).
 
+mod common;
+
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
+use common::{cluster_with, run as rollguard};
 use kubesim::Handle;
+use rollguard::Env;
 use rollguard::diagnose::Cause;
-use rollguard::{Env, Outcome};
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
@@ -205,10 +208,6 @@ impl Registry {
 
 // ---------------------------------------------------------------- cluster
 
-async fn cluster_with(config: kubesim::Config) -> Handle {
-    kubesim::start(config).await.expect("kubesim starts")
-}
-
 async fn cluster() -> Handle {
     cluster_with(kubesim::Config {
         speed: SPEED,
@@ -238,32 +237,11 @@ fn deployment(image: &str, replicas: i64, resources: Value, pull_secret: Option<
 }
 
 fn get(h: &Handle) -> Value {
-    h.get("apps/v1", "Deployment", "default", "api")
-        .map(|d| (*d).clone())
-        .expect("deployment exists")
-}
-
-fn healthy(h: &Handle) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", "api") else {
-        return false;
-    };
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= n("/metadata/generation")
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
+    common::deployment_named(h, "api")
 }
 
 async fn create_ready(h: &Handle, obj: Value) {
-    h.create(obj).expect("create deployment");
-    assert!(
-        h.wait_for(WAIT, healthy).await,
-        "deployment api never became ready"
-    );
+    common::create_rolled_out(h, obj, WAIT).await;
 }
 
 fn resource_version(h: &Handle) -> Value {
@@ -278,28 +256,15 @@ fn template_image(h: &Handle) -> String {
 }
 
 fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
-    let mut e: Env = [
-        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
-        (
-            "ROLLGUARD_WORKLOAD".to_string(),
-            "deployment/api".to_string(),
-        ),
-        // No docker config of the machine running the tests.
-        ("HOME".to_string(), "/nonexistent".to_string()),
-    ]
-    .into();
-    for (k, v) in pairs {
-        e.insert(k.to_string(), v.to_string());
-    }
-    e
-}
-
-async fn rollguard(env: &Env) -> (Outcome, String) {
-    let mut out = Vec::new();
-    let outcome = rollguard::run(env, &mut out).await;
-    let text = String::from_utf8_lossy(&out).to_string();
-    println!("{text}");
-    (outcome, text)
+    common::env_with(
+        h,
+        &[
+            ("ROLLGUARD_WORKLOAD", "deployment/api"),
+            // No docker config of the machine running the tests.
+            ("HOME", "/nonexistent"),
+        ],
+        pairs,
+    )
 }
 
 fn pull_secret(name: &str, host: &str, user: &str, password: &str) -> Value {

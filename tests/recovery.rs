@@ -2,9 +2,9 @@
 //! mid-rollout; the next run finds the in-progress marker, says so, rolls
 //! the orphaned change back first, then deploys.
 
-mod rel_common;
+mod common;
 
-use rel_common::*;
+use common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_rollout_then_next_run_rolls_back_the_orphan_first() {

@@ -2,9 +2,9 @@
 //! in any output of a real run of the binary; TLS is verified unless the
 //! kubeconfig says insecure-skip-tls-verify.
 
-mod rel_common;
+mod common;
 
-use rel_common::*;
+use common::*;
 
 fn without_ca(yaml: &str, insecure: bool) -> String {
     let mut kc: serde_yaml::Value = serde_yaml::from_str(yaml).unwrap();

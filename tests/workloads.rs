@@ -2,11 +2,14 @@
 //! StatefulSets (with the forced rollback), DaemonSets, and several
 //! workloads in one run (all-or-nothing).
 
+mod common;
+
 use std::time::Duration;
 
+use common::{live_pods, run as rollguard};
 use kubesim::Handle;
+use rollguard::Env;
 use rollguard::diagnose::Cause;
-use rollguard::{Env, Outcome};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
@@ -23,36 +26,18 @@ async fn cluster(nodes: usize) -> Handle {
 }
 
 fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
-    let mut e: Env = [
-        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
-        ("ROLLGUARD_VERIFY_IMAGE".to_string(), "false".to_string()),
-        ("ROLLGUARD_CAPACITY_CHECK".to_string(), "off".to_string()),
-    ]
-    .into();
-    for (k, v) in pairs {
-        e.insert(k.to_string(), v.to_string());
-    }
-    e
-}
-
-async fn rollguard(env: &Env) -> (Outcome, String) {
-    let mut out = Vec::new();
-    let outcome = rollguard::run(env, &mut out).await;
-    let text = String::from_utf8_lossy(&out).to_string();
-    println!("{text}");
-    (outcome, text)
+    common::env_with(
+        h,
+        &[
+            ("ROLLGUARD_VERIFY_IMAGE", "false"),
+            ("ROLLGUARD_CAPACITY_CHECK", "off"),
+        ],
+        pairs,
+    )
 }
 
 fn obj(h: &Handle, api: &str, kind: &str, name: &str) -> Option<Value> {
     h.get(api, kind, "default", name).map(|o| (*o).clone())
-}
-
-fn live_pods(h: &Handle) -> Vec<Value> {
-    h.list("v1", "Pod", "default")
-        .into_iter()
-        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
-        .map(|p| (*p).clone())
-        .collect()
 }
 
 fn ready(p: &Value) -> bool {

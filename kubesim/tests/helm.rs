@@ -261,30 +261,14 @@ async fn kubectl_server_side_apply_ownership() {
     let b1 = write("b1.yaml", "  a: \"9\"\n");
     let a2 = write("a2.yaml", "  c: \"3\"\n");
 
-    let out = k
-        .arun(&[
-            "apply",
-            "--server-side",
-            "--field-manager=team-a",
-            "-f",
-            &a1,
-        ])
-        .await;
+    let out = k.arun(&server_side(&["--field-manager=team-a"], &a1)).await;
     assert_eq!(out.code, 0, "{out:#?}");
     assert!(
         out.stdout.contains("configmap/cfg serverside-applied"),
         "{out:#?}"
     );
 
-    let out = k
-        .arun(&[
-            "apply",
-            "--server-side",
-            "--field-manager=team-b",
-            "-f",
-            &b1,
-        ])
-        .await;
+    let out = k.arun(&server_side(&["--field-manager=team-b"], &b1)).await;
     assert_ne!(out.code, 0, "{out:#?}");
     assert!(
         out.stderr
@@ -293,29 +277,17 @@ async fn kubectl_server_side_apply_ownership() {
     );
 
     let out = k
-        .arun(&[
-            "apply",
-            "--server-side",
-            "--field-manager=team-b",
-            "--force-conflicts",
-            "-f",
+        .arun(&server_side(
+            &["--field-manager=team-b", "--force-conflicts"],
             &b1,
-        ])
+        ))
         .await;
     assert_eq!(out.code, 0, "{out:#?}");
     let cm = h.get("v1", "ConfigMap", "default", "cfg").unwrap();
     assert_eq!(cm["data"], serde_json::json!({"a": "9", "b": "2"}));
 
     // team-a stops applying a and b, adds c: b goes, a stays (team-b owns it).
-    let out = k
-        .arun(&[
-            "apply",
-            "--server-side",
-            "--field-manager=team-a",
-            "-f",
-            &a2,
-        ])
-        .await;
+    let out = k.arun(&server_side(&["--field-manager=team-a"], &a2)).await;
     assert_eq!(out.code, 0, "{out:#?}");
     let cm = h.get("v1", "ConfigMap", "default", "cfg").unwrap();
     assert_eq!(cm["data"], serde_json::json!({"a": "9", "c": "3"}));
@@ -334,4 +306,12 @@ async fn kubectl_server_side_apply_ownership() {
             .all(|e| e["operation"] == "Apply" && e["fieldsType"] == "FieldsV1")
     );
     h.shutdown().await;
+}
+
+/// `kubectl apply --server-side` with these flags, on `file`.
+fn server_side<'a>(flags: &[&'a str], file: &'a str) -> Vec<&'a str> {
+    let mut args = vec!["apply", "--server-side"];
+    args.extend(flags);
+    args.extend(["-f", file]);
+    args
 }

@@ -27,6 +27,18 @@ async fn cluster(speed: f64) -> kubesim::Handle {
     h
 }
 
+/// `kubectl rollout status` of the app's Deployment, which must succeed.
+async fn wait_rolled_out(k: &Client) {
+    k.arun(&[
+        "rollout",
+        "status",
+        &format!("deployment/{APP}"),
+        "--timeout=60s",
+    ])
+    .await
+    .ok();
+}
+
 fn pods_json(out: &common::Out) -> Vec<Value> {
     let v: Value = serde_json::from_str(&out.stdout).expect("pods json");
     v["items"].as_array().cloned().unwrap_or_default()
@@ -40,44 +52,31 @@ async fn seed_002_story_with_real_kubectl() {
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
 
-    let out = k
-        .arun(&["create", "deployment", APP, &format!("--image={REPO}:v1")])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout
-            .contains("deployment.apps/kubernetes-bootcamp created"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["create", "deployment", APP, &format!("--image={REPO}:v1")],
+        "deployment.apps/kubernetes-bootcamp created",
+    )
+    .await;
 
-    let out = k
-        .arun(&[
+    k.arun_expecting(
+        &[
             "rollout",
             "status",
             &format!("deployment/{APP}"),
             "--timeout=60s",
-        ])
-        .await;
-    out.ok();
-    assert!(out.stdout.contains("successfully rolled out"), "{out:?}");
+        ],
+        "successfully rolled out",
+    )
+    .await;
 
     // Scaling: DESIRED/CURRENT/UP-TO-DATE/AVAILABLE follow.
-    let out = k
-        .arun(&["scale", &format!("deployments/{APP}"), "--replicas=4"])
-        .await;
-    out.ok();
-    assert!(out.stdout.contains("scaled"), "{out:?}");
-    k.arun(&[
-        "rollout",
-        "status",
-        &format!("deployment/{APP}"),
-        "--timeout=60s",
-    ])
-    .await
-    .ok();
-    let out = k.arun(&["get", "deployments"]).await;
-    out.ok();
-    assert!(out.stdout.contains("READY"), "{out:?}");
+    k.arun_expecting(
+        &["scale", &format!("deployments/{APP}"), "--replicas=4"],
+        "scaled",
+    )
+    .await;
+    wait_rolled_out(&k).await;
+    let out = k.arun_expecting(&["get", "deployments"], "READY").await;
     let line = out
         .stdout
         .lines()
@@ -109,24 +108,17 @@ async fn seed_002_story_with_real_kubectl() {
     .ok();
 
     // v2: a good update.
-    let out = k
-        .arun(&[
+    k.arun_expecting(
+        &[
             "set",
             "image",
             &format!("deployments/{APP}"),
             &format!("{APP}={REPO}:v2"),
-        ])
-        .await;
-    out.ok();
-    assert!(out.stdout.contains("image updated"), "{out:?}");
-    k.arun(&[
-        "rollout",
-        "status",
-        &format!("deployment/{APP}"),
-        "--timeout=60s",
-    ])
-    .await
-    .ok();
+        ],
+        "image updated",
+    )
+    .await;
+    wait_rolled_out(&k).await;
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             let pods = h.list("v1", "Pod", "default");
@@ -224,19 +216,12 @@ async fn seed_002_story_with_real_kubectl() {
             out.stdout
         );
     }
-    let out = k
-        .arun(&["rollout", "undo", &format!("deployments/{APP}")])
-        .await;
-    out.ok();
-    assert!(out.stdout.contains("rolled back"), "{out:?}");
-    k.arun(&[
-        "rollout",
-        "status",
-        &format!("deployment/{APP}"),
-        "--timeout=60s",
-    ])
-    .await
-    .ok();
+    k.arun_expecting(
+        &["rollout", "undo", &format!("deployments/{APP}")],
+        "rolled back",
+    )
+    .await;
+    wait_rolled_out(&k).await;
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             let pods = h.list("v1", "Pod", "default");
@@ -383,14 +368,11 @@ async fn set_resources_leads_to_insufficient_cpu() {
     k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"])
         .await
         .ok();
-    let out = k
-        .arun(&["set", "resources", "deployment/web", "--requests=cpu=3"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout.contains("resource requirements updated"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["set", "resources", "deployment/web", "--requests=cpu=3"],
+        "resource requirements updated",
+    )
+    .await;
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             h.list("v1", "Event", "default")

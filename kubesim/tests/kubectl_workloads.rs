@@ -73,12 +73,11 @@ async fn rc_seed_001_create_and_scale() {
     let h = cluster().await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
     let f = write(&k, "rc.json", SEED_001_RC);
-    let out = k.arun(&["create", "-f", &f]).await;
-    out.ok();
-    assert!(
-        out.stdout.contains("replicationcontroller/api-rc created"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["create", "-f", &f],
+        "replicationcontroller/api-rc created",
+    )
+    .await;
     let rc = |h: &Handle| {
         h.get("v1", "ReplicationController", "default", "api-rc")
             .unwrap()
@@ -88,12 +87,11 @@ async fn rc_seed_001_create_and_scale() {
             .await
     );
 
-    let out = k.arun(&["scale", "rc", "api-rc", "--replicas=4"]).await;
-    out.ok();
-    assert!(
-        out.stdout.contains("replicationcontroller/api-rc scaled"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["scale", "rc", "api-rc", "--replicas=4"],
+        "replicationcontroller/api-rc scaled",
+    )
+    .await;
     assert!(
         h.wait_for(WAIT, |h| rc(h)["status"]["availableReplicas"] == 4)
             .await
@@ -152,15 +150,11 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     k.arun(&["apply", "-f", &f]).await.ok();
     // The API defaults `rollingUpdate.partition: 0` (as upstream), so kubectl
     // takes its "partitioned roll out" branch, as against a real cluster.
-    let out = k
-        .arun(&["rollout", "status", "statefulset/db", "--timeout=30s"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout
-            .contains("partitioned roll out complete: 3 new pods have been updated"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "status", "statefulset/db", "--timeout=30s"],
+        "partitioned roll out complete: 3 new pods have been updated",
+    )
+    .await;
     let sts = |h: &Handle| h.get("apps/v1", "StatefulSet", "default", "db").unwrap();
     let good = sts(&h)["status"]["currentRevision"]
         .as_str()
@@ -178,21 +172,17 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
         }))
         .await
     );
-    let out = k
-        .arun(&["rollout", "status", "statefulset/db", "--watch=false"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout.contains("Waiting for 1 pods to be ready"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "status", "statefulset/db", "--watch=false"],
+        "Waiting for 1 pods to be ready",
+    )
+    .await;
 
-    let out = k.arun(&["rollout", "undo", "statefulset/db"]).await;
-    out.ok();
-    assert!(
-        out.stdout.contains("statefulset.apps/db rolled back"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "undo", "statefulset/db"],
+        "statefulset.apps/db rolled back",
+    )
+    .await;
     assert!(
         h.wait_for(WAIT, |h| {
             let s = sts(h);
@@ -211,14 +201,11 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     assert!(h.wait_for(WAIT, |h| restarts(h) > before).await);
     let v = json_of(k.arun(&["get", "pod", "db-2", "-o", "json"]).await.ok());
     assert_eq!(v["spec"]["containers"][0]["image"], "example/db:2-crash");
-    let out = k
-        .arun(&["rollout", "status", "statefulset/db", "--watch=false"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout.contains("Waiting for 1 pods to be ready"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "status", "statefulset/db", "--watch=false"],
+        "Waiting for 1 pods to be ready",
+    )
+    .await;
     let v = json_of(
         k.arun(&["get", "statefulset", "db", "-o", "json"])
             .await
@@ -233,22 +220,17 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     k.arun(&["delete", "pod", "db-2", "--wait=false"])
         .await
         .ok();
-    let out = k
-        .arun(&["rollout", "status", "statefulset/db", "--timeout=30s"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout
-            .contains("partitioned roll out complete: 3 new pods have been updated"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "status", "statefulset/db", "--timeout=30s"],
+        "partitioned roll out complete: 3 new pods have been updated",
+    )
+    .await;
     let v = json_of(k.arun(&["get", "pod", "db-2", "-o", "json"]).await.ok());
     assert_eq!(v["spec"]["containers"][0]["image"], "example/db:1");
     assert!(ready(&v));
 
-    let out = k.arun(&["rollout", "history", "statefulset/db"]).await;
-    out.ok();
-    assert!(out.stdout.contains("REVISION"), "{out:?}");
+    k.arun_expecting(&["rollout", "history", "statefulset/db"], "REVISION")
+        .await;
     h.shutdown().await;
 }
 
@@ -276,15 +258,11 @@ async fn daemonset_rollout_undo_recovers() {
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
     let f = write(&k, "ds.yaml", DAEMONSET);
     k.arun(&["apply", "-f", &f]).await.ok();
-    let out = k
-        .arun(&["rollout", "status", "daemonset/agent", "--timeout=30s"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout
-            .contains("daemon set \"agent\" successfully rolled out"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "status", "daemonset/agent", "--timeout=30s"],
+        "daemon set \"agent\" successfully rolled out",
+    )
+    .await;
     let v = json_of(k.arun(&["get", "ds", "agent", "-o", "json"]).await.ok());
     assert_eq!(v["status"]["desiredNumberScheduled"], 3);
     assert_eq!(v["status"]["numberAvailable"], 3);
@@ -305,26 +283,22 @@ async fn daemonset_rollout_undo_recovers() {
         })
         .await
     );
-    let out = k
-        .arun(&["rollout", "status", "daemonset/agent", "--watch=false"])
-        .await;
-    out.ok();
-    assert!(
-        out.stdout.contains("Waiting for daemon set \"agent\" rollout to finish: 1 out of 3 new pods have been updated"),
-        "{out:?}"
-    );
+    k.arun_expecting(
+        &["rollout", "status", "daemonset/agent", "--watch=false"],
+        "Waiting for daemon set \"agent\" rollout to finish: 1 out of 3 new pods have been updated",
+    )
+    .await;
 
-    let out = k.arun(&["rollout", "undo", "daemonset/agent"]).await;
-    out.ok();
-    assert!(
-        out.stdout.contains("daemonset.apps/agent rolled back"),
-        "{out:?}"
-    );
-    let out = k
-        .arun(&["rollout", "status", "daemonset/agent", "--timeout=30s"])
-        .await;
-    out.ok();
-    assert!(out.stdout.contains("successfully rolled out"), "{out:?}");
+    k.arun_expecting(
+        &["rollout", "undo", "daemonset/agent"],
+        "daemonset.apps/agent rolled back",
+    )
+    .await;
+    k.arun_expecting(
+        &["rollout", "status", "daemonset/agent", "--timeout=30s"],
+        "successfully rolled out",
+    )
+    .await;
     let pods = json_of(
         k.arun(&["get", "pods", "-l", "app=agent", "-o", "json"])
             .await
@@ -479,8 +453,6 @@ async fn endpoints_and_slices_follow_readiness() {
     assert_eq!(eps[0]["targetRef"]["name"], "web-unready");
 
     // The table printers work for both (server-side printing permitting).
-    let out = k.arun(&["get", "endpoints", "web"]).await;
-    out.ok();
-    assert!(out.stdout.contains("web"), "{out:?}");
+    k.arun_expecting(&["get", "endpoints", "web"], "web").await;
     h.shutdown().await;
 }

@@ -18,12 +18,10 @@ use serde_json::{Map, Value, json};
 use super::deployment::util::{
     by_creation, is_deleting, name, scaled_value, selector_matches, uid,
 };
-use super::events::{self, Source};
 use super::history::{self, REVISION_HASH_LABEL};
 use super::replicaset::{is_available, is_ready, pod_from_template};
-use super::{Next, controller_ref, controller_uid};
+use super::{Next, controller_uid, pods, scheduler, write_status};
 use crate::Sim;
-use crate::api::{self, DeleteOptions};
 use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
@@ -52,14 +50,9 @@ pub fn reconcile(sim: &Sim) -> Next {
             continue;
         }
         let owned = by_owner.get(uid(ds)).cloned().unwrap_or_default();
-        match sync(sim, ds, &nodes, owned, now) {
-            Ok(Some(t)) => next.at(t),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(daemonset = name(ds), error = %e, "daemonset sync failed; retrying");
-                next.at(now + Duration::from_secs(1));
-            }
-        }
+        next.after_sync(now, sync(sim, ds, &nodes, owned, now), |e| {
+            tracing::debug!(daemonset = name(ds), error = %e, "daemonset sync failed; retrying");
+        });
     }
     next
 }
@@ -98,55 +91,6 @@ fn pod_tolerations(template_spec: &Value) -> Vec<Value> {
     t
 }
 
-fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
-    let key = taint["key"].as_str().unwrap_or("");
-    let value = taint["value"].as_str().unwrap_or("");
-    let effect = taint["effect"].as_str().unwrap_or("");
-    tolerations.iter().any(|t| {
-        let t_effect = t["effect"].as_str().unwrap_or("");
-        if !t_effect.is_empty() && t_effect != effect {
-            return false;
-        }
-        let t_key = t["key"].as_str().unwrap_or("");
-        let op = t["operator"].as_str().unwrap_or("Equal");
-        if t_key.is_empty() {
-            return op == "Exists";
-        }
-        t_key == key && (op == "Exists" || t["value"].as_str().unwrap_or("") == value)
-    })
-}
-
-fn node_expression(labels: &Value, e: &Value) -> bool {
-    let key = e["key"].as_str().unwrap_or("");
-    let vals: Vec<&str> = e["values"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter_map(Value::as_str)
-        .collect();
-    let have = labels[key].as_str();
-    match e["operator"].as_str().unwrap_or("") {
-        "In" => have.is_some_and(|h| vals.contains(&h)),
-        "NotIn" => have.is_none_or(|h| !vals.contains(&h)),
-        "Exists" => have.is_some(),
-        "DoesNotExist" => have.is_none(),
-        "Gt" | "Lt" => match (
-            have.and_then(|h| h.parse::<i64>().ok()),
-            vals.first().and_then(|v| v.parse::<i64>().ok()),
-        ) {
-            (Some(h), Some(v)) => {
-                if e["operator"] == "Gt" {
-                    h > v
-                } else {
-                    h < v
-                }
-            }
-            _ => false,
-        },
-        _ => false,
-    }
-}
-
 /// The template's nodeSelector and required node affinity against a node.
 fn fits_node(spec: &Value, node: &Value) -> bool {
     let labels = &node["metadata"]["labels"];
@@ -155,29 +99,7 @@ fn fits_node(spec: &Value, node: &Value) -> bool {
     {
         return false;
     }
-    let terms = &spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
-        ["nodeSelectorTerms"];
-    match terms.as_array() {
-        Some(terms) if !terms.is_empty() => {
-            let fields = json!({"metadata.name": node["metadata"]["name"]});
-            terms.iter().any(|t| {
-                let exprs = t["matchExpressions"].as_array();
-                let mf = t["matchFields"].as_array();
-                if exprs.is_none_or(|e| e.is_empty()) && mf.is_none_or(|f| f.is_empty()) {
-                    return false;
-                }
-                exprs
-                    .into_iter()
-                    .flatten()
-                    .all(|e| node_expression(labels, e))
-                    && mf
-                        .into_iter()
-                        .flatten()
-                        .all(|e| node_expression(&fields, e))
-            })
-        }
-        _ => true,
-    }
+    scheduler::required_node_affinity_matches(spec, node)
 }
 
 /// Upstream `NodeShouldRunDaemonPod`: (should run, should continue running).
@@ -196,7 +118,7 @@ pub fn node_should_run(ds: &Value, node: &Value) -> (bool, bool) {
     let mut run = true;
     let mut keep = true;
     for taint in node["spec"]["taints"].as_array().into_iter().flatten() {
-        if tolerates(&tolerations, taint) {
+        if scheduler::tolerates(&tolerations, taint) {
             continue;
         }
         match taint["effect"].as_str() {
@@ -273,17 +195,8 @@ fn claim(sim: &Sim, ds: &Value, owned: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
         {
             continue;
         }
-        let owner = controller_ref(ds);
-        if let Ok(p) = sim.store.modify(res("pods"), ns, name(&o), |cur| {
-            if controller_uid(cur).is_some() || is_deleting(cur) {
-                return Ok(false);
-            }
-            match cur["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner.clone()),
-                None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-            }
-            Ok(true)
-        }) && controller_uid(&p) == Some(uid(ds))
+        if let Ok(p) = pods::adopt(sim, ds, &o)
+            && controller_uid(&p) == Some(uid(ds))
         {
             claimed.push(p);
         }
@@ -385,10 +298,10 @@ fn sync(
         delete = deletes;
     }
     for node in &create_on {
-        create_pod(sim, ds, node, &hash, generation)?;
+        pods::create(sim, ds, COMPONENT, pod_for(ds, node, &hash, generation))?;
     }
     for pod in &delete {
-        delete_pod(sim, ds, pod)?;
+        pods::delete(sim, ds, COMPONENT, pod)?;
     }
 
     // Status (upstream `updateDaemonSetStatus`).
@@ -447,18 +360,7 @@ fn sync(
         st.insert("conditions".into(), Value::Array(c.clone()));
     }
     let status = Value::Object(st);
-    if ds["status"] != status {
-        let ns = ds["metadata"]["namespace"].as_str().unwrap_or("");
-        let my_uid = uid(ds).to_string();
-        sim.store
-            .modify(res("daemonsets.apps"), ns, name(ds), |cur| {
-                if uid(cur) != my_uid {
-                    return Ok(false);
-                }
-                cur["status"] = status.clone();
-                Ok(true)
-            })?;
-    }
+    write_status(sim, "daemonsets.apps", ds, &status)?;
 
     let mut in_use: Vec<String> = pods
         .iter()
@@ -639,70 +541,6 @@ pub fn pod_for(ds: &Value, node: &str, hash: &str, generation: i64) -> Value {
         spec.insert("affinity".into(), affinity);
     }
     pod
-}
-
-fn create_pod(sim: &Sim, ds: &Value, node: &str, hash: &str, generation: i64) -> ApiResult<()> {
-    match api::create_object(sim, pod_for(ds, node, hash, generation)) {
-        Ok(pod) => {
-            let msg = format!("Created pod: {}", name(&pod));
-            events::record(
-                sim,
-                ds,
-                None,
-                "Normal",
-                "SuccessfulCreate",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Ok(())
-        }
-        Err(e) => {
-            let msg = format!("Error creating: {}", e.message);
-            events::record(
-                sim,
-                ds,
-                None,
-                "Warning",
-                "FailedCreate",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Err(e)
-        }
-    }
-}
-
-fn delete_pod(sim: &Sim, ds: &Value, pod: &Value) -> ApiResult<()> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
-    match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
-        Ok(_) => {
-            let msg = format!("Deleted pod: {}", name(pod));
-            events::record(
-                sim,
-                ds,
-                None,
-                "Normal",
-                "SuccessfulDelete",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Ok(())
-        }
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => {
-            let msg = format!("Error deleting: {}", e.message);
-            events::record(
-                sim,
-                ds,
-                None,
-                "Warning",
-                "FailedDelete",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Err(e)
-        }
-    }
 }
 
 #[cfg(test)]

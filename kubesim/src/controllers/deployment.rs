@@ -29,7 +29,7 @@ use self::util::{
     set_replicas_annotations, uid, with_label,
 };
 use super::events::{self, Source};
-use super::{Next, controller_ref, controller_uid};
+use super::{Next, controller_ref, controller_uid, push_owner_ref, remove_owner_ref};
 use crate::Sim;
 use crate::api::{self, DeleteOptions};
 use crate::clock::fmt_time;
@@ -229,10 +229,7 @@ impl<'a> DeploymentSync<'a> {
                 if controller_uid(cur).is_some() {
                     return Ok(false);
                 }
-                match cur["metadata"]["ownerReferences"].as_array_mut() {
-                    Some(refs) => refs.push(owner.clone()),
-                    None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-                }
+                push_owner_ref(cur, &owner);
                 Ok(true)
             })
     }
@@ -241,16 +238,7 @@ impl<'a> DeploymentSync<'a> {
         self.sim
             .store
             .modify(rs_type(), &self.namespace(), name(rs), |cur| {
-                let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() else {
-                    return Ok(false);
-                };
-                refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-                if refs.is_empty()
-                    && let Some(m) = cur["metadata"].as_object_mut()
-                {
-                    m.remove("ownerReferences");
-                }
-                Ok(true)
+                Ok(remove_owner_ref(cur, owner_uid))
             })?;
         Ok(())
     }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use serde_json::{Map, Value, json};
 
 use super::deployment::util::{compute_hash, is_deleting, name, selector_matches, uid};
-use super::{controller_ref, controller_uid};
+use super::{controller_ref, controller_uid, push_owner_ref};
 use crate::Sim;
 use crate::error::ApiResult;
 use crate::resources::res;
@@ -83,10 +83,7 @@ pub fn adopt_orphans(sim: &Sim, parent: &Value) -> Vec<Arc<Value>> {
                 if controller_uid(cur).is_some() {
                     return Ok(false);
                 }
-                match cur["metadata"]["ownerReferences"].as_array_mut() {
-                    Some(refs) => refs.push(owner.clone()),
-                    None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-                }
+                push_owner_ref(cur, &owner);
                 Ok(true)
             })
             && controller_uid(&o) == Some(uid(parent))

@@ -12,6 +12,7 @@ pub mod events;
 pub mod gc;
 pub mod history;
 pub mod kubelet;
+pub mod pods;
 pub mod quantity;
 pub mod replicaset;
 pub mod replicationcontroller;
@@ -26,6 +27,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 
 use crate::Sim;
+use crate::error::ApiResult;
+use crate::resources::res;
 
 /// Start every controller loop; returns their tasks.
 pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -97,6 +100,24 @@ impl Next {
             _ => t,
         });
     }
+
+    /// Fold in the outcome of one object's sync: wake at its deadline, or
+    /// (after `log` reports the error) retry one simulated second from `now`.
+    pub fn after_sync(
+        &mut self,
+        now: Timestamp,
+        result: ApiResult<Option<Timestamp>>,
+        log: impl FnOnce(&crate::error::ApiError),
+    ) {
+        match result {
+            Ok(Some(t)) => self.at(t),
+            Ok(None) => {}
+            Err(e) => {
+                log(&e);
+                self.at(now + std::time::Duration::from_secs(1));
+            }
+        }
+    }
 }
 
 /// Run `reconcile` whenever the store changes or a requested deadline passes.
@@ -164,4 +185,46 @@ pub fn controller_uid(obj: &Value) -> Option<&str> {
         .iter()
         .find(|r| r["controller"].as_bool() == Some(true))
         .and_then(|r| r["uid"].as_str())
+}
+
+/// Append `owner_ref` to an object's `metadata.ownerReferences`.
+pub fn push_owner_ref(obj: &mut Value, owner_ref: &Value) {
+    match obj["metadata"]["ownerReferences"].as_array_mut() {
+        Some(refs) => refs.push(owner_ref.clone()),
+        None => obj["metadata"]["ownerReferences"] = serde_json::json!([owner_ref.clone()]),
+    }
+}
+
+/// Drop the ownerReferences to `owner_uid` (the whole field when none is
+/// left); false when the object has no ownerReferences at all.
+pub fn remove_owner_ref(obj: &mut Value, owner_uid: &str) -> bool {
+    let Some(refs) = obj["metadata"]["ownerReferences"].as_array_mut() else {
+        return false;
+    };
+    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
+    if refs.is_empty()
+        && let Some(m) = obj["metadata"].as_object_mut()
+    {
+        m.remove("ownerReferences");
+    }
+    true
+}
+
+/// Write `status` to `obj` (of resource `resource`) unless it is already
+/// there; a same-named object with another uid is left alone.
+pub fn write_status(sim: &Sim, resource: &str, obj: &Value, status: &Value) -> ApiResult<()> {
+    if obj["status"] == *status {
+        return Ok(());
+    }
+    let my_uid = deployment::util::uid(obj);
+    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
+    sim.store
+        .modify(res(resource), ns, deployment::util::name(obj), |cur| {
+            if deployment::util::uid(cur) != my_uid {
+                return Ok(false);
+            }
+            cur["status"] = status.clone();
+            Ok(true)
+        })?;
+    Ok(())
 }

@@ -12,23 +12,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use serde_json::{Map, Value, json};
+use serde_json::Value;
 
 use super::deployment::util::{is_deleting, name, uid};
-use super::events::{self, Source};
 use super::replicaset::{
     compare_for_deletion, is_active, is_available, is_ready, pod_from_template,
 };
-use super::{Next, controller_ref, controller_uid};
+use super::{Next, controller_uid, pods, remove_owner_ref, write_status};
 use crate::Sim;
-use crate::api::{self, DeleteOptions};
-use crate::clock::{fmt_time, parse_time};
+use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 
 const COMPONENT: &str = "replication-controller";
 const BURST_REPLICAS: usize = 500;
-const REPLICA_FAILURE: &str = "ReplicaFailure";
 
 pub fn reconcile(sim: &Sim) -> Next {
     let mut next = Next::default();
@@ -54,14 +51,9 @@ pub fn reconcile(sim: &Sim) -> Next {
         let owned = by_owner.get(uid(rc)).map(Vec::as_slice).unwrap_or(&[]);
         let ns = rc["metadata"]["namespace"].as_str().unwrap_or("");
         let ns_orphans = orphans.get(ns).map(Vec::as_slice).unwrap_or(&[]);
-        match sync(sim, rc, owned, ns_orphans, now) {
-            Ok(Some(t)) => next.at(t),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(rc = name(rc), error = %e, "replicationcontroller sync failed; retrying");
-                next.at(now + Duration::from_secs(1));
-            }
-        }
+        next.after_sync(now, sync(sim, rc, owned, ns_orphans, now), |e| {
+            tracing::debug!(rc = name(rc), error = %e, "replicationcontroller sync failed; retrying");
+        });
     }
     next
 }
@@ -98,18 +90,7 @@ fn sync(
         manage(sim, rc, &active, now).err()
     };
     let status = calculate_status(rc, &active, manage_err.as_ref(), now);
-    if rc["status"] != status {
-        let my_uid = uid(rc).to_string();
-        let ns = rc["metadata"]["namespace"].as_str().unwrap_or("");
-        sim.store
-            .modify(res("replicationcontrollers"), ns, name(rc), |cur| {
-                if uid(cur) != my_uid {
-                    return Ok(false);
-                }
-                cur["status"] = status.clone();
-                Ok(true)
-            })?;
-    }
+    write_status(sim, "replicationcontrollers", rc, &status)?;
     if let Some(e) = manage_err {
         return Err(e);
     }
@@ -150,16 +131,7 @@ fn claim(
         }
         let my_uid = uid(rc).to_string();
         sim.store.modify(res("pods"), ns, name(pod), |cur| {
-            let Some(refs) = cur["metadata"]["ownerReferences"].as_array_mut() else {
-                return Ok(false);
-            };
-            refs.retain(|r| r["uid"].as_str() != Some(my_uid.as_str()));
-            if refs.is_empty()
-                && let Some(m) = cur["metadata"].as_object_mut()
-            {
-                m.remove("ownerReferences");
-            }
-            Ok(true)
+            Ok(remove_owner_ref(cur, &my_uid))
         })?;
     }
     if deleting {
@@ -169,18 +141,7 @@ fn claim(
         if !map_selector_matches(selector, &orphan["metadata"]["labels"]) {
             continue;
         }
-        let owner = controller_ref(rc);
-        let adopted = sim.store.modify(res("pods"), ns, name(orphan), |cur| {
-            if controller_uid(cur).is_some() || is_deleting(cur) {
-                return Ok(false);
-            }
-            match cur["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner.clone()),
-                None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-            }
-            Ok(true)
-        });
-        match adopted {
+        match pods::adopt(sim, rc, orphan) {
             Ok(p) if controller_uid(&p) == Some(uid(rc)) => claimed.push(p),
             Ok(_) => {}
             Err(e) if e.code == 404 => {}
@@ -194,7 +155,7 @@ fn manage(sim: &Sim, rc: &Value, active: &[Arc<Value>], now: Timestamp) -> ApiRe
     let want = replicas(rc);
     if active.len() < want {
         for _ in 0..(want - active.len()).min(BURST_REPLICAS) {
-            create_pod(sim, rc)?;
+            pods::create(sim, rc, COMPONENT, pod_from_template(rc))?;
         }
     } else if active.len() > want {
         let surplus = (active.len() - want).min(BURST_REPLICAS);
@@ -213,74 +174,10 @@ fn manage(sim: &Sim, rc: &Value, active: &[Arc<Value>], now: Timestamp) -> ApiRe
         let mut ranked: Vec<&Arc<Value>> = active.iter().collect();
         ranked.sort_by(|a, b| compare_for_deletion(a, rank(a), b, rank(b), now));
         for pod in ranked.into_iter().take(surplus) {
-            delete_pod(sim, rc, pod)?;
+            pods::delete(sim, rc, COMPONENT, pod)?;
         }
     }
     Ok(())
-}
-
-fn create_pod(sim: &Sim, rc: &Value) -> ApiResult<()> {
-    match api::create_object(sim, pod_from_template(rc)) {
-        Ok(pod) => {
-            let msg = format!("Created pod: {}", name(&pod));
-            events::record(
-                sim,
-                rc,
-                None,
-                "Normal",
-                "SuccessfulCreate",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Ok(())
-        }
-        Err(e) => {
-            let msg = format!("Error creating: {}", e.message);
-            events::record(
-                sim,
-                rc,
-                None,
-                "Warning",
-                "FailedCreate",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Err(e)
-        }
-    }
-}
-
-fn delete_pod(sim: &Sim, rc: &Value, pod: &Value) -> ApiResult<()> {
-    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
-    match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
-        Ok(_) => {
-            let msg = format!("Deleted pod: {}", name(pod));
-            events::record(
-                sim,
-                rc,
-                None,
-                "Normal",
-                "SuccessfulDelete",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Ok(())
-        }
-        Err(e) if e.code == 404 => Ok(()),
-        Err(e) => {
-            let msg = format!("Error deleting: {}", e.message);
-            events::record(
-                sim,
-                rc,
-                None,
-                "Warning",
-                "FailedDelete",
-                &msg,
-                Source::Controller(COMPONENT),
-            );
-            Err(e)
-        }
-    }
 }
 
 /// Upstream `calculateStatus` in the RC's shape (no `terminatingReplicas`;
@@ -291,65 +188,22 @@ fn calculate_status(
     manage_err: Option<&ApiError>,
     now: Timestamp,
 ) -> Value {
-    let template_labels = &rc["spec"]["template"]["metadata"]["labels"];
-    let min_ready = min_ready_seconds(rc);
-    let fully_labeled = active
-        .iter()
-        .filter(|p| {
-            template_labels.as_object().is_none_or(|w| {
-                w.iter()
-                    .all(|(k, v)| p["metadata"]["labels"].get(k) == Some(v))
-            })
-        })
-        .count();
-    let ready = active.iter().filter(|p| is_ready(p)).count();
-    let available = active
-        .iter()
-        .filter(|p| is_available(p, min_ready, now))
-        .count();
-
-    let mut conditions: Vec<Value> = rc["status"]["conditions"]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let has_failure = conditions.iter().any(|c| c["type"] == REPLICA_FAILURE);
-    match manage_err {
-        Some(e) if !has_failure => {
-            let reason = if active.len() < replicas(rc) {
-                "FailedCreate"
-            } else {
-                "FailedDelete"
-            };
-            conditions.push(
-                json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason,
-                "message": e.message, "lastTransitionTime": fmt_time(now)}),
-            );
-        }
-        None if has_failure => conditions.retain(|c| c["type"] != REPLICA_FAILURE),
-        _ => {}
+    pods::ReplicaStatus {
+        owner: rc,
+        active,
+        want: replicas(rc),
+        min_ready_seconds: min_ready_seconds(rc),
+        terminating: None,
+        manage_err,
+        now,
     }
-    let mut st = Map::new();
-    st.insert("replicas".into(), json!(active.len()));
-    let mut put = |k: &str, v: usize| {
-        if v > 0 {
-            st.insert(k.into(), json!(v));
-        }
-    };
-    put("fullyLabeledReplicas", fully_labeled);
-    put("readyReplicas", ready);
-    put("availableReplicas", available);
-    if let Some(g) = rc["metadata"]["generation"].as_i64().filter(|g| *g != 0) {
-        st.insert("observedGeneration".into(), json!(g));
-    }
-    if !conditions.is_empty() {
-        st.insert("conditions".into(), Value::Array(conditions));
-    }
-    Value::Object(st)
+    .to_json()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn map_selector() {

@@ -297,7 +297,8 @@ struct Rejection {
     resolvable: bool,
 }
 
-fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
+/// Whether one of `tolerations` tolerates `taint`.
+pub(super) fn tolerates(tolerations: &[Value], taint: &Value) -> bool {
     let key = taint["key"].as_str().unwrap_or("");
     let value = taint["value"].as_str().unwrap_or("");
     let effect = taint["effect"].as_str().unwrap_or("");
@@ -355,7 +356,13 @@ fn matches_node_affinity(pod: &Value, node: &Value) -> bool {
     {
         return false;
     }
-    let terms = &pod["spec"]["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
+    required_node_affinity_matches(&pod["spec"], node)
+}
+
+/// A pod spec's required node affinity against a node (no terms: true).
+pub(super) fn required_node_affinity_matches(spec: &Value, node: &Value) -> bool {
+    let labels = &node["metadata"]["labels"];
+    let terms = &spec["affinity"]["nodeAffinity"]["requiredDuringSchedulingIgnoredDuringExecution"]
         ["nodeSelectorTerms"];
     if let Some(terms) = terms.as_array()
         && !terms.is_empty()

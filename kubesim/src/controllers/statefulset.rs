@@ -22,7 +22,7 @@ use super::deployment::util::{is_deleting, name, selector_matches, uid};
 use super::events::{self, Source};
 use super::history::{self, REVISION_HASH_LABEL, STS_HASH_LABEL};
 use super::replicaset::{is_available, is_ready, pod_from_template};
-use super::{Next, controller_ref, controller_uid};
+use super::{Next, controller_uid, pods, write_status};
 use crate::Sim;
 use crate::api::{self, DeleteOptions};
 use crate::clock::parse_time;
@@ -55,14 +55,9 @@ pub fn reconcile(sim: &Sim) -> Next {
             continue;
         }
         let owned = by_owner.get(uid(set)).cloned().unwrap_or_default();
-        match sync(sim, set, owned, &orphans, now) {
-            Ok(Some(t)) => next.at(t),
-            Ok(None) => {}
-            Err(e) => {
-                tracing::debug!(statefulset = name(set), error = %e, "statefulset sync failed; retrying");
-                next.at(now + Duration::from_secs(1));
-            }
-        }
+        next.after_sync(now, sync(sim, set, owned, &orphans, now), |e| {
+            tracing::debug!(statefulset = name(set), error = %e, "statefulset sync failed; retrying");
+        });
     }
     next
 }
@@ -148,17 +143,8 @@ fn claim(
         {
             continue;
         }
-        let owner = controller_ref(set);
-        if let Ok(p) = sim.store.modify(res("pods"), ns, name(o), |cur| {
-            if controller_uid(cur).is_some() || is_deleting(cur) {
-                return Ok(false);
-            }
-            match cur["metadata"]["ownerReferences"].as_array_mut() {
-                Some(refs) => refs.push(owner.clone()),
-                None => cur["metadata"]["ownerReferences"] = json!([owner.clone()]),
-            }
-            Ok(true)
-        }) && controller_uid(&p) == Some(uid(set))
+        if let Ok(p) = pods::adopt(sim, set, o)
+            && controller_uid(&p) == Some(uid(set))
         {
             claimed.push(p);
         }
@@ -267,18 +253,7 @@ fn sync(
         status.insert("conditions".into(), Value::Array(c.clone()));
     }
     let status = Value::Object(status);
-    if set["status"] != status {
-        let ns = set["metadata"]["namespace"].as_str().unwrap_or("");
-        let my_uid = uid(set).to_string();
-        sim.store
-            .modify(res("statefulsets.apps"), ns, name(set), |cur| {
-                if uid(cur) != my_uid {
-                    return Ok(false);
-                }
-                cur["status"] = status.clone();
-                Ok(true)
-            })?;
-    }
+    write_status(sim, "statefulsets.apps", set, &status)?;
 
     // History: keep live revisions plus `revisionHistoryLimit` others.
     let mut in_use: Vec<&str> = pods.iter().map(|p| pod_revision(p)).collect();

@@ -53,19 +53,11 @@ impl Client {
 
     /// Run the client (blocking) with a private HOME so its discovery cache is fresh.
     pub fn run(&self, args: &[&str]) -> Out {
-        let out = Command::new(&self.bin)
-            .args(args)
-            .env("KUBECONFIG", &self.kubeconfig)
-            .env("HOME", self.home.path())
-            .env("XDG_CACHE_HOME", self.home.path().join("cache"))
+        let out = command(&self.bin, &self.kubeconfig, self.home.path(), args)
             .env_remove("KUBECTL_EXTERNAL_DIFF")
             .output()
             .expect("run client");
-        Out {
-            code: out.status.code().unwrap_or(-1),
-            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-        }
+        out_of(out)
     }
 
     /// Run off the async runtime so the in-process cluster keeps serving.
@@ -75,21 +67,43 @@ impl Client {
         let home = self.home.path().to_path_buf();
         let args: Vec<String> = args.iter().map(|s| s.to_string()).collect();
         tokio::task::spawn_blocking(move || {
-            let out = Command::new(&bin)
-                .args(&args)
-                .env("KUBECONFIG", &kubeconfig)
-                .env("HOME", &home)
-                .env("XDG_CACHE_HOME", home.join("cache"))
+            let out = command(&bin, &kubeconfig, &home, &args)
                 .output()
                 .expect("run client");
-            Out {
-                code: out.status.code().unwrap_or(-1),
-                stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-                stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-            }
+            out_of(out)
         })
         .await
         .expect("join client")
+    }
+
+    /// `arun`, which must succeed and print `wanted` on stdout.
+    pub async fn arun_expecting(&self, args: &[&str], wanted: &str) -> Out {
+        let out = self.arun(args).await;
+        out.ok();
+        assert!(out.stdout.contains(wanted), "{out:?}");
+        out
+    }
+}
+
+fn command<S: AsRef<std::ffi::OsStr>>(
+    bin: &Path,
+    kubeconfig: &Path,
+    home: &Path,
+    args: &[S],
+) -> Command {
+    let mut c = Command::new(bin);
+    c.args(args)
+        .env("KUBECONFIG", kubeconfig)
+        .env("HOME", home)
+        .env("XDG_CACHE_HOME", home.join("cache"));
+    c
+}
+
+fn out_of(out: std::process::Output) -> Out {
+    Out {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Shared helpers of the issue #8 suites (faults, lock, cancel, recovery,
-//! secrets): a kubesim cluster with a ready `web` Deployment, library and
-//! child-process runs, and cluster-state checks.
+//! Shared helpers of rollguard's integration tests: a kubesim cluster,
+//! Deployments and kubectl's rollout rule, rollguard's inputs, library and
+//! child-process runs. The short names (`cluster`, `web`, `get`, `healthy`,
+//! `create_ready`, `env`, …) serve the issue #8 suites (faults, lock,
+//! cancel, recovery, secrets): a cluster with a ready `web` Deployment.
 #![allow(dead_code)]
 
 use std::time::Duration;
@@ -37,10 +39,55 @@ pub fn web(image: &str, replicas: i64) -> Value {
     })
 }
 
-pub fn get(h: &Handle) -> Value {
-    h.get("apps/v1", "Deployment", "default", "web")
+/// A kubesim cluster with this configuration.
+pub async fn cluster_with(config: kubesim::Config) -> Handle {
+    kubesim::start(config).await.expect("kubesim starts")
+}
+
+/// The stored Deployment `name` in `default`.
+pub fn deployment_named(h: &Handle, name: &str) -> Value {
+    h.get("apps/v1", "Deployment", "default", name)
         .map(|d| (*d).clone())
         .expect("deployment exists")
+}
+
+/// kubectl's rollout rule on the stored Deployment `name` in `default`.
+pub fn rolled_out(h: &Handle, name: &str) -> bool {
+    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
+        return false;
+    };
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let desired = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    n("/status/observedGeneration") >= n("/metadata/generation")
+        && n("/status/updatedReplicas") == desired
+        && n("/status/replicas") == desired
+        && n("/status/availableReplicas") == desired
+}
+
+/// Create the Deployment `obj` and wait (up to `wait`) until it is rolled out.
+pub async fn create_rolled_out(h: &Handle, obj: Value, wait: Duration) {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    h.create(obj).expect("create deployment");
+    assert!(
+        h.wait_for(wait, |h| rolled_out(h, &name)).await,
+        "deployment {name} never became ready"
+    );
+}
+
+/// Pods in `default` not being deleted.
+pub fn live_pods(h: &Handle) -> Vec<Value> {
+    h.list("v1", "Pod", "default")
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| (*p).clone())
+        .collect()
+}
+
+pub fn get(h: &Handle) -> Value {
+    deployment_named(h, "web")
 }
 
 pub fn healthy(h: &Handle) -> bool {
@@ -87,21 +134,28 @@ pub fn replica_set_count(h: &Handle) -> usize {
 }
 
 pub fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
-    let mut e: Env = [
-        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
-        ("ROLLGUARD_VERIFY_IMAGE".to_string(), "false".to_string()),
-        (
-            "ROLLGUARD_WORKLOAD".to_string(),
-            "deployment/web".to_string(),
-        ),
-    ]
-    .into();
-    for (k, v) in pairs {
+    env_with(
+        h,
+        &[
+            ("ROLLGUARD_VERIFY_IMAGE", "false"),
+            ("ROLLGUARD_WORKLOAD", "deployment/web"),
+        ],
+        pairs,
+    )
+}
+
+/// rollguard's inputs: the cluster's kubeconfig, then `base`, then `pairs`
+/// (a later pair wins).
+pub fn env_with(h: &Handle, base: &[(&str, &str)], pairs: &[(&str, &str)]) -> Env {
+    let mut e: Env = [("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml())].into();
+    for (k, v) in base.iter().chain(pairs) {
         e.insert(k.to_string(), v.to_string());
     }
     e
 }
 
+/// rollguard's library entry point; its outcome and what it printed
+/// (echoed to the test's output).
 pub async fn run(env: &Env) -> (Outcome, String) {
     let mut out = Vec::new();
     let outcome = rollguard::run(env, &mut out).await;

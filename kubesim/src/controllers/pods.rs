@@ -1,0 +1,176 @@
+//! Pod bookkeeping shared by the workload controllers (ReplicaSet,
+//! ReplicationController, DaemonSet, StatefulSet): adopting orphans,
+//! creating and deleting pods with upstream's events, and the replica
+//! counters of a ReplicaSet-shaped status.
+
+use std::sync::Arc;
+
+use jiff::Timestamp;
+use serde_json::{Map, Value, json};
+
+use super::deployment::util::{is_deleting, name};
+use super::events::{self, Source};
+use super::replicaset::{is_available, is_ready};
+use super::{controller_ref, controller_uid, push_owner_ref};
+use crate::Sim;
+use crate::api::{self, DeleteOptions};
+use crate::clock::fmt_time;
+use crate::error::{ApiError, ApiResult};
+use crate::resources::res;
+
+/// Adopt `pod` for `owner`: add the controllerRef unless the pod already
+/// has a controller or is being deleted.
+pub fn adopt(sim: &Sim, owner: &Value, pod: &Value) -> ApiResult<Arc<Value>> {
+    let owner_ref = controller_ref(owner);
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    sim.store.modify(res("pods"), ns, name(pod), |cur| {
+        if controller_uid(cur).is_some() || is_deleting(cur) {
+            return Ok(false);
+        }
+        push_owner_ref(cur, &owner_ref);
+        Ok(true)
+    })
+}
+
+/// Create `pod` for `owner`, recording upstream's `SuccessfulCreate`
+/// ("Created pod: …") or `FailedCreate` ("Error creating: …") event.
+pub fn create(sim: &Sim, owner: &Value, component: &str, pod: Value) -> ApiResult<()> {
+    match api::create_object(sim, pod) {
+        Ok(pod) => {
+            let msg = format!("Created pod: {}", name(&pod));
+            record(sim, owner, component, "Normal", "SuccessfulCreate", &msg);
+            Ok(())
+        }
+        Err(e) => {
+            let msg = format!("Error creating: {}", e.message);
+            record(sim, owner, component, "Warning", "FailedCreate", &msg);
+            Err(e)
+        }
+    }
+}
+
+/// Delete `pod` of `owner`, recording upstream's `SuccessfulDelete`
+/// ("Deleted pod: …") or `FailedDelete` ("Error deleting: …") event; a pod
+/// already gone is no error and no event.
+pub fn delete(sim: &Sim, owner: &Value, component: &str, pod: &Value) -> ApiResult<()> {
+    let ns = pod["metadata"]["namespace"].as_str().unwrap_or("");
+    match api::delete_object(sim, res("pods"), ns, name(pod), &DeleteOptions::default()) {
+        Ok(_) => {
+            let msg = format!("Deleted pod: {}", name(pod));
+            record(sim, owner, component, "Normal", "SuccessfulDelete", &msg);
+            Ok(())
+        }
+        Err(e) if e.code == 404 => Ok(()),
+        Err(e) => {
+            let msg = format!("Error deleting: {}", e.message);
+            record(sim, owner, component, "Warning", "FailedDelete", &msg);
+            Err(e)
+        }
+    }
+}
+
+fn record(sim: &Sim, owner: &Value, component: &str, type_: &str, reason: &str, msg: &str) {
+    events::record(
+        sim,
+        owner,
+        None,
+        type_,
+        reason,
+        msg,
+        Source::Controller(component),
+    );
+}
+
+/// The inputs of a ReplicaSet-shaped status (ReplicaSet and
+/// ReplicationController, upstream `calculateStatus`).
+pub struct ReplicaStatus<'a> {
+    /// The owner (its template labels, generation and conditions are read).
+    pub owner: &'a Value,
+    /// Its active pods.
+    pub active: &'a [Arc<Value>],
+    /// `spec.replicas`, clamped at zero.
+    pub want: usize,
+    pub min_ready_seconds: i64,
+    /// `terminatingReplicas`, for the kinds that report it.
+    pub terminating: Option<usize>,
+    /// The error of the last create/delete pass, if any.
+    pub manage_err: Option<&'a ApiError>,
+    pub now: Timestamp,
+}
+
+const REPLICA_FAILURE: &str = "ReplicaFailure";
+
+impl ReplicaStatus<'_> {
+    /// The status JSON (Go's omitempty: `replicas` always, the other
+    /// counters when non-zero).
+    pub fn to_json(&self) -> Value {
+        let template_labels = &self.owner["spec"]["template"]["metadata"]["labels"];
+        let fully_labeled = self
+            .active
+            .iter()
+            .filter(|p| labels_contain(&p["metadata"]["labels"], template_labels))
+            .count();
+        let ready = self.active.iter().filter(|p| is_ready(p)).count();
+        let available = self
+            .active
+            .iter()
+            .filter(|p| is_available(p, self.min_ready_seconds, self.now))
+            .count();
+
+        let mut conditions: Vec<Value> = self.owner["status"]["conditions"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        let has_failure = conditions
+            .iter()
+            .any(|c| c["type"].as_str() == Some(REPLICA_FAILURE));
+        match self.manage_err {
+            Some(e) if !has_failure => {
+                let reason = if self.active.len() < self.want {
+                    "FailedCreate"
+                } else {
+                    "FailedDelete"
+                };
+                conditions.push(
+                    json!({"type": REPLICA_FAILURE, "status": "True", "reason": reason,
+                    "message": e.message, "lastTransitionTime": fmt_time(self.now)}),
+                );
+            }
+            None if has_failure => {
+                conditions.retain(|c| c["type"].as_str() != Some(REPLICA_FAILURE))
+            }
+            _ => {}
+        }
+
+        let mut st = Map::new();
+        st.insert("replicas".into(), json!(self.active.len()));
+        let mut put = |k: &str, v: usize| {
+            if v > 0 {
+                st.insert(k.into(), json!(v));
+            }
+        };
+        put("fullyLabeledReplicas", fully_labeled);
+        put("readyReplicas", ready);
+        put("availableReplicas", available);
+        if let Some(g) = self.owner["metadata"]["generation"]
+            .as_i64()
+            .filter(|g| *g != 0)
+        {
+            st.insert("observedGeneration".into(), json!(g));
+        }
+        if let Some(t) = self.terminating {
+            st.insert("terminatingReplicas".into(), json!(t));
+        }
+        if !conditions.is_empty() {
+            st.insert("conditions".into(), Value::Array(conditions));
+        }
+        Value::Object(st)
+    }
+}
+
+/// Every pair of `wanted` (a label map) is in `labels`.
+fn labels_contain(labels: &Value, wanted: &Value) -> bool {
+    wanted
+        .as_object()
+        .is_none_or(|w| w.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}

@@ -538,7 +538,9 @@ pub async fn begin(
         }
     }
     let recovered =
-        match crate::recovery::recover_if_needed(client, ns, name, recovery_timeout, out).await {
+        match crate::recovery::recover_if_needed(client, ns, kind, name, recovery_timeout, out)
+            .await
+        {
             Ok(crate::recovery::Recovered::Clean) => None,
             Ok(crate::recovery::Recovered::Cleared(m)) => Some(m),
             Ok(crate::recovery::Recovered::RolledBack { message, .. }) => Some(message),

@@ -1,12 +1,14 @@
 //! The per-workload pipeline for every kind, and the group.
 //!
-//! A run names one or more workloads. The classic single-Deployment run
-//! keeps its own pipeline in `lib.rs` (`deploy`); everything else comes
-//! here: each workload is a [`Unit`] that goes through the same phases —
-//! `prepare` (read, plan; nothing changes), `apply` (the one patch, or the
-//! new RC), `follow` (until success, a fail-fast cause or the deadline),
-//! `roll_back`, and `commit` (the ReplicationController's last step:
-//! deleting the old RC, deferred until the whole group succeeded).
+//! A run names one or more workloads of any kind (a single Deployment is
+//! the group of one). Each workload is a [`Unit`] that goes through the
+//! same phases — permissions, the deploy lock and interrupted-run recovery
+//! (locks taken in kind/name order, so two group runs never deadlock),
+//! `prepare` (read, plan, pre-flight; nothing changes), `apply` (the one
+//! patch carrying the in-progress marker, or the new RC), `follow` (until
+//! success, a fail-fast cause, the deadline or a cancel), `roll_back`, and
+//! `commit` (the ReplicationController's last step: deleting the old RC,
+//! deferred until the whole group succeeded).
 //!
 //! A group is all-or-nothing: every workload is rolled out concurrently;
 //! when one fails, the others stop being followed and every workload is
@@ -21,21 +23,24 @@ use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet}
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
 };
-use k8s_openapi::api::core::v1::{Pod, ReplicationController};
+use k8s_openapi::api::core::v1::{Pod, PodSpec, ReplicationController};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use kube::api::{DeleteParams, ListParams, LogParams, Patch, PatchParams, PostParams};
 use kube::{Api, Client};
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
-use crate::config::Settings;
+use crate::config::{CapacityCheck, ImageChange, Settings};
 use crate::diagnose::{self, Cause, Finding, Signal};
 use crate::exit::ExitCode;
+use crate::preflight::capacity;
 use crate::report::{self, Conclusion, Report, WorkloadReport};
 use crate::track::{self, Ended, Judged, Tracker, Watch, WatchSnapshot};
 use crate::workload::deployment::{self as dep, Expectations, Progress};
 use crate::workload::replicationcontroller::{self as rc, Interrupted, RcPlan, Step};
 use crate::workload::{self, Kind, Limits, WorkloadRef, daemonset as ds, statefulset as sts};
 use crate::{Stop, cluster_error, stop};
+use crate::{cancel, lock, recovery};
 
 // ------------------------------------------------------------ output
 
@@ -121,7 +126,12 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
 }
 
 /// SelfSubjectAccessReview of every permission `kind` needs.
-async fn check_permissions(client: &Client, ns: &str, w: &WorkloadRef) -> Result<(), Stop> {
+async fn check_permissions(
+    client: &Client,
+    ns: &str,
+    w: &WorkloadRef,
+    single: bool,
+) -> Result<(), Stop> {
     let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     let mut missing = Vec::new();
     for (verb, group, resource) in w.kind.needed_permissions() {
@@ -156,13 +166,158 @@ async fn check_permissions(client: &Client, ns: &str, w: &WorkloadRef) -> Result
     if missing.is_empty() {
         Ok(())
     } else {
+        let whose = if single {
+            String::new()
+        } else {
+            format!(" for {w}")
+        };
         Err(stop(
             ExitCode::ClusterConfig,
             format!(
-                "missing permission in namespace {ns} for {w}: {} (grant them with a Role bound to this identity)",
+                "missing permission in namespace {ns}{whose}: {} (grant them with a Role bound to this identity)",
                 missing.join(", ")
             ),
         ))
+    }
+}
+
+/// `matchLabels` and `matchExpressions` of a Deployment as a label selector string.
+fn deployment_selector(d: &Deployment) -> String {
+    let Some(sel) = d.spec.as_ref().map(|s| &s.selector) else {
+        return String::new();
+    };
+    let mut parts: Vec<String> = sel
+        .match_labels
+        .iter()
+        .flatten()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    for e in sel.match_expressions.iter().flatten() {
+        let values = e.values.clone().unwrap_or_default().join(",");
+        parts.push(match e.operator.as_str() {
+            "In" => format!("{} in ({values})", e.key),
+            "NotIn" => format!("{} notin ({values})", e.key),
+            "Exists" => e.key.clone(),
+            _ => format!("!{}", e.key),
+        });
+    }
+    parts.join(",")
+}
+
+fn pod_spec(raw: &Value, pointer: &str) -> PodSpec {
+    raw.pointer(pointer)
+        .and_then(|v| serde_json::from_value(v.clone()).ok())
+        .unwrap_or_default()
+}
+
+fn replicas_of(raw: &Value) -> i32 {
+    raw.pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1)
+        .max(0) as i32
+}
+
+/// A ReplicationController rolling update's (surge, unavailable): the
+/// inputs, at least one of them non-zero (kubectl's default: surge 1).
+fn rc_surge(s: &Settings, desired: i32) -> (i32, i32) {
+    let mut surge = s.max_surge.resolve(desired, true);
+    let unavailable = s.max_unavailable.resolve(desired, false).min(desired);
+    if surge == 0 && unavailable == 0 {
+        surge = 1;
+    }
+    (surge, unavailable)
+}
+
+/// What the pre-flight checks of one workload look at.
+struct Checks<'a> {
+    spec: &'a PodSpec,
+    selector: &'a LabelSelector,
+    /// None: no capacity check (a DaemonSet's pods are per node).
+    strategy: Option<capacity::Strategy>,
+}
+
+/// The pre-flight checks of issue #9 (the image exists, the new pods fit)
+/// for any kind; `Some` is the pinned image (pin-digest). A failure is
+/// recorded in `rep` and stops the run before anything changed.
+async fn preflight(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    rep: &mut WorkloadReport,
+    checks: &Checks<'_>,
+    container: &str,
+    new_image: &str,
+    out: &mut (dyn Write + Send),
+) -> Result<Option<String>, Stop> {
+    let mut pf = ctx.settings.preflight.clone();
+    let strategy = checks.strategy.unwrap_or(capacity::Strategy {
+        replicas: 0,
+        max_surge: 0,
+        max_unavailable: 0,
+    });
+    if checks.strategy.is_none() {
+        pf.capacity_check = CapacityCheck::Off;
+    }
+    match crate::preflight::run_for(
+        &ctx.client,
+        &ctx.ns,
+        checks.spec,
+        checks.selector,
+        strategy,
+        container,
+        new_image,
+        &pf,
+        out,
+    )
+    .await
+    {
+        Ok(passed) => Ok(passed.pinned_image),
+        Err(finding) => {
+            let whose = if ctx.single {
+                String::new()
+            } else {
+                format!(" of {w}")
+            };
+            let message = format!("pre-flight{whose}: {}; nothing changed", finding.summary);
+            rep.cause = Some(finding.summary.clone());
+            rep.findings = vec![*finding];
+            Err(stop(ExitCode::BadInput, message))
+        }
+    }
+}
+
+/// Plan one patch with `planner` (change, container, version), run the
+/// pre-flight checks, and plan again for a pinned digest (pin-digest: the
+/// same plan for `repo:tag@sha256:…`; the version still comes from the tag).
+async fn plan_checked(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    rep: &mut WorkloadReport,
+    checks: &Checks<'_>,
+    planner: impl Fn(&ImageChange, Option<&str>, Option<&str>) -> Result<dep::Plan, Stop>,
+    out: &mut (dyn Write + Send),
+) -> Result<dep::Plan, Stop> {
+    let s = ctx.settings;
+    let fill = |rep: &mut WorkloadReport, plan: &dep::Plan| {
+        rep.container = Some(plan.container.clone());
+        rep.previous_image = Some(plan.old_image.clone());
+        rep.image = Some(plan.new_image.clone());
+        rep.version = Some(plan.version.clone());
+        rep.previous_template = Some(plan.previous_template.clone());
+        rep.patch = Some(plan.patch.clone());
+    };
+    let plan = planner(&s.change, s.container.as_deref(), s.version.as_deref())?;
+    fill(rep, &plan);
+    match preflight(ctx, w, rep, checks, &plan.container, &plan.new_image, out).await? {
+        None => Ok(plan),
+        Some(pinned) => {
+            let plan = planner(
+                &ImageChange::Image(pinned),
+                Some(&plan.container),
+                Some(&plan.version),
+            )?;
+            fill(rep, &plan);
+            Ok(plan)
+        }
     }
 }
 
@@ -278,11 +433,12 @@ pub(crate) struct Ctx<'a> {
     ns: String,
     settings: &'a Settings,
     limits: Limits,
+    /// A run of one workload: its messages and report are the classic ones.
+    single: bool,
 }
 
-/// A Deployment in a group (the single-Deployment run uses `lib.rs`).
+/// A Deployment.
 struct DepUnit {
-    raw: Value,
     plan: dep::Plan,
     selector: String,
     tracker: Option<Tracker>,
@@ -326,6 +482,10 @@ pub(crate) struct Unit {
     wref: WorkloadRef,
     rep: WorkloadReport,
     state: State,
+    /// When the plan was made (the in-progress marker's start).
+    planned_at: String,
+    /// The in-progress marker our patch set (Deployment, StatefulSet, DaemonSet).
+    marker: Option<recovery::Marker>,
     /// How following ended (None when stopped because another workload failed).
     ended: Option<Ended>,
     applied: bool,
@@ -357,19 +517,19 @@ fn selector_string(selector: &BTreeMap<String, String>) -> String {
 }
 
 impl Unit {
-    /// Read and plan; nothing changes.
+    /// Read, plan and pre-flight; nothing changes. The report `rep` is
+    /// filled as we go (a failure keeps what was planned).
     async fn prepare(
         ctx: &Ctx<'_>,
         w: &WorkloadRef,
+        rep: &mut WorkloadReport,
         out: &mut (dyn Write + Send),
     ) -> Result<Unit, Stop> {
         let s = ctx.settings;
         let now = crate::now_rfc3339();
-        check_permissions(&ctx.client, &ctx.ns, w).await?;
-        let mut rep = WorkloadReport::new(w.to_string());
         let state = match w.kind {
             Kind::Deployment => {
-                let raw = match crate::get_raw(&ctx.client, &ctx.ns, &w.name).await {
+                let raw = match get_obj(&ctx.client, w.kind, &ctx.ns, &w.name).await {
                     Ok(v) => v,
                     Err(e) if is_status(&e, 404) => return Err(not_found(w, &ctx.ns)),
                     Err(e) => return Err(cluster_error(&e, &format!("reading {w}"))),
@@ -380,7 +540,7 @@ impl Unit {
                         format!("{w} could not be read: {e}"),
                     )
                 })?;
-                let selector = crate::selector_string(&typed);
+                let selector = deployment_selector(&typed);
                 let replica_sets = Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ctx.ns)
                     .list(&ListParams::default().labels(&selector))
                     .await
@@ -389,54 +549,28 @@ impl Unit {
                     .into_iter()
                     .map(Arc::new)
                     .collect::<Vec<_>>();
-                let mut plan = dep::plan(
-                    &raw,
-                    &replica_sets,
-                    s.container.as_deref(),
-                    &s.change,
-                    s.version.as_deref(),
-                    &s.version_label,
-                    &s.run_origin,
-                    &now,
-                )
-                .map_err(|e| stop(ExitCode::BadInput, e.0))?;
-                let passed = crate::preflight::run(
-                    &ctx.client,
-                    &ctx.ns,
-                    &typed,
-                    &plan.container,
-                    &plan.new_image,
-                    &s.preflight,
-                    out,
-                )
-                .await
-                .map_err(|f| {
-                    stop(
-                        ExitCode::BadInput,
-                        format!("pre-flight of {w}: {}; nothing changed", f.summary),
-                    )
-                })?;
-                if let Some(pinned) = passed.pinned_image {
-                    plan = dep::plan(
-                        &raw,
-                        &replica_sets,
-                        Some(&plan.container),
-                        &crate::config::ImageChange::Image(pinned),
-                        Some(&plan.version),
-                        &s.version_label,
-                        &s.run_origin,
-                        &now,
-                    )
-                    .map_err(|e| stop(ExitCode::BadInput, e.0))?;
-                }
-                rep.container = Some(plan.container.clone());
-                rep.previous_image = Some(plan.old_image.clone());
-                rep.image = Some(plan.new_image.clone());
-                rep.version = Some(plan.version.clone());
-                rep.previous_template = Some(plan.previous_template.clone());
-                rep.patch = Some(plan.patch.clone());
+                let planner =
+                    |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
+                        dep::plan(
+                            &raw,
+                            &replica_sets,
+                            container,
+                            change,
+                            version,
+                            &s.version_label,
+                            &s.run_origin,
+                            &now,
+                        )
+                        .map_err(|e| stop(ExitCode::BadInput, e.0))
+                    };
+                let (spec, label_selector, strategy) = crate::preflight::inputs(&typed);
+                let checks = Checks {
+                    spec: &spec,
+                    selector: &label_selector,
+                    strategy: Some(strategy),
+                };
+                let plan = plan_checked(ctx, w, rep, &checks, planner, out).await?;
                 State::Deployment(Box::new(DepUnit {
-                    raw,
                     plan,
                     selector,
                     tracker: None,
@@ -450,27 +584,39 @@ impl Unit {
                     Err(e) if is_status(&e, 404) => return Err(not_found(w, &ctx.ns)),
                     Err(e) => return Err(cluster_error(&e, &format!("reading {w}"))),
                 };
-                let planner = if w.kind == Kind::StatefulSet {
-                    sts::plan
-                } else {
-                    ds::plan
+                let is_sts = w.kind == Kind::StatefulSet;
+                let planner =
+                    |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
+                        let plan = if is_sts { sts::plan } else { ds::plan };
+                        plan(
+                            &raw,
+                            container,
+                            change,
+                            version,
+                            &s.version_label,
+                            &s.run_origin,
+                            &now,
+                        )
+                        .map_err(|e| stop(ExitCode::BadInput, e.0))
+                    };
+                let spec = pod_spec(&raw, "/spec/template/spec");
+                let selector: LabelSelector = raw
+                    .pointer("/spec/selector")
+                    .and_then(|v| serde_json::from_value(v.clone()).ok())
+                    .unwrap_or_default();
+                // A StatefulSet replaces one pod at a time (surge 0,
+                // unavailable 1); a DaemonSet's pods are per node: no capacity check.
+                let strategy = is_sts.then(|| capacity::Strategy {
+                    replicas: replicas_of(&raw),
+                    max_surge: 0,
+                    max_unavailable: 1,
+                });
+                let checks = Checks {
+                    spec: &spec,
+                    selector: &selector,
+                    strategy,
                 };
-                let plan = planner(
-                    &raw,
-                    s.container.as_deref(),
-                    &s.change,
-                    s.version.as_deref(),
-                    &s.version_label,
-                    &s.run_origin,
-                    &now,
-                )
-                .map_err(|e| stop(ExitCode::BadInput, e.0))?;
-                rep.container = Some(plan.container.clone());
-                rep.previous_image = Some(plan.old_image.clone());
-                rep.image = Some(plan.new_image.clone());
-                rep.version = Some(plan.version.clone());
-                rep.previous_template = Some(plan.previous_template.clone());
-                rep.patch = Some(plan.patch.clone());
+                let plan = plan_checked(ctx, w, rep, &checks, planner, out).await?;
                 State::Template(Box::new(TplUnit {
                     raw,
                     plan,
@@ -493,16 +639,52 @@ impl Unit {
                 {
                     old["spec"]["replicas"] = json!(r);
                 }
-                let plan = rc::plan(
-                    &old,
-                    s.container.as_deref(),
-                    &s.change,
-                    s.version.as_deref(),
-                    &s.version_label,
-                    &s.run_origin,
-                    &now,
-                )
-                .map_err(|e| stop(ExitCode::BadInput, e.0))?;
+                let planner =
+                    |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
+                        rc::plan(
+                            &old,
+                            container,
+                            change,
+                            version,
+                            &s.version_label,
+                            &s.run_origin,
+                            &now,
+                        )
+                        .map_err(|e| stop(ExitCode::BadInput, e.0))
+                    };
+                let mut plan = planner(&s.change, s.container.as_deref(), s.version.as_deref())?;
+                rep.container = Some(plan.container.clone());
+                rep.previous_image = Some(plan.old_image.clone());
+                rep.image = Some(plan.new_image.clone());
+                rep.version = Some(plan.version.clone());
+                rep.previous_template = Some(plan.previous_template.clone());
+                rep.patch = Some(plan.new_rc.clone());
+                let spec = pod_spec(&old, "/spec/template/spec");
+                let selector = LabelSelector {
+                    match_labels: Some(plan.old_selector.clone()),
+                    ..Default::default()
+                };
+                let (max_surge, max_unavailable) = rc_surge(s, plan.replicas);
+                let checks = Checks {
+                    spec: &spec,
+                    selector: &selector,
+                    strategy: Some(capacity::Strategy {
+                        replicas: plan.replicas,
+                        max_surge,
+                        max_unavailable,
+                    }),
+                };
+                if let Some(pinned) =
+                    preflight(ctx, w, rep, &checks, &plan.container, &plan.new_image, out).await?
+                {
+                    plan = planner(
+                        &ImageChange::Image(pinned),
+                        Some(&plan.container),
+                        Some(&plan.version),
+                    )?;
+                    rep.image = Some(plan.new_image.clone());
+                    rep.patch = Some(plan.new_rc.clone());
+                }
                 let to = old
                     .pointer(&format!(
                         "/metadata/annotations/{}",
@@ -557,12 +739,6 @@ impl Unit {
                     old_selector.insert(k.clone(), v.clone());
                 }
                 let new_selector = rc_labels(&plan.new_rc, "/spec/selector");
-                rep.container = Some(plan.container.clone());
-                rep.previous_image = Some(plan.old_image.clone());
-                rep.image = Some(plan.new_image.clone());
-                rep.version = Some(plan.version.clone());
-                rep.previous_template = Some(plan.previous_template.clone());
-                rep.patch = Some(plan.new_rc.clone());
                 State::Rc(Box::new(RcUnit {
                     old,
                     plan,
@@ -577,26 +753,27 @@ impl Unit {
         };
         Ok(Unit {
             wref: w.clone(),
-            rep,
+            rep: rep.clone(),
             state,
+            planned_at: now,
+            marker: None,
             ended: None,
             applied: false,
         })
     }
 
     /// What the dry run would do.
-    fn dry_run_text(&self) -> String {
+    fn dry_run_text(&self, ns: &str) -> String {
+        let patch = |plan: &dep::Plan| {
+            format!(
+                "pre-flight passed; this JSON Patch would be sent to {} in {ns}:\n{}",
+                self.wref,
+                serde_json::to_string_pretty(&plan.patch).unwrap_or_default()
+            )
+        };
         match &self.state {
-            State::Deployment(d) => format!(
-                "this JSON Patch would be sent to {}:\n{}",
-                self.wref,
-                serde_json::to_string_pretty(&d.plan.patch).unwrap_or_default()
-            ),
-            State::Template(t) => format!(
-                "this JSON Patch would be sent to {}:\n{}",
-                self.wref,
-                serde_json::to_string_pretty(&t.plan.patch).unwrap_or_default()
-            ),
+            State::Deployment(d) => patch(&d.plan),
+            State::Template(t) => patch(&t.plan),
             State::Rc(r) => {
                 let mut s = String::new();
                 if let Some((k, v)) = &r.plan.adopt {
@@ -633,12 +810,20 @@ impl Unit {
                     s.version_label,
                     d.plan.version
                 );
-                refresh_resource_version(ctx, &w, &d.raw, &mut d.plan.patch).await?;
-                let patched = match crate::json_patch_raw(
+                let _ = out.flush();
+                // Issue #8: the same patch marks the rollout in progress (for
+                // recovery after a SIGKILL); a 409/422 is re-read and
+                // re-checked, never clobbered.
+                let marker = mark_patch(ctx, &w, &mut d.plan, &self.planned_at);
+                let previous = d.plan.previous_template.clone();
+                let patched = match recovery::patch_rechecked(
                     &ctx.client,
+                    w.kind.as_str(),
                     &ctx.ns,
                     &w.name,
-                    &d.plan.patch,
+                    &mut d.plan.patch,
+                    &previous,
+                    &marker,
                 )
                 .await
                 {
@@ -654,6 +839,8 @@ impl Unit {
                     }
                     Err(e) => return Err(cluster_error(&e, &format!("patching {w}"))),
                 };
+                tracing::info!("patched {w} to {}", d.plan.new_image);
+                self.marker = Some(marker);
                 tracker.set_new_version(&d.plan.container, &d.plan.new_image);
                 let typed: Deployment = serde_json::from_value(patched.clone()).map_err(|e| {
                     stop(
@@ -697,12 +884,16 @@ impl Unit {
                     t.plan.version
                 );
                 refresh_resource_version(ctx, &w, &t.raw, &mut t.plan.patch).await?;
-                let patched = match json_patch_obj(
+                let marker = mark_patch(ctx, &w, &mut t.plan, &self.planned_at);
+                let previous = t.plan.previous_template.clone();
+                let patched = match recovery::patch_rechecked(
                     &ctx.client,
-                    w.kind,
+                    w.kind.as_str(),
                     &ctx.ns,
                     &w.name,
-                    &t.plan.patch,
+                    &mut t.plan.patch,
+                    &previous,
+                    &marker,
                 )
                 .await
                 {
@@ -718,6 +909,7 @@ impl Unit {
                     }
                     Err(e) => return Err(cluster_error(&e, &format!("patching {w}"))),
                 };
+                self.marker = Some(marker);
                 t.generation = patched
                     .pointer("/metadata/generation")
                     .and_then(Value::as_i64)
@@ -813,7 +1005,7 @@ impl Unit {
                     return Vec::new();
                 };
                 let snap = tracker.snapshot();
-                crate::diagnose_failure(
+                diagnose_deployment(
                     &ctx.client,
                     &ctx.ns,
                     &snap,
@@ -871,7 +1063,6 @@ impl Unit {
 
     /// Undo our change and watch the previous version become healthy.
     async fn roll_back(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> (bool, String) {
-        let s = ctx.settings;
         let w = self.wref.clone();
         match &mut self.state {
             State::Deployment(d) => {
@@ -879,23 +1070,9 @@ impl Unit {
                 else {
                     return (true, "nothing was changed".into());
                 };
-                let _ = writeln!(out, "rolling back {w} to {}", d.plan.old_image);
-                crate::roll_back(
-                    &ctx.client,
-                    &ctx.ns,
-                    &w.name,
-                    patched,
-                    &d.plan,
-                    s,
-                    tracker,
-                    out,
-                )
-                .await
+                roll_back_deployment(ctx, &w, patched, &d.plan, tracker, out).await
             }
-            State::Template(t) => {
-                let _ = writeln!(out, "rolling back {w} to {}", t.plan.old_image);
-                roll_back_template(ctx, &w, t, &mut self.rep.notes, out).await
-            }
+            State::Template(t) => roll_back_template(ctx, &w, t, &mut self.rep.notes, out).await,
             State::Rc(r) => roll_back_rc(ctx, r, &mut self.rep.notes, out).await,
         }
     }
@@ -947,6 +1124,33 @@ impl Unit {
     }
 }
 
+/// The in-progress marker (issue #8) added to the plan's patch; the
+/// second-signal handler is told which object and phase this is.
+fn mark_patch(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    plan: &mut dep::Plan,
+    started: &str,
+) -> recovery::Marker {
+    let marker = recovery::Marker::new(
+        &ctx.settings.reliability.identity,
+        started,
+        &plan.new_image,
+        &plan.old_image,
+        &plan.previous_template,
+    );
+    recovery::mark(&mut plan.patch, &marker);
+    cancel::set_target(
+        &ctx.client,
+        recovery::path_of(w.kind.as_str(), &ctx.ns, &w.name),
+    );
+    cancel::set_phase(format!(
+        "rolling out {} (previously {})",
+        plan.new_image, plan.old_image
+    ));
+    marker
+}
+
 /// In a group, time passes between a workload's read and its patch (the
 /// other workloads' pre-flight): controllers' status writes move the
 /// resourceVersion. Re-read just before patching; when the template,
@@ -980,6 +1184,55 @@ async fn refresh_resource_version(
             .unwrap_or(Value::Null);
     }
     Ok(())
+}
+
+/// Send the patch that restores the exact pre-patch template (and our
+/// annotations) over what our patch wrote; the rollback's generation, or
+/// why it was not sent. Issue #8: a lost response of a landed rollback is
+/// re-checked, not failed; another writer's change is never overwritten.
+async fn restore_template(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    patched: &Value,
+    plan: &dep::Plan,
+) -> Result<i64, String> {
+    let written_template = patched
+        .pointer("/spec/template")
+        .cloned()
+        .unwrap_or(Value::Null);
+    let written_annotations: BTreeMap<String, String> = patched
+        .pointer("/metadata/annotations")
+        .and_then(|a| serde_json::from_value(a.clone()).ok())
+        .unwrap_or_default();
+    let patch = dep::rollback_patch(
+        &written_template,
+        &written_annotations,
+        &plan.previous_template,
+        &plan.previous_annotations,
+    );
+    let response = match recovery::rollback_rechecked(
+        &ctx.client,
+        w.kind.as_str(),
+        &ctx.ns,
+        &w.name,
+        &patch,
+        &plan.previous_template,
+    )
+    .await
+    {
+        Ok(v) => v,
+        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 409 => {
+            return Err(format!(
+                "someone else changed the pod template of {w} after our patch; not overwriting their change ({})",
+                e.message
+            ));
+        }
+        Err(e) => return Err(format!("the rollback patch failed: {e}")),
+    };
+    Ok(response
+        .pointer("/metadata/generation")
+        .and_then(Value::as_i64)
+        .unwrap_or(0))
 }
 
 /// The StatefulSet / DaemonSet judge input of one snapshot.
@@ -1026,37 +1279,10 @@ async fn roll_back_template(
     let Some(patched) = &t.patched else {
         return (true, "nothing was changed".into());
     };
-    let written_template = patched
-        .pointer("/spec/template")
-        .cloned()
-        .unwrap_or(Value::Null);
-    let written_annotations: BTreeMap<String, String> = patched
-        .pointer("/metadata/annotations")
-        .and_then(|a| serde_json::from_value(a.clone()).ok())
-        .unwrap_or_default();
-    let patch = dep::rollback_patch(
-        &written_template,
-        &written_annotations,
-        &t.plan.previous_template,
-        &t.plan.previous_annotations,
-    );
-    let response = match json_patch_obj(&ctx.client, w.kind, &ctx.ns, &w.name, &patch).await {
-        Ok(v) => v,
-        Err(kube::Error::Api(e)) if e.code == 422 || e.code == 409 => {
-            return (
-                false,
-                format!(
-                    "someone else changed the pod template of {w} after our patch; not overwriting their change ({})",
-                    e.message
-                ),
-            );
-        }
-        Err(e) => return (false, format!("the rollback patch failed: {e}")),
+    let generation = match restore_template(ctx, w, patched, &t.plan).await {
+        Ok(g) => g,
+        Err(why) => return (false, why),
     };
-    let generation = response
-        .pointer("/metadata/generation")
-        .and_then(Value::as_i64)
-        .unwrap_or(0);
     let Some(watch) = t.watch.as_mut() else {
         return (false, "not watched".into());
     };
@@ -1159,6 +1385,135 @@ fn w_name(obj: &Value) -> &str {
     obj.pointer("/metadata/name")
         .and_then(Value::as_str)
         .unwrap_or("")
+}
+
+/// Restore the exact pre-patch template; watch it become healthy.
+async fn roll_back_deployment(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    patched: &Value,
+    plan: &dep::Plan,
+    tracker: &mut Tracker,
+    out: &mut (dyn Write + Send),
+) -> (bool, String) {
+    let settings = ctx.settings;
+    let generation = match restore_template(ctx, w, patched, plan).await {
+        Ok(g) => g,
+        Err(why) => return (false, why),
+    };
+    let deadline = Instant::now() + settings.rollback_timeout;
+    let (confirmed, detail) = track::follow_rollback(tracker, generation, deadline, out).await;
+    let detail = if confirmed {
+        format!("{} is serving again ({detail})", plan.old_image)
+    } else {
+        format!(
+            "restored the previous template ({}), but it was not healthy within {}: {detail}",
+            plan.old_image,
+            humantime::format_duration(settings.rollback_timeout)
+        )
+    };
+    (confirmed, detail)
+}
+
+/// Findings for a failed rollout, with the previous log tail of crashed containers.
+#[allow(clippy::too_many_arguments)]
+async fn diagnose_deployment(
+    client: &Client,
+    ns: &str,
+    snap: &dep::Snapshot,
+    exp: &Expectations,
+    plan: &dep::Plan,
+    cause: Cause,
+    signals: &[Signal],
+    progress: &dep::Progress,
+    timed_out: bool,
+) -> Vec<Finding> {
+    let logs = crash_logs(client, ns, signals).await;
+    let (total, _) = dep::new_pod_signals(snap, exp);
+    let template = serde_json::from_value(exp.template.clone()).ok();
+    let cluster = if signals.iter().any(|s| s.cause == Cause::Unschedulable) {
+        diagnose_cluster(client, ns).await
+    } else {
+        diagnose::Cluster {
+            namespace: ns.to_string(),
+            ..Default::default()
+        }
+    };
+    let mut findings = diagnose::diagnose(&diagnose::Inputs {
+        signals,
+        total_new_pods: total,
+        template: template.as_ref(),
+        image: &plan.new_image,
+        logs: &logs,
+        cluster: &cluster,
+    });
+    if timed_out || cause == Cause::ProgressDeadline {
+        let deadline = signals
+            .iter()
+            .find(|s| s.cause == Cause::ProgressDeadline)
+            .map(|s| s.message.clone());
+        findings.retain(|f| f.cause != Cause::ProgressDeadline);
+        let primary = !findings.is_empty();
+        findings.push(diagnose::deadline::finding(
+            cause,
+            if timed_out {
+                "timed out"
+            } else {
+                "progress deadline exceeded"
+            },
+            progress,
+            deadline.as_deref(),
+            primary,
+        ));
+    }
+    findings
+}
+
+/// Nodes and the pods bound to them, for the scheduling findings. Listing
+/// nodes (cluster-scoped) or pods in all namespaces may be forbidden: then
+/// the finding says so and keeps to the scheduler's message.
+async fn diagnose_cluster(client: &Client, ns: &str) -> diagnose::Cluster {
+    use k8s_openapi::api::core::v1::Node;
+    let mut cluster = diagnose::Cluster {
+        namespace: ns.to_string(),
+        ..Default::default()
+    };
+    let why = |e: &kube::Error, what: &str| match e {
+        kube::Error::Api(s) if s.code == 403 => {
+            format!("node room unknown: listing {what} is forbidden for this identity")
+        }
+        other => format!("node room unknown: listing {what} failed: {other}"),
+    };
+    match Api::<Node>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(l) => cluster.nodes = Some(l.items),
+        Err(e) => {
+            cluster.unavailable = Some(why(&e, "nodes"));
+            return cluster;
+        }
+    }
+    match Api::<Pod>::all(client.clone())
+        .list(&ListParams::default())
+        .await
+    {
+        Ok(l) => cluster.pods = Some(l.items),
+        Err(kube::Error::Api(s)) if s.code == 403 => {
+            match Api::<Pod>::namespaced(client.clone(), ns)
+                .list(&ListParams::default())
+                .await
+            {
+                Ok(l) => {
+                    cluster.pods = Some(l.items);
+                    cluster.pods_namespace_only = true;
+                }
+                Err(e) => cluster.unavailable = Some(why(&e, "pods")),
+            }
+        }
+        Err(e) => cluster.unavailable = Some(why(&e, "pods")),
+    }
+    cluster
 }
 
 // ------------------------------------------------------------ ReplicationControllers
@@ -1388,13 +1743,8 @@ async fn follow_rc(
     deadline: Instant,
     out: &mut (dyn Write + Send),
 ) -> Ended {
-    let s = ctx.settings;
     let desired = r.plan.replicas;
-    let mut surge = s.max_surge.resolve(desired, true);
-    let unavailable = s.max_unavailable.resolve(desired, false).min(desired);
-    if surge == 0 && unavailable == 0 {
-        surge = 1;
-    }
+    let (surge, unavailable) = rc_surge(ctx.settings, desired);
     let (old_name, new_name) = (r.plan.old_name.clone(), r.plan.new_name.clone());
     let Some(watch) = r.watch.as_mut() else {
         return Ended::TimedOut {
@@ -1617,8 +1967,69 @@ async fn wait_abort(mut rx: tokio::sync::watch::Receiver<bool>) {
     let _ = rx.wait_for(|v| *v).await;
 }
 
+/// Issue #8: the deploy lock of every workload (released when the guards
+/// drop), taken in kind/name order so two group runs never wait on each
+/// other crosswise; each lock taken also rolls back an interrupted run's
+/// orphaned change on that workload (src/lock.rs, src/recovery.rs).
+async fn take_locks(ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<Vec<lock::Guard>, Stop> {
+    let mut order: Vec<&WorkloadRef> = ctx.settings.workloads.iter().collect();
+    order.sort_by(|a, b| (a.kind.as_str(), &a.name).cmp(&(b.kind.as_str(), &b.name)));
+    order.dedup_by(|a, b| a.kind == b.kind && a.name == b.name);
+    let mut guards = Vec::new();
+    for w in order {
+        let begun = lock::begin(
+            &ctx.client,
+            &ctx.ns,
+            w.kind.as_str(),
+            &w.name,
+            &ctx.settings.reliability,
+            ctx.settings.rollback_timeout,
+            out,
+        )
+        .await
+        .map_err(|(code, message)| stop(code, message))?;
+        guards.push(begun.guard);
+    }
+    Ok(guards)
+}
+
+/// A run of one workload that stopped before its change: the report keeps
+/// what was planned (and the pre-flight finding).
+fn report_planned(report: &mut Report, rep: &WorkloadReport) {
+    report.container = rep.container.clone();
+    report.previous_image = rep.previous_image.clone();
+    report.image = rep.image.clone();
+    report.version = rep.version.clone();
+    report.previous_template = rep.previous_template.clone();
+    report.patch = rep.patch.clone();
+    if !rep.findings.is_empty() {
+        report.cause = rep.cause.clone();
+        report.findings = rep.findings.clone();
+    }
+}
+
+/// The run is over for every applied workload: clear our in-progress
+/// markers, and keep the old-vs-new timeline (of the first Deployment).
+async fn close_units(ctx: &Ctx<'_>, units: &mut [Unit], report: &mut Report) {
+    // (Collected first: a `Unit` is not `Sync`, no reference to one is held across an await.)
+    let marked: Vec<(WorkloadRef, recovery::Marker)> = units
+        .iter()
+        .filter_map(|u| Some((u.wref.clone(), u.marker.clone()?)))
+        .collect();
+    for (w, m) in &marked {
+        recovery::clear(&ctx.client, w.kind.as_str(), &ctx.ns, &w.name, m).await;
+    }
+    if let Some(t) = units.iter_mut().find_map(|u| match &mut u.state {
+        State::Deployment(d) => d.tracker.as_mut(),
+        _ => None,
+    }) {
+        report.timeline = std::mem::take(&mut t.timeline);
+    }
+}
+
 /// Roll out every workload of the run together (all-or-nothing). Fills the
-/// report: `report.workloads` per workload, and the top-level fields.
+/// report: `report.workloads` per workload (not for a single Deployment,
+/// whose report is the classic one), and the top-level fields.
 pub(crate) async fn deploy_group(
     settings: &Settings,
     report: &mut Report,
@@ -1630,6 +2041,7 @@ pub(crate) async fn deploy_group(
             .map_err(|e| stop(ExitCode::ClusterConfig, e.0))?;
     let ns = settings.namespace.clone().unwrap_or(context_ns);
     report.namespace = Some(ns.clone());
+    let single = settings.workloads.len() == 1;
     let ctx = Ctx {
         client,
         ns,
@@ -1638,17 +2050,34 @@ pub(crate) async fn deploy_group(
             restart_threshold: settings.restart_threshold,
             unschedulable_grace: settings.unschedulable_grace,
         },
+        single,
     };
-    let single = settings.workloads.len() == 1;
 
     // Pre-flight and plans: nothing changes until every workload passed.
+    for w in &settings.workloads {
+        check_permissions(&ctx.client, &ctx.ns, w, single).await?;
+    }
+    let _locks = if settings.dry_run {
+        Vec::new()
+    } else {
+        take_locks(&ctx, out).await?
+    };
     let mut units = Vec::new();
     for w in &settings.workloads {
-        units.push(Unit::prepare(&ctx, w, out).await?);
+        let mut rep = WorkloadReport::new(w.to_string());
+        match Unit::prepare(&ctx, w, &mut rep, out).await {
+            Ok(u) => units.push(u),
+            Err(e) => {
+                if single {
+                    report_planned(report, &rep);
+                }
+                return Err(e);
+            }
+        }
     }
     if settings.dry_run {
         for u in &units {
-            let _ = writeln!(out, "dry run: {}", u.dry_run_text());
+            let _ = writeln!(out, "dry run: {}", u.dry_run_text(&ctx.ns));
         }
         for u in &mut units {
             u.rep.result = Conclusion::DryRun;
@@ -1665,22 +2094,16 @@ pub(crate) async fn deploy_group(
     }
 
     let sink: Mutex<&mut (dyn Write + Send)> = Mutex::new(out);
-    let writer = |u: &Unit| Prefixed {
-        sink: &sink,
-        prefix: if single {
-            String::new()
-        } else {
-            format!("[{}] ", u.wref)
-        },
-        buf: Vec::new(),
-    };
+    let writer = |u: &Unit| prefixed(&sink, single, u);
 
     // Apply, one workload after the other; a failure undoes the earlier ones.
     let mut failed_apply: Option<Stop> = None;
     for unit in units.iter_mut() {
         let mut w = writer(unit);
         if let Err(e) = unit.apply(&ctx, &mut w).await {
-            let _ = writeln!(w, "{}", e.message);
+            if !single {
+                let _ = writeln!(w, "{}", e.message);
+            }
             unit.rep.headline = e.message.clone();
             unit.rep.result = Conclusion::Invalid;
             unit.rep.exit_code = e.code.code();
@@ -1690,9 +2113,15 @@ pub(crate) async fn deploy_group(
     }
     let deadline = Instant::now() + settings.timeout;
     let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
+    let mut cancelled: Option<&'static str> = None;
+    // Issue #8: a SIGTERM/SIGINT (CI cancel) ends the tracking (src/cancel.rs).
+    let cancel = cancel::current();
     if let Some(e) = &failed_apply {
         let _ = abort_tx.send(true);
         if units.iter().all(|u| !u.applied) {
+            if single && let Some(u) = units.first() {
+                report_planned(report, &u.rep);
+            }
             return Err(stop(e.code, e.message.clone()));
         }
     } else {
@@ -1713,10 +2142,13 @@ pub(crate) async fn deploy_group(
                 u.ended = ended;
             }
         });
-        futures::future::join_all(follows).await;
+        tokio::select! {
+            _ = futures::future::join_all(follows) => {}
+            why = cancel.cancelled() => cancelled = Some(why),
+        }
     }
-
-    let all_ok = failed_apply.is_none()
+    let all_ok = cancelled.is_none()
+        && failed_apply.is_none()
         && units
             .iter()
             .all(|u| matches!(u.ended, Some(Ended::Succeeded(_))));
@@ -1742,18 +2174,77 @@ pub(crate) async fn deploy_group(
             );
             code = worse(code, ExitCode::Success);
         }
+        close_units(&ctx, &mut units, report).await;
         summarise(report, units, single, code, Conclusion::Succeeded);
         return Ok(code);
     }
 
+    // Something failed: diagnose the failures, then roll every applied
+    // workload back. Issue #8: a cancel meanwhile rolls back within the grace.
+    if cancelled.is_none() {
+        let settle = settle_failure(&ctx, &mut units, failed_apply.as_ref(), &sink);
+        tokio::select! {
+            (code, result) = settle => {
+                close_units(&ctx, &mut units, report).await;
+                summarise(report, units, single, code, result);
+                return Ok(code);
+            }
+            why = cancel.cancelled() => cancelled = Some(why),
+        }
+    }
+    let why = cancelled.unwrap_or("a signal");
+    let (code, result) = cancel_units(&ctx, &mut units, why, &sink).await;
+    close_units(&ctx, &mut units, report).await;
+    let n = units.len();
+    summarise(report, units, single, code, result);
+    if !single {
+        report.cause = Some(format!("cancelled by {why}"));
+        report.headline = format!(
+            "{n} workloads cancelled ({why}): {}",
+            match (settings.reliability.on_cancel, code) {
+                (cancel::OnCancel::Leave, _) => "left in place (on-cancel=leave)",
+                (_, ExitCode::RollbackFailed) => "a rollback was not confirmed",
+                _ => "all rolled back",
+            }
+        );
+    }
+    Ok(code)
+}
+
+/// The writer of one workload's lines (prefixed by the workload in a group).
+fn prefixed<'a>(
+    sink: &'a Mutex<&'a mut (dyn Write + Send)>,
+    single: bool,
+    u: &Unit,
+) -> Prefixed<'a> {
+    Prefixed {
+        sink,
+        prefix: if single {
+            String::new()
+        } else {
+            format!("[{}] ", u.wref)
+        },
+        buf: Vec::new(),
+    }
+}
+
+/// Some workload failed (or the apply step did): diagnose the failures,
+/// then roll every applied workload back (unless rollback=false). The
+/// exit code (the worst of the workloads') and the conclusion.
+async fn settle_failure<'a>(
+    ctx: &Ctx<'_>,
+    units: &mut [Unit],
+    failed_apply: Option<&Stop>,
+    sink: &'a Mutex<&'a mut (dyn Write + Send)>,
+) -> (ExitCode, Conclusion) {
     // Something failed: diagnose the failures, then roll every applied workload back.
     let culprits: Vec<String> = units
         .iter()
         .filter(|u| matches!(u.ended, Some(Ended::Failed { .. } | Ended::TimedOut { .. })))
         .map(|u| u.wref.to_string())
-        .chain(failed_apply.as_ref().map(|_| "the apply step".to_string()))
+        .chain(failed_apply.map(|_| "the apply step".to_string()))
         .collect();
-    for u in &mut units {
+    for u in units.iter_mut() {
         let Some(ended) = u.ended.clone() else {
             continue;
         };
@@ -1770,19 +2261,17 @@ pub(crate) async fn deploy_group(
             Ended::TimedOut { progress, signals } => (progress, Cause::Timeout, signals, true),
         };
         u.rep.progress = Some(progress.clone());
-        u.rep.findings = u
-            .diagnose(&ctx, cause, &signals, &progress, timed_out)
-            .await;
+        u.rep.findings = u.diagnose(ctx, cause, &signals, &progress, timed_out).await;
         u.rep.cause = u.rep.findings.first().map(|f| f.summary.clone());
         let what = if timed_out {
             format!(
                 "timed out after {}",
-                humantime::format_duration(settings.timeout)
+                humantime::format_duration(ctx.settings.timeout)
             )
         } else {
             "failed".into()
         };
-        let mut w = writer(u);
+        let mut w = prefixed(sink, ctx.single, u);
         let _ = writeln!(
             w,
             "rollout of {} {what}: {}",
@@ -1808,13 +2297,22 @@ pub(crate) async fn deploy_group(
             .collect::<Vec<_>>()
             .join(", ")
     };
-    if !settings.rollback {
-        for u in &mut units {
+    if !ctx.settings.rollback {
+        for u in units.iter_mut() {
+            let own_failure = culprits.contains(&u.wref.to_string());
             u.rep.rollback = Some(report::Rollback {
                 attempted: false,
                 confirmed: false,
-                detail: "rollback=false: left in place".into(),
+                detail: if own_failure {
+                    "rollback=false: the failed rollout was left in place"
+                } else {
+                    "rollback=false: left in place"
+                }
+                .into(),
             });
+            if own_failure {
+                u.rep.headline.push_str(" (left in place)");
+            }
             if u.rep.exit_code == 0 || u.rep.result == Conclusion::Invalid && u.applied {
                 u.rep.exit_code = ExitCode::RolledBack.code();
             }
@@ -1828,10 +2326,13 @@ pub(crate) async fn deploy_group(
             }
         }
     } else {
-        let ctx = &ctx;
         let rollbacks = units.iter_mut().filter(|u| u.applied).map(|u| {
-            let mut w = writer(u);
+            let mut w = prefixed(sink, ctx.single, u);
             async move {
+                if let State::Deployment(_) | State::Template(_) = &u.state {
+                    let old = u.rep.previous_image.as_deref().unwrap_or("?");
+                    let _ = writeln!(w, "rolling back {} to {old}", u.wref);
+                }
                 let (confirmed, detail) = u.roll_back(ctx, &mut w).await;
                 (u, confirmed, detail)
             }
@@ -1864,7 +2365,7 @@ pub(crate) async fn deploy_group(
             }
         }
     }
-    for u in &mut units {
+    for u in units.iter_mut() {
         if !u.applied && u.rep.headline.is_empty() {
             u.rep.headline = format!(
                 "{}: not changed ({} failed)",
@@ -1875,15 +2376,12 @@ pub(crate) async fn deploy_group(
             u.rep.exit_code = ExitCode::RolledBack.code();
         }
     }
-    let mut code = failed_apply
-        .as_ref()
-        .map(|e| e.code)
-        .unwrap_or(ExitCode::RolledBack);
+    let mut code = failed_apply.map(|e| e.code).unwrap_or(ExitCode::RolledBack);
     if failed_apply.is_some() && code != ExitCode::RollbackFailed {
         // The apply failure itself changed nothing: the earlier workloads were rolled back.
         code = ExitCode::RolledBack;
     }
-    for u in &units {
+    for u in units.iter() {
         let c = match u.rep.exit_code {
             0 => ExitCode::Success,
             1 => ExitCode::RolledBack,
@@ -1893,13 +2391,68 @@ pub(crate) async fn deploy_group(
         };
         code = worse(code, c);
     }
-    let result = if code == ExitCode::RollbackFailed || !settings.rollback {
+    let result = if code == ExitCode::RollbackFailed || !ctx.settings.rollback {
         Conclusion::Failed
     } else {
         Conclusion::RolledBack
     };
-    summarise(report, units, single, code, result);
-    Ok(code)
+    (code, result)
+}
+
+/// The run was cancelled (issue #8): roll back every applied workload
+/// within the signal's grace (or leave them: on-cancel=leave). The exit
+/// code (1, or 3 when a rollback was not confirmed) and the conclusion.
+async fn cancel_units<'a>(
+    ctx: &Ctx<'_>,
+    units: &mut [Unit],
+    why: &'static str,
+    sink: &'a Mutex<&'a mut (dyn Write + Send)>,
+) -> (ExitCode, Conclusion) {
+    let on_cancel = ctx.settings.reliability.on_cancel;
+    let mut within_grace = ctx.settings.clone();
+    within_grace.rollback_timeout = within_grace.rollback_timeout.min(cancel::ROLLBACK_BUDGET);
+    let grace = Ctx {
+        client: ctx.client.clone(),
+        ns: ctx.ns.clone(),
+        settings: &within_grace,
+        limits: ctx.limits,
+        single: ctx.single,
+    };
+    let grace = &grace;
+    let rollbacks = units.iter_mut().filter(|u| u.applied).map(|u| {
+        let mut w = prefixed(sink, ctx.single, u);
+        async move {
+            let old = u.rep.previous_image.clone().unwrap_or_default();
+            let new = u.rep.image.clone().unwrap_or_default();
+            let _ = writeln!(w, "{}", cancel::announce(why, on_cancel, &old));
+            cancel::set_phase(format!("rolling back to {old} after a cancel"));
+            let rolled = match on_cancel {
+                cancel::OnCancel::Rollback => Some(u.roll_back(grace, &mut w).await),
+                cancel::OnCancel::Leave => None,
+            };
+            let mut concluded = Report::new(String::new());
+            let code =
+                cancel::conclude(why, &u.wref.to_string(), &new, &old, rolled, &mut concluded);
+            u.rep.cause = concluded.cause;
+            u.rep.rollback = concluded.rollback;
+            u.rep.headline = concluded.headline;
+            u.rep.result = concluded.result;
+            u.rep.exit_code = code.code();
+            code
+        }
+    });
+    let code = futures::future::join_all(rollbacks)
+        .await
+        .into_iter()
+        .fold(ExitCode::RolledBack, worse);
+    let result = match units.first() {
+        Some(u) if ctx.single => u.rep.result,
+        _ if code == ExitCode::RollbackFailed || on_cancel == cancel::OnCancel::Leave => {
+            Conclusion::Failed
+        }
+        _ => Conclusion::RolledBack,
+    };
+    (code, result)
 }
 
 /// Fill the top-level report from the workloads' reports.
@@ -1910,6 +2463,11 @@ fn summarise(
     code: ExitCode,
     result: Conclusion,
 ) {
+    // A single Deployment's report is the classic one (no `workloads`).
+    let classic = single
+        && units
+            .first()
+            .is_some_and(|u| u.wref.kind == Kind::Deployment);
     let reps: Vec<WorkloadReport> = units.into_iter().map(|u| u.rep).collect();
     report.result = result;
     if single && let Some(r) = reps.first() {
@@ -1990,5 +2548,7 @@ fn summarise(
             });
         }
     }
-    report.workloads = reps;
+    if !classic {
+        report.workloads = reps;
+    }
 }

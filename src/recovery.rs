@@ -128,7 +128,13 @@ pub fn mark(patch: &mut Value, marker: &Marker) {
 
 /// `/apis/apps/v1/namespaces/NS/deployments/NAME`
 pub fn object_path(ns: &str, name: &str) -> String {
-    format!("/apis/apps/v1/namespaces/{ns}/deployments/{name}")
+    path_of("deployment", ns, name)
+}
+
+/// The object path of a workload of `kind` (`deployment`, `statefulset`,
+/// `daemonset`): `/apis/apps/v1/namespaces/NS/<kind>s/NAME`.
+pub fn path_of(kind: &str, ns: &str, name: &str) -> String {
+    format!("/apis/apps/v1/namespaces/{ns}/{kind}s/{name}")
 }
 
 /// Send a JSON Patch to an object path.
@@ -156,7 +162,7 @@ async fn get(client: &kube::Client, path: &str) -> Result<Value, kube::Error> {
 }
 
 /// Remove our marker at the end of a run (only if it is the one we set).
-pub async fn clear(client: &kube::Client, ns: &str, name: &str, marker: &Marker) {
+pub async fn clear(client: &kube::Client, kind: &str, ns: &str, name: &str, marker: &Marker) {
     let path = format!(
         "/metadata/annotations/{}",
         dep::pointer_segment(IN_PROGRESS)
@@ -165,11 +171,11 @@ pub async fn clear(client: &kube::Client, ns: &str, name: &str, marker: &Marker)
         {"op": "test", "path": path, "value": marker.encode()},
         {"op": "remove", "path": path},
     ]);
-    match json_patch(client, &object_path(ns, name), &patch).await {
+    match json_patch(client, &path_of(kind, ns, name), &patch).await {
         Ok(_) => {}
         // Not there or not ours any more: nothing to clear.
         Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
-        Err(e) => tracing::warn!("could not clear {IN_PROGRESS} on deployment/{name}: {e}"),
+        Err(e) => tracing::warn!("could not clear {IN_PROGRESS} on {kind}/{name}: {e}"),
     }
 }
 
@@ -190,11 +196,16 @@ pub enum Recovered {
 pub async fn recover_if_needed(
     client: &kube::Client,
     ns: &str,
+    kind: &str,
     name: &str,
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Recovered, String> {
-    let path = object_path(ns, name);
+    // A ReplicationController keeps its own bookkeeping annotations.
+    if !matches!(kind, "deployment" | "statefulset" | "daemonset") {
+        return Ok(Recovered::Clean);
+    }
+    let path = path_of(kind, ns, name);
     let raw = match get(client, &path).await {
         Ok(v) => v,
         // The pipeline reports a missing workload itself.
@@ -212,7 +223,7 @@ pub async fn recover_if_needed(
         .cloned()
         .unwrap_or(Value::Null);
     let found = format!(
-        "found an interrupted rollguard run on deployment/{name} (run {}, started {}): its change to {} was never finished",
+        "found an interrupted rollguard run on {kind}/{name} (run {}, started {}): its change to {} was never finished",
         marker.run, marker.started, marker.image
     );
     let Some(previous) = marker.previous_template() else {
@@ -267,7 +278,7 @@ pub async fn recover_if_needed(
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let healthy = wait_healthy(client, &path, generation, timeout).await;
+    let healthy = wait_healthy(client, kind, ns, name, generation, timeout).await;
     let message = if healthy {
         format!(
             "{found}; rolled it back to {} (healthy again) before deploying",
@@ -297,22 +308,48 @@ pub fn rolled_out(d: &Value, generation: i64) -> bool {
         && n("/status/availableReplicas") == desired
 }
 
-/// Watch the Deployment until it rolled out `generation` (or `timeout`).
+/// kubectl's rollout-status rule on a raw workload of `kind`.
+pub fn rolled_out_kind(kind: &str, d: &Value, generation: i64) -> bool {
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let observed = n("/status/observedGeneration") >= generation.max(n("/metadata/generation"));
+    match kind {
+        "statefulset" => {
+            let desired = d
+                .pointer("/spec/replicas")
+                .and_then(Value::as_i64)
+                .unwrap_or(1);
+            observed
+                && n("/status/updatedReplicas") == desired
+                && n("/status/readyReplicas") == desired
+        }
+        "daemonset" => {
+            let desired = n("/status/desiredNumberScheduled");
+            observed
+                && n("/status/updatedNumberScheduled") == desired
+                && n("/status/numberAvailable") == desired
+        }
+        _ => rolled_out(d, generation),
+    }
+}
+
+/// Watch the workload until it rolled out `generation` (or `timeout`).
 async fn wait_healthy(
     client: &kube::Client,
-    path: &str,
+    kind: &str,
+    ns: &str,
+    name: &str,
     generation: i64,
     timeout: Duration,
 ) -> bool {
     use futures::StreamExt;
-    use k8s_openapi::api::apps::v1::Deployment;
-    let Some((ns, name)) = path
-        .strip_prefix("/apis/apps/v1/namespaces/")
-        .and_then(|r| r.split_once("/deployments/"))
-    else {
-        return false;
+    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
+    use kube::core::{ApiResource, DynamicObject};
+    let resource = match kind {
+        "statefulset" => ApiResource::erase::<StatefulSet>(&()),
+        "daemonset" => ApiResource::erase::<DaemonSet>(&()),
+        _ => ApiResource::erase::<Deployment>(&()),
     };
-    let api: kube::Api<Deployment> = kube::Api::namespaced(client.clone(), ns);
+    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(client.clone(), ns, &resource);
     let cfg = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
     let stream = kube::runtime::watcher(api, cfg);
     let done = async {
@@ -323,7 +360,7 @@ async fn wait_healthy(
                 | Ok(kube::runtime::watcher::Event::InitApply(d)) => d,
                 _ => continue,
             };
-            if serde_json::to_value(&d).is_ok_and(|v| rolled_out(&v, generation)) {
+            if serde_json::to_value(&d).is_ok_and(|v| rolled_out_kind(kind, &v, generation)) {
                 return true;
             }
         }
@@ -342,13 +379,14 @@ async fn wait_healthy(
 /// - anything else (someone changed the template) → the original error.
 pub async fn patch_rechecked(
     client: &kube::Client,
+    kind: &str,
     ns: &str,
     name: &str,
     patch: &mut Value,
     previous_template: &Value,
     marker: &Marker,
 ) -> Result<Value, kube::Error> {
-    let path = object_path(ns, name);
+    let path = path_of(kind, ns, name);
     let mut attempts = 0;
     loop {
         let err = match json_patch(client, &path, patch).await {
@@ -361,7 +399,7 @@ pub async fn patch_rechecked(
             return Err(err);
         };
         if marker_of(&current).as_ref() == Some(marker) {
-            tracing::info!("our patch of deployment/{name} had landed (its response was lost)");
+            tracing::info!("our patch of {kind}/{name} had landed (its response was lost)");
             return Ok(current);
         }
         let template = current
@@ -378,7 +416,7 @@ pub async fn patch_rechecked(
             .cloned()
             .unwrap_or(Value::Null);
         tracing::info!(
-            "deployment/{name} changed (resourceVersion only) between our read and our patch: re-checked, patching again"
+            "{kind}/{name} changed (resourceVersion only) between our read and our patch: re-checked, patching again"
         );
         if let Some(op) = patch.as_array_mut().and_then(|ops| {
             ops.iter_mut()
@@ -394,12 +432,13 @@ pub async fn patch_rechecked(
 /// the answer; otherwise the original error (never clobber another writer).
 pub async fn rollback_rechecked(
     client: &kube::Client,
+    kind: &str,
     ns: &str,
     name: &str,
     patch: &Value,
     previous_template: &Value,
 ) -> Result<Value, kube::Error> {
-    let path = object_path(ns, name);
+    let path = path_of(kind, ns, name);
     let mut tries = 0;
     loop {
         let err = match json_patch(client, &path, patch).await {

@@ -43,6 +43,16 @@ pub async fn run(
     pf: &Preflight,
     out: &mut (dyn Write + Send),
 ) -> Result<Passed, Box<Finding>> {
+    let (spec, selector, strategy) = inputs(deployment);
+    run_for(
+        client, ns, &spec, &selector, strategy, container, new_image, pf, out,
+    )
+    .await
+}
+
+/// What the checks look at in a Deployment: its pod template's spec, its
+/// selector, and the surge and unavailability its strategy allows.
+pub fn inputs(deployment: &Deployment) -> (PodSpec, LabelSelector, capacity::Strategy) {
     let spec = deployment
         .spec
         .as_ref()
@@ -53,11 +63,7 @@ pub async fn run(
         .as_ref()
         .map(|s| s.selector.clone())
         .unwrap_or_default();
-    let strategy = capacity::strategy(deployment);
-    run_for(
-        client, ns, &spec, &selector, strategy, container, new_image, pf, out,
-    )
-    .await
+    (spec, selector, capacity::strategy(deployment))
 }
 
 /// The same checks for any workload kind: its pod template's spec, the

@@ -565,6 +565,26 @@ pub fn judge(snap: &Snapshot, exp: &Expectations, timers: &Timers) -> Verdict {
         p.waiting_for = "the new ReplicaSet to be seen".into();
         return Verdict::Waiting(p);
     }
+    // The Deployment's counts can run ahead of what the pods show: a new pod
+    // of a build that crashes right after start may already be down again
+    // while the status still counts it available. Every new pod must be
+    // Ready in our own view too before the rollout counts as done.
+    let ready_now = new_replica_set(snap, exp).map_or(0, |rs| {
+        // pods_of already leaves out terminating pods.
+        pods_of(snap, rs)
+            .into_iter()
+            .filter(|pod| pod_is_ready(pod))
+            .count() as i32
+    });
+    let ready = p.new_ready.min(ready_now);
+    if ready < p.desired {
+        p.waiting_for = format!(
+            "{} of {} new pods to be ready",
+            p.desired - ready,
+            p.desired
+        );
+        return Verdict::Waiting(p);
+    }
     if let Some(pod) = timers.recently_restarted.first() {
         p.waiting_for = format!("pod {pod} to stay up after a restart");
         return Verdict::Waiting(p);
@@ -752,6 +772,30 @@ mod tests {
         let (snap, raw) = snapshot("01-healthy", "web");
         let v = judge(&snap, &expectations(&raw, None), &Timers::default());
         assert!(matches!(v, Verdict::Succeeded(_)), "{v:?}");
+    }
+
+    #[test]
+    fn complete_counts_with_a_new_pod_down_are_not_success() {
+        // The Deployment says complete, but one new pod is no longer Ready
+        // (a build that crashes right after start): keep waiting.
+        let (mut snap, raw) = snapshot("01-healthy", "web");
+        let mut pod = (*snap.pods[0]).clone();
+        for c in pod
+            .status
+            .as_mut()
+            .and_then(|s| s.conditions.as_mut())
+            .into_iter()
+            .flatten()
+        {
+            if c.type_ == "Ready" {
+                c.status = "False".into();
+            }
+        }
+        snap.pods[0] = std::sync::Arc::new(pod);
+        match judge(&snap, &expectations(&raw, None), &Timers::default()) {
+            Verdict::Waiting(p) => assert_eq!(p.waiting_for, "1 of 3 new pods to be ready"),
+            v => panic!("{v:?}"),
+        }
     }
 
     #[test]

@@ -126,6 +126,18 @@ pub const INPUTS: &[InputSpec] = &[
         "how long a new pod may stay unschedulable before the rollout fails",
     ),
     input(
+        "stable-for",
+        "20s",
+        "1m",
+        "every new pod must stay Ready this long after it became Ready, with no container exit or restart, before the rollout counts as done (0s: kubectl's rule); the workload's minReadySeconds if larger",
+    ),
+    input(
+        "scale-up-grace",
+        "5m",
+        "10m",
+        "how long to wait for a node that the cluster autoscaler is adding (TriggeredScaleUp) for an unschedulable new pod",
+    ),
+    input(
         "bake",
         "0s",
         "30s",
@@ -289,6 +301,10 @@ struct RawInputs {
     #[serde(rename = "unschedulable-grace")]
     unschedulable_grace: Option<String>,
     bake: Option<String>,
+    #[serde(rename = "stable-for")]
+    stable_for: Option<String>,
+    #[serde(rename = "scale-up-grace")]
+    scale_up_grace: Option<String>,
     kubeconfig: Option<String>,
     context: Option<String>,
     auth: Option<String>,
@@ -432,6 +448,11 @@ pub struct Settings {
     pub restart_threshold: i32,
     pub unschedulable_grace: Duration,
     pub bake: Duration,
+    /// How long each new pod must stay Ready, without a container exit or
+    /// restart, from its own Ready transition (0: kubectl's rule).
+    pub stable_for: Duration,
+    /// How long to wait for a node the cluster autoscaler said it is adding.
+    pub scale_up_grace: Duration,
     pub kubeconfig: KubeconfigSource,
     pub context: Option<String>,
     pub dry_run: bool,
@@ -748,6 +769,8 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         "30s",
     )?;
     let bake = parse_duration("bake", raw.bake.as_deref(), "0s")?;
+    let stable_for = parse_duration("stable-for", raw.stable_for.as_deref(), "20s")?;
+    let scale_up_grace = parse_duration("scale-up-grace", raw.scale_up_grace.as_deref(), "5m")?;
     let context = raw.context.or_else(|| {
         env.get("KUBE_CONTEXT")
             .map(|c| c.trim().to_string())
@@ -803,6 +826,8 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         restart_threshold,
         unschedulable_grace,
         bake,
+        stable_for,
+        scale_up_grace,
         kubeconfig,
         context,
         dry_run,

@@ -11,11 +11,14 @@
 pub mod config;
 pub mod diagnose;
 pub mod exit;
+pub mod guards;
 pub mod image;
 pub mod kube_client;
 pub mod orchestrate;
 pub mod preflight;
 pub mod report;
+pub mod stability;
+pub mod superseded;
 pub mod track;
 pub mod workload;
 // Issue #8 (reliability): retries, deploy lock, cancellation, interrupted-run recovery.

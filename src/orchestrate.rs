@@ -33,8 +33,10 @@ use tokio::time::Instant;
 use crate::config::{CapacityCheck, ImageChange, Settings};
 use crate::diagnose::{self, Cause, Finding, Signal};
 use crate::exit::ExitCode;
+use crate::guards::Guards;
 use crate::preflight::capacity;
 use crate::report::{self, Conclusion, Report, WorkloadReport};
+use crate::stability::{Check, Stability};
 use crate::track::{self, Ended, Judged, Tracker, Watch, WatchSnapshot};
 use crate::workload::deployment::{self as dep, Expectations, Progress};
 use crate::workload::replicationcontroller::{self as rc, Interrupted, RcPlan, Step};
@@ -948,7 +950,24 @@ impl Unit {
                         signals: Vec::new(),
                     };
                 };
-                let mut ended = track::follow_rollout(tracker, exp, deadline, out).await;
+                let min_ready = tracker
+                    .snapshot()
+                    .deployment
+                    .and_then(|d| d.spec.as_ref().and_then(|s| s.min_ready_seconds))
+                    .map(i64::from);
+                let mut guards = Guards::new(
+                    ctx.client.clone(),
+                    &ctx.ns,
+                    Stability::window_for(s.stable_for, min_ready),
+                    s.scale_up_grace,
+                );
+                let container = d.plan.container.clone();
+                let mut ended =
+                    track::follow_rollout(tracker, exp, deadline, &mut guards, &container, out)
+                        .await;
+                if let Some(n) = guards.stable_note.take() {
+                    self.rep.stability = Some(n);
+                }
                 if let Ended::Succeeded(_) = &ended
                     && !s.bake.is_zero()
                 {
@@ -975,8 +994,42 @@ impl Unit {
                 let generation = t.generation;
                 let is_sts = self.wref.kind == Kind::StatefulSet;
                 let judge = |snap: &WatchSnapshot| judge_template(snap, &name, generation, is_sts);
-                let ended =
-                    track::follow_pods(watch, &ctx.limits, deadline, s.bake, out, judge).await;
+                let ours = t
+                    .patched
+                    .as_ref()
+                    .and_then(|p| p.pointer("/spec/template"))
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let container = t.plan.container.clone();
+                let superseded = |snap: &WatchSnapshot| {
+                    snap.object(&name).and_then(|o| {
+                        crate::superseded::superseded(o, generation, &ours, &container)
+                    })
+                };
+                let min_ready = t
+                    .raw
+                    .pointer("/spec/minReadySeconds")
+                    .and_then(Value::as_i64);
+                let mut guards = Guards::new(
+                    ctx.client.clone(),
+                    &ctx.ns,
+                    Stability::window_for(s.stable_for, min_ready),
+                    s.scale_up_grace,
+                );
+                let ended = track::follow_pods(
+                    watch,
+                    &ctx.limits,
+                    deadline,
+                    s.bake,
+                    &mut guards,
+                    out,
+                    judge,
+                    superseded,
+                )
+                .await;
+                if let Some(n) = guards.stable_note.take() {
+                    self.rep.stability = Some(n);
+                }
                 if is_sts {
                     let snap = watch.snapshot();
                     t.revision = snap
@@ -1064,6 +1117,18 @@ impl Unit {
     /// Undo our change and watch the previous version become healthy.
     async fn roll_back(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> (bool, String) {
         let w = self.wref.clone();
+        if let Some(Ended::Failed {
+            cause: Cause::Superseded,
+            ..
+        }) = &self.ended
+        {
+            // Rolling back would overwrite the other writer's change.
+            let m = format!(
+                "not rolled back: another writer changed {w} during the rollout; their change is left in place"
+            );
+            let _ = writeln!(out, "{m}");
+            return (false, m);
+        }
         match &mut self.state {
             State::Deployment(d) => {
                 let (Some(tracker), Some(patched)) = (d.tracker.as_mut(), d.patched.as_ref())
@@ -1754,8 +1819,19 @@ async fn follow_rc(
     };
     let mut clocks = track::Clocks::default();
     let mut last_line = String::new();
+    let min_ready = r
+        .old
+        .pointer("/spec/minReadySeconds")
+        .and_then(Value::as_i64);
+    let mut guards = Guards::new(
+        ctx.client.clone(),
+        &ctx.ns,
+        Stability::window_for(ctx.settings.stable_for, min_ready),
+        ctx.settings.scale_up_grace,
+    );
     loop {
         watch.next_change().await;
+        let now = Instant::now();
         let snap = watch.snapshot();
         let old = snap.object(&old_name).cloned();
         let new = snap.object(&new_name).cloned();
@@ -1771,7 +1847,45 @@ async fn follow_rc(
             .filter(|p| matches_selector(p, &r.old_selector))
             .collect();
         let signals = workload::signals_of(&new_pods, &snap.events);
-        let timers = clocks.update(&signals, workload::restart_counts(&new_pods));
+        let mut timers = clocks.update(&signals, workload::restart_counts(&new_pods));
+        if watch.is_ready()
+            && let Some(b) = guards.crashed(new_pods.iter().map(|p| &**p), now)
+        {
+            return Ended::Failed {
+                progress: Progress {
+                    name: new_name.clone(),
+                    desired,
+                    ..Default::default()
+                },
+                cause: b.cause,
+                signals: b.signals,
+            };
+        }
+        if watch.is_ready() {
+            let new_refs: Vec<&Pod> = new_pods.iter().map(|p| &**p).collect();
+            let old_refs: Vec<&Pod> = old_pods.iter().map(|p| &***p).collect();
+            if let Some((cause, signals)) = guards
+                .unschedulable(
+                    &new_refs,
+                    &old_refs,
+                    &signals,
+                    &snap.events,
+                    &mut timers,
+                    now,
+                )
+                .await
+            {
+                return Ended::Failed {
+                    progress: Progress {
+                        name: new_name.clone(),
+                        desired,
+                        ..Default::default()
+                    },
+                    cause,
+                    signals,
+                };
+            }
+        }
         let spec = |o: &Option<Value>| {
             o.as_ref()
                 .and_then(|o| o.pointer("/spec/replicas"))
@@ -1834,16 +1948,30 @@ async fn follow_rc(
                 }
                 continue;
             }
-            match step {
-                Step::Done if timers.recently_restarted.is_empty() => {
+            let stable = guards.stability.check(new_pods.iter().map(|p| &**p), now);
+            match (step, stable) {
+                (Step::Done, Check::Stable { shortest })
+                    if timers.recently_restarted.is_empty() =>
+                {
                     let line = progress.line();
                     if line != last_line {
                         let _ = writeln!(out, "{line}");
                     }
+                    let note = guards.stability.stable_note(shortest);
+                    let _ = writeln!(out, "{note}");
+                    rep.stability = Some(note);
                     return Ended::Succeeded(progress);
                 }
-                Step::Wait(w) => progress.waiting_for = w,
+                (Step::Done, Check::Waiting { pending, next })
+                    if timers.recently_restarted.is_empty() =>
+                {
+                    progress.waiting_for = guards.stability.waiting_for(pending, next);
+                }
+                (Step::Wait(w), _) => progress.waiting_for = w,
                 _ => progress.waiting_for = "the new pods to stay up after a restart".into(),
+            }
+            if let Some(note) = &guards.scale_up_note {
+                progress.waiting_for = note.clone();
             }
             let mut line = progress.line();
             if !progress.waiting_for.is_empty() {
@@ -1853,6 +1981,14 @@ async fn follow_rc(
                 let _ = writeln!(out, "{line}");
                 last_line = line;
             }
+            guards.heartbeat(
+                &progress.waiting_for,
+                &signals,
+                deadline,
+                ctx.settings.unschedulable_grace,
+                now,
+                out,
+            );
         }
         if Instant::now() >= deadline {
             return Ended::TimedOut { progress, signals };
@@ -2329,7 +2465,16 @@ async fn settle_failure<'a>(
         let rollbacks = units.iter_mut().filter(|u| u.applied).map(|u| {
             let mut w = prefixed(sink, ctx.single, u);
             async move {
-                if let State::Deployment(_) | State::Template(_) = &u.state {
+                let superseded = matches!(
+                    u.ended,
+                    Some(Ended::Failed {
+                        cause: Cause::Superseded,
+                        ..
+                    })
+                );
+                if let State::Deployment(_) | State::Template(_) = &u.state
+                    && !superseded
+                {
                     let old = u.rep.previous_image.as_deref().unwrap_or("?");
                     let _ = writeln!(w, "rolling back {} to {old}", u.wref);
                 }
@@ -2352,6 +2497,17 @@ async fn settle_failure<'a>(
                     others(&me)
                 );
                 u.rep.exit_code = ExitCode::RolledBack.code();
+            } else if matches!(
+                u.ended,
+                Some(Ended::Failed {
+                    cause: Cause::Superseded,
+                    ..
+                })
+            ) {
+                u.rep.headline = format!(
+                    "{}: another writer changed it during the rollout; stopped, their change left in place (not rolled back)",
+                    me
+                );
             } else if confirmed {
                 u.rep.headline = format!("{}; rolled back to {previous}", u.rep.headline);
             } else {
@@ -2480,6 +2636,7 @@ fn summarise(
         report.findings = r.findings.clone();
         report.rollback = r.rollback.clone();
         report.progress = r.progress.clone();
+        report.stability = r.stability.clone();
         report.revision = r.revision.clone();
         report.patch = r.patch.clone();
         report.previous_template = r.previous_template.clone();

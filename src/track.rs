@@ -19,7 +19,9 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::diagnose::{Cause, Signal};
+use crate::guards::Guards;
 use crate::report::markdown::Sample;
+use crate::stability::Check;
 use crate::workload::deployment::{self as dep, Expectations, Progress, Snapshot, Timers, Verdict};
 
 /// How long after a restart a pod must stay up before success is declared.
@@ -130,6 +132,7 @@ impl Tracker {
             let is_new = pod.spec.as_ref().is_some_and(|s| {
                 s.containers
                     .iter()
+                    .chain(s.init_containers.iter().flatten())
                     .any(|c| &c.name == container && c.image.as_deref() == Some(image.as_str()))
             });
             if is_new {
@@ -241,11 +244,15 @@ impl Lines<'_> {
     }
 }
 
-/// Follow the rollout until success, a fail-fast cause, or the deadline.
+/// Follow the rollout until success, a fail-fast cause, someone else's
+/// change of the template, or the deadline. Success needs kubectl's rule,
+/// every new pod Ready in our own view, and the stability window.
 pub async fn follow_rollout(
     tracker: &mut Tracker,
     exp: &Expectations,
     deadline: Instant,
+    guards: &mut Guards,
+    container: &str,
     out: &mut (dyn Write + Send),
 ) -> Ended {
     let mut lines = Lines {
@@ -258,6 +265,33 @@ pub async fn follow_rollout(
         tracker.next_change().await;
         let now = Instant::now();
         let snap = tracker.snapshot();
+        // Someone else's template: stop at once, theirs stays.
+        if let Some(d) = &snap.deployment
+            && let Ok(raw) = serde_json::to_value(&**d)
+            && let Some(sig) =
+                crate::superseded::superseded(&raw, exp.generation, &exp.template, container)
+        {
+            let progress = dep_progress(&snap, exp);
+            return Ended::Failed {
+                progress,
+                cause: Cause::Superseded,
+                signals: vec![sig],
+            };
+        }
+        let new_pods: Vec<&Pod> = dep::new_replica_set(&snap, exp)
+            .map(|rs| dep::pods_of(&snap, rs).into_iter().map(|p| &**p).collect())
+            .unwrap_or_default();
+        if tracker.is_ready()
+            && let Some(b) = guards.crashed(new_pods.iter().copied(), now)
+        {
+            let progress = dep_progress(&snap, exp);
+            lines.show(&progress);
+            return Ended::Failed {
+                progress,
+                cause: b.cause,
+                signals: b.signals,
+            };
+        }
         // Our clock for the grace periods: from when we first saw a state.
         let (_, signals) = dep::new_pod_signals(&snap, exp);
         let unschedulable: Vec<&str> = signals
@@ -275,7 +309,7 @@ pub async fn follow_rollout(
                 *e = (n, now);
             }
         }
-        let timers = Timers {
+        let mut timers = Timers {
             unschedulable_for: first_unschedulable
                 .iter()
                 .map(|(p, t)| (p.clone(), now - *t))
@@ -287,11 +321,75 @@ pub async fn follow_rollout(
                 .collect(),
         };
         if tracker.is_ready() {
+            let new_uid = dep::new_replica_set(&snap, exp).and_then(|rs| rs.metadata.uid.clone());
+            let old_pods: Vec<&Pod> = snap
+                .pods
+                .iter()
+                .filter(|p| {
+                    !p.metadata
+                        .owner_references
+                        .iter()
+                        .flatten()
+                        .any(|o| Some(&o.uid) == new_uid.as_ref())
+                })
+                .map(|p| &**p)
+                .collect();
+            if let Some((cause, signals)) = guards
+                .unschedulable(
+                    &new_pods,
+                    &old_pods,
+                    &signals,
+                    &snap.events,
+                    &mut timers,
+                    now,
+                )
+                .await
+            {
+                let progress = dep_progress(&snap, exp);
+                lines.show(&progress);
+                return Ended::Failed {
+                    progress,
+                    cause,
+                    signals,
+                };
+            }
             match dep::judge(&snap, exp, &timers) {
-                Verdict::Waiting(p) => lines.show(&p),
-                Verdict::Succeeded(p) => {
+                Verdict::Waiting(mut p) => {
+                    if let Some(note) = &guards.scale_up_note {
+                        p.waiting_for = note.clone();
+                    }
                     lines.show(&p);
-                    return Ended::Succeeded(p);
+                    guards.heartbeat(
+                        &p.waiting_for,
+                        &signals,
+                        deadline,
+                        exp.unschedulable_grace,
+                        now,
+                        lines.out,
+                    );
+                }
+                Verdict::Succeeded(mut p) => {
+                    match guards.stability.check(new_pods.iter().copied(), now) {
+                        Check::Stable { shortest } => {
+                            lines.show(&p);
+                            let note = guards.stability.stable_note(shortest);
+                            let _ = writeln!(lines.out, "{note}");
+                            guards.stable_note = Some(note);
+                            return Ended::Succeeded(p);
+                        }
+                        Check::Waiting { pending, next } => {
+                            p.waiting_for = guards.stability.waiting_for(pending, next);
+                            lines.show(&p);
+                            guards.heartbeat(
+                                "the stability window",
+                                &signals,
+                                deadline,
+                                exp.unschedulable_grace,
+                                now,
+                                lines.out,
+                            );
+                        }
+                    }
                 }
                 Verdict::Failed {
                     progress,
@@ -315,6 +413,13 @@ pub async fn follow_rollout(
             };
             return Ended::TimedOut { progress, signals };
         }
+    }
+}
+
+/// The progress numbers of a snapshot, whatever the verdict.
+fn dep_progress(snap: &Snapshot, exp: &Expectations) -> Progress {
+    match dep::judge(snap, exp, &Timers::default()) {
+        Verdict::Waiting(p) | Verdict::Succeeded(p) | Verdict::Failed { progress: p, .. } => p,
     }
 }
 
@@ -581,16 +686,20 @@ pub struct Judged {
 /// Follow a StatefulSet/DaemonSet rollout until success, a fail-fast
 /// cause, or the deadline; then bake for `bake` (restarts or a permanent
 /// cause of the new pods fail it).
-pub async fn follow_pods<F>(
+#[allow(clippy::too_many_arguments)] // the loop's inputs; each is one rule's
+pub async fn follow_pods<F, S>(
     watch: &mut Watch,
     limits: &crate::workload::Limits,
     deadline: Instant,
     bake: Duration,
+    guards: &mut Guards,
     out: &mut (dyn Write + Send),
     judge: F,
+    superseded: S,
 ) -> Ended
 where
     F: Fn(&WatchSnapshot) -> Judged,
+    S: Fn(&WatchSnapshot) -> Option<Signal>,
 {
     let mut lines = Lines {
         out,
@@ -601,11 +710,62 @@ where
     let mut baked_from: Option<(Instant, RestartCounts)> = None;
     loop {
         watch.next_change().await;
+        let now = Instant::now();
         let snap = watch.snapshot();
         let j = judge(&snap);
+        if let Some(sig) = superseded(&snap) {
+            return Ended::Failed {
+                progress: j.progress,
+                cause: Cause::Superseded,
+                signals: vec![sig],
+            };
+        }
         let signals = crate::workload::signals_of(&j.new_pods, &snap.events);
         let restarts = crate::workload::restart_counts(&j.new_pods);
-        let timers = clocks.update(&signals, restarts.clone());
+        let mut timers = clocks.update(&signals, restarts.clone());
+        if watch.is_ready()
+            && baked_from.is_none()
+            && let Some(b) = guards.crashed(j.new_pods.iter().map(|p| &**p), now)
+        {
+            lines.show(&j.progress);
+            return Ended::Failed {
+                progress: j.progress,
+                cause: b.cause,
+                signals: b.signals,
+            };
+        }
+        if watch.is_ready() && baked_from.is_none() {
+            let new_names: Vec<&str> = j
+                .new_pods
+                .iter()
+                .filter_map(|p| p.metadata.name.as_deref())
+                .collect();
+            let old_pods: Vec<&Pod> = snap
+                .pods
+                .iter()
+                .filter(|p| !new_names.contains(&p.metadata.name.as_deref().unwrap_or_default()))
+                .map(|p| &**p)
+                .collect();
+            let new_pods: Vec<&Pod> = j.new_pods.iter().map(|p| &**p).collect();
+            if let Some((cause, signals)) = guards
+                .unschedulable(
+                    &new_pods,
+                    &old_pods,
+                    &signals,
+                    &snap.events,
+                    &mut timers,
+                    now,
+                )
+                .await
+            {
+                lines.show(&j.progress);
+                return Ended::Failed {
+                    progress: j.progress,
+                    cause,
+                    signals,
+                };
+            }
+        }
         if let Some((since, baseline)) = &baked_from {
             let restarted = restarts
                 .iter()
@@ -645,9 +805,49 @@ where
                 limits,
                 &timers,
             ) {
-                Verdict::Waiting(p) => lines.show(&p),
-                Verdict::Succeeded(p) => {
+                Verdict::Waiting(mut p) => {
+                    if let Some(note) = &guards.scale_up_note {
+                        p.waiting_for = note.clone();
+                    }
                     lines.show(&p);
+                    guards.heartbeat(
+                        &p.waiting_for,
+                        &signals,
+                        deadline,
+                        limits.unschedulable_grace,
+                        now,
+                        lines.out,
+                    );
+                }
+                Verdict::Succeeded(mut p) => {
+                    let new_pods = j.new_pods.iter().map(|p| &**p);
+                    match guards.stability.check(new_pods, now) {
+                        Check::Stable { shortest } => {
+                            lines.show(&p);
+                            let note = guards.stability.stable_note(shortest);
+                            let _ = writeln!(lines.out, "{note}");
+                            guards.stable_note = Some(note);
+                        }
+                        Check::Waiting { pending, next } => {
+                            p.waiting_for = guards.stability.waiting_for(pending, next);
+                            lines.show(&p);
+                            guards.heartbeat(
+                                "the stability window",
+                                &signals,
+                                deadline,
+                                limits.unschedulable_grace,
+                                now,
+                                lines.out,
+                            );
+                            if now >= deadline {
+                                return Ended::TimedOut {
+                                    progress: p,
+                                    signals,
+                                };
+                            }
+                            continue;
+                        }
+                    }
                     if bake.is_zero() {
                         return Ended::Succeeded(p);
                     }

@@ -35,6 +35,8 @@ pub enum Cause {
     /// The new ReplicaSet cannot create its pods (quota, admission).
     ReplicaFailure,
     ProgressDeadline,
+    /// Another writer changed the pod template during the rollout.
+    Superseded,
     Timeout,
 }
 
@@ -63,6 +65,7 @@ impl Cause {
             Cause::ReadinessFailing => "readiness probe failing",
             Cause::ReplicaFailure => "new pods cannot be created",
             Cause::ProgressDeadline => "progress deadline exceeded",
+            Cause::Superseded => "changed by someone else during the rollout",
             Cause::Timeout => "timed out",
         }
     }
@@ -196,9 +199,25 @@ pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
         .init_container_statuses
         .iter()
         .flatten()
-        .chain(status.container_statuses.iter().flatten());
-    for cs in statuses {
+        .map(|c| (c, true))
+        .chain(
+            status
+                .container_statuses
+                .iter()
+                .flatten()
+                .map(|c| (c, false)),
+        );
+    for (cs, init) in statuses {
         let restarts = cs.restart_count;
+        let done = cs
+            .state
+            .as_ref()
+            .and_then(|s| s.terminated.as_ref())
+            .is_some_and(|t| t.exit_code == 0);
+        if init && done {
+            // An init container that ran to completion did its job.
+            continue;
+        }
         let c = Some(cs.name.as_str());
         let waiting = cs.state.as_ref().and_then(|s| s.waiting.as_ref());
         let reason = waiting.and_then(|w| w.reason.as_deref()).unwrap_or("");
@@ -273,7 +292,8 @@ pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
                 }) {
                     let oom = t.reason.as_deref() == Some("OOMKilled");
                     let message = format!(
-                        "exit code {}, reason {}{}",
+                        "{}exit code {}, reason {}{}",
+                        if init { "init container: " } else { "" },
                         t.exit_code,
                         t.reason.as_deref().unwrap_or("Error"),
                         t.message
@@ -429,6 +449,10 @@ pub fn diagnose(input: &Inputs<'_>) -> Vec<Finding> {
             Cause::Unschedulable => scheduling::words(&first, input.template, input.cluster),
             Cause::ReadinessFailing => probe::words(&cname, &first, spec),
             Cause::ReplicaFailure => replicaset::words(&first, &input.cluster.namespace),
+            Cause::Superseded => Words {
+                summary: first.clone(),
+                fix: "Another writer changed the workload while rollguard was rolling it out; rollguard stopped and left their change in place (not rolled back). Make one pipeline the only writer of this workload, or use the deploy lock in every writer (lock=true).".into(),
+            },
             Cause::ProgressDeadline | Cause::Timeout => Words {
                 summary: if first.is_empty() {
                     cause.title().to_string()

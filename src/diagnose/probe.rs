@@ -34,6 +34,12 @@ pub fn describe(p: &Probe) -> String {
 }
 
 pub(crate) fn words(container: &str, evidence: &str, spec: Option<&Container>) -> Words {
+    if container.is_empty() {
+        return Words {
+            summary: format!("a new pod runs but is not ready: {evidence}"),
+            fix: "Check the pod's readiness gates and its containers' readiness probes (kubectl describe pod).".into(),
+        };
+    }
     let path = container_path(container);
     let probe = spec.and_then(|c| c.readiness_probe.as_ref());
     let what = probe.map(describe);

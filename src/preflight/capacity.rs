@@ -432,6 +432,49 @@ fn place(rooms: &[NodeRoom], freed: &[(&str, Requests)], count: i32, r: Requests
     count
 }
 
+/// At run time, for a new pod the scheduler could not place: could it fit
+/// once the rollout frees what it will free without this pod? `freeable` old
+/// pods (bound) may go: those already terminating always, and as many more
+/// as `more` (one per new pod that is placed but not available yet, which the
+/// controller answers by removing an old pod). Optimistic on purpose — each
+/// node is tried with its own largest old pods freed — so "no" means no
+/// node could ever take it during this rollout.
+pub fn could_fit(
+    nodes: &[Node],
+    pods: &[Pod],
+    pending: &PodSpec,
+    terminating: &[&Pod],
+    old: &[&Pod],
+    more: usize,
+) -> bool {
+    let req = pod_requests(pending);
+    let rooms = rooms(nodes, pods, pending);
+    let bound = |p: &&Pod| -> Option<(String, Requests)> {
+        let spec = p.spec.as_ref()?;
+        Some((spec.node_name.clone()?, pod_requests(spec)))
+    };
+    let gone: Vec<(String, Requests)> = terminating.iter().filter_map(bound).collect();
+    rooms.iter().any(|room| {
+        let mut room = room.clone();
+        for (n, r) in &gone {
+            if *n == room.name {
+                room.add(*r, -1);
+            }
+        }
+        let mut mine: Vec<Requests> = old
+            .iter()
+            .filter_map(bound)
+            .filter(|(n, _)| *n == room.name)
+            .map(|(_, r)| r)
+            .collect();
+        mine.sort_by_key(|r| std::cmp::Reverse((r.cpu, r.memory)));
+        for r in mine.into_iter().take(more) {
+            room.add(r, -1);
+        }
+        room.fits(req)
+    })
+}
+
 /// The decision, with the numbers behind it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Assessment {

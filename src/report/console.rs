@@ -38,6 +38,9 @@ pub fn render(r: &Report) -> String {
     if let (Some(label), Some(v)) = (&r.version_label, &r.version) {
         line(format!("  version label: {label}={v}"));
     }
+    if let Some(st) = &r.stability {
+        line(format!("  stable: {st}"));
+    }
     if let Some(c) = &r.cause {
         line(format!("  cause: {c}"));
     }

@@ -60,6 +60,9 @@ pub struct Report {
     pub findings: Vec<Finding>,
     pub rollback: Option<Rollback>,
     pub progress: Option<Progress>,
+    /// How long the new pods were observed stable (success only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stability: Option<String>,
     pub revision: Option<String>,
     /// Non-secret inputs as given.
     pub inputs: BTreeMap<String, String>,
@@ -95,6 +98,9 @@ pub struct WorkloadReport {
     pub findings: Vec<Finding>,
     pub rollback: Option<Rollback>,
     pub progress: Option<Progress>,
+    /// How long the new pods were observed stable (success only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stability: Option<String>,
     pub revision: Option<String>,
     pub patch: Option<Value>,
     pub previous_template: Option<Value>,
@@ -118,6 +124,7 @@ impl WorkloadReport {
             findings: Vec::new(),
             rollback: None,
             progress: None,
+            stability: None,
             revision: None,
             patch: None,
             previous_template: None,
@@ -146,6 +153,7 @@ impl Report {
             findings: Vec::new(),
             rollback: None,
             progress: None,
+            stability: None,
             revision: None,
             inputs: BTreeMap::new(),
             patch: None,

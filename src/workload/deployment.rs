@@ -118,32 +118,46 @@ pub fn plan(
         .pointer("/spec/template")
         .cloned()
         .ok_or_else(|| NotRollable(format!("deployment/{name} has no pod template")))?;
-    let containers: Vec<(usize, String, String)> = template
-        .pointer("/spec/containers")
-        .and_then(Value::as_array)
-        .map(|cs| {
-            cs.iter()
-                .enumerate()
-                .map(|(i, c)| {
-                    (
-                        i,
-                        c["name"].as_str().unwrap_or("").to_string(),
-                        c["image"].as_str().unwrap_or("").to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let names: Vec<String> = containers.iter().map(|c| c.1.clone()).collect();
-    let (index, cname, old_image) = match container {
+    // Regular containers, then init containers (migrations often run as
+    // one): (list key, index, name, image).
+    let list = |key: &'static str| -> Vec<(&'static str, usize, String, String)> {
+        template
+            .pointer(&format!("/spec/{key}"))
+            .and_then(Value::as_array)
+            .map(|cs| {
+                cs.iter()
+                    .enumerate()
+                    .map(|(i, c)| {
+                        (
+                            key,
+                            i,
+                            c["name"].as_str().unwrap_or("").to_string(),
+                            c["image"].as_str().unwrap_or("").to_string(),
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let containers = list("containers");
+    let init_containers = list("initContainers");
+    let names: Vec<String> = containers.iter().map(|c| c.2.clone()).collect();
+    let (list_key, index, cname, old_image) = match container {
         Some(want) => containers
             .iter()
-            .find(|c| c.1 == want)
+            .chain(init_containers.iter())
+            .find(|c| c.2 == want)
             .cloned()
             .ok_or_else(|| {
+                let init: Vec<&str> = init_containers.iter().map(|c| c.2.as_str()).collect();
                 NotRollable(format!(
-                    "deployment/{name} has no container \"{want}\"; its containers are: {}",
-                    names.join(", ")
+                    "deployment/{name} has no container \"{want}\"; its containers are: {}{}",
+                    names.join(", "),
+                    if init.is_empty() {
+                        String::new()
+                    } else {
+                        format!("; its init containers: {}", init.join(", "))
+                    }
                 ))
             })?,
         None if containers.len() == 1 => containers[0].clone(),
@@ -222,7 +236,7 @@ pub fn plan(
     // (A strategic merge patch would merge into whatever is there now.)
     let mut ops = vec![
         json!({"op": "test", "path": "/metadata/resourceVersion", "value": resource_version}),
-        json!({"op": "replace", "path": format!("/spec/template/spec/containers/{index}/image"), "value": new_image}),
+        json!({"op": "replace", "path": format!("/spec/template/spec/{list_key}/{index}/image"), "value": new_image}),
     ];
     match template.pointer("/metadata/labels").and_then(Value::as_object) {
         Some(_) => ops.push(json!({"op": "add", "path": format!("/spec/template/metadata/labels/{}", pointer_segment(version_label)), "value": version})),
@@ -689,23 +703,47 @@ pub fn judge_bake(
                     .keys()
                     .any(|(n, _)| Some(n) == pod.metadata.name.as_ref())
             {
-                let name = pod.metadata.name.clone().unwrap_or_default();
-                return Verdict::Failed {
-                    progress: p,
-                    cause: Cause::ReadinessFailing,
-                    signals: vec![Signal {
-                        cause: Cause::ReadinessFailing,
-                        pod: name,
-                        container: None,
-                        message: "pod turned unready during the bake".into(),
-                        restarts: 0,
-                        exit_code: None,
-                    }],
-                };
+                return unready_during_bake(p, pod);
             }
         }
     }
     Verdict::Waiting(p)
+}
+
+/// A new pod turned unready during the bake: a container that exited is a
+/// crash (judged before the Ready condition, as the kubelet reports the exit
+/// with Ready=False); otherwise the unready container's readiness.
+pub fn unready_during_bake(p: Progress, pod: &Pod) -> Verdict {
+    let name = pod.metadata.name.clone().unwrap_or_default();
+    let crashed: Vec<Signal> = diagnose::pod_signals(pod, &[])
+        .into_iter()
+        .filter(|s| matches!(s.cause, Cause::CrashLoop | Cause::OomKilled))
+        .collect();
+    if let Some(cause) = crashed.iter().map(|s| s.cause).min() {
+        return Verdict::Failed {
+            progress: p,
+            cause,
+            signals: crashed,
+        };
+    }
+    let container = pod
+        .status
+        .iter()
+        .flat_map(|s| s.container_statuses.iter().flatten())
+        .find(|c| !c.ready)
+        .map(|c| c.name.clone());
+    Verdict::Failed {
+        progress: p,
+        cause: Cause::ReadinessFailing,
+        signals: vec![Signal {
+            cause: Cause::ReadinessFailing,
+            pod: name,
+            container,
+            message: "pod turned unready during the bake".into(),
+            restarts: 0,
+            exit_code: None,
+        }],
+    }
 }
 
 #[cfg(test)]

@@ -147,7 +147,14 @@ pub fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
 /// rollguard's inputs: the cluster's kubeconfig, then `base`, then `pairs`
 /// (a later pair wins).
 pub fn env_with(h: &Handle, base: &[(&str, &str)], pairs: &[(&str, &str)]) -> Env {
-    let mut e: Env = [("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml())].into();
+    // The clusters of these suites run compressed (speed 20-30): a window of
+    // 1 real second spans 20 s or more of the cluster's time, the default
+    // stability window. Suites at speed 1 set their own.
+    let mut e: Env = [
+        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
+        ("ROLLGUARD_STABLE_FOR".to_string(), "1s".to_string()),
+    ]
+    .into();
     for (k, v) in base.iter().chain(pairs) {
         e.insert(k.to_string(), v.to_string());
     }

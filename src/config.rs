@@ -69,7 +69,7 @@ pub const INPUTS: &[InputSpec] = &[
         "container",
         "the only container",
         "node-api-container",
-        "container whose image changes; required when the pod has several",
+        "container whose image changes (may be an init container); required when the pod has several",
     ),
     input(
         "image",

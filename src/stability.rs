@@ -284,8 +284,8 @@ mod tests {
         .unwrap()
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn an_exit_inside_the_window_breaks_at_once() {
+    #[test]
+    fn an_exit_inside_the_window_breaks_at_once() {
         let mut s = Stability::new(Duration::from_secs(20));
         let t0 = Instant::now();
         assert_eq!(s.observe([&pod(true, 0, false)], t0), None);
@@ -296,8 +296,8 @@ mod tests {
         assert_eq!(b.signals[0].exit_code, Some(1));
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn a_restart_seen_only_as_a_count_breaks_too() {
+    #[test]
+    fn a_restart_seen_only_as_a_count_breaks_too() {
         let mut s = Stability::new(Duration::from_secs(20));
         let t0 = Instant::now();
         s.observe([&pod(true, 0, false)], t0);
@@ -307,8 +307,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn stable_after_the_window_and_not_before() {
+    #[test]
+    fn stable_after_the_window_and_not_before() {
         let mut s = Stability::new(Duration::from_secs(20));
         let t0 = Instant::now();
         let p = pod(true, 0, false);
@@ -327,8 +327,8 @@ mod tests {
         );
     }
 
-    #[tokio::test(start_paused = true)]
-    async fn unready_without_an_exit_restarts_the_window() {
+    #[test]
+    fn unready_without_an_exit_restarts_the_window() {
         let mut s = Stability::new(Duration::from_secs(20));
         let t0 = Instant::now();
         s.observe([&pod(true, 0, false)], t0);

@@ -154,10 +154,11 @@ impl Guards {
         // comes as events, and unschedulable-grace bounds the wait.
         let autoscaled = self.autoscaler != Some(false) || autoscaler_events;
         for s in &stuck {
+            // The scheduler's words stay exact; ours follow as more evidence.
             let fail = |extra: String| {
-                let mut sig = (*s).clone();
-                sig.message = format!("{}; {extra}", sig.message);
-                Some((Cause::Unschedulable, vec![sig]))
+                let mut ours = (*s).clone();
+                ours.message = extra;
+                Some((Cause::Unschedulable, vec![(*s).clone(), ours]))
             };
             match scale_up_of(events, &s.pod) {
                 Some(ScaleUp::NotTriggered(why)) => {

@@ -81,7 +81,11 @@ pub async fn handle(
             let expect = body["metadata"]["resourceVersion"]
                 .as_str()
                 .map(String::from);
-            let view = from_view(rt, body);
+            let mut view = from_view(rt, body);
+            if sub.is_none() {
+                let old = sim.store.get(rt, &ns, &name)?;
+                record_update(sim, req, &mut view, &old);
+            }
             let out = write_update(
                 sim,
                 rt,
@@ -461,6 +465,43 @@ pub(crate) fn write_update(
     sim.store.update(rt, ns, name, next, expect_rv)
 }
 
+/// An `Update` entry in `metadata.managedFields` for a PUT or PATCH, as the
+/// API server records one per field manager: the `fieldManager` parameter,
+/// else the User-Agent's first segment (`kubectl-set`, `rollguard`). The
+/// field set is left empty: only server-side apply computes conflicts here.
+fn record_update(sim: &Sim, req: &Req, next: &mut Value, old: &Value) {
+    let manager = req
+        .q("fieldManager")
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            let ua = req.header(::http::header::USER_AGENT);
+            ua.split('/').next().unwrap_or("").to_string()
+        });
+    if manager.is_empty() {
+        return;
+    }
+    let mut entries: Vec<Value> = old["metadata"]["managedFields"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    entries.retain(|e| !(e["manager"] == manager.as_str() && e["operation"] == "Update"));
+    let time = sim
+        .clock
+        .now()
+        .round(jiff::Unit::Second)
+        .unwrap_or_else(|_| sim.clock.now())
+        .to_string();
+    entries.push(json!({
+        "manager": manager,
+        "operation": "Update",
+        "apiVersion": old["apiVersion"],
+        "time": time,
+        "fieldsType": "FieldsV1",
+        "fieldsV1": {}
+    }));
+    next["metadata"]["managedFields"] = Value::Array(entries);
+}
+
 fn patch_object(
     sim: &Sim,
     req: &Req,
@@ -496,7 +537,10 @@ fn patch_object(
         {
             return Err(ApiError::conflict(rt, name));
         }
-        let back = from_view(rt, patched);
+        let mut back = from_view(rt, patched);
+        if sub.is_none() {
+            record_update(sim, req, &mut back, &old);
+        }
         match write_update(sim, rt, ns, name, sub, back, Some(&old_rv), req.dry_run()) {
             Err(e)
                 if e.code == 409

@@ -43,6 +43,8 @@ pub struct Guards {
     client: Client,
     namespace: String,
     scale_up_grace: Duration,
+    /// Old pods the strategy removes before any new pod is available.
+    max_unavailable: usize,
     placement: BTreeMap<String, Placement>,
     /// Whether the cluster runs an autoscaler (its status ConfigMap); None
     /// when it could not be read.
@@ -93,8 +95,10 @@ impl Guards {
         namespace: &str,
         stable_window: Duration,
         scale_up_grace: Duration,
+        max_unavailable: usize,
     ) -> Guards {
         Guards {
+            max_unavailable,
             stability: Stability::new(stable_window),
             client,
             namespace: namespace.to_string(),
@@ -253,13 +257,15 @@ impl Guards {
             .copied()
             .filter(|p| p.metadata.deletion_timestamp.is_none())
             .collect();
-        // One old pod goes per new pod that is placed and not yet available.
+        // The strategy removes up to maxUnavailable old pods at once, and
+        // one more per new pod that is placed and becomes available.
         let placed_not_ready = new_pods
             .iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
             .filter(|p| !crate::workload::deployment::pod_is_ready(p))
             .count();
-        if capacity::could_fit(&nodes, &pods, spec, &terminating, &old, placed_not_ready) {
+        let more = placed_not_ready + self.max_unavailable;
+        if capacity::could_fit(&nodes, &pods, spec, &terminating, &old, more) {
             Placement::Maybe
         } else {
             Placement::Never

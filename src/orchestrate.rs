@@ -955,11 +955,17 @@ impl Unit {
                     .deployment
                     .and_then(|d| d.spec.as_ref().and_then(|s| s.min_ready_seconds))
                     .map(i64::from);
+                let max_unavailable = tracker
+                    .snapshot()
+                    .deployment
+                    .map(|d| capacity::strategy(&d).max_unavailable.max(0) as usize)
+                    .unwrap_or(0);
                 let mut guards = Guards::new(
                     ctx.client.clone(),
                     &ctx.ns,
                     Stability::window_for(s.stable_for, min_ready),
                     s.scale_up_grace,
+                    max_unavailable,
                 );
                 let container = d.plan.container.clone();
                 let mut ended =
@@ -1010,11 +1016,19 @@ impl Unit {
                     .raw
                     .pointer("/spec/minReadySeconds")
                     .and_then(Value::as_i64);
+                // A StatefulSet replaces one pod at a time; a DaemonSet's
+                // maxUnavailable defaults to 1.
+                let max_unavailable = t
+                    .raw
+                    .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
+                    .and_then(Value::as_u64)
+                    .unwrap_or(1) as usize;
                 let mut guards = Guards::new(
                     ctx.client.clone(),
                     &ctx.ns,
                     Stability::window_for(s.stable_for, min_ready),
                     s.scale_up_grace,
+                    max_unavailable,
                 );
                 let ended = track::follow_pods(
                     watch,
@@ -1828,6 +1842,7 @@ async fn follow_rc(
         &ctx.ns,
         Stability::window_for(ctx.settings.stable_for, min_ready),
         ctx.settings.scale_up_grace,
+        unavailable.max(0) as usize,
     );
     loop {
         watch.next_change().await;

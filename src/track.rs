@@ -75,6 +75,23 @@ where
     (reader, stream)
 }
 
+/// Poll the merged watch streams without waiting, up to a bound.
+fn drain_ready(
+    stream: &mut SelectAll<BoxStream<'static, Option<&'static str>>>,
+    ready: &mut std::collections::BTreeSet<&'static str>,
+) {
+    use futures::FutureExt;
+    for _ in 0..10_000 {
+        match stream.next().now_or_never() {
+            Some(Some(Some(what))) => {
+                ready.insert(what);
+            }
+            Some(Some(None)) => {}
+            Some(None) | None => break,
+        }
+    }
+}
+
 impl Tracker {
     /// Start the watches. `selector` is the Deployment's label selector.
     pub fn start(client: &Client, namespace: &str, name: &str, selector: &str) -> Tracker {
@@ -160,6 +177,12 @@ impl Tracker {
         self.ready.len() == 4
     }
 
+    /// Take in every watch event already waiting, so a burst (hundreds of
+    /// pod updates) is judged once, not once per event.
+    fn drain(&mut self) {
+        drain_ready(&mut self.stream, &mut self.ready);
+    }
+
     /// Wait for a change or the tick, whichever comes first.
     pub async fn next_change(&mut self) {
         let tick = tokio::time::sleep(TICK);
@@ -168,6 +191,7 @@ impl Tracker {
                 if let Some(Some(what)) = item {
                     self.ready.insert(what);
                 }
+                self.drain();
                 self.sample();
             }
             _ = tick => {}
@@ -591,6 +615,10 @@ impl Watch {
         self.ready.len() == 3
     }
 
+    fn drain(&mut self) {
+        drain_ready(&mut self.stream, &mut self.ready);
+    }
+
     /// Wait for a change or the tick, whichever comes first.
     pub async fn next_change(&mut self) {
         let tick = tokio::time::sleep(TICK);
@@ -599,6 +627,7 @@ impl Watch {
                 if let Some(Some(what)) = item {
                     self.ready.insert(what);
                 }
+                self.drain();
             }
             _ = tick => {}
         }

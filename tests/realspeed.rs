@@ -455,6 +455,62 @@ async fn unschedulable_without_autoscaler() {
     );
 }
 
+/// The same capacity, with a cluster autoscaler that can add a node.
+async fn unschedulable_with_autoscaler(max_nodes: usize) -> (Handle, Outcome, Timed) {
+    let h = common::cluster_with(kubesim::Config {
+        speed: 1.0,
+        nodes: 2,
+        node_cpu: "2".into(),
+        tls: true,
+        autoscaler: Some(kubesim::AutoscalerConfig {
+            max_nodes,
+            scale_up_delay: Duration::from_secs(5),
+        }),
+        ..Default::default()
+    })
+    .await;
+    let containers = json!([{"name": "web", "image": "example/web:v1",
+        "resources": {"requests": {"cpu": "1500m"}}}]);
+    ready(&h, deployment(containers, 2, None)).await;
+    let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2"), ("INPUT_CAPACITY-CHECK", "off")])).await;
+    (h, o, out)
+}
+
+async fn autoscaler_adds_a_node() {
+    let (h, o, out) = unschedulable_with_autoscaler(4).await;
+    assert_eq!(o.exit_code, 0, "autoscaler adds a node: {}", out.text());
+    assert_eq!(image_of(&h, "web"), "example/web:v2");
+    assert!(
+        out.text().contains("cluster autoscaler to add a node"),
+        "the wait is said: {}",
+        out.text()
+    );
+    assert!(h.list("v1", "Node", "").len() > 2);
+}
+
+async fn autoscaler_cannot_add_a_node() {
+    let started = Instant::now();
+    let (h, o, out) = unschedulable_with_autoscaler(2).await;
+    assert_rolled_back(
+        &h,
+        "autoscaler at max",
+        &o,
+        &out,
+        1,
+        Cause::Unschedulable,
+        "web",
+        "example/web:v1",
+    )
+    .await;
+    let f = &o.report.findings[0];
+    assert!(
+        f.evidence.iter().any(|e| e.contains("will not add a node")),
+        "{f:#?}"
+    );
+    // Decided on the autoscaler's word, not after unschedulable-grace.
+    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+}
+
 /// Ready only after 20 s: slow but good, must succeed.
 async fn slow_but_good() {
     let h = cluster().await;
@@ -572,6 +628,8 @@ async fn stories_at_real_speed() {
             Box::pin(unschedulable_without_autoscaler()),
         ),
         ("slow but good", Box::pin(slow_but_good())),
+        ("autoscaler adds a node", Box::pin(autoscaler_adds_a_node())),
+        ("autoscaler at max", Box::pin(autoscaler_cannot_add_a_node())),
         ("never ready", Box::pin(never_ready())),
         ("good", Box::pin(good())),
         ("concurrent set image", Box::pin(concurrent_set_image())),

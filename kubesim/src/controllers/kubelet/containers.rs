@@ -173,7 +173,12 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
                     return;
                 }
             }
-            CState::Starting { at } if at <= now => start(ctx, c, at),
+            // Each published state gets its own status write, in order, even
+            // when the pass runs late: stop after starting, exiting, acting.
+            CState::Starting { at } if at <= now => {
+                start(ctx, c, at);
+                return;
+            }
             CState::Running {
                 started,
                 ready_at,
@@ -184,7 +189,7 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
                     && t <= now
                 {
                     exited(ctx, c, t, code, reason);
-                    continue;
+                    return;
                 }
                 let mut changed = false;
                 let mut ready_at = ready_at;
@@ -217,7 +222,12 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
                 }
                 return;
             }
-            CState::Exited { term, act_at } if act_at <= now => after_exit(ctx, c, term, act_at),
+            CState::Exited { term, act_at } if act_at <= now => {
+                after_exit(ctx, c, term, act_at);
+                if !matches!(c.state, CState::New) {
+                    return;
+                }
+            }
             CState::CrashBackOff { until, .. } if until <= now => {
                 c.state = CState::New;
                 begin_image_at(ctx, c, images, until);
@@ -260,8 +270,8 @@ pub(super) fn create(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
     if !c.init {
         c.waiting = ("ContainerCreating".into(), None);
     }
-    // containerd's create-to-running: 30-150 ms, one in ten busy by ~1 s.
-    let delay = draw(ctx.rng, 30, 120, 700, 10);
+    // containerd's create-to-running: 30-150 ms, one in twenty busy by ~1 s.
+    let delay = draw(ctx.rng, 30, 120, 700, 20);
     c.state = CState::Starting { at: add(t, delay) };
 }
 
@@ -305,7 +315,7 @@ fn start(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
         exit
     };
     // The status sync after the one that published the running state.
-    let sync = draw(ctx.rng, 150, 300, 0, 1);
+    let sync = draw(ctx.rng, 150, 200, 0, 1);
     let ready_at = if c.init {
         None
     } else if has_probe {
@@ -478,4 +488,22 @@ fn after_exit(ctx: &mut Ctx<'_>, c: &mut Ctr, term: Term, now: Timestamp) {
         )),
     );
     c.state = CState::CrashBackOff { until };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn log_tail_keeps_the_last_80_lines_and_2048_bytes() {
+        let lines: Vec<String> = (0..100).map(|i| format!("line {i}")).collect();
+        let tail = log_tail(&lines);
+        assert!(tail.starts_with("line 20\n"), "{tail}");
+        assert!(tail.ends_with("line 99\n"));
+        assert_eq!(tail.lines().count(), 80);
+        let long: Vec<String> = (0..10).map(|i| format!("{i}{}", "x".repeat(499))).collect();
+        let tail = log_tail(&long);
+        assert_eq!(tail.len(), 2048);
+        assert!(tail.ends_with(&format!("9{}\n", "x".repeat(499))));
+    }
 }

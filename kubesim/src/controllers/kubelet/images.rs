@@ -171,9 +171,9 @@ pub(super) fn begin_image_at(
 }
 
 pub(super) fn start_pull(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
-    // A fresh pull: 400-700 ms (the captured pulls took 510-674 ms), one
-    // in ten slower by a second or two.
-    let millis = draw(ctx.rng, 400, 300, 1000, 10).as_millis() as u64;
+    // A fresh pull: 300-600 ms (the captured pulls took 510-674 ms), one
+    // in twenty slower by a second or so.
+    let millis = draw(ctx.rng, 300, 300, 1000, 20).as_millis() as u64;
     ctx.event(
         c,
         "Normal",

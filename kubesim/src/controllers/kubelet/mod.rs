@@ -373,7 +373,7 @@ fn sync_pod(
             node: node.to_string(),
             ip: format!("10.244.{}.{}", scheduler::node_index(node), n),
             start: now,
-            sandbox_at: add(now, draw(rng, 100, 200, 0, 1)),
+            sandbox_at: add(now, draw(rng, 150, 200, 0, 1)),
             seen_rv: String::new(),
             wake: None,
             init: pod["spec"]["initContainers"]

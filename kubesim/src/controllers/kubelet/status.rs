@@ -23,7 +23,7 @@ fn term_json(t: &Term) -> Value {
     v
 }
 
-fn container_status(c: &Ctr, now: Timestamp) -> (Value, bool) {
+fn container_status(c: &Ctr) -> (Value, bool) {
     let mut ready = false;
     let mut started_flag = false;
     let state = match &c.state {
@@ -31,7 +31,9 @@ fn container_status(c: &Ctr, now: Timestamp) -> (Value, bool) {
             started, ready_at, ..
         } => {
             started_flag = true;
-            ready = !c.init && ready_at.is_none_or(|r| r <= now) && !never_ready(c, ready_at);
+            // Ready once the kubelet applied it (a later pass), never in the
+            // pass that published the running state.
+            ready = !c.init && ready_at.is_none() && !never_ready(c, ready_at);
             json!({"running": {"startedAt": fmt_time(*started)}})
         }
         // An exit the kubelet has not acted on yet: terminated, not ready.
@@ -89,8 +91,8 @@ pub(super) fn render_status(
     if !status.is_object() {
         status = json!({});
     }
-    let app: Vec<(Value, bool)> = rt.app.iter().map(|c| container_status(c, now)).collect();
-    let init: Vec<(Value, bool)> = rt.init.iter().map(|c| container_status(c, now)).collect();
+    let app: Vec<(Value, bool)> = rt.app.iter().map(container_status).collect();
+    let init: Vec<(Value, bool)> = rt.init.iter().map(container_status).collect();
     let initialized = rt.init.iter().all(Ctr::done);
     let unready: Vec<&str> = rt
         .app

@@ -59,6 +59,31 @@ pub struct Config {
     pub scenarios: Scenarios,
     /// The namespace created besides `default`, `kube-system`, `kube-public`.
     pub namespaces: Vec<String>,
+    /// Seed of the kubelet's start-up variation (sandbox, pull, container
+    /// start, status sync): the same seed gives the same sequence of delays.
+    pub startup_seed: u64,
+    /// A simulated cluster autoscaler (off when None).
+    pub autoscaler: Option<AutoscalerConfig>,
+}
+
+/// The simulated cluster autoscaler: one node group of the configured node
+/// shape, scaled up (never down) for pods the scheduler cannot place.
+#[derive(Clone, Debug, PartialEq)]
+pub struct AutoscalerConfig {
+    /// The node group's maximum size (all nodes of the cluster).
+    pub max_nodes: usize,
+    /// Simulated time from the scale-up decision to the new node being Ready.
+    pub scale_up_delay: Duration,
+}
+
+impl Default for AutoscalerConfig {
+    /// Two nodes more than the default cluster, 30 s per scale-up.
+    fn default() -> Self {
+        Self {
+            max_nodes: Config::default().nodes + 2,
+            scale_up_delay: Duration::from_secs(30),
+        }
+    }
 }
 
 impl Default for Config {
@@ -73,6 +98,8 @@ impl Default for Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             scenarios: Scenarios::default(),
             namespaces: Vec::new(),
+            startup_seed: 0x6b75_6265_7369_6d00,
+            autoscaler: None,
         }
     }
 }
@@ -88,6 +115,10 @@ pub struct Sim {
     pub logs: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), ContainerLogs>>,
     /// The kubelet's private runtime state (containers, back-offs, timers).
     pub kubelet: std::sync::Mutex<controllers::kubelet::KubeletState>,
+    /// The event recorder's correlation state (repeats, similar events).
+    pub event_cache: std::sync::Mutex<controllers::events::EventCache>,
+    /// The simulated cluster autoscaler's state (unused when disabled).
+    pub autoscaler: std::sync::Mutex<controllers::autoscaler::AutoscalerState>,
     pub config: Config,
     /// Requests and response bytes per User-Agent, counted by the API server.
     pub metrics: api::Metrics,
@@ -150,7 +181,11 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         identities: RwLock::new(ids),
         scenarios: RwLock::new(config.scenarios.clone()),
         logs: Default::default(),
-        kubelet: Default::default(),
+        kubelet: std::sync::Mutex::new(controllers::kubelet::KubeletState::new(
+            config.startup_seed,
+        )),
+        event_cache: Default::default(),
+        autoscaler: Default::default(),
         config: config.clone(),
         metrics: Default::default(),
         faults: Default::default(),
@@ -269,6 +304,18 @@ impl Handle {
             .expect("scenarios lock")
             .overrides
             .insert(image.to_string(), b);
+    }
+
+    /// Make the app of one exact image reference write `message` to its
+    /// terminationMessagePath when it exits with an error (by default an
+    /// app writes nothing there).
+    pub fn set_termination_message(&self, image: &str, message: &str) {
+        self.sim
+            .scenarios
+            .write()
+            .expect("scenarios lock")
+            .termination_messages
+            .insert(image.to_string(), message.to_string());
     }
 
     /// Declare a repository in the simulated registry with its existing tags.

@@ -37,6 +37,47 @@ struct Args {
     /// address, e.g. 127.0.0.1:9090 (see the crate README).
     #[arg(long)]
     admin_addr: Option<SocketAddr>,
+    /// Run a simulated cluster autoscaler whose node group grows up to N
+    /// nodes (default with --autoscaler-delay: nodes + 2).
+    #[arg(long, value_name = "N")]
+    autoscaler_max_nodes: Option<usize>,
+    /// Run a simulated cluster autoscaler that adds a node this long
+    /// (simulated) after deciding to scale up, e.g. 30s, 2m, 500ms.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    autoscaler_delay: Option<std::time::Duration>,
+    /// Seed of the kubelet's start-up variation (pull and start times).
+    #[arg(long)]
+    startup_seed: Option<u64>,
+}
+
+/// `30s`, `2m`, `1m30s`, `500ms`, `1h`: a duration as Go and kubectl write it.
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    let bad = || format!("invalid duration {s:?} (use e.g. 30s, 2m, 500ms)");
+    let mut total = 0f64;
+    let mut rest = s.trim();
+    if rest.is_empty() {
+        return Err(bad());
+    }
+    while !rest.is_empty() {
+        let num_len = rest
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .ok_or_else(bad)?;
+        let n: f64 = rest[..num_len].parse().map_err(|_| bad())?;
+        rest = &rest[num_len..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
+        let unit = match &rest[..unit_len] {
+            "ms" => 0.001,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return Err(bad()),
+        };
+        total += n * unit;
+        rest = &rest[unit_len..];
+    }
+    Ok(std::time::Duration::from_secs_f64(total))
 }
 
 #[tokio::main]
@@ -49,7 +90,20 @@ async fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
+    let autoscaler =
+        (args.autoscaler_max_nodes.is_some() || args.autoscaler_delay.is_some()).then(|| {
+            kubesim::AutoscalerConfig {
+                max_nodes: args.autoscaler_max_nodes.unwrap_or(args.nodes + 2),
+                scale_up_delay: args
+                    .autoscaler_delay
+                    .unwrap_or(kubesim::AutoscalerConfig::default().scale_up_delay),
+            }
+        });
     let config = kubesim::Config {
+        autoscaler,
+        startup_seed: args
+            .startup_seed
+            .unwrap_or(kubesim::Config::default().startup_seed),
         nodes: args.nodes,
         node_cpu: args.node_cpu,
         node_memory: args.node_memory,

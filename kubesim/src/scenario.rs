@@ -161,6 +161,9 @@ pub struct Scenarios {
     /// repository is not found.
     pub registry: BTreeMap<String, Vec<String>>,
     pub hook: Option<BehaviourFn>,
+    /// Exact image reference → what its app writes to the termination-log
+    /// file when it fails (see [`Scenarios::termination_message`]).
+    pub termination_messages: BTreeMap<String, String>,
 }
 
 impl std::fmt::Debug for Scenarios {
@@ -169,11 +172,28 @@ impl std::fmt::Debug for Scenarios {
             .field("overrides", &self.overrides)
             .field("registry", &self.registry)
             .field("hook", &self.hook.is_some())
+            .field("termination_messages", &self.termination_messages)
             .finish()
     }
 }
 
+/// What an app that writes its termination log (`termlog` in the tag)
+/// writes there before exiting with an error.
+pub const TERMINATION_LOG_LINE: &str = "Error: cannot connect to database at db:5432";
+
 impl Scenarios {
+    /// What the app of `image` writes to its terminationMessagePath when it
+    /// fails: an override, or the fatal error line when the tag contains
+    /// `termlog`; by default nothing (most apps never write the file).
+    pub fn termination_message(&self, image: &str) -> Option<String> {
+        if let Some(m) = self.termination_messages.get(image) {
+            return Some(m.clone());
+        }
+        let last = image.rsplit('/').next().unwrap_or(image);
+        last.contains("termlog")
+            .then(|| TERMINATION_LOG_LINE.to_string())
+    }
+
     /// What happens when a container runs `image`.
     pub fn behaviour(&self, image: &str) -> ImageBehaviour {
         if let Some(b) = self.overrides.get(image) {

@@ -7,7 +7,12 @@
 //! sync works on a copy of the Deployment (revision annotation and status)
 //! and on the list of ReplicaSets it controls, writes ReplicaSets as it
 //! goes (as upstream does through the API), and writes the Deployment once
-//! at the end, only when something changed.
+//! at the end, only when something changed. As upstream, `getNewReplicaSet`
+//! writes the status on its own when it sets the revision or a Progressing
+//! condition (`NewReplicaSetCreated`, with the old observedGeneration), and
+//! the end-of-sync write of that pass then fails on the stale
+//! resourceVersion: the counts and observedGeneration come with the next
+//! sync.
 
 mod progress;
 mod rolling;
@@ -69,6 +74,10 @@ pub fn reconcile(sim: &Sim) -> Next {
             tracing::debug!(deployment = name(d), error = %e, "deployment sync failed; retrying");
             next.at(sim.clock.now() + Duration::from_secs(1));
         }
+        if sync.stale {
+            // Upstream requeues the conflicted sync at once (rate limiter: ms).
+            next.at(sim.clock.now());
+        }
         if let Some(t) = sync.wake {
             next.at(t);
         }
@@ -90,6 +99,8 @@ struct DeploymentSync<'a> {
     rs_list: Vec<Arc<Value>>,
     now: String,
     wake: Option<Timestamp>,
+    /// The status was written mid-sync: the final write would conflict.
+    stale: bool,
 }
 
 fn rs_type() -> &'static ResourceType {
@@ -127,6 +138,7 @@ impl<'a> DeploymentSync<'a> {
             rs_list: Vec::new(),
             now: fmt_time(sim.clock.now()),
             wake: None,
+            stale: false,
         }
     }
 
@@ -163,6 +175,14 @@ impl<'a> DeploymentSync<'a> {
 
     /// Write the revision annotation and the status, if they changed.
     fn commit(&self) -> ApiResult<()> {
+        if self.stale {
+            return Ok(());
+        }
+        self.write_status()
+    }
+
+    /// UpdateStatus of the working copy: its revision annotation and status.
+    fn write_status(&self) -> ApiResult<()> {
         let status = self.status.to_value();
         let rev = annotation(&self.d, REVISION).map(str::to_string);
         if self.orig["status"] == status
@@ -309,12 +329,16 @@ impl<'a> DeploymentSync<'a> {
                 return self.update_rs(copy).map(Some);
             }
             let rev = annotation(&copy, REVISION).unwrap_or("").to_string();
-            self.set_revision(&rev);
+            let mut needs_update = self.set_revision(&rev);
             if self.spec.has_progress_deadline()
                 && get_condition(&self.status.conditions, PROGRESSING).is_none()
             {
                 let msg = format!("Found new replica set {:?}", name(&rs));
                 self.set_condition(PROGRESSING, "True", "FoundNewReplicaSet", msg);
+                needs_update = true;
+            }
+            if needs_update {
+                self.update_status_mid_sync()?;
             }
             return Ok(Some(rs));
         }
@@ -359,10 +383,14 @@ impl<'a> DeploymentSync<'a> {
             );
             self.event("Normal", "ScalingReplicaSet", &msg);
         }
-        self.set_revision(&new_revision.to_string());
+        let mut needs_update = self.set_revision(&new_revision.to_string());
         if !already_existed && self.spec.has_progress_deadline() {
             let msg = format!("Created new replica set {:?}", name(&created));
             self.set_condition(PROGRESSING, "True", "NewReplicaSetCreated", msg);
+            needs_update = true;
+        }
+        if needs_update {
+            self.update_status_mid_sync()?;
         }
         Ok(Some(created))
     }
@@ -427,10 +455,27 @@ impl<'a> DeploymentSync<'a> {
         rs_replicas(new_rs) + scale_up
     }
 
-    fn set_revision(&mut self, rev: &str) {
+    /// Upstream `SetDeploymentRevision`: whether the annotation changed.
+    fn set_revision(&mut self, rev: &str) -> bool {
         if annotation(&self.d, REVISION) != Some(rev) {
             self.d["metadata"]["annotations"][REVISION] = json!(rev);
+            return true;
         }
+        false
+    }
+
+    /// getNewReplicaSet's own UpdateStatus: the Deployment as this sync has
+    /// changed it so far (old counts and observedGeneration, the new
+    /// revision and condition). Upstream drops the returned object, so the
+    /// sync's final UpdateStatus carries a stale resourceVersion and fails
+    /// with a conflict; the next sync writes the counts.
+    fn update_status_mid_sync(&mut self) -> ApiResult<()> {
+        if self.stale {
+            return Ok(());
+        }
+        self.write_status()?;
+        self.stale = true;
+        Ok(())
     }
 
     fn set_condition(&mut self, type_: &str, status: &str, reason: &str, message: String) {

@@ -2,8 +2,13 @@
 //! core/v1 style (controllers, kubelet: `count`, `firstTimestamp`,
 //! `lastTimestamp`, `source`; repeats of the same reason and message on the
 //! same object bump `count`) and events.k8s.io style (the scheduler:
-//! `eventTime`, `action`, `reportingComponent`, no timestamps).
+//! `eventTime`, `action`, `reportingComponent`, no timestamps). Names are
+//! client-go's `<involvedObject name>.<hex unix nanos>` of the first
+//! occurrence, so a list comes back in time order per object.
 
+use std::collections::{HashMap, HashSet};
+
+use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use crate::Sim;
@@ -17,6 +22,8 @@ pub enum Source<'a> {
     Controller(&'a str),
     /// The kubelet of a node.
     Kubelet(&'a str),
+    /// Another component reporting under its own name (`cluster-autoscaler`).
+    Component(&'a str),
 }
 
 /// The `involvedObject` reference for an object (optionally a container's fieldPath).
@@ -35,25 +42,66 @@ pub fn reference(obj: &Value, field_path: Option<&str>) -> Value {
     r
 }
 
-/// The event name for a dedupe key: `NAME.<16 hex digits>`, the shape of
-/// client-go's `NAME.<hex unix nanos>`, derived from the key so that a
-/// repeat is one store lookup instead of a scan of the namespace's events.
-fn keyed_name(obj: &Value, key: &[&str]) -> String {
-    let mut h = 0xcbf2_9ce4_8422_2325u64;
-    for part in key {
-        for b in part.bytes().chain(std::iter::once(0)) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+/// How many distinct messages of one reason on one object the correlator
+/// keeps apart before it combines them (upstream `maxEvents`), and over how
+/// long (upstream `maxIntervalInSeconds`).
+const AGGREGATE_MAX_EVENTS: usize = 10;
+const AGGREGATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+/// Bound on the remembered keys (upstream's LRU caches hold 4096).
+const CACHE_SIZE: usize = 4096;
+
+/// The recorder's correlation state (upstream client-go `EventCorrelator`):
+/// which event a repeat updates, and the similar-event sets of the aggregator.
+#[derive(Debug, Default)]
+pub struct EventCache {
+    /// Dedupe key → (namespace, event name, count so far).
+    by_key: HashMap<String, (String, String, i64)>,
+    /// Aggregate key (object, type, reason, source) → (distinct messages, last seen).
+    similar: HashMap<String, (HashSet<String>, Timestamp)>,
+}
+
+/// `<involvedObject name>.<hex unix nanos>`, as client-go names events, so
+/// a list (sorted by name) of one object's events is in time order.
+fn event_name(obj: &Value, t: Timestamp) -> String {
     format!(
-        "{}.{h:016x}",
-        obj["metadata"]["name"].as_str().unwrap_or("unknown")
+        "{}.{:x}",
+        obj["metadata"]["name"].as_str().unwrap_or("unknown"),
+        t.as_nanosecond().max(0)
     )
 }
 
-/// Record a core/v1-style event; a repeat (same object, fieldPath, reason,
-/// message, source) bumps `count` and `lastTimestamp` of the existing one.
+/// Create `ev` under a fresh time-based name (one nanosecond later on a
+/// same-instant collision); returns the name used.
+fn create_named(sim: &Sim, ns: &str, obj: &Value, mut ev: Value) -> Option<String> {
+    let mut t = sim.clock.now();
+    for _ in 0..16 {
+        let name = event_name(obj, t);
+        ev["metadata"]["name"] = json!(name);
+        match sim.store.create(res("events"), ns, ev.clone()) {
+            Ok(_) => return Some(name),
+            Err(e) if e.reason == "AlreadyExists" => {
+                t = t
+                    .checked_add(jiff::SignedDuration::from_nanos(1))
+                    .unwrap_or(t);
+            }
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+fn remember(cache: &mut EventCache, key: String, ns: &str, name: String, count: i64) {
+    if cache.by_key.len() >= CACHE_SIZE {
+        cache.by_key.clear();
+    }
+    cache.by_key.insert(key, (ns.to_string(), name, count));
+}
+
+/// Record a core/v1-style event through upstream's correlator: an exact
+/// repeat (same source, object, fieldPath, type, reason, message) bumps
+/// `count` and `lastTimestamp` of the existing event; the tenth distinct
+/// message of one reason on one object within ten minutes becomes a
+/// "(combined from similar events): ..." event that later ones update.
 pub fn record(
     sim: &Sim,
     obj: &Value,
@@ -63,12 +111,12 @@ pub fn record(
     message: &str,
     source: Source<'_>,
 ) {
-    let events = res("events");
     let ns = obj["metadata"]["namespace"]
         .as_str()
         .unwrap_or("default")
         .to_string();
-    let now = fmt_time(sim.clock.now());
+    let now_ts = sim.clock.now();
+    let now = fmt_time(now_ts);
     let (src, component, instance) = match source {
         Source::Controller(c) => (json!({"component": c}), c, ""),
         Source::Kubelet(node) => (
@@ -76,34 +124,72 @@ pub fn record(
             "kubelet",
             node,
         ),
+        Source::Component(c) => (json!({"component": c}), c, ""),
     };
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
-    // The repeat is found by its key-derived name: one lookup, not a scan.
-    let name = keyed_name(
-        obj,
-        &[
-            uid,
-            field_path.unwrap_or(""),
-            reason,
-            message,
-            component,
-            instance,
-        ],
-    );
-    if let Ok(prev) = sim.store.get(events, &ns, &name)
-        && prev["involvedObject"]["uid"].as_str() == Some(uid)
+    let m = &obj["metadata"];
+    let aggregate_key = [
+        component,
+        instance,
+        obj["kind"].as_str().unwrap_or(""),
+        &ns,
+        m["name"].as_str().unwrap_or(""),
+        uid,
+        obj["apiVersion"].as_str().unwrap_or(""),
+        type_,
+        reason,
+    ]
+    .join("\u{1f}");
+    let mut cache = sim.event_cache.lock().expect("event cache lock");
+    let entry = cache
+        .similar
+        .entry(aggregate_key.clone())
+        .or_insert_with(|| (HashSet::new(), now_ts));
+    if now_ts.duration_since(entry.1)
+        > jiff::SignedDuration::try_from(AGGREGATE_INTERVAL).unwrap_or_default()
     {
-        let _ = sim.store.modify(events, &ns, &name, |e| {
-            let c = e["count"].as_i64().unwrap_or(1);
-            e["count"] = json!(c + 1);
+        entry.0.clear();
+    }
+    entry.0.insert(message.to_string());
+    entry.1 = now_ts;
+    let (key, message) = if entry.0.len() < AGGREGATE_MAX_EVENTS {
+        (
+            format!(
+                "{aggregate_key}\u{1f}{}\u{1f}{message}",
+                field_path.unwrap_or("")
+            ),
+            message.to_string(),
+        )
+    } else {
+        if let Some(any) = entry.0.iter().find(|x| *x != message).cloned() {
+            entry.0.remove(&any);
+        }
+        (
+            aggregate_key,
+            format!("(combined from similar events): {message}"),
+        )
+    };
+    if cache.similar.len() > CACHE_SIZE {
+        cache.similar.clear();
+    }
+    let events = res("events");
+    if let Some((ens, name, count)) = cache.by_key.get(&key).cloned() {
+        let updated = sim.store.modify(events, &ens, &name, |e| {
+            if e["involvedObject"]["uid"].as_str() != Some(uid) {
+                return Ok(false);
+            }
+            e["count"] = json!(count + 1);
             e["lastTimestamp"] = json!(now);
-            e["involvedObject"] = reference(obj, field_path);
+            e["message"] = json!(message);
             Ok(true)
         });
-        return;
+        if updated.is_ok_and(|e| e["involvedObject"]["uid"].as_str() == Some(uid)) {
+            cache.by_key.insert(key, (ens, name, count + 1));
+            return;
+        }
     }
     let ev = json!({
-        "metadata": {"name": name, "namespace": ns},
+        "metadata": {"name": "", "namespace": ns},
         "involvedObject": reference(obj, field_path),
         "reason": reason,
         "message": message,
@@ -116,7 +202,9 @@ pub fn record(
         "reportingComponent": component,
         "reportingInstance": instance,
     });
-    let _ = sim.store.create(events, &ns, ev);
+    if let Some(name) = create_named(sim, &ns, obj, ev) {
+        remember(&mut cache, key, &ns, name, 1);
+    }
 }
 
 /// Record an events.k8s.io-style event as the scheduler does (`Scheduled`
@@ -139,25 +227,32 @@ pub fn record_new(
         .to_string();
     let now = fmt_micro_time(sim.clock.now());
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
-    let name = keyed_name(obj, &[uid, reason, reporter, "events.k8s.io"]);
-    if let Ok(prev) = sim.store.get(events, &ns, &name)
-        && prev["involvedObject"]["uid"].as_str() == Some(uid)
+    let key = format!("events.k8s.io\u{1f}{uid}\u{1f}{reason}\u{1f}{action}\u{1f}{reporter}");
+    let mut cache = sim.event_cache.lock().expect("event cache lock");
+    if let Some((ens, name, count)) = cache.by_key.get(&key).cloned()
+        && sim
+            .store
+            .modify(events, &ens, &name, |e| {
+                if e["involvedObject"]["uid"].as_str() != Some(uid) {
+                    return Ok(false);
+                }
+                if e["message"].as_str() == Some(message) {
+                    let count = e["series"]["count"].as_i64().unwrap_or(1) + 1;
+                    e["series"] = json!({"count": count, "lastObservedTime": now});
+                } else {
+                    e["message"] = json!(message);
+                    e["eventTime"] = json!(now);
+                }
+                e["involvedObject"] = reference(obj, None);
+                Ok(true)
+            })
+            .is_ok_and(|e| e["involvedObject"]["uid"].as_str() == Some(uid))
     {
-        let _ = sim.store.modify(events, &ns, &name, |e| {
-            if e["message"].as_str() == Some(message) {
-                let count = e["series"]["count"].as_i64().unwrap_or(1) + 1;
-                e["series"] = json!({"count": count, "lastObservedTime": now});
-            } else {
-                e["message"] = json!(message);
-                e["eventTime"] = json!(now);
-            }
-            e["involvedObject"] = reference(obj, None);
-            Ok(true)
-        });
+        cache.by_key.insert(key, (ens, name, count + 1));
         return;
     }
     let ev = json!({
-        "metadata": {"name": name, "namespace": ns},
+        "metadata": {"name": "", "namespace": ns},
         "involvedObject": reference(obj, None),
         "reason": reason,
         "message": message,
@@ -170,5 +265,7 @@ pub fn record_new(
         "reportingComponent": reporter,
         "reportingInstance": format!("{reporter}-kubesim"),
     });
-    let _ = sim.store.create(events, &ns, ev);
+    if let Some(name) = create_named(sim, &ns, obj, ev) {
+        remember(&mut cache, key, &ns, name, 1);
+    }
 }

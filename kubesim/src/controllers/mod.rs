@@ -5,6 +5,7 @@
 //! deadline passes, or the cluster shuts down. They all write through the
 //! store directly (as the real controllers write through the API server).
 
+pub mod autoscaler;
 pub mod daemonset;
 pub mod deployment;
 pub mod endpoints;
@@ -32,7 +33,16 @@ use crate::resources::res;
 
 /// Start every controller loop; returns their tasks.
 pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
-    vec![
+    let mut tasks = Vec::new();
+    if sim.config.autoscaler.is_some() {
+        tasks.push(tokio::spawn(run_loop(
+            sim.clone(),
+            shutdown.clone(),
+            "autoscaler",
+            autoscaler::reconcile,
+        )));
+    }
+    tasks.extend([
         tokio::spawn(run_loop(
             sim.clone(),
             shutdown.clone(),
@@ -82,7 +92,8 @@ pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task:
             endpoints::reconcile,
         )),
         tokio::spawn(run_loop(sim, shutdown, "gc", gc::reconcile)),
-    ]
+    ]);
+    tasks
 }
 
 /// What one reconcile pass asks of the loop.

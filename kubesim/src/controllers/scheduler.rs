@@ -223,29 +223,7 @@ pub fn reconcile(sim: &Sim) -> Next {
         return Next::default();
     }
     let (node_objs, _) = sim.store.list(res("nodes"), None);
-    let mut nodes: Vec<NodeInfo> = node_objs
-        .iter()
-        .map(|n| {
-            let alloc = &n["status"]["allocatable"];
-            NodeInfo {
-                name: n["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                obj: n.clone(),
-                alloc_cpu: alloc["cpu"]
-                    .as_str()
-                    .and_then(quantity::cpu_millis)
-                    .unwrap_or(0),
-                alloc_memory: alloc["memory"]
-                    .as_str()
-                    .and_then(quantity::bytes)
-                    .unwrap_or(0),
-                alloc_pods: alloc["pods"]
-                    .as_str()
-                    .and_then(quantity::value)
-                    .unwrap_or(110),
-                usage: Usage::default(),
-            }
-        })
-        .collect();
+    let mut nodes: Vec<NodeInfo> = node_objs.iter().map(node_info).collect();
     let index: HashMap<String, usize> = nodes
         .iter()
         .enumerate()
@@ -275,6 +253,49 @@ pub fn reconcile(sim: &Sim) -> Next {
         schedule_one(sim, pod, &mut nodes);
     }
     Next::default()
+}
+
+fn node_info(n: &std::sync::Arc<Value>) -> NodeInfo {
+    let alloc = &n["status"]["allocatable"];
+    NodeInfo {
+        name: n["metadata"]["name"].as_str().unwrap_or("").to_string(),
+        obj: n.clone(),
+        alloc_cpu: alloc["cpu"]
+            .as_str()
+            .and_then(quantity::cpu_millis)
+            .unwrap_or(0),
+        alloc_memory: alloc["memory"]
+            .as_str()
+            .and_then(quantity::bytes)
+            .unwrap_or(0),
+        alloc_pods: alloc["pods"]
+            .as_str()
+            .and_then(quantity::value)
+            .unwrap_or(110),
+        usage: Usage::default(),
+    }
+}
+
+/// A node shaped like `template` for a what-if placement (the cluster
+/// autoscaler's template node): its free capacity as pods are added.
+pub struct WhatIfNode(NodeInfo);
+
+impl WhatIfNode {
+    /// An empty node of `template`'s shape, labels and taints.
+    pub fn empty(template: &std::sync::Arc<Value>) -> Self {
+        Self(node_info(template))
+    }
+
+    /// Whether `pod` fits now: Ok, or the scheduler's reasons (e.g.
+    /// "Insufficient cpu", "node(s) didn't match Pod's node affinity/selector").
+    pub fn fits(&self, pod: &Value) -> Result<(), Vec<String>> {
+        filter(pod, pod_requests(pod), &self.0).map_err(|r| r.reasons)
+    }
+
+    /// Count `pod` as placed here.
+    pub fn place(&mut self, pod: &Value) {
+        add_usage(&mut self.0.usage, pod);
+    }
 }
 
 fn add_usage(u: &mut Usage, pod: &Value) {

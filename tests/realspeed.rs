@@ -442,6 +442,9 @@ async fn unschedulable_without_autoscaler() {
     )
     .await;
     let verdict_at = out.when("rollout of").expect("a verdict line");
+    for (t, l) in out.lines() {
+        println!("{:>8.3} {l}", t.saturating_duration_since(event_seen).as_secs_f64() * if t >= event_seen { 1.0 } else { -1.0 });
+    }
     let lag = verdict_at.saturating_duration_since(event_seen);
     assert!(
         lag < Duration::from_secs(1),

@@ -35,8 +35,8 @@ rollguard_ci_image() {
   for tool in buildah skopeo umoci podman; do
     command -v "$tool" >/dev/null || { echo "image: $tool is missing (apt-get install buildah podman skopeo umoci)"; return 1; }
   done
-  [ -x /bin/busybox ] && file -b /bin/busybox | grep -q 'statically linked' \
-    || { echo "image: /bin/busybox is missing or not static (apt-get install busybox-static)"; return 1; }
+  dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed' && [ -x /bin/busybox ] \
+    || { echo "image: the static busybox is missing (apt-get install busybox-static)"; return 1; }
 
   # Private container storage (vfs: plain directories, no mounts left
   # behind), so each run starts empty and nothing else on the machine is

@@ -995,15 +995,6 @@ async fn cloud_build_step_with_a_kubeconfig_from_the_workspace() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_ca_bundle_is_loaded_and_trusts_only_its_roots() {
     let Some(img) = image("release") else { return };
-    let env: BTreeMap<String, String> = img.env().into_iter().collect();
-    let bundle = env
-        .get("SSL_CERT_FILE")
-        .expect("the image sets SSL_CERT_FILE");
-    let text = std::fs::read_to_string(img.path(bundle))
-        .unwrap_or_else(|e| panic!("the CA bundle {bundle}: {e}"));
-    let certs = text.matches("-----BEGIN CERTIFICATE-----").count();
-    assert!(certs >= 100, "{bundle} holds {certs} certificates");
-
     let h = cluster("default").await;
     let out = img
         .run(Run {
@@ -1026,6 +1017,15 @@ async fn the_ca_bundle_is_loaded_and_trusts_only_its_roots() {
     assert!(!text.contains("No CA certificates were loaded"), "{text}");
     assert_eq!(template_image(&h, "default"), "example/api:v1");
     assert_eq!(deployment(&h, "default")["metadata"]["generation"], 1);
+    let env: BTreeMap<String, String> = img.env().into_iter().collect();
+    let bundle = env
+        .get("SSL_CERT_FILE")
+        .expect("the image sets SSL_CERT_FILE");
+    let text = std::fs::read_to_string(img.path(bundle))
+        .unwrap_or_else(|e| panic!("the CA bundle {bundle}: {e}"));
+    let certs = text.matches("-----BEGIN CERTIFICATE-----").count();
+    assert!(certs >= 100, "{bundle} holds {certs} certificates");
+
     h.shutdown().await;
 }
 

@@ -1,5 +1,5 @@
-//! The container image, run as GitHub Actions, GitLab CI and Cloud Build run
-//! it, against kubesim on 127.0.0.1 over verified TLS.
+//! The container image, run as GitHub Actions, GitLab CI, Cloud Build and a
+//! Kubernetes CronJob run it, against kubesim on 127.0.0.1 over verified TLS.
 //!
 //! `.ci/image.sh` builds the Dockerfile's two targets (release, shell) with
 //! buildah and unpacks them: `$ROLLGUARD_IMAGE_DIR/{release,shell}/rootfs`,
@@ -113,6 +113,9 @@ struct Run {
     user: Option<String>,
     /// (host directory, path in the container).
     volumes: Vec<(PathBuf, String)>,
+    /// The image's root filesystem mounted read-only
+    /// (`readOnlyRootFilesystem: true`); volumes stay writable.
+    read_only: bool,
     stdin: Vec<u8>,
 }
 
@@ -164,8 +167,48 @@ impl Image {
             .collect()
     }
 
+    /// The host path of a path in the image, following the image's
+    /// symlinks inside its root (/var/run → /run), as runtimes resolve mount
+    /// targets: never onto the host.
     fn path(&self, in_image: &str) -> PathBuf {
-        self.rootfs.join(in_image.trim_start_matches('/'))
+        let mut todo: Vec<String> = in_image
+            .split('/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(String::from)
+            .collect();
+        let mut at: Vec<String> = Vec::new();
+        let mut links = 0;
+        while let Some(c) = todo.pop() {
+            match c.as_str() {
+                "." => continue,
+                ".." => {
+                    at.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            let host = self.rootfs.join(at.join("/")).join(&c);
+            match std::fs::read_link(&host) {
+                Ok(target) => {
+                    links += 1;
+                    assert!(links < 40, "{in_image}: too many symlinks in the image");
+                    let target = target.to_string_lossy().into_owned();
+                    if target.starts_with('/') {
+                        at.clear();
+                    }
+                    todo.extend(
+                        target
+                            .split('/')
+                            .filter(|c| !c.is_empty())
+                            .rev()
+                            .map(String::from),
+                    );
+                }
+                Err(_) => at.push(c),
+            }
+        }
+        self.rootfs.join(at.join("/"))
     }
 
     /// Start a container and wait for it to exit.
@@ -244,6 +287,7 @@ impl Image {
         let rootfs = cstring(&self.rootfs);
         let proc_dir = cstring(&proc_dir);
         let workdir_c = cstring(&workdir);
+        let read_only = run.read_only;
 
         let mut cmd = tokio::process::Command::new(&argv[0]);
         cmd.args(&argv[1..])
@@ -274,6 +318,15 @@ impl Image {
                     libc::MS_REC | libc::MS_PRIVATE,
                     std::ptr::null(),
                 ))?;
+                // The root as a mount of its own, so that it can be made
+                // read-only once the volumes are mounted on it.
+                ok(libc::mount(
+                    rootfs.as_ptr(),
+                    rootfs.as_ptr(),
+                    null,
+                    libc::MS_BIND | libc::MS_REC,
+                    std::ptr::null(),
+                ))?;
                 for (src, dst) in &binds {
                     ok(libc::mount(
                         src.as_ptr(),
@@ -290,6 +343,15 @@ impl Image {
                     0,
                     std::ptr::null(),
                 ))?;
+                if read_only {
+                    ok(libc::mount(
+                        null,
+                        rootfs.as_ptr(),
+                        null,
+                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
+                        std::ptr::null(),
+                    ))?;
+                }
                 ok(libc::chroot(rootfs.as_ptr()))?;
                 ok(libc::chdir(workdir_c.as_ptr()))?;
                 ok(libc::setgroups(0, std::ptr::null()))?;
@@ -984,6 +1046,136 @@ async fn cloud_build_step_with_a_kubeconfig_from_the_workspace() {
     assert_eq!(report["result"], "succeeded", "{report:#}");
     assert!(!out.all().contains(&h.token));
     h.shutdown().await;
+}
+
+// ---------------------------------------------------------------- CronJob
+
+/// The CronJob recipe (examples/cronjob/rollguard.yaml) as the kubelet runs
+/// its pod: the image's entrypoint as the pod's runAsUser/runAsGroup
+/// (65532, the image's nonroot user) on a read-only root filesystem, the
+/// container's `env:`, the service account's token, CA and namespace mounted
+/// where in-cluster clients read them, KUBERNETES_SERVICE_HOST/PORT, and
+/// only the recipe's Role for that service account. The redeploy of the
+/// `:stable` tag succeeds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cronjob_recipe_as_nonroot_on_a_read_only_root() {
+    let Some(img) = image("release") else { return };
+    let text = std::fs::read_to_string(root().join("examples/cronjob/rollguard.yaml")).unwrap();
+    let docs: Vec<Value> = serde_yaml::Deserializer::from_str(&text)
+        .map(|d| {
+            let v: serde_yaml::Value = serde::Deserialize::deserialize(d).unwrap();
+            serde_json::to_value(v).unwrap()
+        })
+        .filter(|v| !v.is_null())
+        .collect();
+    let role = docs.iter().find(|d| d["kind"] == "Role").expect("a Role");
+    let cron = docs
+        .iter()
+        .find(|d| d["kind"] == "CronJob")
+        .expect("a CronJob");
+    let ns = cron["metadata"]["namespace"].as_str().unwrap().to_string();
+    let pod = &cron["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+    let container = &pod["containers"][0];
+    let sa = pod["serviceAccountName"].as_str().unwrap();
+    let user = format!(
+        "{}:{}",
+        pod["securityContext"]["runAsUser"], pod["securityContext"]["runAsGroup"]
+    );
+    assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
+
+    let h = cluster(&ns).await;
+    let rules = role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| kubesim::Rule {
+            verbs: strings(&r["verbs"]),
+            groups: strings(&r["apiGroups"]),
+            resources: strings(&r["resources"]),
+            namespaces: vec![ns.clone()],
+        })
+        .collect();
+    let token = "cronjob-sa-token";
+    h.add_identity(&format!("system:serviceaccount:{ns}:{sa}"), token, rules);
+
+    // The projected service account volume: root-owned, world-readable files.
+    let secrets = tempfile::tempdir().unwrap();
+    mode(secrets.path(), 0o755);
+    for (name, content) in [
+        ("token", token.to_string()),
+        ("ca.crt", h.ca_pem.clone().unwrap()),
+        ("namespace", ns.clone()),
+    ] {
+        let p = secrets.path().join(name);
+        std::fs::write(&p, content).unwrap();
+        mode(&p, 0o644);
+    }
+    let mut env: Vec<(String, String)> = container["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["name"].as_str().unwrap().to_string(),
+                e["value"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    env.push(("KUBERNETES_SERVICE_HOST".into(), h.addr.ip().to_string()));
+    env.push(("KUBERNETES_SERVICE_PORT".into(), h.addr.port().to_string()));
+    // Test-only: kubesim simulates images by name.
+    env.push(("ROLLGUARD_VERIFY_IMAGE".into(), "false".into()));
+    let out = img
+        .run(Run {
+            env,
+            user: Some(user),
+            read_only: true,
+            volumes: vec![(
+                secrets.path().to_path_buf(),
+                "/var/run/secrets/kubernetes.io/serviceaccount".into(),
+            )],
+            ..Run::default()
+        })
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert_settled_on(&h, &ns, "example/api:stable").await;
+    assert!(!out.all().contains(token));
+    h.shutdown().await;
+}
+
+/// The runtime above keeps its promises: a read-only root refuses writes
+/// while its volumes take them, and the container sees its volumes, not the
+/// host's files.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_container_runtime_isolates_as_configured() {
+    let Some(img) = image("shell") else { return };
+    let vol = tempfile::tempdir().unwrap();
+    let out = img
+        .run(Run {
+            entrypoint: Some(vec!["sh".into(), "-c".into()]),
+            cmd: Some(vec![
+                "if touch /etc/written 2>/dev/null; then echo root-writable; fi; \
+                 echo ok > /data/written && id -u && ls /work 2>&1 | head -1"
+                    .into(),
+            ]),
+            user: Some("0".into()),
+            read_only: true,
+            volumes: vec![(vol.path().to_path_buf(), "/data".into())],
+            ..Run::default()
+        })
+        .await;
+    assert_eq!(out.code, Some(0), "{}", out.all());
+    assert!(!out.stdout.contains("root-writable"), "{}", out.stdout);
+    assert!(!img.path("/etc/written").exists());
+    assert_eq!(
+        std::fs::read_to_string(vol.path().join("written")).unwrap(),
+        "ok\n"
+    );
+    assert!(
+        out.stdout.contains("No such file"),
+        "no /work from the host: {}",
+        out.stdout
+    );
 }
 
 // ---------------------------------------------------------------- the image itself

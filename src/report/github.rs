@@ -122,10 +122,44 @@ fn append(path: &str, text: &str) -> anyhow::Result<()> {
         .create(true)
         .append(true)
         .open(path)
-        .with_context(|| format!("opening {path}"))?;
+        .map_err(|e| match e.kind() {
+            std::io::ErrorKind::PermissionDenied => anyhow!(not_writable(path)),
+            _ => anyhow!(e).context(format!("opening {path}")),
+        })?;
     f.write_all(text.as_bytes())
         .with_context(|| format!("writing {path}"))?;
     Ok(())
+}
+
+/// Why a runner file cannot be written, and the fix. The runner creates the
+/// files under `/github/file_commands` as its own user (uid 1001 on
+/// GitHub's hosted runners) and mounts them into the action's container, so
+/// only root (the image's default user) or that uid can write them.
+fn not_writable(path: &str) -> String {
+    use std::os::unix::fs::MetadataExt as _;
+    // The effective uid, from /proc (a container mounts it); std has no getuid.
+    let uid = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(str::to_string))
+        })
+        .map(|u| format!("uid {u}"))
+        .unwrap_or_else(|| "a uid that may not write it".to_string());
+    let owned = |m: std::fs::Metadata| format!("uid {} (mode {:o})", m.uid(), m.mode() & 0o7777);
+    let owner = match std::fs::metadata(path) {
+        Ok(m) => format!("belongs to {}", owned(m)),
+        Err(_) => match std::path::Path::new(path).parent().map(std::fs::metadata) {
+            Some(Ok(m)) => format!("does not exist and its directory belongs to {}", owned(m)),
+            _ => "is not writable".to_string(),
+        },
+    };
+    format!(
+        "cannot write {path}: permission denied: it {owner} and rollguard runs as {uid}; \
+         the runner creates these files as its own user, so run the action's container \
+         as root (the image's default user) or as that uid"
+    )
 }
 
 /// All outputs, as appended to `GITHUB_OUTPUT`.

@@ -28,7 +28,13 @@ pub fn replica_set_signals(rs: &ReplicaSet, events: &[Event]) -> Vec<Signal> {
                 && e.reason.as_deref() == Some("FailedCreate")
         })
         .max_by_key(|e| event_time(e))
-        .and_then(|e| e.message.clone());
+        .and_then(|e| e.message.clone())
+        // The event correlator's prefix for similar messages says nothing here.
+        .map(|m| {
+            m.strip_prefix("(combined from similar events): ")
+                .map(str::to_string)
+                .unwrap_or(m)
+        });
     let message = event
         .or_else(|| cond.message.clone())
         .unwrap_or_else(|| cond.reason.clone().unwrap_or_else(|| "FailedCreate".into()));

@@ -1136,10 +1136,16 @@ fn classify_kubeconfig(value: &str) -> Result<KubeconfigSource, String> {
         // checked when it is read).
         return Ok(KubeconfigSource::Inline(text));
     }
-    if single_line && value.len() <= 1024 {
-        // Looks like a path that does not exist: said so when read.
+    let path_like = single_line
+        && value.len() <= 1024
+        && !value.contains(char::is_whitespace)
+        && (value.contains('/') || value.starts_with('.') || value.starts_with('~'));
+    if path_like {
+        // A path that does not exist: said so (naming it) when read.
         return Ok(KubeconfigSource::Path(value.to_string()));
     }
+    // Anything else is taken as inline YAML: its parse error says where and
+    // what, never the text.
     Ok(KubeconfigSource::Inline(value.to_string()))
 }
 

@@ -207,7 +207,7 @@ async fn check_permissions(
         w.filter(|w| resource == w.kind.resource() && matches!(verb, "get" | "patch"))
             .map(|w| w.name.clone())
     };
-    let mut missing: Vec<String> = Vec::new();
+    let mut missing: Vec<(String, Vec<&str>)> = Vec::new();
     let access_api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
     for (w, verb, group, resource) in needed {
         let name = named(w, verb, resource);
@@ -254,11 +254,18 @@ async fn check_permissions(
             None => " (the deploy lock; or set lock=false)".to_string(),
             _ => String::new(),
         };
-        let entry = format!("{verb} {resource}{g}{whose}");
-        if !missing.contains(&entry) {
-            missing.push(entry);
+        // One entry per resource: "list, watch deployments.apps".
+        let what = format!("{resource}{g}{whose}");
+        match missing.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, verbs)) if !verbs.contains(&verb) => verbs.push(verb),
+            Some(_) => {}
+            None => missing.push((what, vec![verb])),
         }
     }
+    let missing: Vec<String> = missing
+        .into_iter()
+        .map(|(what, verbs)| format!("{} {what}", verbs.join(", ")))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {

@@ -886,7 +886,7 @@ fn check_http_url(value: &str) -> Result<(), String> {
             Ok(())
         }
         Ok(u) => Err(format!(
-            "must be an https:// URL (its scheme is {})",
+            "must be an http(s):// URL (its scheme is {})",
             crate::text::quote(u.scheme(), 20)
         )),
         Err(e) => Err(format!("is not a URL ({e})")),

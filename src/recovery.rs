@@ -222,10 +222,32 @@ pub async fn clear(client: &kube::Client, kind: &str, ns: &str, name: &str, mark
         {"op": "test", "path": path, "value": marker.encode()},
         {"op": "remove", "path": path},
     ]);
-    match json_patch(client, &path_of(kind, ns, name), &patch).await {
+    let object = path_of(kind, ns, name);
+    match json_patch(client, &object, &patch).await {
         Ok(_) => {}
-        // Not there or not ours any more: nothing to clear.
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
+        // Not ours any more: someone changed the workload during the run
+        // (`kubectl rollout undo` brings a ReplicaSet's annotations back, a
+        // copy of an earlier run's marker among them). A marker that does
+        // not describe the workload as it is now goes too.
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => {
+            let Ok(current) = get(client, &object).await else {
+                return;
+            };
+            if marker_of(&current).is_some_and(|m| !m.applies_to(&current) || m.run == marker.run) {
+                let rv = current
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let patch = json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                    {"op": "remove", "path": path},
+                ]);
+                if let Err(e) = json_patch(client, &object, &patch).await {
+                    tracing::debug!("could not clear a stale {IN_PROGRESS} on {kind}/{name}: {e}");
+                }
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => tracing::warn!("could not clear {IN_PROGRESS} on {kind}/{name}: {e}"),
     }
 }

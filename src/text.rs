@@ -185,7 +185,7 @@ impl<W: Write> SafeWriter<W> {
             None => (&*text, ""),
         };
         let safe = match body.strip_prefix(tag()) {
-            Some(own) => own.replace(['\r', '\u{0}'], ""),
+            Some(own) => own.to_string(),
             None if self.keep_sgr => lines(&keep_colours(body)).replace(SGR_MARK, "\u{1b}["),
             None => lines(body),
         };
@@ -307,6 +307,22 @@ mod tests {
             .collect();
         assert_eq!(commands, ["::group::rollout", "::endgroup::"], "{text}");
         assert!(!text.contains('\u{0}'));
+    }
+
+    #[test]
+    fn trusted_lines_pass_byte_for_byte() {
+        // A GitLab section marker: ESC [ 0 K and a carriage return are its syntax.
+        let s = "\u{1b}[0Ksection_start:1:x[collapsed=true]\r\u{1b}[0Kx\n";
+        let mut out = Vec::new();
+        {
+            let mut w = SafeWriter::new(&mut out);
+            write!(w, "{}", trusted(s)).unwrap();
+            writeln!(w, "{}", s.trim_end()).unwrap();
+        }
+        let text = String::from_utf8(out).unwrap();
+        let (own, untrusted) = text.split_at(s.len());
+        assert_eq!(own, s);
+        assert_eq!(untrusted, "section_start:1:x[collapsed=true]\nx\n");
     }
 
     #[test]

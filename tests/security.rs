@@ -838,6 +838,21 @@ async fn waiting_for_another_runs_lock_is_announced_at_once() {
     assert!(said.is_ok(), "not announced while waiting: {seen}");
     assert!(seen.contains("https://ci.example/run/41"), "{seen}");
     assert!(child.try_wait().unwrap().is_none(), "still waiting");
+    // And again on the heartbeat while the wait goes on.
+    let again = tokio::time::timeout(
+        rollguard::lock::WAIT_HEARTBEAT + Duration::from_secs(15),
+        async {
+            while !seen.contains("still waiting for the deploy lock") {
+                let n = stdout.read(&mut buf).await.unwrap();
+                if n == 0 {
+                    break;
+                }
+                seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        },
+    )
+    .await;
+    assert!(again.is_ok(), "no heartbeat line: {seen}");
     signal(&child, "KILL");
     let _ = child.wait().await;
     assert_eq!(image(&h), "example/web:v1");

@@ -618,6 +618,42 @@ async fn missing_list_watch_on_the_workload_or_leases_is_exit_78_before_any_chan
     h.shutdown().await;
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_incomplete_rules_review_falls_back_to_access_reviews() {
+    let h = cluster(20.0).await;
+    create_ready(&h, 1).await;
+    h.faults().incomplete_rules_review(true);
+    // Enough permissions: every one is confirmed by an access review.
+    h.add_identity("ci", "readme-role-token", readme_role());
+    let mut e = env(&h, &[("ROLLGUARD_TAG", "v2")]);
+    e.insert(
+        "ROLLGUARD_KUBECONFIG".into(),
+        h.kubeconfig_for("readme-role-token", "ci"),
+    );
+    let (code, stdout, _) = run_binary(&e).await;
+    assert_eq!(code, Some(0), "{stdout}");
+    assert_eq!(image(&h), "example/web:v2");
+    // Not enough: the access reviews find what is missing.
+    let mut rules = readme_role();
+    for r in &mut rules {
+        if r.resources.contains(&"deployments".to_string()) {
+            r.verbs.retain(|v| v != "list" && v != "watch");
+        }
+    }
+    h.add_identity("ci2", "partial-token", rules);
+    let mut e = env(&h, &[("ROLLGUARD_TAG", "v3")]);
+    e.insert(
+        "ROLLGUARD_KUBECONFIG".into(),
+        h.kubeconfig_for("partial-token", "ci2"),
+    );
+    let (code, stdout, _) = run_binary(&e).await;
+    assert_eq!(code, Some(78), "{stdout}");
+    assert!(stdout.contains("list, watch deployments.apps"), "{stdout}");
+    assert!(!stdout.contains("leases"), "{stdout}");
+    assert_eq!(image(&h), "example/web:v2", "nothing changed");
+    h.shutdown().await;
+}
+
 // ------------------------------------------------------------ validation
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

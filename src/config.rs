@@ -554,11 +554,16 @@ pub struct InputError {
 }
 
 fn bad(input: &'static str, problem: impl Into<String>) -> InputError {
+    // Values are quoted in problems: one line, no terminal controls, short.
     InputError {
         input,
-        problem: problem.into(),
+        problem: crate::text::quote(&problem.into(), 400),
     }
 }
+
+/// The longest `timeout`, `rollback-timeout`, `bake`, `unschedulable-grace`
+/// and `lock-timeout` accepted: a CI job that waits longer is a mistake.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 /// The input name a variable spells, if it is one of ours.
 fn input_name(var: &str) -> Option<String> {
@@ -580,7 +585,9 @@ pub fn is_known_input(name: &str) -> bool {
 pub fn from_env(env: &Env) -> Result<Settings, InputError> {
     let mut pairs: BTreeMap<String, String> = BTreeMap::new();
     let mut unknown = Vec::new();
-    // INPUT_* first, ROLLGUARD_* second so the latter wins.
+    // Which variable gave each input: two spellings of one input with
+    // different values are an error naming both (no silent winner).
+    let mut given_by: BTreeMap<String, String> = BTreeMap::new();
     for prefix in ["INPUT_", "ROLLGUARD_"] {
         for (var, value) in env.iter().filter(|(k, _)| k.starts_with(prefix)) {
             let Some(name) = input_name(var) else {
@@ -594,6 +601,17 @@ pub fn from_env(env: &Env) -> Result<Settings, InputError> {
             if value.is_empty() {
                 continue;
             }
+            if let Some(previous) = pairs.get(&name)
+                && previous != value
+            {
+                let first = given_by.get(&name).cloned().unwrap_or_default();
+                let spec = INPUTS.iter().find(|i| i.name == name);
+                return Err(bad(
+                    spec.map(|i| i.name).unwrap_or("environment"),
+                    format!("{first} and {var} are both set, to different values: set one"),
+                ));
+            }
+            given_by.insert(name.clone(), var.clone());
             pairs.insert(name, value.to_string());
         }
     }
@@ -648,12 +666,19 @@ fn parse_duration(
     default: &str,
 ) -> Result<Duration, InputError> {
     let v = value.unwrap_or(default);
-    humantime::parse_duration(v).map_err(|_| {
+    let d = humantime::parse_duration(v).map_err(|_| {
         bad(
             input,
             format!("\"{v}\" is not a duration (e.g. 90s, 5m, 1h30m)"),
         )
-    })
+    })?;
+    if d > MAX_DURATION {
+        return Err(bad(
+            input,
+            format!("\"{v}\" is longer than the maximum of 24h"),
+        ));
+    }
+    Ok(d)
 }
 
 fn parse_bool(input: &'static str, value: Option<&str>, default: bool) -> Result<bool, InputError> {
@@ -751,6 +776,12 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         Some(v) => parse_duration("rollback-timeout", Some(v), "2m")?,
         None => timeout.max(Duration::from_secs(120)),
     };
+    if rollback_timeout.is_zero() {
+        return Err(bad(
+            "rollback-timeout",
+            "must be longer than 0s (the rollback could never be confirmed)",
+        ));
+    }
     let restart_threshold = match raw.restart_threshold.as_deref() {
         None => 2,
         Some(v) => match v.parse::<i32>() {
@@ -810,6 +841,16 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
             ));
         }
     };
+    check_secret("github-token", raw.github_token.as_deref())?;
+    check_secret("gitlab-token", raw.gitlab_token.as_deref())?;
+    check_secret("slack-token", raw.slack_token.as_deref())?;
+    if let Some(hook) = raw.slack_webhook.as_deref() {
+        check_secret("slack-webhook", Some(hook))?;
+        check_http_url(hook).map_err(|p| bad("slack-webhook", p))?;
+    }
+    if let Some(path) = raw.report_file.as_deref() {
+        check_report_file(path).map_err(|p| bad("report-file", p))?;
+    }
     Ok(Settings {
         workload,
         workloads,
@@ -845,6 +886,69 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         preflight,
         reliability: crate::lock::options(env)?,
     })
+}
+
+/// A secret input must be one token: no whitespace or control characters
+/// (a newline would also split the `::add-mask::` line that hides it).
+/// The value itself is never quoted.
+fn check_secret(input: &'static str, value: Option<&str>) -> Result<(), InputError> {
+    match value {
+        Some(v) if v.chars().any(|c| c.is_control() || c.is_whitespace()) => Err(bad(
+            input,
+            "contains whitespace or a control character (a line break?): give the secret as one line",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An `http://` or `https://` URL with a host (never quoted: it is a secret).
+fn check_http_url(value: &str) -> Result<(), String> {
+    match reqwest::Url::parse(value) {
+        Ok(u)
+            if matches!(u.scheme(), "http" | "https")
+                && u.host_str().is_some_and(|h| !h.is_empty()) =>
+        {
+            Ok(())
+        }
+        Ok(u) => Err(format!(
+            "must be an http(s):// URL (its scheme is {})",
+            crate::text::quote(u.scheme(), 20)
+        )),
+        Err(e) => Err(format!("is not a URL ({e})")),
+    }
+}
+
+/// The report file's directory must exist and take a new file: found out
+/// now, not after the rollout.
+fn check_report_file(path: &str) -> Result<(), String> {
+    let p = std::path::Path::new(path);
+    let quoted = crate::text::quote(path, 200);
+    if p.is_dir() {
+        return Err(format!("\"{quoted}\" is a directory, not a file"));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(format!("the directory of \"{quoted}\" does not exist"));
+    }
+    let probe = dir.join(format!(".rollguard-write-check-{}", std::process::id()));
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(&probe)
+    {
+        Ok(_) => {
+            let _ = std::fs::remove_file(&probe);
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(format!(
+            "cannot write in the directory of \"{quoted}\" ({})",
+            e.kind()
+        )),
+    }
 }
 
 /// The pre-flight inputs (issue #9).
@@ -1032,7 +1136,11 @@ pub fn action_default(spec: &InputSpec) -> Option<&'static str> {
     (!descriptive).then_some(d)
 }
 
-/// Path, inline YAML, or base64 of YAML.
+/// Path, inline YAML, or base64 of YAML. Never an input error: whatever is
+/// wrong with a kubeconfig (a missing file, a directory, bad YAML, bad
+/// base64 content) is found when it is read, as exit 78 naming the source
+/// without quoting it. The rule: 2 is for values rollguard can judge by
+/// themselves; 78 is for everything about the cluster's credentials.
 fn classify_kubeconfig(value: &str) -> Result<KubeconfigSource, String> {
     use base64::Engine as _;
     let looks_yaml = |s: &str| {
@@ -1041,24 +1149,29 @@ fn classify_kubeconfig(value: &str) -> Result<KubeconfigSource, String> {
     if looks_yaml(value) {
         return Ok(KubeconfigSource::Inline(value.to_string()));
     }
-    if !value.contains('\n') && std::path::Path::new(value).exists() {
+    let single_line = !value.contains('\n');
+    if single_line && std::path::Path::new(value).exists() {
         return Ok(KubeconfigSource::Path(value.to_string()));
     }
     let compact: String = value.chars().filter(|c| !c.is_whitespace()).collect();
     if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(compact.as_bytes())
         && let Ok(text) = String::from_utf8(bytes)
-        && looks_yaml(&text)
     {
+        // Base64 of text: meant as an inline kubeconfig (its YAML is
+        // checked when it is read).
         return Ok(KubeconfigSource::Inline(text));
     }
-    if value.contains('\n') || value.len() > 1024 {
-        return Err(
-            "is neither a kubeconfig file path, inline kubeconfig YAML, nor base64 of it".into(),
-        );
+    let path_like = single_line
+        && value.len() <= 1024
+        && !value.contains(char::is_whitespace)
+        && (value.contains('/') || value.starts_with('.') || value.starts_with('~'));
+    if path_like {
+        // A path that does not exist: said so (naming it) when read.
+        return Ok(KubeconfigSource::Path(value.to_string()));
     }
-    Err(format!(
-        "file \"{value}\" does not exist (give a path, inline YAML or base64 of YAML)"
-    ))
+    // Anything else is taken as inline YAML: its parse error says where and
+    // what, never the text.
+    Ok(KubeconfigSource::Inline(value.to_string()))
 }
 
 /// The CI job URL, else the host name: who made this change.

@@ -1,6 +1,9 @@
 //! Container image references: `[host[:port]/]path[:tag][@sha256:hex]`, as
 //! the container runtime accepts them (distribution/reference grammar).
 
+/// The longest repository name (registry host and path) a registry accepts.
+pub const NAME_MAX: usize = 255;
+
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -32,6 +35,13 @@ impl Reference {
         };
         if let Some(t) = tag {
             validate_tag(t)?;
+        }
+        // distribution/reference: NameTotalLengthMax, host and path together.
+        if repository.len() > NAME_MAX {
+            return Err(format!(
+                "has a repository name of {} characters (at most {NAME_MAX})",
+                repository.chars().count()
+            ));
         }
         let mut comps: Vec<&str> = repository.split('/').collect();
         if comps.len() > 1

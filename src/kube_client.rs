@@ -44,6 +44,56 @@ fn fail(msg: impl Into<String>) -> ClusterConfigError {
     ClusterConfigError(msg.into())
 }
 
+/// A kubeconfig error in words that never quote the file: a YAML error is
+/// its kind and position only (the parser's message can quote a scalar, and
+/// its excerpt shows the lines around the error, tokens included); a read
+/// error is the OS's reason.
+pub fn describe(e: &kube::config::KubeconfigError) -> String {
+    use kube::config::KubeconfigError as K;
+    match e {
+        K::Parse(pe) => {
+            let kind = unquoted(&pe.without_snippet().to_string());
+            match pe.location() {
+                Some(l) => format!(
+                    "not valid YAML at line {}, column {}: {kind}",
+                    l.line(),
+                    l.column()
+                ),
+                None => format!("not valid YAML: {kind}"),
+            }
+        }
+        K::ReadConfig(io, _) => match io.kind() {
+            std::io::ErrorKind::NotFound => "does not exist".into(),
+            std::io::ErrorKind::PermissionDenied => "is not readable (permission denied)".into(),
+            std::io::ErrorKind::IsADirectory => "is a directory, not a file".into(),
+            std::io::ErrorKind::InvalidData => "is not UTF-8 text".into(),
+            _ => format!("cannot be read ({})", unquoted(&io.to_string())),
+        },
+        other => unquoted(&other.to_string()),
+    }
+}
+
+/// The first line of a parser message with every quoted part (`"…"`,
+/// `'…'`, `` `…` ``) replaced by `…`, cut to 120 characters: the kind of
+/// error without the text it was about.
+fn unquoted(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or("");
+    let mut out = String::new();
+    let mut open: Option<char> = None;
+    for c in first.chars() {
+        match open {
+            Some(q) if c == q => open = None,
+            Some(_) => {}
+            None if matches!(c, '"' | '`' | '\'') => {
+                open = Some(c);
+                out.push('…');
+            }
+            None => out.push(c),
+        }
+    }
+    crate::text::quote(out.trim(), 120)
+}
+
 /// Build a client from the source; returns it with the namespace of the
 /// chosen context (`default` when it names none).
 pub async fn connect(
@@ -65,14 +115,21 @@ pub async fn load(source: &KubeconfigSource) -> Result<(Kubeconfig, String), Clu
     match source {
         KubeconfigSource::Inline(yaml) => {
             let what = "the kubeconfig input".to_string();
-            let kc = Kubeconfig::from_yaml(yaml)
-                .map_err(|e| fail(format!("{what} is not a valid kubeconfig: {e}")))?;
+            let kc = Kubeconfig::from_yaml(yaml).map_err(|e| {
+                fail(format!(
+                    "{what} is not a valid kubeconfig: {}",
+                    describe(&e)
+                ))
+            })?;
             Ok((kc, what))
         }
         KubeconfigSource::Path(path) => {
             let what = format!("kubeconfig file {path}");
+            if Path::new(path).is_dir() {
+                return Err(fail(format!("{what} is a directory, not a file")));
+            }
             let kc = Kubeconfig::read_from(path)
-                .map_err(|e| fail(format!("cannot read {what}: {e}")))?;
+                .map_err(|e| fail(format!("{what} {}", describe(&e))))?;
             Ok((kc, what))
         }
         KubeconfigSource::Infer { kubeconfig_env } => infer(kubeconfig_env.as_deref()),
@@ -109,7 +166,7 @@ fn infer(kubeconfig_env: Option<&str>) -> Result<(Kubeconfig, String), ClusterCo
     if let Some(path) = home_config.filter(|p| p.is_file()) {
         let what = path.display().to_string();
         let kc = Kubeconfig::read_from(&path)
-            .map_err(|e| fail(format!("cannot read kubeconfig file {what}: {e}")))?;
+            .map_err(|e| fail(format!("kubeconfig file {what} {}", describe(&e))))?;
         return Ok((kc, format!("kubeconfig file {what}")));
     }
     let host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
@@ -142,15 +199,19 @@ pub fn merge_kubeconfig_paths(paths: &str) -> Result<Kubeconfig, ClusterConfigEr
         }
         let kc = Kubeconfig::read_from(&p).map_err(|e| {
             fail(format!(
-                "cannot read kubeconfig file {} (from KUBECONFIG): {e}",
-                p.display()
+                "kubeconfig file {} (from KUBECONFIG) {}",
+                p.display(),
+                describe(&e)
             ))
         })?;
         merged = Some(match merged {
             None => kc,
-            Some(m) => m
-                .merge(kc)
-                .map_err(|e| fail(format!("cannot merge the KUBECONFIG files: {e}")))?,
+            Some(m) => m.merge(kc).map_err(|e| {
+                fail(format!(
+                    "cannot merge the KUBECONFIG files: {}",
+                    describe(&e)
+                ))
+            })?,
         });
     }
     merged.ok_or_else(|| {
@@ -216,6 +277,7 @@ pub async fn client_config(
     what: &str,
 ) -> Result<kube::Config, ClusterConfigError> {
     let chosen = select_context(&kc, context, what)?;
+    let kc_extensions_allow = allows_plain_http_credentials(&kc, chosen.as_deref());
     let label = chosen
         .clone()
         .or_else(|| kc.current_context.clone())
@@ -226,13 +288,71 @@ pub async fn client_config(
     };
     let config = kube::Config::from_custom_kubeconfig(kc, &options)
         .await
-        .map_err(|e| fail(format!("cannot use {what} (context {label}): {e}")))?;
+        .map_err(|e| {
+            fail(format!(
+                "cannot use {what} (context {label}): {}",
+                describe(&e)
+            ))
+        })?;
+    let config = no_credentials_over_plain_http(config, &kc_extensions_allow, what);
     tracing::info!(
         "cluster {} via {what}, context {label}, namespace {}",
         config.cluster_url,
         config.default_namespace
     );
     Ok(config)
+}
+
+/// The cluster extension that lets credentials go to a plain-HTTP server
+/// (a local proxy that adds TLS elsewhere, say). Without it, as kubectl,
+/// rollguard sends no credentials over `http://`.
+pub const ALLOW_PLAIN_HTTP_CREDENTIALS: &str = "rollguard.dev/plain-http-credentials";
+
+/// Does the chosen context's cluster carry [`ALLOW_PLAIN_HTTP_CREDENTIALS`]?
+fn allows_plain_http_credentials(kc: &Kubeconfig, chosen: Option<&str>) -> bool {
+    let context = chosen
+        .map(str::to_string)
+        .or_else(|| kc.current_context.clone())
+        .or_else(|| kc.contexts.first().map(|c| c.name.clone()));
+    let cluster_name = context
+        .and_then(|c| kc.contexts.iter().find(|x| x.name == c))
+        .and_then(|c| c.context.as_ref())
+        .map(|c| c.cluster.clone())
+        .or_else(|| kc.clusters.first().map(|c| c.name.clone()));
+    kc.clusters
+        .iter()
+        .filter(|c| Some(&c.name) == cluster_name.as_ref())
+        .filter_map(|c| c.cluster.as_ref())
+        .flat_map(|c| c.extensions.iter().flatten())
+        .any(|e| e.name == ALLOW_PLAIN_HTTP_CREDENTIALS)
+}
+
+/// Drop the credentials of a config whose server is `http://` (unless
+/// allowed): a bearer token or password on a plain connection is readable
+/// by anyone on the path.
+fn no_credentials_over_plain_http(
+    mut config: kube::Config,
+    allowed: &bool,
+    what: &str,
+) -> kube::Config {
+    if config.cluster_url.scheme_str() != Some("http") || *allowed {
+        return config;
+    }
+    let a = &config.auth_info;
+    let has = a.token.is_some()
+        || a.token_file.is_some()
+        || a.username.is_some()
+        || a.password.is_some()
+        || a.exec.is_some()
+        || a.auth_provider.is_some();
+    if has {
+        tracing::warn!(
+            "{what}: the API server {} is plain http://: sending no credentials to it (set the cluster extension {ALLOW_PLAIN_HTTP_CREDENTIALS} to allow)",
+            config.cluster_url
+        );
+        config.auth_info = Default::default();
+    }
+    config
 }
 
 /// The kubeconfig of a pod's service account: `KUBERNETES_SERVICE_HOST` and

@@ -26,6 +26,8 @@ pub mod cancel;
 pub mod lock;
 pub mod recovery;
 pub mod retry;
+// The output boundary for untrusted text (cluster messages, input values).
+pub mod text;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -58,6 +60,15 @@ pub(crate) fn stop(code: ExitCode, message: impl Into<String>) -> Stop {
     Stop {
         code,
         message: message.into(),
+    }
+}
+
+/// A client error in one line: the API's message and code (never kube's
+/// Debug dump of the Status), else the source chain.
+pub(crate) fn api_message(e: &kube::Error) -> String {
+    match e {
+        kube::Error::Api(s) => text::one_line(&format!("{} ({})", s.message, s.code)),
+        other => text::one_line(&retry::error_chain(other)),
     }
 }
 
@@ -122,11 +133,16 @@ pub(crate) fn now_rfc3339() -> String {
 /// lines go to `out`, logs to tracing. Never panics on cluster data.
 pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     kube_client::install_crypto_provider();
+    // Every line written below passes the boundary: no terminal escapes,
+    // and no workflow command but the ones marked as our own.
+    let mut safe = text::SafeWriter::new(out);
+    let out: &mut (dyn Write + Send) = &mut safe;
     let mut report = Report::new(now_rfc3339());
     report.inputs = recorded_inputs(env);
     let settings = match config::from_env(env) {
         Ok(s) => s,
         Err(e) => {
+            let e = text::one_line(&e.to_string());
             let _ = writeln!(out, "rollguard: {e}");
             tracing::error!("{e}");
             report.headline = format!("invalid input: {e}");
@@ -147,7 +163,11 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     };
     let sinks = report::publish::SinkConfig::from_settings(&settings);
     // Masks first, before anything could echo a secret (GitHub only).
-    let _ = write!(out, "{}", report::publish::start(&sinks, env));
+    let _ = write!(
+        out,
+        "{}",
+        text::trusted(&report::publish::start(&sinks, env))
+    );
     for u in &settings.unknown {
         tracing::warn!("ignoring unknown input {u}");
     }
@@ -159,16 +179,25 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         .join(", ");
     report.version_label = Some(settings.version_label.clone());
     let report_file = settings.report_file.clone();
-    let _ = write!(out, "{}", report::publish::group_start(env, GROUP));
+    let _ = write!(
+        out,
+        "{}",
+        text::trusted(&report::publish::group_start(env, GROUP))
+    );
     // One pipeline for every kind and for groups (all-or-nothing).
     let deployed = orchestrate::deploy_group(&settings, &mut report, out).await;
-    let _ = write!(out, "{}", report::publish::group_end(env, GROUP));
+    let _ = write!(
+        out,
+        "{}",
+        text::trusted(&report::publish::group_end(env, GROUP))
+    );
     let code = match deployed {
         Ok(code) => code,
         Err(s) => {
-            let _ = writeln!(out, "rollguard: {}", s.message);
-            tracing::error!("{}", s.message);
-            report.headline = s.message;
+            let message = text::one_line(&s.message);
+            let _ = writeln!(out, "rollguard: {message}");
+            tracing::error!("{message}");
+            report.headline = message;
             report.result = Conclusion::Invalid;
             s.code
         }
@@ -203,7 +232,8 @@ async fn finish(
     }
     if let Some(sinks) = sinks {
         let published = report::publish::publish_with(&report, sinks, env, None).await;
-        let _ = write!(out, "{}", published.stdout);
+        // Our annotation and warnings, their data escaped by the GitHub sink.
+        let _ = write!(out, "{}", text::trusted(&published.stdout));
         let _ = out.flush();
         for w in published.warnings {
             tracing::warn!("{w}");

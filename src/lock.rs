@@ -43,9 +43,19 @@ pub enum LockError {
         holder: String,
         waited: String,
     },
-    #[error("the deploy lock lease/{lease}: {error}")]
+    #[error("the deploy lock lease/{lease}: {}", crate::api_message(error))]
     Api { lease: String, error: kube::Error },
+    /// Creating the Lease answered 404: the namespace does not exist.
+    #[error("namespace {ns} does not exist (check the namespace input)")]
+    NoNamespace { ns: String },
 }
+
+/// The Lease verbs the deploy lock uses: read it, create it, take it
+/// over / renew it, watch it while waiting, delete it when done.
+pub const LEASE_VERBS: &[&str] = &["get", "create", "update", "watch", "delete"];
+
+/// How often a wait for another run's lock is announced again.
+pub const WAIT_HEARTBEAT: Duration = Duration::from_secs(30);
 
 /// `rollguard-<kind>-<name>`, a valid object name (≤ 253, lower-case).
 pub fn lease_name(kind: &str, name: &str) -> String {
@@ -145,8 +155,9 @@ pub enum Acquired {
 }
 
 /// Take the deploy lock of `kind/name` in `ns`, waiting up to `timeout`
-/// for another holder. `waiting` is called once with the holder's identity
-/// when we have to wait.
+/// for another holder. `waiting` is called with the holder's identity and
+/// how long we have waited: at once when we have to wait (and whenever the
+/// holder changes), then every [`WAIT_HEARTBEAT`] while we still wait.
 pub async fn acquire(
     client: &kube::Client,
     ns: &str,
@@ -154,7 +165,7 @@ pub async fn acquire(
     name: &str,
     identity: &str,
     timeout: Duration,
-    mut waiting: impl FnMut(&str),
+    mut waiting: impl FnMut(&str, Duration),
 ) -> Result<Acquired, LockError> {
     let api: Api<Lease> = Api::namespaced(client.clone(), ns);
     let lease = lease_name(kind, name);
@@ -165,7 +176,7 @@ pub async fn acquire(
         lease: lease.clone(),
         error,
     };
-    let mut announced: Option<String> = None;
+    let mut announced: Option<(String, Instant)> = None;
     loop {
         let current = match api.get_opt(&lease).await {
             Ok(l) => l,
@@ -223,9 +234,13 @@ pub async fn acquire(
             }
             Some(l) => {
                 let holder = live_holder(l).unwrap_or_default();
-                if announced.as_deref() != Some(holder.as_str()) {
-                    waiting(&holder);
-                    announced = Some(holder.clone());
+                let due = match &announced {
+                    Some((h, at)) => *h != holder || at.elapsed() >= WAIT_HEARTBEAT,
+                    None => true,
+                };
+                if due {
+                    waiting(&holder, started.elapsed());
+                    announced = Some((holder.clone(), Instant::now()));
                 }
                 if Instant::now() >= deadline {
                     return Err(LockError::Timeout {
@@ -237,7 +252,11 @@ pub async fn acquire(
                         .to_string(),
                     });
                 }
-                wait_for_change(&api, l, deadline).await;
+                let next_heartbeat = announced
+                    .as_ref()
+                    .map(|(_, at)| *at + WAIT_HEARTBEAT)
+                    .unwrap_or(deadline);
+                wait_for_change(&api, l, deadline.min(next_heartbeat)).await;
                 continue;
             }
         };
@@ -254,6 +273,9 @@ pub async fn acquire(
             }
             // Someone else created or updated it first: look again.
             Err(kube::Error::Api(s)) if s.code == 409 => continue,
+            Err(kube::Error::Api(s)) if s.code == 404 && current.is_none() => {
+                return Err(LockError::NoNamespace { ns: ns.to_string() });
+            }
             Err(kube::Error::Api(s)) if s.code == 403 => {
                 return Ok(Acquired::Unlocked(format!(
                     "no permission to write leases in {ns} ({}): running without the deploy lock",
@@ -428,12 +450,24 @@ pub fn options(env: &Env) -> Result<Options, crate::config::InputError> {
     };
     let lock_timeout = match get("lock-timeout") {
         None => Duration::from_secs(600),
-        Some(v) => humantime::parse_duration(&v).map_err(|_| {
-            bad(
-                "lock-timeout",
-                format!("\"{v}\" is not a duration (e.g. 90s, 5m, 1h30m)"),
-            )
-        })?,
+        Some(v) => {
+            let d = humantime::parse_duration(&v).map_err(|_| {
+                bad(
+                    "lock-timeout",
+                    format!(
+                        "\"{}\" is not a duration (e.g. 90s, 5m, 1h30m)",
+                        crate::text::quote(&v, 80)
+                    ),
+                )
+            })?;
+            if d > crate::config::MAX_DURATION {
+                return Err(bad(
+                    "lock-timeout",
+                    format!("\"{v}\" is longer than the maximum of 24h"),
+                ));
+            }
+            d
+        }
     };
     let on_cancel = match get("on-cancel") {
         None => crate::cancel::OnCancel::Rollback,
@@ -500,7 +534,7 @@ pub async fn begin(
 ) -> Result<Begun, (crate::ExitCode, String)> {
     let mut guard = Guard { held: None };
     if options.lock {
-        let mut said = Vec::new();
+        // Said at once (not when the wait is over), then on the heartbeat.
         let acquired = acquire(
             client,
             ns,
@@ -508,19 +542,28 @@ pub async fn begin(
             name,
             &options.identity,
             options.lock_timeout,
-            |holder| {
-                said.push(format!(
-                    "waiting for the deploy lock lease/{} held by {holder} (up to {})",
-                    lease_name(kind, name),
-                    humantime::format_duration(options.lock_timeout)
-                ));
+            |holder, waited| {
+                let holder = crate::text::one_line(holder);
+                let line = if waited < Duration::from_secs(1) {
+                    format!(
+                        "waiting for the deploy lock lease/{} held by {holder} (up to {})",
+                        lease_name(kind, name),
+                        humantime::format_duration(options.lock_timeout)
+                    )
+                } else {
+                    format!(
+                        "still waiting for the deploy lock lease/{} held by {holder} ({}s of up to {})",
+                        lease_name(kind, name),
+                        waited.as_secs(),
+                        humantime::format_duration(options.lock_timeout)
+                    )
+                };
+                let _ = writeln!(out, "{line}");
+                let _ = out.flush();
+                tracing::info!("{line}");
             },
         )
         .await;
-        for line in &said {
-            let _ = writeln!(out, "{line}");
-            tracing::info!("{line}");
-        }
         match acquired {
             Ok(Acquired::Held(h)) => {
                 tracing::info!(
@@ -533,6 +576,9 @@ pub async fn begin(
             Ok(Acquired::Unlocked(why)) => tracing::warn!("{why}"),
             Err(e @ LockError::Timeout { .. }) => {
                 return Err((crate::ExitCode::RollbackFailed, e.to_string()));
+            }
+            Err(e @ LockError::NoNamespace { .. }) => {
+                return Err((crate::ExitCode::BadInput, e.to_string()));
             }
             Err(e) => return Err((crate::ExitCode::ClusterConfig, e.to_string())),
         }

@@ -19,12 +19,20 @@ fn main() {
         std::process::exit(rollguard::ExitCode::BadInput.code());
     }
     let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
+    let ansi = !no_color;
     tracing_subscriber::fmt()
         .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+            // kube's HTTP trace layer logs every 5xx at ERROR, also the ones
+            // our retry layer retries (and then succeeds): at debug only.
+            EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| EnvFilter::new("info,kube_client::client::builder=off")),
         )
-        .with_writer(std::io::stderr)
-        .with_ansi(!no_color)
+        // Log lines carry cluster text: the same boundary as stdout (the
+        // formatter escapes ESC in values itself; its own colours stay).
+        .with_writer(move || {
+            rollguard::text::SafeWriter::new(std::io::stderr()).keeping_colours(ansi)
+        })
+        .with_ansi(ansi)
         .with_target(false)
         .init();
     rollguard::kube_client::install_crypto_provider();

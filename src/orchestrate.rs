@@ -21,7 +21,8 @@ use std::sync::{Arc, Mutex};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, ReplicaSet, StatefulSet};
 use k8s_openapi::api::authorization::v1::{
-    ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    ResourceAttributes, ResourceRule, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    SelfSubjectRulesReview, SelfSubjectRulesReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Pod, PodSpec, ReplicationController};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
@@ -127,56 +128,153 @@ fn is_status(e: &kube::Error, code: u16) -> bool {
     matches!(e, kube::Error::Api(s) if s.code == code)
 }
 
-/// SelfSubjectAccessReview of every permission `kind` needs.
+/// Every permission a run needs in `ns`: each workload's (its kind's list,
+/// including list/watch on the workload itself), and the deploy lock's
+/// Lease verbs unless the lock is off.
+fn needed_permissions(
+    workloads: &[WorkloadRef],
+    lock: bool,
+) -> Vec<(
+    Option<&WorkloadRef>,
+    &'static str,
+    &'static str,
+    &'static str,
+)> {
+    let mut needed = Vec::new();
+    for w in workloads {
+        for (verb, group, resource) in w.kind.needed_permissions() {
+            needed.push((Some(w), *verb, *group, *resource));
+        }
+    }
+    if lock {
+        for verb in lock::LEASE_VERBS {
+            needed.push((None, *verb, "coordination.k8s.io", "leases"));
+        }
+    }
+    needed
+}
+
+/// Does a rules-review rule grant `verb` on `group/resource` (named `name`)?
+fn rule_grants(
+    rule: &ResourceRule,
+    verb: &str,
+    group: &str,
+    resource: &str,
+    name: Option<&str>,
+) -> bool {
+    let has = |xs: &[String], x: &str| xs.iter().any(|s| s == "*" || s == x);
+    let resources_ok = rule.resources.as_deref().is_some_and(|rs| {
+        has(rs, resource)
+            || resource
+                .split_once('/')
+                .is_some_and(|(r, _)| rs.iter().any(|x| *x == format!("{r}/*")))
+    });
+    let names_ok = match rule.resource_names.as_deref() {
+        None | Some([]) => true,
+        Some(names) => name.is_some_and(|n| names.iter().any(|x| x == n)),
+    };
+    has(&rule.verbs, verb)
+        && rule.api_groups.as_deref().is_some_and(|g| has(g, group))
+        && resources_ok
+        && names_ok
+}
+
+/// Check every permission the run needs before anything changes: one
+/// SelfSubjectRulesReview for the namespace; when the server says its
+/// answer is incomplete (an authorizer that cannot list rules), a
+/// SelfSubjectAccessReview for each permission the rules did not grant.
+/// Missing permissions are exit 78, naming them all.
 async fn check_permissions(
     client: &Client,
     ns: &str,
-    w: &WorkloadRef,
-    single: bool,
+    workloads: &[WorkloadRef],
+    lock: bool,
 ) -> Result<(), Stop> {
-    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
-    let mut missing = Vec::new();
-    for (verb, group, resource) in w.kind.needed_permissions() {
-        let named = *resource == w.kind.resource() && matches!(*verb, "get" | "patch");
-        let review = SelfSubjectAccessReview {
-            spec: SelfSubjectAccessReviewSpec {
-                resource_attributes: Some(ResourceAttributes {
-                    namespace: Some(ns.to_string()),
-                    verb: Some(verb.to_string()),
-                    group: Some(group.to_string()),
-                    resource: Some(resource.to_string()),
-                    name: named.then(|| w.name.clone()),
+    let single = workloads.len() == 1;
+    let rules_api: Api<SelfSubjectRulesReview> = Api::all(client.clone());
+    let review = SelfSubjectRulesReview {
+        spec: SelfSubjectRulesReviewSpec {
+            namespace: Some(ns.to_string()),
+        },
+        ..Default::default()
+    };
+    let answer = rules_api
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| cluster_error(&e, "checking permissions (SelfSubjectRulesReview)"))?;
+    let status = answer.status.unwrap_or_default();
+    let rules = status.resource_rules;
+    let needed = needed_permissions(workloads, lock);
+    let named = |w: Option<&WorkloadRef>, verb: &str, resource: &str| {
+        w.filter(|w| resource == w.kind.resource() && matches!(verb, "get" | "patch"))
+            .map(|w| w.name.clone())
+    };
+    let mut missing: Vec<(String, Vec<&str>)> = Vec::new();
+    let access_api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    for (w, verb, group, resource) in needed {
+        let name = named(w, verb, resource);
+        if rules
+            .iter()
+            .any(|r| rule_grants(r, verb, group, resource, name.as_deref()))
+        {
+            continue;
+        }
+        let allowed = if status.incomplete {
+            let review = SelfSubjectAccessReview {
+                spec: SelfSubjectAccessReviewSpec {
+                    resource_attributes: Some(ResourceAttributes {
+                        namespace: Some(ns.to_string()),
+                        verb: Some(verb.to_string()),
+                        group: Some(group.to_string()),
+                        resource: Some(resource.to_string()),
+                        name: name.clone(),
+                        ..Default::default()
+                    }),
                     ..Default::default()
-                }),
+                },
                 ..Default::default()
-            },
-            ..Default::default()
-        };
-        let answer = api
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| cluster_error(&e, "checking permissions (SelfSubjectAccessReview)"))?;
-        if !answer.status.is_some_and(|s| s.allowed) {
-            let g = if group.is_empty() {
-                String::new()
-            } else {
-                format!(".{group}")
             };
-            missing.push(format!("{verb} {resource}{g}"));
+            access_api
+                .create(&PostParams::default(), &review)
+                .await
+                .map_err(|e| cluster_error(&e, "checking permissions (SelfSubjectAccessReview)"))?
+                .status
+                .is_some_and(|s| s.allowed)
+        } else {
+            false
+        };
+        if allowed {
+            continue;
+        }
+        let g = if group.is_empty() {
+            String::new()
+        } else {
+            format!(".{group}")
+        };
+        let whose = match w {
+            Some(w) if !single => format!(" (for {w})"),
+            None => " (the deploy lock; or set lock=false)".to_string(),
+            _ => String::new(),
+        };
+        // One entry per resource: "list, watch deployments.apps".
+        let what = format!("{resource}{g}{whose}");
+        match missing.iter_mut().find(|(w, _)| *w == what) {
+            Some((_, verbs)) if !verbs.contains(&verb) => verbs.push(verb),
+            Some(_) => {}
+            None => missing.push((what, vec![verb])),
         }
     }
+    let missing: Vec<String> = missing
+        .into_iter()
+        .map(|(what, verbs)| format!("{} {what}", verbs.join(", ")))
+        .collect();
     if missing.is_empty() {
         Ok(())
     } else {
-        let whose = if single {
-            String::new()
-        } else {
-            format!(" for {w}")
-        };
         Err(stop(
             ExitCode::ClusterConfig,
             format!(
-                "missing permission in namespace {ns}{whose}: {} (grant them with a Role bound to this identity)",
+                "missing permission in namespace {ns}: {} (grant them with a Role bound to this identity; nothing changed)",
                 missing.join(", ")
             ),
         ))
@@ -488,6 +586,8 @@ pub(crate) struct Unit {
     planned_at: String,
     /// The in-progress marker our patch set (Deployment, StatefulSet, DaemonSet).
     marker: Option<recovery::Marker>,
+    /// The workload as read: its uid and generation (what the marker binds to).
+    read_as: (String, i64),
     /// How following ended (None when stopped because another workload failed).
     ended: Option<Ended>,
     applied: bool,
@@ -529,6 +629,18 @@ impl Unit {
     ) -> Result<Unit, Stop> {
         let s = ctx.settings;
         let now = crate::now_rfc3339();
+        let mut read_as = (String::new(), 0);
+        let uid_generation = |raw: &Value| {
+            (
+                raw.pointer("/metadata/uid")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string(),
+                raw.pointer("/metadata/generation")
+                    .and_then(Value::as_i64)
+                    .unwrap_or(0),
+            )
+        };
         let state = match w.kind {
             Kind::Deployment => {
                 let raw = match get_obj(&ctx.client, w.kind, &ctx.ns, &w.name).await {
@@ -536,6 +648,7 @@ impl Unit {
                     Err(e) if is_status(&e, 404) => return Err(not_found(w, &ctx.ns)),
                     Err(e) => return Err(cluster_error(&e, &format!("reading {w}"))),
                 };
+                read_as = uid_generation(&raw);
                 let typed: Deployment = serde_json::from_value(raw.clone()).map_err(|e| {
                     stop(
                         ExitCode::ClusterConfig,
@@ -586,6 +699,7 @@ impl Unit {
                     Err(e) if is_status(&e, 404) => return Err(not_found(w, &ctx.ns)),
                     Err(e) => return Err(cluster_error(&e, &format!("reading {w}"))),
                 };
+                read_as = uid_generation(&raw);
                 let is_sts = w.kind == Kind::StatefulSet;
                 let planner =
                     |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
@@ -759,6 +873,7 @@ impl Unit {
             state,
             planned_at: now,
             marker: None,
+            read_as,
             ended: None,
             applied: false,
         })
@@ -816,7 +931,7 @@ impl Unit {
                 // Issue #8: the same patch marks the rollout in progress (for
                 // recovery after a SIGKILL); a 409/422 is re-read and
                 // re-checked, never clobbered.
-                let marker = mark_patch(ctx, &w, &mut d.plan, &self.planned_at);
+                let mut marker = mark_patch(ctx, &w, &mut d.plan, &self.planned_at, &self.read_as);
                 let previous = d.plan.previous_template.clone();
                 let patched = match recovery::patch_rechecked(
                     &ctx.client,
@@ -825,7 +940,7 @@ impl Unit {
                     &w.name,
                     &mut d.plan.patch,
                     &previous,
-                    &marker,
+                    &mut marker,
                 )
                 .await
                 {
@@ -885,8 +1000,12 @@ impl Unit {
                     s.version_label,
                     t.plan.version
                 );
-                refresh_resource_version(ctx, &w, &t.raw, &mut t.plan.patch).await?;
-                let marker = mark_patch(ctx, &w, &mut t.plan, &self.planned_at);
+                if let Some(generation) =
+                    refresh_resource_version(ctx, &w, &t.raw, &mut t.plan.patch).await?
+                {
+                    self.read_as.1 = generation;
+                }
+                let mut marker = mark_patch(ctx, &w, &mut t.plan, &self.planned_at, &self.read_as);
                 let previous = t.plan.previous_template.clone();
                 let patched = match recovery::patch_rechecked(
                     &ctx.client,
@@ -895,7 +1014,7 @@ impl Unit {
                     &w.name,
                     &mut t.plan.patch,
                     &previous,
-                    &marker,
+                    &mut marker,
                 )
                 .await
                 {
@@ -1210,14 +1329,17 @@ fn mark_patch(
     w: &WorkloadRef,
     plan: &mut dep::Plan,
     started: &str,
+    read_as: &(String, i64),
 ) -> recovery::Marker {
+    // Bound to this object at the generation our patch gives it.
     let marker = recovery::Marker::new(
         &ctx.settings.reliability.identity,
         started,
         &plan.new_image,
         &plan.old_image,
         &plan.previous_template,
-    );
+    )
+    .bound_to(&read_as.0, read_as.1 + 1);
     recovery::mark(&mut plan.patch, &marker);
     cancel::set_target(
         &ctx.client,
@@ -1241,7 +1363,7 @@ async fn refresh_resource_version(
     w: &WorkloadRef,
     planned: &Value,
     patch: &mut Value,
-) -> Result<(), Stop> {
+) -> Result<Option<i64>, Stop> {
     let fresh = get_obj(&ctx.client, w.kind, &ctx.ns, &w.name)
         .await
         .map_err(|e| cluster_error(&e, &format!("reading {w}")))?;
@@ -1261,8 +1383,13 @@ async fn refresh_resource_version(
             .pointer("/metadata/resourceVersion")
             .cloned()
             .unwrap_or(Value::Null);
+        // The patch lands on the fresh object: its generation is the one
+        // the in-progress marker binds to.
+        return Ok(fresh
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64));
     }
-    Ok(())
+    Ok(None)
 }
 
 /// Send the patch that restores the exact pre-patch template (and our
@@ -2205,9 +2332,13 @@ pub(crate) async fn deploy_group(
     };
 
     // Pre-flight and plans: nothing changes until every workload passed.
-    for w in &settings.workloads {
-        check_permissions(&ctx.client, &ctx.ns, w, single).await?;
-    }
+    check_permissions(
+        &ctx.client,
+        &ctx.ns,
+        &settings.workloads,
+        settings.reliability.lock && !settings.dry_run,
+    )
+    .await?;
     let _locks = if settings.dry_run {
         Vec::new()
     } else {
@@ -2427,7 +2558,7 @@ async fn settle_failure<'a>(
             w,
             "rollout of {} {what}: {}",
             u.rep.image.as_deref().unwrap_or("?"),
-            u.rep.cause.as_deref().unwrap_or(cause.title())
+            crate::text::one_line(u.rep.cause.as_deref().unwrap_or(cause.title()))
         );
         u.rep.exit_code = if timed_out {
             ExitCode::TimedOut.code()
@@ -2595,6 +2726,31 @@ async fn cancel_units<'a>(
         async move {
             let old = u.rep.previous_image.clone().unwrap_or_default();
             let new = u.rep.image.clone().unwrap_or_default();
+            // A rollout that had already failed (the signal came during its
+            // rollback) keeps its verdict and cause; its rollback goes on
+            // whatever on-cancel says (it was decided before the signal).
+            let verdict = match &u.ended {
+                Some(Ended::TimedOut { .. }) => Some((
+                    ExitCode::TimedOut,
+                    u.rep
+                        .cause
+                        .clone()
+                        .unwrap_or_else(|| Cause::Timeout.title().to_string()),
+                )),
+                Some(Ended::Failed { cause, .. }) => Some((
+                    ExitCode::RolledBack,
+                    u.rep
+                        .cause
+                        .clone()
+                        .unwrap_or_else(|| cause.title().to_string()),
+                )),
+                _ => None,
+            };
+            let on_cancel = if verdict.is_some() {
+                cancel::OnCancel::Rollback
+            } else {
+                on_cancel
+            };
             let _ = writeln!(w, "{}", cancel::announce(why, on_cancel, &old));
             cancel::set_phase(format!("rolling back to {old} after a cancel"));
             let rolled = match on_cancel {
@@ -2602,12 +2758,36 @@ async fn cancel_units<'a>(
                 cancel::OnCancel::Leave => None,
             };
             let mut concluded = Report::new(String::new());
-            let code =
+            let mut code =
                 cancel::conclude(why, &u.wref.to_string(), &new, &old, rolled, &mut concluded);
-            u.rep.cause = concluded.cause;
             u.rep.rollback = concluded.rollback;
-            u.rep.headline = concluded.headline;
             u.rep.result = concluded.result;
+            match verdict {
+                Some((verdict_code, cause)) => {
+                    let failed = if verdict_code == ExitCode::TimedOut {
+                        format!(
+                            "timed out after {}",
+                            humantime::format_duration(ctx.settings.timeout)
+                        )
+                    } else {
+                        "failed".to_string()
+                    };
+                    let rollback = if code == ExitCode::RollbackFailed {
+                        format!("{why} during the rollback, which was not confirmed")
+                    } else {
+                        format!("rolled back to {old} ({why} during the rollback)")
+                    };
+                    u.rep.headline = format!("{}: rollout of {new} {failed}; {rollback}", u.wref);
+                    u.rep.cause = Some(cause);
+                    if code != ExitCode::RollbackFailed {
+                        code = verdict_code;
+                    }
+                }
+                None => {
+                    u.rep.cause = concluded.cause;
+                    u.rep.headline = concluded.headline;
+                }
+            }
             u.rep.exit_code = code.code();
             code
         }

@@ -35,6 +35,22 @@ pub struct Marker {
     pub previous_image: String,
     /// The pre-patch `spec.template`: JSON, or `gzip+base64:…` of its JSON.
     pub template: Value,
+    /// The workload the marker belongs to (`metadata.uid`).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub uid: String,
+    /// The `metadata.generation` our patch gives the workload: the marker
+    /// describes exactly that spec. A copy of it anywhere else — on a
+    /// ReplicaSet (the Deployment controller copies the Deployment's
+    /// annotations there), then back on the Deployment with an older
+    /// template (`kubectl rollout undo` copies the ReplicaSet's annotations)
+    /// — sits at a later generation and is ignored. 0: written by a
+    /// rollguard that did not bind markers (taken as it is).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub generation: i64,
+}
+
+fn is_zero(n: &i64) -> bool {
+    *n == 0
 }
 
 impl Marker {
@@ -65,7 +81,34 @@ impl Marker {
             image: image.to_string(),
             previous_image: previous_image.to_string(),
             template,
+            uid: String::new(),
+            generation: 0,
         }
+    }
+
+    /// Bind the marker to the workload `uid` at the generation our patch
+    /// gives it (the generation of the object the patch tests, plus one).
+    pub fn bound_to(mut self, uid: &str, generation: i64) -> Marker {
+        self.uid = uid.to_string();
+        self.generation = generation;
+        self
+    }
+
+    /// Does the marker describe `workload` as it is now (same object, same
+    /// generation)? An unbound marker is taken as it is.
+    pub fn applies_to(&self, workload: &Value) -> bool {
+        if self.uid.is_empty() && self.generation == 0 {
+            return true;
+        }
+        let uid = workload
+            .pointer("/metadata/uid")
+            .and_then(Value::as_str)
+            .unwrap_or("");
+        let generation = workload
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        uid == self.uid && generation == self.generation
     }
 
     /// The pre-patch template, unpacked.
@@ -103,12 +146,20 @@ pub fn marker_of(workload: &Value) -> Option<Marker> {
 }
 
 /// Add the marker to a planned JSON Patch (same patch: set atomically with
-/// the new template).
+/// the new template); a marker already there is replaced.
 pub fn mark(patch: &mut Value, marker: &Marker) {
     let value = marker.encode();
     let Some(ops) = patch.as_array_mut() else {
         return;
     };
+    let own_path = format!(
+        "/metadata/annotations/{}",
+        dep::pointer_segment(IN_PROGRESS)
+    );
+    if let Some(op) = ops.iter_mut().find(|op| op["path"] == own_path.as_str()) {
+        op["value"] = Value::String(value);
+        return;
+    }
     // The plan adds the whole annotations map when the object has none.
     if let Some(map) = ops
         .iter_mut()
@@ -171,10 +222,32 @@ pub async fn clear(client: &kube::Client, kind: &str, ns: &str, name: &str, mark
         {"op": "test", "path": path, "value": marker.encode()},
         {"op": "remove", "path": path},
     ]);
-    match json_patch(client, &path_of(kind, ns, name), &patch).await {
+    let object = path_of(kind, ns, name);
+    match json_patch(client, &object, &patch).await {
         Ok(_) => {}
-        // Not there or not ours any more: nothing to clear.
-        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 404 || s.code == 409 => {}
+        // Not ours any more: someone changed the workload during the run
+        // (`kubectl rollout undo` brings a ReplicaSet's annotations back, a
+        // copy of an earlier run's marker among them). A marker that does
+        // not describe the workload as it is now goes too.
+        Err(kube::Error::Api(s)) if s.code == 422 || s.code == 409 => {
+            let Ok(current) = get(client, &object).await else {
+                return;
+            };
+            if marker_of(&current).is_some_and(|m| !m.applies_to(&current) || m.run == marker.run) {
+                let rv = current
+                    .pointer("/metadata/resourceVersion")
+                    .cloned()
+                    .unwrap_or(Value::Null);
+                let patch = json!([
+                    {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+                    {"op": "remove", "path": path},
+                ]);
+                if let Err(e) = json_patch(client, &object, &patch).await {
+                    tracing::debug!("could not clear a stale {IN_PROGRESS} on {kind}/{name}: {e}");
+                }
+            }
+        }
+        Err(kube::Error::Api(s)) if s.code == 404 => {}
         Err(e) => tracing::warn!("could not clear {IN_PROGRESS} on {kind}/{name}: {e}"),
     }
 }
@@ -211,9 +284,6 @@ pub async fn recover_if_needed(
         // The pipeline reports a missing workload itself.
         Err(_) => return Ok(Recovered::Clean),
     };
-    let Some(marker) = marker_of(&raw) else {
-        return Ok(Recovered::Clean);
-    };
     let ann = format!(
         "/metadata/annotations/{}",
         dep::pointer_segment(IN_PROGRESS)
@@ -222,9 +292,46 @@ pub async fn recover_if_needed(
         .pointer("/metadata/resourceVersion")
         .cloned()
         .unwrap_or(Value::Null);
+    let present = raw.pointer(&ann).is_some();
+    let Some(marker) = marker_of(&raw) else {
+        if present {
+            // Unreadable: not ours to act on; it only confuses later runs.
+            let _ = json_patch(
+                client,
+                &path,
+                &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
+            )
+            .await;
+        }
+        return Ok(Recovered::Clean);
+    };
+    if !marker.applies_to(&raw) {
+        // A copy (kubectl rollout undo brings a ReplicaSet's annotations
+        // back) or a leftover of an older generation: it does not describe
+        // the template there now. Removed, and the run goes on from what is
+        // there.
+        let msg = format!(
+            "ignoring a stale rollguard marker on {kind}/{name} (from run {}, for generation {}; the workload is now at generation {}): removed",
+            crate::text::one_line(&marker.run),
+            marker.generation,
+            raw.pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0)
+        );
+        tracing::info!("{msg}");
+        let _ = json_patch(
+            client,
+            &path,
+            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
+        )
+        .await;
+        return Ok(Recovered::Clean);
+    }
     let found = format!(
         "found an interrupted rollguard run on {kind}/{name} (run {}, started {}): its change to {} was never finished",
-        marker.run, marker.started, marker.image
+        crate::text::one_line(&marker.run),
+        crate::text::one_line(&marker.started),
+        crate::text::one_line(&marker.image)
     );
     let Some(previous) = marker.previous_template() else {
         let _ = writeln!(
@@ -384,7 +491,7 @@ pub async fn patch_rechecked(
     name: &str,
     patch: &mut Value,
     previous_template: &Value,
-    marker: &Marker,
+    marker: &mut Marker,
 ) -> Result<Value, kube::Error> {
     let path = path_of(kind, ns, name);
     let mut attempts = 0;
@@ -398,7 +505,7 @@ pub async fn patch_rechecked(
         let Ok(current) = get(client, &path).await else {
             return Err(err);
         };
-        if marker_of(&current).as_ref() == Some(marker) {
+        if marker_of(&current).as_ref() == Some(&*marker) {
             tracing::info!("our patch of {kind}/{name} had landed (its response was lost)");
             return Ok(current);
         }
@@ -423,6 +530,15 @@ pub async fn patch_rechecked(
                 .find(|op| op["path"] == "/metadata/resourceVersion")
         }) {
             op["value"] = rv;
+        }
+        // The patch now lands on this object's generation: bind the marker to it.
+        if marker.generation != 0 {
+            let generation = current
+                .pointer("/metadata/generation")
+                .and_then(Value::as_i64)
+                .unwrap_or(0);
+            marker.generation = generation + 1;
+            mark(patch, marker);
         }
     }
 }

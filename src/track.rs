@@ -258,7 +258,10 @@ impl Lines<'_> {
         }
         let mut line = p.line();
         if !p.waiting_for.is_empty() {
-            line.push_str(&format!("  waiting for {}", p.waiting_for));
+            line.push_str(&format!(
+                "  waiting for {}",
+                crate::text::one_line(&p.waiting_for)
+            ));
         }
         if line != self.last {
             let _ = writeln!(self.out, "{line}");

@@ -87,9 +87,13 @@ async fn kubeconfig_input_as_path_inline_and_base64() {
         assert!(out.contains("dry run"), "{out}");
         assert!(!out.contains(&h.token), "token printed: {out}");
     }
+    // A credential problem, like every kubeconfig problem: exit 78 (README, Security).
     let (code, out) = dry_run(&[("ROLLGUARD_KUBECONFIG", "/nonexistent/kubeconfig")]).await;
-    assert_eq!(code, 2, "{out}");
-    assert!(out.contains("kubeconfig"), "{out}");
+    assert_eq!(code, 78, "{out}");
+    assert!(
+        out.contains("kubeconfig file /nonexistent/kubeconfig does not exist"),
+        "{out}"
+    );
     h.shutdown().await;
 }
 

@@ -555,6 +555,11 @@ fn role_verbs_are_the_ones_rollguard_checks() {
         ("get", "pods/log"),
         ("list", "events"),
         ("watch", "events"),
+        ("get", "leases"),
+        ("create", "leases"),
+        ("update", "leases"),
+        ("watch", "leases"),
+        ("delete", "leases"),
     ] {
         assert!(
             granted.contains_key(&(verb.to_string(), resource.to_string())),
@@ -563,7 +568,7 @@ fn role_verbs_are_the_ones_rollguard_checks() {
     }
     assert_eq!(
         granted.len(),
-        11,
+        16,
         "the Role grants more than rollguard calls"
     );
 }

@@ -245,9 +245,10 @@ async fn github_outputs_summary_and_annotation() {
     assert_eq!(outputs["image"], "nginx:does-not-exist");
     assert_eq!(outputs["previous-image"], "nginx:1.27");
     assert_eq!(outputs["rolled-back"], "true");
-    assert_eq!(outputs["cause"], "line one\nline two");
+    // Cluster text is one line in every sink: a line break cannot split it.
+    assert_eq!(outputs["cause"], "line one line two");
     assert_eq!(outputs["report-file"], "rollguard-report.json");
-    assert!(files.read("output").contains("cause<<ghadelimiter_"));
+    assert!(files.read("output").contains("cause=line one line two\n"));
 
     let summary = files.read("summary");
     let f = &r.findings[0];
@@ -260,7 +261,7 @@ async fn github_outputs_summary_and_annotation() {
     assert!(summary.contains("| Result | `rolled-back` (exit code 3) |"));
 
     assert!(p.stdout.starts_with(
-        "::error title=rollguard%3A deployment/web failed and rolled back::line one%0Aline two"
+        "::error title=rollguard%3A deployment/web failed and rolled back::line one line two"
     ));
 }
 

@@ -93,6 +93,9 @@ struct State {
     fraction: Option<Fraction>,
     latency: Duration,
     conflicts: Vec<ConflictRule>,
+    /// SelfSubjectRulesReview answers `incomplete: true` with no rules (an
+    /// authorizer that cannot enumerate them, e.g. a webhook).
+    incomplete_rules: bool,
 }
 
 /// Shared fault state of one simulated cluster.
@@ -198,6 +201,15 @@ impl Faults {
 
     pub fn set_latency(&self, latency: Duration) {
         self.lock().latency = latency;
+    }
+
+    pub fn set_incomplete_rules(&self, on: bool) {
+        self.lock().incomplete_rules = on;
+    }
+
+    /// Whether rules reviews answer `incomplete` (see [`State`]).
+    pub fn incomplete_rules(&self) -> bool {
+        self.lock().incomplete_rules
     }
 
     pub fn conflict_next_write(&self, rule: ConflictRule) {
@@ -308,6 +320,12 @@ impl FaultHandle {
     /// Delay every response by `ms` milliseconds (0 turns it off).
     pub fn latency(&self, ms: u64) {
         self.sim.faults.set_latency(Duration::from_millis(ms));
+    }
+
+    /// SelfSubjectRulesReviews answer `incomplete: true` without rules, as
+    /// with an authorizer that cannot list them; access reviews still answer.
+    pub fn incomplete_rules_review(&self, on: bool) {
+        self.sim.faults.set_incomplete_rules(on);
     }
 
     /// Answer 409 Conflict to the next update/patch of this object.

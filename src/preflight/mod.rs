@@ -160,7 +160,15 @@ fn docker_config_credentials(pf: &Preflight, registry: &str) -> Option<Credentia
         }
     };
     let doc: Value = serde_json::from_str(&text)
-        .map_err(|e| tracing::warn!("docker config {path} is not valid JSON: {e}"))
+        // Position and kind only: the file holds credentials.
+        .map_err(|e| {
+            tracing::warn!(
+                "docker config {path} is not valid JSON ({:?} error at line {}, column {})",
+                e.classify(),
+                e.line(),
+                e.column()
+            )
+        })
         .ok()?;
     registry::lookup_auths(&doc, registry, &format!("docker config {path}"))
 }

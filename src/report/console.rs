@@ -84,7 +84,7 @@ impl Sink for Console<'_> {
     fn emit(&mut self, report: &Report) -> anyhow::Result<()> {
         // Cluster text (messages, log lines) is in the summary: keep it from
         // issuing workflow commands on a CI runner.
-        let text = super::escape::neutralise_commands(&render(report));
+        let text = super::escape::neutralise_commands(&render(&super::sanitise::report(report)));
         self.out.write_all(text.as_bytes())?;
         self.out.flush()?;
         Ok(())

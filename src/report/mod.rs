@@ -9,6 +9,7 @@ pub mod github;
 pub mod gitlab;
 pub mod markdown;
 pub mod publish;
+pub mod sanitise;
 pub mod slack;
 
 use std::collections::BTreeMap;

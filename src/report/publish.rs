@@ -273,6 +273,7 @@ pub async fn slack_early(
     sinks: &SinkConfig,
     env: &Env,
 ) -> (Option<SlackThread>, Vec<String>) {
+    let report = &super::sanitise::report(report);
     let Some(target @ Target::Bot { .. }) = sinks.slack_target(env) else {
         return (None, Vec::new());
     };
@@ -323,6 +324,8 @@ pub async fn publish_with(
     env: &Env,
     slack_thread: Option<SlackThread>,
 ) -> Published {
+    // Cluster and input text, safe for every text sink below.
+    let report = &super::sanitise::report(report);
     let mut p = Published {
         slack_thread: slack_thread.clone(),
         ..Published::default()

@@ -40,6 +40,8 @@ impl Kind {
             Kind::Deployment => &[
                 ("get", "apps", "deployments"),
                 ("patch", "apps", "deployments"),
+                ("list", "apps", "deployments"),
+                ("watch", "apps", "deployments"),
                 ("list", "apps", "replicasets"),
                 ("watch", "apps", "replicasets"),
                 ("list", "", "pods"),

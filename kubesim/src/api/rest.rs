@@ -67,7 +67,12 @@ pub async fn handle(
                     Ok(http::json(201, &ssar::access_review(identity, &body)?))
                 }
                 ("authorization.k8s.io", "selfsubjectrulesreviews", _) => {
-                    Ok(http::json(201, &ssar::rules_review(identity, &body)?))
+                    let mut review = ssar::rules_review(identity, &body)?;
+                    if sim.faults.incomplete_rules() {
+                        review["status"]["resourceRules"] = json!([]);
+                        review["status"]["incomplete"] = json!(true);
+                    }
+                    Ok(http::json(201, &review))
                 }
                 (_, _, Some("eviction")) => evict(sim, req, rt, &ns, &name, &body),
                 _ => {

@@ -71,6 +71,7 @@ fn workload(w: &WorkloadReport) -> WorkloadReport {
             p.waiting_for = one_line(&p.waiting_for);
             p
         }),
+        stability: opt(&w.stability),
         revision: opt(&w.revision),
         patch: w.patch.as_ref().map(value),
         previous_template: w.previous_template.as_ref().map(value),
@@ -102,6 +103,7 @@ pub fn report(r: &Report) -> Report {
             p.waiting_for = one_line(&p.waiting_for);
             p
         }),
+        stability: opt(&r.stability),
         revision: opt(&r.revision),
         inputs: r
             .inputs

@@ -49,12 +49,15 @@ pub fn process_env() -> Env {
 pub(crate) struct Stop {
     pub(crate) code: ExitCode,
     pub(crate) message: String,
+    /// A pre-flight check refused the change (result `blocked`).
+    pub(crate) preflight: bool,
 }
 
 pub(crate) fn stop(code: ExitCode, message: impl Into<String>) -> Stop {
     Stop {
         code,
         message: message.into(),
+        preflight: false,
     }
 }
 
@@ -142,7 +145,7 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
             .await;
         }
     };
-    let sinks = report::publish::SinkConfig::from_settings(&settings);
+    let mut sinks = report::publish::SinkConfig::from_settings(&settings);
     // Masks first, before anything could echo a secret (GitHub only).
     let _ = write!(out, "{}", report::publish::start(&sinks, env));
     for u in &settings.unknown {
@@ -155,28 +158,41 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         .collect::<Vec<_>>()
         .join(", ");
     report.version_label = Some(settings.version_label.clone());
+    report.context = report::RunContext::from_env(env, settings.context.clone());
     let report_file = settings.report_file.clone();
-    let _ = write!(out, "{}", report::publish::group_start(env, GROUP));
+    let title = report::publish::group_title(&settings);
+    // The GitHub deployment (environment input) is in progress from here on.
+    let (deployment, warnings) =
+        report::publish::deployment_begin(&sinks, env, &title, settings.dry_run).await;
+    sinks.github_deployment = deployment;
+    for w in warnings {
+        tracing::warn!("{w}");
+    }
+    let _ = write!(out, "{}", report::publish::group_start(env, &title));
     // One pipeline for every kind and for groups (all-or-nothing).
     let deployed = orchestrate::deploy_group(&settings, &mut report, out).await;
-    let _ = write!(out, "{}", report::publish::group_end(env, GROUP));
+    let _ = write!(out, "{}", report::publish::group_end(env));
     let code = match deployed {
         Ok(code) => code,
         Err(s) => {
-            let _ = writeln!(out, "rollguard: {}", s.message);
-            tracing::error!("{}", s.message);
+            // One line in the log: the console summary below says it again
+            // only as its headline.
+            tracing::debug!("{}", s.message);
+            report.result = if s.preflight {
+                Conclusion::Blocked
+            } else {
+                Conclusion::Invalid
+            };
+            if s.preflight && report.cause.is_none() {
+                report.cause = Some(s.message.clone());
+            }
             report.headline = s.message;
-            report.result = Conclusion::Invalid;
             s.code
         }
     };
     let result = report.result;
     finish(report, code, result, report_file, Some(&sinks), env, out).await
 }
-
-/// The CI log group (GitHub) / collapsible section (GitLab) around the
-/// rollout's progress lines.
-const GROUP: &str = "rollguard-rollout";
 
 /// Publish the report to every sink; no sink changes the outcome.
 async fn finish(

@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::diagnose::{Cause, Signal};
-use crate::report::markdown::Sample;
+use crate::report::timeline::{Mark, Phase, Sample};
 use crate::workload::deployment::{self as dep, Expectations, Progress, Snapshot, Timers, Verdict};
 
 /// How long after a restart a pod must stay up before success is declared.
@@ -41,6 +41,8 @@ pub struct Tracker {
     started: Instant,
     /// (container, image) that marks a pod as the new version.
     new_version: Option<(String, String)>,
+    /// What the run is doing, for the timeline's samples.
+    phase: Phase,
 }
 
 fn reflect<K>(
@@ -108,6 +110,7 @@ impl Tracker {
             timeline: Vec::new(),
             started: Instant::now(),
             new_version: None,
+            phase: Phase::Rollout,
         }
     }
 
@@ -117,11 +120,16 @@ impl Tracker {
         self.new_version = Some((container.to_string(), image.to_string()));
     }
 
-    /// Append a timeline sample when the ready counts changed.
-    fn sample(&mut self) {
+    /// Append a timeline sample when the ready counts changed (or always,
+    /// with a mark). Nothing is sampled before every cache has listed, so
+    /// the first sample has the real counts (not an empty cache's zeros).
+    fn sample(&mut self, mark: Option<Mark>) {
         let Some((container, image)) = &self.new_version else {
             return;
         };
+        if !self.is_ready() {
+            return;
+        }
         let (mut old_ready, mut new_ready) = (0, 0);
         for pod in self.pods.state() {
             if pod.metadata.deletion_timestamp.is_some() || !dep::pod_is_ready(&pod) {
@@ -138,18 +146,44 @@ impl Tracker {
                 old_ready += 1;
             }
         }
-        if self
-            .timeline
-            .last()
-            .is_some_and(|l| l.old_ready == old_ready && l.new_ready == new_ready)
+        let available = self
+            .deployment
+            .state()
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(self.name.as_str()))
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(old_ready + new_ready);
+        if mark.is_none()
+            && self.timeline.last().is_some_and(|l| {
+                l.old_ready == old_ready
+                    && l.new_ready == new_ready
+                    && l.available == available
+                    && l.phase == self.phase
+            })
         {
             return;
         }
         self.timeline.push(Sample {
-            seconds: self.started.elapsed().as_secs(),
-            old_ready,
-            new_ready,
+            phase: self.phase,
+            mark,
+            ..Sample::new(
+                self.started.elapsed().as_millis() as u64,
+                old_ready,
+                new_ready,
+                available,
+            )
         });
+    }
+
+    /// Mark a moment of the run in the timeline (a sample of its own), and
+    /// from then on sample as `phase`.
+    pub fn mark(&mut self, mark: Option<Mark>, phase: Phase) {
+        if mark.is_some() {
+            self.sample(mark);
+        }
+        self.phase = phase;
+        self.sample(None);
     }
 
     /// Every cache has finished its first list.
@@ -165,7 +199,7 @@ impl Tracker {
                 if let Some(Some(what)) = item {
                     self.ready.insert(what);
                 }
-                self.sample();
+                self.sample(None);
             }
             _ = tick => {}
         }
@@ -291,6 +325,7 @@ pub async fn follow_rollout(
                 Verdict::Waiting(p) => lines.show(&p),
                 Verdict::Succeeded(p) => {
                     lines.show(&p);
+                    tracker.mark(Some(Mark::Complete), Phase::Bake);
                     return Ended::Succeeded(p);
                 }
                 Verdict::Failed {
@@ -299,6 +334,7 @@ pub async fn follow_rollout(
                     signals,
                 } => {
                     lines.show(&progress);
+                    tracker.mark(Some(Mark::Verdict), Phase::Rollout);
                     return Ended::Failed {
                         progress,
                         cause,
@@ -313,6 +349,7 @@ pub async fn follow_rollout(
                 | Verdict::Succeeded(p)
                 | Verdict::Failed { progress: p, .. } => p,
             };
+            tracker.mark(Some(Mark::Verdict), Phase::Rollout);
             return Ended::TimedOut { progress, signals };
         }
     }
@@ -337,6 +374,7 @@ pub async fn follow_bake(
                 cause,
                 signals,
             } => {
+                tracker.mark(Some(Mark::Verdict), Phase::Bake);
                 return Ended::Failed {
                     progress,
                     cause,
@@ -351,6 +389,7 @@ pub async fn follow_bake(
                 "baked for {}: no restarts, every new pod ready",
                 humantime::format_duration(bake)
             );
+            tracker.mark(Some(Mark::Verdict), Phase::Bake);
             return Ended::Succeeded(last);
         }
     }
@@ -366,22 +405,34 @@ pub async fn follow_rollback(
     out: &mut (dyn Write + Send),
 ) -> (bool, String) {
     let mut last = String::new();
+    tracker.mark(None, Phase::Rollback);
+    let ended = follow_rollback_until(tracker, generation, deadline, out, &mut last).await;
+    tracker.mark(Some(Mark::RollbackEnd), Phase::Rollback);
+    ended
+}
+
+async fn follow_rollback_until(
+    tracker: &mut Tracker,
+    generation: i64,
+    deadline: Instant,
+    out: &mut (dyn Write + Send),
+    last: &mut String,
+) -> (bool, String) {
     loop {
         tracker.next_change().await;
         let snap = tracker.snapshot();
         if let Some(d) = &snap.deployment {
             let status = d.status.clone().unwrap_or_default();
             let line = format!(
-                "{}  desired {}  current {}  up-to-date {}  available {}  (rollback)",
+                "{}: rolling back: {} of {} replicas restored, {} available",
                 d.metadata.name.as_deref().unwrap_or(""),
-                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                status.replicas.unwrap_or(0),
                 status.updated_replicas.unwrap_or(0),
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
                 status.available_replicas.unwrap_or(0)
             );
-            if line != last {
+            if line != *last {
                 let _ = writeln!(out, "{line}");
-                last = line;
+                *last = line;
             }
             match dep::still_waiting_for(d, generation) {
                 None => return (true, "every replica updated and available".into()),

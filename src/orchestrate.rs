@@ -2055,11 +2055,23 @@ async fn close_units(ctx: &Ctx<'_>, units: &mut [Unit], report: &mut Report) {
     for (w, m) in &marked {
         recovery::clear(&ctx.client, w.kind.as_str(), &ctx.ns, &w.name, m).await;
     }
-    if let Some(t) = units.iter_mut().find_map(|u| match &mut u.state {
-        State::Deployment(d) => d.tracker.as_mut(),
-        _ => None,
-    }) {
+    // The chart shows one Deployment: the first that failed, else the first.
+    let is_dep = |u: &Unit| matches!(u.state, State::Deployment(_));
+    let pick = units
+        .iter()
+        .position(|u| {
+            is_dep(u) && matches!(u.ended, Some(Ended::Failed { .. } | Ended::TimedOut { .. }))
+        })
+        .or_else(|| units.iter().position(is_dep));
+    let group = units.len() > 1;
+    if let Some(u) = pick.and_then(|i| units.get_mut(i))
+        && let State::Deployment(d) = &mut u.state
+        && let Some(t) = d.tracker.as_mut()
+    {
         report.timeline = std::mem::take(&mut t.timeline);
+        if group {
+            report.timeline_of = Some(u.wref.to_string());
+        }
     }
 }
 

@@ -36,10 +36,21 @@ pub fn finding(
     }
     Finding {
         cause,
-        summary: if primary {
-            format!("{what} ({counts})")
-        } else {
-            format!("{what} with no failing pod: {counts}{waiting}")
+        // The counts are the evidence; the summary says what was awaited.
+        summary: {
+            let awaited = if progress.waiting_for.is_empty() {
+                format!(
+                    "{} of {} new pods ready",
+                    progress.new_ready, progress.desired
+                )
+            } else {
+                format!("still waiting for {}", progress.waiting_for)
+            };
+            if primary {
+                format!("{what}, {awaited}")
+            } else {
+                format!("{what} with no failing pod, {awaited}")
+            }
         },
         container: None,
         pods: format!("{}/{} new pods ready", progress.new_ready, progress.desired),

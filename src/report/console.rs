@@ -70,10 +70,11 @@ pub fn render(r: &Report) -> String {
         }
         line(format!("    fix: {}", f.fix));
     }
-    if !r.events.is_empty() {
+    let events = markdown::fresh_events(r);
+    if !events.is_empty() {
         line(String::new());
         line("  events (common success events excluded):".into());
-        for e in &r.events {
+        for e in &events {
             line(format!("    {e}"));
         }
     }

@@ -190,7 +190,12 @@ pub fn exposure_text(r: &Report) -> Option<String> {
     } else if let Some(v) = e.verdict_after {
         parts.push(format!("verdict {} after the patch", human_ms(v)));
     }
-    (!parts.is_empty()).then(|| parts.join("; "))
+    let of = r
+        .timeline_of
+        .as_ref()
+        .map(|w| format!("{w}: "))
+        .unwrap_or_default();
+    (!parts.is_empty()).then(|| format!("{of}{}", parts.join("; ")))
 }
 
 /// The rollback in one sentence.
@@ -484,14 +489,30 @@ fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool, said: bool) ->
     s
 }
 
-/// The events excerpt of the failing workload(s).
-fn events(r: &Report) -> String {
+/// The events worth showing: the report's (or each workload's, prefixed)
+/// minus those whose message a finding already shows as evidence.
+pub fn fresh_events(r: &Report) -> Vec<String> {
+    let shown: Vec<&str> = r
+        .findings
+        .iter()
+        .chain(r.workloads.iter().flat_map(|w| w.findings.iter()))
+        .flat_map(|f| f.evidence.iter())
+        .map(|e| e.trim())
+        .filter(|e| e.len() >= 20)
+        .collect();
     let mut lines: Vec<String> = r.events.clone();
-    for w in &r.workloads {
-        if r.events.is_empty() {
+    if lines.is_empty() {
+        for w in &r.workloads {
             lines.extend(w.events.iter().map(|e| format!("[{}] {e}", w.workload)));
         }
     }
+    lines.retain(|l| !shown.iter().any(|e| l.contains(e)));
+    lines
+}
+
+/// The events excerpt of the failing workload(s).
+fn events(r: &Report) -> String {
+    let lines = fresh_events(r);
     if lines.is_empty() {
         return String::new();
     }
@@ -506,19 +527,24 @@ fn events(r: &Report) -> String {
     )
 }
 
-/// Colours of the chart: the rollback band, the old version, the new one.
-const PALETTE: &str = "#d8dee4, #0969da, #d1242f";
+/// Colours of the chart's lines: the old version, the new one.
+const PALETTE: &str = "#0969da, #d1242f";
 
 /// The chart of old vs new ready pods (Mermaid xychart), or a one-line
 /// text timeline when the run was too short to show anything; empty when
-/// there is no timeline.
-pub fn chart(timeline: &[Sample], failed: bool) -> String {
+/// there is no timeline. The x-axis ticks are evenly spaced and distinct;
+/// the verdict's tick carries ✘ (or ✔), the ticks of the rollback ↩ and
+/// the last one `end`; the legend is in the chart's title and above it.
+pub fn chart(timeline: &[Sample], failed: bool, of: Option<&str>) -> String {
     if timeline.is_empty() {
         return String::new();
     }
     if !timeline::worth_a_chart(timeline) {
+        let of = of
+            .map(|w| format!(" of {}", md_code_span(w)))
+            .unwrap_or_default();
         return format!(
-            "**Timeline:** {}\n\n",
+            "**Timeline{of}:** {}\n\n",
             md_text(&timeline::text_line(timeline))
         );
     }
@@ -535,51 +561,33 @@ pub fn chart(timeline: &[Sample], failed: bool) -> String {
     let rollback = ticks.iter().any(|t| t.rollback);
     let join =
         |f: &dyn Fn(&timeline::Tick) -> String| ticks.iter().map(f).collect::<Vec<_>>().join(", ");
-    let mut legend = String::from("🟦 old version ready · 🟥 new version ready");
+    let mut legend = String::from("🟦 old version · 🟥 new version · ");
+    legend.push_str(if failed { "✘ verdict" } else { "✔ verdict" });
     if rollback {
-        legend.push_str(" · ⬜ rollback");
+        legend.push_str(" · ↩ rolling back · end: rollback done");
     }
-    legend.push_str(if failed {
-        " · ✘ verdict"
-    } else {
-        " · ✔ verdict"
-    });
-    if rollback {
-        legend.push_str(" · ↩ rollback done");
-    }
-    let band = if rollback {
-        format!(
-            "    bar [{}]\n",
-            join(&|t| if t.rollback {
-                top.to_string()
-            } else {
-                "0".into()
-            })
-        )
-    } else {
-        // Keeps the palette's order: the lines stay blue and red.
-        format!("    bar [{}]\n", join(&|_| "0".into()))
-    };
     format!(
-        "**Ready pods over time** — {legend}\n\n\
+        "**Ready pods{} over time** — {legend}\n\n\
          ```mermaid\n\
          ---\n\
          config:\n  \
            xyChart:\n    \
              width: 640\n    \
-             height: 240\n    \
+             height: 230\n    \
              titleFontSize: 14\n  \
            themeVariables:\n    \
              xyChart:\n      \
                plotColorPalette: \"{PALETTE}\"\n\
          ---\n\
          xychart-beta\n    \
+         title \"Ready pods: blue = old version, red = new version\"\n    \
          x-axis \"time after the patch\" [{}]\n    \
-         y-axis \"ready pods\" 0 --> {top}\n\
-         {band}    \
+         y-axis \"ready pods\" 0 --> {top}\n    \
          line [{}]\n    \
          line [{}]\n\
          ```\n\n",
+        of.map(|w| format!(" of {}", md_code_span(w)))
+            .unwrap_or_default(),
         join(&|t| format!("\"{}\"", t.label)),
         join(&|t| t.old_ready.to_string()),
         join(&|t| t.new_ready.to_string()),
@@ -605,7 +613,7 @@ fn footer(r: &Report) -> String {
 pub fn render(r: &Report, opts: &Options) -> String {
     let head = head(r, opts);
     let details = details(r);
-    let chart = chart(&r.timeline, is_failure(r.result));
+    let chart = chart(&r.timeline, is_failure(r.result), r.timeline_of.as_deref());
     let events = events(r);
     let footer = footer(r);
     // Room for the "omitted" note.
@@ -722,7 +730,7 @@ mod tests {
             s.phase = Phase::Rollback;
         }
         t[99].mark = Some(Mark::RollbackEnd);
-        let c = chart(&t, true);
+        let c = chart(&t, true, None);
         assert!(c.contains("```mermaid\n---\nconfig:"), "{c}");
         assert!(c.contains("xychart-beta"));
         assert!(c.contains(" ✘\""), "{c}");
@@ -734,9 +742,9 @@ mod tests {
         uniq.sort();
         uniq.dedup();
         assert_eq!(uniq.len(), labels.len(), "{x}");
-        assert!(chart(&[], true).is_empty());
+        assert!(chart(&[], true, None).is_empty());
         // Too short to draw: one line of text.
-        let short = chart(&t[..2], true);
+        let short = chart(&t[..2], true, None);
         assert!(short.starts_with("**Timeline:**"), "{short}");
     }
 }

@@ -126,6 +126,9 @@ pub struct Report {
     /// Old vs new ready pods over the rollout's time (the Mermaid chart of
     /// the Markdown sinks); empty when not tracked.
     pub timeline: Vec<timeline::Sample>,
+    /// The workload of the timeline, in a run of several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline_of: Option<String>,
     /// The revision that serves after a rollback (the restored one).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving_revision: Option<String>,
@@ -226,6 +229,7 @@ impl Report {
             patch: None,
             previous_template: None,
             timeline: Vec::new(),
+            timeline_of: None,
             serving_revision: None,
             events: Vec::new(),
             context: RunContext::default(),

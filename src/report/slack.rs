@@ -200,10 +200,11 @@ pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
     }
 
     let mut tail = Vec::new();
-    if !r.events.is_empty() {
+    let events = markdown::fresh_events(r);
+    if !events.is_empty() {
         tail.push(section(format!(
             "*Events* (common success events excluded)\n{}",
-            code_block(&r.events, SECTION_MAX - 60)
+            code_block(&events, SECTION_MAX - 60)
         )));
     }
     let mut context: Vec<String> = markdown::context_parts(r)

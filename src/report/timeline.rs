@@ -163,7 +163,7 @@ fn tick_label(ms: u64, step: u64) -> String {
         } else {
             format!("{s:.1}s")
         }
-    } else if step < 60_000 || ms % 60_000 != 0 {
+    } else if step < 60_000 || !ms.is_multiple_of(60_000) {
         format!("{}s", ms / 1000)
     } else {
         format!("{}m", ms / 60_000)
@@ -203,8 +203,9 @@ pub fn ticks(t: &[Sample], failed: bool) -> Vec<Tick> {
         let marks = |m: Option<u64>| m.is_some_and(|m| m <= ms && m + step > ms);
         if marks(verdict) {
             label.push_str(if failed { " ✘" } else { " ✔" });
-        }
-        if marks(rollback_end) {
+        } else if marks(rollback_end) || (rollback_end.is_some() && k == n) {
+            label.push_str(" end");
+        } else if phase == Phase::Rollback {
             label.push_str(" ↩");
         }
         out.push(Tick {
@@ -305,6 +306,7 @@ mod tests {
         assert_eq!(ticks[0].old_ready, 3);
         assert_eq!(ticks.iter().filter(|t| t.label.ends_with('✘')).count(), 1);
         assert!(ticks.iter().any(|t| t.label.contains('↩')));
+        assert!(ticks.last().unwrap().label.ends_with(" end"));
         assert!(ticks.iter().any(|t| t.rollback));
         assert_eq!(ticks.last().unwrap().old_ready, 3);
     }

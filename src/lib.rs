@@ -127,8 +127,8 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     let settings = match config::from_env(env) {
         Ok(s) => s,
         Err(e) => {
+            // One line (stdout and stderr share a CI log: not twice).
             let _ = writeln!(out, "rollguard: {e}");
-            tracing::error!("{e}");
             report.headline = format!("invalid input: {e}");
             // No secret input could be read: the outputs, summary and
             // annotation still say `invalid`; no comment or Slack post.
@@ -165,9 +165,10 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     let (deployment, warnings) =
         report::publish::deployment_begin(&sinks, env, &title, settings.dry_run).await;
     sinks.github_deployment = deployment;
-    for w in warnings {
+    for w in &warnings {
         tracing::warn!("{w}");
     }
+    let _ = write!(out, "{}", report::publish::warning_lines(env, &warnings));
     let _ = write!(out, "{}", report::publish::group_start(env, &title));
     // One pipeline for every kind and for groups (all-or-nothing).
     let deployed = orchestrate::deploy_group(&settings, &mut report, out).await;
@@ -175,9 +176,8 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     let code = match deployed {
         Ok(code) => code,
         Err(s) => {
-            // One line in the log: the console summary below says it again
-            // only as its headline.
-            tracing::debug!("{}", s.message);
+            // The one-line error; the console summary below does not repeat it.
+            let _ = writeln!(out, "rollguard: {}", s.message);
             report.result = if s.preflight {
                 Conclusion::Blocked
             } else {

@@ -2321,11 +2321,15 @@ async fn settle_failure<'a>(
             "failed".into()
         };
         let mut w = prefixed(sink, ctx.single, u);
+        // The cause in a word: the summary after the log group says it in full.
         let _ = writeln!(
             w,
-            "rollout of {} {what}: {}",
+            "rollout of {} {what} ({})",
             u.rep.image.as_deref().unwrap_or("?"),
-            u.rep.cause.as_deref().unwrap_or(cause.title())
+            u.rep
+                .findings
+                .first()
+                .map_or(cause.title(), |f| f.cause.title())
         );
         u.rep.exit_code = if timed_out {
             ExitCode::TimedOut.code()

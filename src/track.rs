@@ -264,6 +264,11 @@ impl Lines<'_> {
             return;
         }
         let mut line = p.line();
+        // The verdict's line has nothing to wait for: the counts alone are
+        // not news when they did not change.
+        if p.waiting_for.is_empty() && self.last.starts_with(&format!("{line}  waiting for ")) {
+            return;
+        }
         if !p.waiting_for.is_empty() {
             line.push_str(&format!("  waiting for {}", p.waiting_for));
         }

@@ -24,7 +24,16 @@ pub fn render(r: &Report) -> String {
         Conclusion::Failed | Conclusion::Invalid | Conclusion::Blocked => "✘",
     };
     let heading = markdown::heading(r, usize::MAX);
-    line(format!("{mark} {heading}"));
+    // Bad input and pre-flight refusals were said by the one-line error
+    // (`rollguard: …`) just before: only the verdict here.
+    let short = match r.result {
+        Conclusion::Invalid | Conclusion::Blocked => {
+            let (_, word) = markdown::outcome(r.result);
+            format!("{} {word}", r.workload).trim().to_string()
+        }
+        _ => heading.clone(),
+    };
+    line(format!("{mark} {short}"));
     if let (Some(old), Some(new)) = (&r.previous_image, &r.image) {
         let ns = r.namespace.as_deref().unwrap_or("");
         let container = r

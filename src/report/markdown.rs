@@ -106,6 +106,7 @@ pub fn heading(r: &Report, cause_max: usize) -> String {
     }
     match r.result {
         Conclusion::Succeeded => match &r.image {
+            _ if !r.headline.is_empty() => r.headline.clone(),
             Some(img) if r.workloads.len() < 2 => format!("{} deployed {img}", r.workload),
             _ => format!("{} {word}", r.workload),
         },

@@ -374,6 +374,18 @@ pub async fn deployment_begin(
     }
 }
 
+/// `::warning::` lines for these warnings on GitHub (empty elsewhere).
+pub fn warning_lines(env: &Env, warnings: &[String]) -> String {
+    if github::active(env) {
+        warnings
+            .iter()
+            .map(|w| github::warning_command(w))
+            .collect()
+    } else {
+        String::new()
+    }
+}
+
 /// Every CI sink; prints the workflow commands to stdout and returns the
 /// warnings (one line per failed sink, secrets removed).
 pub async fn publish(report: &Report, sinks: &SinkConfig, env: &Env) -> Vec<String> {

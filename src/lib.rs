@@ -158,7 +158,15 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         .collect::<Vec<_>>()
         .join(", ");
     report.version_label = Some(settings.version_label.clone());
-    report.context = report::RunContext::from_env(env, settings.context.clone());
+    // The kubeconfig context the run uses (read again here: a cheap parse).
+    let cluster = match kube_client::load(&settings.kubeconfig).await {
+        Ok((kc, what)) => kube_client::select_context(&kc, settings.context.as_deref(), &what)
+            .ok()
+            .flatten()
+            .or_else(|| kc.current_context.clone().filter(|c| !c.is_empty())),
+        Err(_) => None,
+    };
+    report.context = report::RunContext::from_env(env, cluster.or(settings.context.clone()));
     let report_file = settings.report_file.clone();
     let title = report::publish::group_title(&settings);
     // The GitHub deployment (environment input) is in progress from here on.

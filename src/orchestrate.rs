@@ -366,7 +366,9 @@ async fn crash_logs(
         let params = LogParams {
             container: Some(c.clone()),
             previous: true,
-            tail_lines: Some(20),
+            // A longer tail than a screen: the reports show the last lines
+            // and fold the rest.
+            tail_lines: Some(40),
             ..Default::default()
         };
         match pods.logs(&s.pod, &params).await {

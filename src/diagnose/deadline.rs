@@ -24,13 +24,9 @@ pub fn finding(
     deadline_message: Option<&str>,
     primary: bool,
 ) -> Finding {
-    let waiting = if progress.waiting_for.is_empty() {
-        String::new()
-    } else {
-        format!(", waiting for {}", progress.waiting_for)
-    };
     let counts = counts(progress);
-    let mut evidence = vec![format!("{counts}{waiting}")];
+    // What was awaited is in the summary; the evidence is kubectl's counts.
+    let mut evidence = vec![counts.clone()];
     if let Some(m) = deadline_message {
         evidence.push(m.to_string());
     }

@@ -31,6 +31,8 @@ pub fn render(r: &Report) -> String {
             let (_, word) = markdown::outcome(r.result);
             format!("{} {word}", r.workload).trim().to_string()
         }
+        // The run's own words (`… rolled out IMAGE (label=version)`).
+        Conclusion::Succeeded if !r.headline.is_empty() => r.headline.clone(),
         _ => heading.clone(),
     };
     line(format!("{mark} {short}"));

@@ -106,7 +106,6 @@ pub fn heading(r: &Report, cause_max: usize) -> String {
     }
     match r.result {
         Conclusion::Succeeded => match &r.image {
-            _ if !r.headline.is_empty() => r.headline.clone(),
             Some(img) if r.workloads.len() < 2 => format!("{} deployed {img}", r.workload),
             _ => format!("{} {word}", r.workload),
         },
@@ -293,11 +292,8 @@ fn head(r: &Report, opts: &Options) -> String {
         } else {
             "Progress"
         };
-        let mut line = p.line();
-        if !p.waiting_for.is_empty() {
-            line.push_str(&format!("; waiting for {}", p.waiting_for));
-        }
-        facts.push(format!("**{label}:** {}", md_text(&line)));
+        // The counts only: what was still awaited is the cause's to say.
+        facts.push(format!("**{label}:** {}", md_text(&p.line())));
     }
     let mut ctx: Vec<String> = context_parts(r)
         .into_iter()

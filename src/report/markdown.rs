@@ -128,6 +128,15 @@ pub fn heading(r: &Report, cause_max: usize) -> String {
                 format!("{} {word}: {}", r.workload, truncate(why, cause_max))
             }
         }
+        // A cancelled run: its headline says by what, and what became of it.
+        _ if r
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.starts_with("cancelled"))
+            && !r.headline.is_empty() =>
+        {
+            truncate(&r.headline, cause_max.max(200))
+        }
         _ => match r.cause.as_deref().filter(|c| !c.is_empty()) {
             Some(c) => format!("{} {word}: {}", r.workload, truncate(c, cause_max)),
             None if !r.headline.is_empty() => truncate(&r.headline, cause_max),

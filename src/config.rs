@@ -261,6 +261,18 @@ pub const INPUTS: &[InputSpec] = &[
         "Slack channel for slack-token",
     ),
     input(
+        "environment",
+        "",
+        "production",
+        "GitHub environment to record a deployment for (with github-token and `permissions: deployments: write`): statuses in_progress, then success or failure, shown in the repository's Environments",
+    ),
+    input(
+        "environment-url",
+        "",
+        "https://shop.example.com",
+        "URL of the deployed service, shown on the GitHub deployment (with environment)",
+    ),
+    input(
         "slack-on",
         "failure",
         "always",
@@ -338,6 +350,9 @@ struct RawInputs {
     slack_channel: Option<String>,
     #[serde(rename = "slack-on")]
     slack_on: Option<String>,
+    environment: Option<String>,
+    #[serde(rename = "environment-url")]
+    environment_url: Option<String>,
     #[serde(rename = "max-surge")]
     max_surge: Option<String>,
     #[serde(rename = "max-unavailable")]
@@ -459,6 +474,9 @@ pub struct Settings {
     pub report_file: Option<String>,
     pub slack_channel: Option<String>,
     pub slack_on: SlackOn,
+    /// The GitHub environment to record a deployment for.
+    pub environment: Option<String>,
+    pub environment_url: Option<String>,
     pub secrets: Secrets,
     /// Unknown `INPUT_*` / `ROLLGUARD_*` names (warned about, not fatal).
     pub unknown: Vec<String>,
@@ -826,6 +844,38 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         ));
     }
     let dry_run = parse_bool("dry-run", raw.dry_run.as_deref(), false)?;
+    let environment = raw
+        .environment
+        .map(|e| e.trim().to_string())
+        .filter(|e| !e.is_empty());
+    if let Some(e) = &environment
+        && (e.len() > 255 || e.chars().any(char::is_control))
+    {
+        return Err(bad(
+            "environment",
+            "must be one line of at most 255 characters",
+        ));
+    }
+    let environment_url = raw
+        .environment_url
+        .map(|u| u.trim().to_string())
+        .filter(|u| !u.is_empty());
+    if let Some(u) = &environment_url {
+        if !(u.starts_with("https://") || u.starts_with("http://"))
+            || u.contains(char::is_whitespace)
+        {
+            return Err(bad(
+                "environment-url",
+                format!("\"{u}\" must be an http:// or https:// URL"),
+            ));
+        }
+        if environment.is_none() {
+            return Err(bad(
+                "environment-url",
+                "needs environment (the GitHub environment the URL belongs to)",
+            ));
+        }
+    }
     let slack_on = match raw
         .slack_on
         .as_deref()
@@ -875,6 +925,8 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         report_file: raw.report_file,
         slack_channel: raw.slack_channel,
         slack_on,
+        environment,
+        environment_url,
         secrets: Secrets {
             github_token: raw.github_token,
             gitlab_token: raw.gitlab_token,

@@ -54,12 +54,15 @@ pub fn process_env() -> Env {
 pub(crate) struct Stop {
     pub(crate) code: ExitCode,
     pub(crate) message: String,
+    /// A pre-flight check refused the change (result `blocked`).
+    pub(crate) preflight: bool,
 }
 
 pub(crate) fn stop(code: ExitCode, message: impl Into<String>) -> Stop {
     Stop {
         code,
         message: message.into(),
+        preflight: false,
     }
 }
 
@@ -142,9 +145,9 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     let settings = match config::from_env(env) {
         Ok(s) => s,
         Err(e) => {
+            // One line (stdout and stderr share a CI log: not twice).
             let e = text::one_line(&e.to_string());
             let _ = writeln!(out, "rollguard: {e}");
-            tracing::error!("{e}");
             report.headline = format!("invalid input: {e}");
             // No secret input could be read: the outputs, summary and
             // annotation still say `invalid`; no comment or Slack post.
@@ -161,7 +164,7 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
             .await;
         }
     };
-    let sinks = report::publish::SinkConfig::from_settings(&settings);
+    let mut sinks = report::publish::SinkConfig::from_settings(&settings);
     // Masks first, before anything could echo a secret (GitHub only).
     let _ = write!(
         out,
@@ -178,37 +181,62 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         .collect::<Vec<_>>()
         .join(", ");
     report.version_label = Some(settings.version_label.clone());
+    // The kubeconfig context the run uses (read again here: a cheap parse).
+    let cluster = match kube_client::load(&settings.kubeconfig).await {
+        Ok((kc, what)) => kube_client::select_context(&kc, settings.context.as_deref(), &what)
+            .ok()
+            .flatten()
+            .or_else(|| kc.current_context.clone().filter(|c| !c.is_empty())),
+        Err(_) => None,
+    };
+    report.context = report::RunContext::from_env(env, cluster.or(settings.context.clone()));
     let report_file = settings.report_file.clone();
+    let title = report::publish::group_title(&settings);
+    // The GitHub deployment (environment input) is in progress from here on.
+    let (deployment, warnings) =
+        report::publish::deployment_begin(&sinks, env, &title, settings.dry_run).await;
+    sinks.github_deployment = deployment;
+    for w in &warnings {
+        tracing::warn!("{w}");
+    }
     let _ = write!(
         out,
         "{}",
-        text::trusted(&report::publish::group_start(env, GROUP))
+        text::trusted(&report::publish::warning_lines(env, &warnings))
+    );
+    let _ = write!(
+        out,
+        "{}",
+        text::trusted(&report::publish::group_start(env, &title))
     );
     // One pipeline for every kind and for groups (all-or-nothing).
     let deployed = orchestrate::deploy_group(&settings, &mut report, out).await;
     let _ = write!(
         out,
         "{}",
-        text::trusted(&report::publish::group_end(env, GROUP))
+        text::trusted(&report::publish::group_end(env))
     );
     let code = match deployed {
         Ok(code) => code,
         Err(s) => {
+            // The one-line error; the console summary below does not repeat it.
             let message = text::one_line(&s.message);
             let _ = writeln!(out, "rollguard: {message}");
-            tracing::error!("{message}");
+            report.result = if s.preflight {
+                Conclusion::Blocked
+            } else {
+                Conclusion::Invalid
+            };
+            if s.preflight && report.cause.is_none() {
+                report.cause = Some(message.clone());
+            }
             report.headline = message;
-            report.result = Conclusion::Invalid;
             s.code
         }
     };
     let result = report.result;
     finish(report, code, result, report_file, Some(&sinks), env, out).await
 }
-
-/// The CI log group (GitHub) / collapsible section (GitLab) around the
-/// rollout's progress lines.
-const GROUP: &str = "rollguard-rollout";
 
 /// Publish the report to every sink; no sink changes the outcome.
 async fn finish(

@@ -2,6 +2,27 @@
 
 use tracing_subscriber::EnvFilter;
 
+/// How log lines on stderr look.
+struct LogStyle {
+    color: bool,
+    timestamps: bool,
+}
+
+/// Colour and our own timestamps only on a terminal outside CI: GitHub and
+/// GitLab stamp every line themselves and show escape codes as noise.
+/// `NO_COLOR` always wins; `FORCE_COLOR` asks for colour anyway, and
+/// `LOG_TIMESTAMPS=true` for our timestamps.
+fn log_style(stderr_is_terminal: bool, var: impl Fn(&str) -> Option<String>) -> LogStyle {
+    let set = |k: &str| var(k).is_some_and(|v| !v.is_empty() && v != "0" && v != "false");
+    let ci = var("GITHUB_ACTIONS").as_deref() == Some("true")
+        || var("GITLAB_CI").as_deref() == Some("true");
+    let plain = !stderr_is_terminal || ci;
+    LogStyle {
+        color: !set("NO_COLOR") && (!plain || set("FORCE_COLOR")),
+        timestamps: !plain || set("LOG_TIMESTAMPS"),
+    }
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.iter().any(|a| a == "--help" || a == "-h") {
@@ -18,9 +39,10 @@ fn main() {
         );
         std::process::exit(rollguard::ExitCode::BadInput.code());
     }
-    let no_color = std::env::var_os("NO_COLOR").is_some_and(|v| !v.is_empty());
-    let ansi = !no_color;
-    tracing_subscriber::fmt()
+    let style = log_style(std::io::IsTerminal::is_terminal(&std::io::stderr()), |k| {
+        std::env::var(k).ok()
+    });
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(
             // kube's HTTP trace layer logs every 5xx at ERROR, also the ones
             // our retry layer retries (and then succeeds): at debug only.
@@ -30,11 +52,15 @@ fn main() {
         // Log lines carry cluster text: the same boundary as stdout (the
         // formatter escapes ESC in values itself; its own colours stay).
         .with_writer(move || {
-            rollguard::text::SafeWriter::new(std::io::stderr()).keeping_colours(ansi)
+            rollguard::text::SafeWriter::new(std::io::stderr()).keeping_colours(style.color)
         })
-        .with_ansi(ansi)
-        .with_target(false)
-        .init();
+        .with_ansi(style.color)
+        .with_target(false);
+    if style.timestamps {
+        builder.init();
+    } else {
+        builder.without_time().init();
+    }
     rollguard::kube_client::install_crypto_provider();
     // Issue #8: a non-UTF-8 value of an input is a clean exit 2 naming the variable.
     let env = match rollguard::config::env_from_os(std::env::vars_os()) {

@@ -377,10 +377,16 @@ async fn preflight(
             } else {
                 format!(" of {w}")
             };
-            let message = format!("pre-flight{whose}: {}; nothing changed", finding.summary);
+            let message = format!(
+                "blocked by pre-flight{whose}: {}; nothing changed",
+                finding.summary
+            );
             rep.cause = Some(finding.summary.clone());
             rep.findings = vec![*finding];
-            Err(stop(ExitCode::BadInput, message))
+            Err(Stop {
+                preflight: true,
+                ..stop(ExitCode::BadInput, message)
+            })
         }
     }
 }
@@ -460,7 +466,9 @@ async fn crash_logs(
         let params = LogParams {
             container: Some(c.clone()),
             previous: true,
-            tail_lines: Some(20),
+            // A longer tail than a screen: the reports show the last lines
+            // and fold the rest.
+            tail_lines: Some(40),
             ..Default::default()
         };
         match pods.logs(&s.pod, &params).await {
@@ -1247,6 +1255,28 @@ impl Unit {
         }
     }
 
+    /// A short excerpt of this workload's events (success events left out).
+    fn events_excerpt(&self) -> Vec<String> {
+        let name = &self.wref.name;
+        match &self.state {
+            State::Deployment(d) => d
+                .tracker
+                .as_ref()
+                .map(|t| report::events::excerpt(&t.snapshot().events, name))
+                .unwrap_or_default(),
+            State::Template(t) => t
+                .watch
+                .as_ref()
+                .map(|w| report::events::excerpt(&w.snapshot().events, name))
+                .unwrap_or_default(),
+            State::Rc(r) => r
+                .watch
+                .as_ref()
+                .map(|w| report::events::excerpt(&w.snapshot().events, name))
+                .unwrap_or_default(),
+        }
+    }
+
     /// Undo our change and watch the previous version become healthy.
     async fn roll_back(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> (bool, String) {
         let w = self.wref.clone();
@@ -1268,7 +1298,15 @@ impl Unit {
                 else {
                     return (true, "nothing was changed".into());
                 };
-                roll_back_deployment(ctx, &w, patched, &d.plan, tracker, out).await
+                let ended = roll_back_deployment(ctx, &w, patched, &d.plan, tracker, out).await;
+                // The revision that serves now (the controller gives the
+                // restored ReplicaSet a new revision number).
+                self.rep.serving_revision = tracker
+                    .snapshot()
+                    .deployment
+                    .and_then(|d| d.metadata.annotations.clone())
+                    .and_then(|a| a.get(dep::REVISION).cloned());
+                ended
             }
             State::Template(t) => roll_back_template(ctx, &w, t, &mut self.rep.notes, out).await,
             State::Rc(r) => roll_back_rc(ctx, r, &mut self.rep.notes, out).await,
@@ -2297,11 +2335,23 @@ async fn close_units(ctx: &Ctx<'_>, units: &mut [Unit], report: &mut Report) {
     for (w, m) in &marked {
         recovery::clear(&ctx.client, w.kind.as_str(), &ctx.ns, &w.name, m).await;
     }
-    if let Some(t) = units.iter_mut().find_map(|u| match &mut u.state {
-        State::Deployment(d) => d.tracker.as_mut(),
-        _ => None,
-    }) {
+    // The chart shows one Deployment: the first that failed, else the first.
+    let is_dep = |u: &Unit| matches!(u.state, State::Deployment(_));
+    let pick = units
+        .iter()
+        .position(|u| {
+            is_dep(u) && matches!(u.ended, Some(Ended::Failed { .. } | Ended::TimedOut { .. }))
+        })
+        .or_else(|| units.iter().position(is_dep));
+    let group = units.len() > 1;
+    if let Some(u) = pick.and_then(|i| units.get_mut(i))
+        && let State::Deployment(d) = &mut u.state
+        && let Some(t) = d.tracker.as_mut()
+    {
         report.timeline = std::mem::take(&mut t.timeline);
+        if group {
+            report.timeline_of = Some(u.wref.to_string());
+        }
     }
 }
 
@@ -2544,6 +2594,7 @@ async fn settle_failure<'a>(
         };
         u.rep.progress = Some(progress.clone());
         u.rep.findings = u.diagnose(ctx, cause, &signals, &progress, timed_out).await;
+        u.rep.events = u.events_excerpt();
         u.rep.cause = u.rep.findings.first().map(|f| f.summary.clone());
         let what = if timed_out {
             format!(
@@ -2554,11 +2605,15 @@ async fn settle_failure<'a>(
             "failed".into()
         };
         let mut w = prefixed(sink, ctx.single, u);
+        // The cause in a word: the summary after the log group says it in full.
         let _ = writeln!(
             w,
-            "rollout of {} {what}: {}",
+            "rollout of {} {what} ({})",
             u.rep.image.as_deref().unwrap_or("?"),
-            crate::text::one_line(u.rep.cause.as_deref().unwrap_or(cause.title()))
+            u.rep
+                .findings
+                .first()
+                .map_or(cause.title(), |f| f.cause.title())
         );
         u.rep.exit_code = if timed_out {
             ExitCode::TimedOut.code()
@@ -2806,6 +2861,70 @@ async fn cancel_units<'a>(
     (code, result)
 }
 
+/// Which workloads failed (and why, in a word), and which were rolled
+/// back (or left unchanged) because of them.
+fn group_failure_headline(reps: &[WorkloadReport], failed: &[&WorkloadReport]) -> String {
+    let names = |v: &[&WorkloadReport]| {
+        v.iter()
+            .map(|r| r.workload.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let culprits = failed
+        .iter()
+        .map(|r| {
+            let why = r
+                .findings
+                .first()
+                .map(|f| f.cause.title())
+                .unwrap_or("failed");
+            format!("{} failed ({why})", r.workload)
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let others: Vec<&WorkloadReport> = reps.iter().filter(|r| r.findings.is_empty()).collect();
+    let unconfirmed = reps.iter().any(|r| {
+        r.rollback
+            .as_ref()
+            .is_some_and(|b| b.attempted && !b.confirmed)
+    });
+    let rolled: Vec<&WorkloadReport> = others
+        .iter()
+        .copied()
+        .filter(|r| r.rollback.as_ref().is_some_and(|b| b.attempted))
+        .collect();
+    let untouched: Vec<&WorkloadReport> = others
+        .iter()
+        .copied()
+        .filter(|r| r.rollback.as_ref().is_none_or(|b| !b.attempted))
+        .collect();
+    let mut s = culprits;
+    if failed
+        .iter()
+        .any(|r| r.rollback.as_ref().is_some_and(|b| b.attempted))
+    {
+        s.push_str(if failed.len() == 1 {
+            " and was rolled back"
+        } else {
+            "; they were rolled back"
+        });
+    }
+    if !rolled.is_empty() {
+        s.push_str(&format!(
+            "; {} rolled back with {} (all-or-nothing)",
+            names(&rolled),
+            if failed.len() == 1 { "it" } else { "them" }
+        ));
+    }
+    if !untouched.is_empty() {
+        s.push_str(&format!("; {} not changed", names(&untouched)));
+    }
+    if unconfirmed {
+        s.push_str("; a rollback was NOT confirmed");
+    }
+    s
+}
+
 /// Fill the top-level report from the workloads' reports.
 fn summarise(
     report: &mut Report,
@@ -2833,6 +2952,8 @@ fn summarise(
         report.progress = r.progress.clone();
         report.stability = r.stability.clone();
         report.revision = r.revision.clone();
+        report.serving_revision = r.serving_revision.clone();
+        report.events = r.events.clone();
         report.patch = r.patch.clone();
         report.previous_template = r.previous_template.clone();
     } else {
@@ -2843,22 +2964,11 @@ fn summarise(
             _ => "failed; all rolled back",
         };
         let failed: Vec<&WorkloadReport> = reps.iter().filter(|r| !r.findings.is_empty()).collect();
-        report.headline = format!(
-            "{} workloads {word}{}",
-            reps.len(),
-            if failed.is_empty() {
-                String::new()
-            } else {
-                format!(
-                    ": {}",
-                    failed
-                        .iter()
-                        .map(|r| r.headline.as_str())
-                        .collect::<Vec<_>>()
-                        .join("; ")
-                )
-            }
-        );
+        report.headline = if failed.is_empty() || code == ExitCode::Success {
+            format!("{} workloads {word}", reps.len())
+        } else {
+            group_failure_headline(&reps, &failed)
+        };
         let same = |f: fn(&WorkloadReport) -> Option<String>| {
             let vals: Vec<Option<String>> = reps.iter().map(f).collect();
             if vals.windows(2).all(|w| w[0] == w[1]) {

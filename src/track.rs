@@ -20,7 +20,7 @@ use tokio::time::Instant;
 
 use crate::diagnose::{Cause, Signal};
 use crate::guards::Guards;
-use crate::report::markdown::Sample;
+use crate::report::timeline::{Mark, Phase, Sample};
 use crate::stability::Check;
 use crate::workload::deployment::{self as dep, Expectations, Progress, Snapshot, Timers, Verdict};
 
@@ -43,6 +43,8 @@ pub struct Tracker {
     started: Instant,
     /// (container, image) that marks a pod as the new version.
     new_version: Option<(String, String)>,
+    /// What the run is doing, for the timeline's samples.
+    phase: Phase,
 }
 
 fn reflect<K>(
@@ -127,6 +129,7 @@ impl Tracker {
             timeline: Vec::new(),
             started: Instant::now(),
             new_version: None,
+            phase: Phase::Rollout,
         }
     }
 
@@ -136,11 +139,16 @@ impl Tracker {
         self.new_version = Some((container.to_string(), image.to_string()));
     }
 
-    /// Append a timeline sample when the ready counts changed.
-    fn sample(&mut self) {
+    /// Append a timeline sample when the ready counts changed (or always,
+    /// with a mark). Nothing is sampled before every cache has listed, so
+    /// the first sample has the real counts (not an empty cache's zeros).
+    fn sample(&mut self, mark: Option<Mark>) {
         let Some((container, image)) = &self.new_version else {
             return;
         };
+        if !self.is_ready() {
+            return;
+        }
         let (mut old_ready, mut new_ready) = (0, 0);
         for pod in self.pods.state() {
             if pod.metadata.deletion_timestamp.is_some() || !dep::pod_is_ready(&pod) {
@@ -158,18 +166,44 @@ impl Tracker {
                 old_ready += 1;
             }
         }
-        if self
-            .timeline
-            .last()
-            .is_some_and(|l| l.old_ready == old_ready && l.new_ready == new_ready)
+        let available = self
+            .deployment
+            .state()
+            .iter()
+            .find(|d| d.metadata.name.as_deref() == Some(self.name.as_str()))
+            .and_then(|d| d.status.as_ref())
+            .and_then(|s| s.available_replicas)
+            .unwrap_or(old_ready + new_ready);
+        if mark.is_none()
+            && self.timeline.last().is_some_and(|l| {
+                l.old_ready == old_ready
+                    && l.new_ready == new_ready
+                    && l.available == available
+                    && l.phase == self.phase
+            })
         {
             return;
         }
         self.timeline.push(Sample {
-            seconds: self.started.elapsed().as_secs(),
-            old_ready,
-            new_ready,
+            phase: self.phase,
+            mark,
+            ..Sample::new(
+                self.started.elapsed().as_millis() as u64,
+                old_ready,
+                new_ready,
+                available,
+            )
         });
+    }
+
+    /// Mark a moment of the run in the timeline (a sample of its own), and
+    /// from then on sample as `phase`.
+    pub fn mark(&mut self, mark: Option<Mark>, phase: Phase) {
+        if mark.is_some() {
+            self.sample(mark);
+        }
+        self.phase = phase;
+        self.sample(None);
     }
 
     /// Every cache has finished its first list.
@@ -192,7 +226,7 @@ impl Tracker {
                     self.ready.insert(what);
                 }
                 self.drain();
-                self.sample();
+                self.sample(None);
             }
             _ = tick => {}
         }
@@ -257,6 +291,11 @@ impl Lines<'_> {
             return;
         }
         let mut line = p.line();
+        // The verdict's line has nothing to wait for: the counts alone are
+        // not news when they did not change.
+        if p.waiting_for.is_empty() && self.last.starts_with(&format!("{line}  waiting for ")) {
+            return;
+        }
         if !p.waiting_for.is_empty() {
             line.push_str(&format!(
                 "  waiting for {}",
@@ -402,6 +441,7 @@ pub async fn follow_rollout(
                             let note = guards.stability.stable_note(shortest);
                             let _ = writeln!(lines.out, "{note}");
                             guards.stable_note = Some(note);
+                            tracker.mark(Some(Mark::Complete), Phase::Bake);
                             return Ended::Succeeded(p);
                         }
                         Check::Waiting { pending, next } => {
@@ -424,6 +464,7 @@ pub async fn follow_rollout(
                     signals,
                 } => {
                     lines.show(&progress);
+                    tracker.mark(Some(Mark::Verdict), Phase::Rollout);
                     return Ended::Failed {
                         progress,
                         cause,
@@ -438,6 +479,7 @@ pub async fn follow_rollout(
                 | Verdict::Succeeded(p)
                 | Verdict::Failed { progress: p, .. } => p,
             };
+            tracker.mark(Some(Mark::Verdict), Phase::Rollout);
             return Ended::TimedOut { progress, signals };
         }
     }
@@ -469,6 +511,7 @@ pub async fn follow_bake(
                 cause,
                 signals,
             } => {
+                tracker.mark(Some(Mark::Verdict), Phase::Bake);
                 return Ended::Failed {
                     progress,
                     cause,
@@ -483,6 +526,7 @@ pub async fn follow_bake(
                 "baked for {}: no restarts, every new pod ready",
                 humantime::format_duration(bake)
             );
+            tracker.mark(Some(Mark::Verdict), Phase::Bake);
             return Ended::Succeeded(last);
         }
     }
@@ -498,22 +542,34 @@ pub async fn follow_rollback(
     out: &mut (dyn Write + Send),
 ) -> (bool, String) {
     let mut last = String::new();
+    tracker.mark(None, Phase::Rollback);
+    let ended = follow_rollback_until(tracker, generation, deadline, out, &mut last).await;
+    tracker.mark(Some(Mark::RollbackEnd), Phase::Rollback);
+    ended
+}
+
+async fn follow_rollback_until(
+    tracker: &mut Tracker,
+    generation: i64,
+    deadline: Instant,
+    out: &mut (dyn Write + Send),
+    last: &mut String,
+) -> (bool, String) {
     loop {
         tracker.next_change().await;
         let snap = tracker.snapshot();
         if let Some(d) = &snap.deployment {
             let status = d.status.clone().unwrap_or_default();
             let line = format!(
-                "{}  desired {}  current {}  up-to-date {}  available {}  (rollback)",
+                "{}: rolling back: {} of {} replicas restored, {} available",
                 d.metadata.name.as_deref().unwrap_or(""),
-                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
-                status.replicas.unwrap_or(0),
                 status.updated_replicas.unwrap_or(0),
+                d.spec.as_ref().and_then(|s| s.replicas).unwrap_or(1),
                 status.available_replicas.unwrap_or(0)
             );
-            if line != last {
+            if line != *last {
                 let _ = writeln!(out, "{line}");
-                last = line;
+                *last = line;
             }
             match dep::still_waiting_for(d, generation) {
                 None => return (true, "every replica updated and available".into()),

@@ -115,7 +115,7 @@ async fn success_sets_image_and_version_label_on_pods_not_selector() {
     ))
     .await;
     assert_eq!(o.exit_code, 0, "{out}");
-    assert!(out.contains("web  desired 3"), "{out}");
+    assert!(out.contains("web: 1 of 3 new replicas updated, "), "{out}");
     let d = get(&h, "web");
     assert_eq!(template_image(&h, "web", "web"), "example/web:v2");
     assert_eq!(

@@ -6,6 +6,18 @@ use k8s_openapi::api::core::v1::Container;
 
 use super::{Signal, Words, container_path, resource};
 
+/// The crashing pods by name: `app-7d9-x2x`, `app-7d9-x2x and 2 more`.
+fn pod_names(sigs: &[&Signal]) -> String {
+    let mut pods: Vec<&str> = sigs.iter().map(|s| s.pod.as_str()).collect();
+    pods.sort();
+    pods.dedup();
+    match pods.as_slice() {
+        [] => "the pod".to_string(),
+        [one] => format!("pod {one}"),
+        [first, rest @ ..] => format!("pod {first} (and {} more)", rest.len()),
+    }
+}
+
 pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
     let exit = sigs.iter().find_map(|s| s.exit_code);
     let restarts = sigs.iter().map(|s| s.restarts).max().unwrap_or(0);
@@ -56,7 +68,8 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
                 code.map_or("unknown".into(), |c| c.to_string())
             ),
             fix: format!(
-                "The new version fails at start-up: read the previous instance's last log lines (kubectl logs POD -c {container} --previous) and fix that error, e.g. its configuration ({path}.env) or a dependency it cannot reach."
+                "The new version fails at start-up: the last log lines of {}'s previous instance (in this report) show the error; fix it, e.g. the configuration ({path}.env) or a dependency it cannot reach.",
+                pod_names(sigs)
             ),
         },
     }

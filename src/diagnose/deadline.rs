@@ -24,22 +24,29 @@ pub fn finding(
     deadline_message: Option<&str>,
     primary: bool,
 ) -> Finding {
-    let waiting = if progress.waiting_for.is_empty() {
-        String::new()
-    } else {
-        format!(", waiting for {}", progress.waiting_for)
-    };
     let counts = counts(progress);
-    let mut evidence = vec![format!("{counts}{waiting}")];
+    // What was awaited is in the summary; the evidence is kubectl's counts.
+    let mut evidence = vec![counts.clone()];
     if let Some(m) = deadline_message {
         evidence.push(m.to_string());
     }
     Finding {
         cause,
-        summary: if primary {
-            format!("{what} ({counts})")
-        } else {
-            format!("{what} with no failing pod: {counts}{waiting}")
+        // The counts are the evidence; the summary says what was awaited.
+        summary: {
+            let awaited = if progress.waiting_for.is_empty() {
+                format!(
+                    "{} of {} new pods ready",
+                    progress.new_ready, progress.desired
+                )
+            } else {
+                format!("still waiting for {}", progress.waiting_for)
+            };
+            if primary {
+                format!("{what}, {awaited}")
+            } else {
+                format!("{what} with no failing pod, {awaited}")
+            }
         },
         container: None,
         pods: format!("{}/{} new pods ready", progress.new_ready, progress.desired),

@@ -97,6 +97,23 @@ fn fmt(resource: &str, v: i64) -> String {
     }
 }
 
+/// The advice for new pods that do not fit on the nodes, the same for the
+/// pre-flight check and for the diagnosis of a rollout: `requests` names
+/// the requests to lower; `surge_first` when surge alone is the problem.
+pub fn capacity_fix(requests: &str, surge_first: bool) -> String {
+    const SURGE: &str =
+        "(spec.strategy.rollingUpdate.maxSurge: 0 with maxUnavailable: 1 replaces pods in place)";
+    if surge_first {
+        format!(
+            "Reduce surge {SURGE}, lower {requests}, run fewer replicas (spec.replicas), or add nodes (or free capacity on them)."
+        )
+    } else {
+        format!(
+            "Lower {requests}, run fewer replicas (spec.replicas) or less surge {SURGE}, or add nodes (or free capacity on them)."
+        )
+    }
+}
+
 pub(crate) fn words(message: &str, template: Option<&PodTemplateSpec>, cluster: &Cluster) -> Words {
     let spec = template.and_then(|t| t.spec.as_ref());
     let mut said: Vec<String> = Vec::new();
@@ -174,9 +191,9 @@ pub(crate) fn words(message: &str, template: Option<&PodTemplateSpec>, cluster: 
                 format!("resources.requests.{r} of container {}", named.join(", "))
             });
         }
-        fixes.push(format!(
-            "Lower {} in spec.template.spec.containers, run fewer replicas (spec.replicas) or less surge (spec.strategy.rollingUpdate.maxSurge), or add nodes.",
-            fields.join(" and ")
+        fixes.push(capacity_fix(
+            &format!("{} in spec.template.spec.containers", fields.join(" and ")),
+            false,
         ));
     }
 

@@ -570,6 +570,9 @@ pub fn assess(
         "maxSurge {} and maxUnavailable {} of {} replicas",
         s.max_surge, s.max_unavailable, s.replicas
     );
+    use crate::diagnose::scheduling::capacity_fix;
+    let requests =
+        format!("resources.requests of container {container} in spec.template.spec.containers");
     let (summary, fix) = if eligible.is_empty() {
         (
             format!(
@@ -584,27 +587,21 @@ pub fn assess(
                 "the new pods do not fit on the nodes: {} of {} pods requesting {what} each can be placed even after every old pod is gone",
                 final_placed, s.replicas
             ),
-            format!(
-                "Lower the requests of container {container}, reduce replicas, or add nodes (or free capacity on them)."
-            ),
+            capacity_fix(&requests, false),
         )
     } else if unsurged_ok {
         (
             format!(
                 "the surge pods do not fit: the rollout starts {first_new} new pod(s) requesting {what} beside the running ones ({surge_words}), and the nodes lack the room"
             ),
-            format!(
-                "Reduce surge (strategy.rollingUpdate maxSurge: 0 with maxUnavailable: 1 replaces pods in place), lower the requests of container {container}, or add nodes."
-            ),
+            capacity_fix(&requests, true),
         )
     } else {
         (
             format!(
                 "the first step of the rollout does not fit: {first_new} new pod(s) requesting {what} ({surge_words})"
             ),
-            format!(
-                "Lower the requests of container {container}, reduce surge or replicas, or add nodes."
-            ),
+            capacity_fix(&requests, false),
         )
     };
     Assessment::DoesNotFit(Box::new(Finding {

@@ -2,13 +2,14 @@
 
 use std::io::Write;
 
-use super::{Conclusion, Report, Sink};
+use super::{Conclusion, Report, Sink, markdown};
 
 pub struct Console<'a> {
     pub out: &'a mut (dyn Write + Send),
 }
 
-/// The summary text.
+/// The summary text: the heading (workload, verdict, cause) once, then
+/// what a person acts on.
 pub fn render(r: &Report) -> String {
     let mut s = String::new();
     let mut line = |l: String| {
@@ -20,9 +21,21 @@ pub fn render(r: &Report) -> String {
         Conclusion::Succeeded => "✔",
         Conclusion::DryRun => "○",
         Conclusion::RolledBack => "✘",
-        Conclusion::Failed | Conclusion::Invalid => "✘",
+        Conclusion::Failed | Conclusion::Invalid | Conclusion::Blocked => "✘",
     };
-    line(format!("{mark} {}", r.headline));
+    let heading = markdown::heading(r, usize::MAX);
+    // Bad input and pre-flight refusals were said by the one-line error
+    // (`rollguard: …`) just before: only the verdict here.
+    let short = match r.result {
+        Conclusion::Invalid | Conclusion::Blocked => {
+            let (_, word) = markdown::outcome(r.result);
+            format!("{} {word}", r.workload).trim().to_string()
+        }
+        // The run's own words (`… rolled out IMAGE (label=version)`).
+        Conclusion::Succeeded if !r.headline.is_empty() => r.headline.clone(),
+        _ => heading.clone(),
+    };
+    line(format!("{mark} {short}"));
     if let (Some(old), Some(new)) = (&r.previous_image, &r.image) {
         let ns = r.namespace.as_deref().unwrap_or("");
         let container = r
@@ -41,8 +54,8 @@ pub fn render(r: &Report) -> String {
     if let Some(st) = &r.stability {
         line(format!("  stable: {st}"));
     }
-    if let Some(c) = &r.cause {
-        line(format!("  cause: {c}"));
+    if let Some(e) = markdown::exposure_text(r) {
+        line(format!("  exposure: {e}"));
     }
     for f in &r.findings {
         line(String::new());
@@ -52,7 +65,15 @@ pub fn render(r: &Report) -> String {
             .map(|c| format!(", container {c}"))
             .unwrap_or_default();
         line(format!("  ● {} ({}{container})", f.cause.title(), f.pods));
-        for e in &f.evidence {
+        if !heading.contains(&f.summary) {
+            line(format!("    {}", f.summary));
+        }
+        let evidence = if f.per_pod.is_empty() {
+            &f.evidence
+        } else {
+            &f.per_pod
+        };
+        for e in evidence {
             line(format!("    evidence: {e}"));
         }
         if !f.logs.is_empty() {
@@ -63,14 +84,17 @@ pub fn render(r: &Report) -> String {
         }
         line(format!("    fix: {}", f.fix));
     }
-    if let Some(rb) = &r.rollback {
+    let events = markdown::fresh_events(r);
+    if !events.is_empty() {
         line(String::new());
-        let state = match (rb.attempted, rb.confirmed) {
-            (true, true) => "rolled back, confirmed healthy",
-            (true, false) => "rollback NOT confirmed",
-            (false, _) => "not rolled back",
-        };
-        line(format!("  rollback: {state}: {}", rb.detail));
+        line("  events (common success events excluded):".into());
+        for e in &events {
+            line(format!("    {e}"));
+        }
+    }
+    if let Some(rb) = markdown::rollback_text(r) {
+        line(String::new());
+        line(format!("  rollback: {rb}"));
     }
     line(format!("  exit code {}", r.exit_code));
     s

@@ -128,6 +128,18 @@ pub fn md_code(s: &str) -> String {
     neutralise_commands(&format!("{fence}{pad}{one_line}{pad}{fence}"))
 }
 
+/// An inline code span outside a table (a `|` stays as it is).
+pub fn md_code_span(s: &str) -> String {
+    let one_line = s.replace(['\r', '\n'], " ");
+    let fence = "`".repeat(longest_run(&one_line, '`') + 1);
+    let pad = if one_line.starts_with('`') || one_line.ends_with('`') || one_line.is_empty() {
+        " "
+    } else {
+        ""
+    };
+    neutralise_commands(&format!("{fence}{pad}{one_line}{pad}{fence}"))
+}
+
 /// A fenced code block holding `body` verbatim (a log tail, evidence).
 /// The fence is longer than any backtick run inside, so nothing inside can
 /// close it; inside a code block neither HTML (`</details>`) nor mentions

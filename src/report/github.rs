@@ -57,31 +57,55 @@ pub fn warning_command(message: &str) -> String {
     format!("::warning::{}\n", command_data(message))
 }
 
-/// The annotation for a failed run, or nothing.
+/// The annotation for a failed run, or nothing: one line, the title says
+/// workload and verdict, the message the cause (no repeated prefixes).
 pub fn annotation(r: &Report) -> String {
     if !markdown::is_failure(r.result) {
         return String::new();
     }
     let (_, word) = markdown::outcome(r.result);
     let title = format!("rollguard: {} {word}", r.workload);
-    let mut message = r.cause.clone().unwrap_or_else(|| r.headline.clone());
-    if let Some(f) = r.findings.first() {
-        message.push_str(&format!("\nFix: {}", f.fix));
-    }
+    let heading = markdown::heading(r, 1_000);
+    let prefix = format!("{} {word}", r.workload);
+    let message = heading
+        .strip_prefix(&prefix)
+        .map(|t| t.trim_start_matches(':').trim().to_string())
+        .filter(|t| !t.is_empty())
+        .unwrap_or(heading);
+    let message = message.replace(['\r', '\n'], " ");
     error_command(&title, &truncate(&message, 4_000))
 }
 
-/// The step outputs, in order.
+/// The step outputs, in order. After a confirmed rollback `image` and
+/// `revision` name what serves now (the previous version); the attempted
+/// ones are `attempted-image` and `attempted-revision`.
 pub fn outputs(r: &Report) -> Vec<(&'static str, String)> {
     let rolled_back = r.rollback.as_ref().is_some_and(|rb| rb.attempted);
+    let restored = r
+        .rollback
+        .as_ref()
+        .is_some_and(|rb| rb.attempted && rb.confirmed);
+    let (image, revision) = if restored {
+        (
+            r.previous_image.clone().unwrap_or_default(),
+            r.serving_revision.clone().unwrap_or_default(),
+        )
+    } else {
+        (
+            r.image.clone().unwrap_or_default(),
+            r.revision.clone().unwrap_or_default(),
+        )
+    };
     vec![
         ("result", result_word(r.result).to_string()),
-        ("revision", r.revision.clone().unwrap_or_default()),
-        ("image", r.image.clone().unwrap_or_default()),
+        ("revision", revision),
+        ("image", image),
         (
             "previous-image",
             r.previous_image.clone().unwrap_or_default(),
         ),
+        ("attempted-image", r.image.clone().unwrap_or_default()),
+        ("attempted-revision", r.revision.clone().unwrap_or_default()),
         ("rolled-back", rolled_back.to_string()),
         ("cause", r.cause.clone().unwrap_or_default()),
         (
@@ -210,7 +234,7 @@ pub struct GitHub<'a> {
 }
 
 impl GitHub<'_> {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: Method,
         url: &str,

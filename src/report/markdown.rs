@@ -1,21 +1,15 @@
 //! The Markdown body shared by the GitHub step summary, the sticky PR
-//! comment and the GitLab MR note: outcome, a table for the workload, each
-//! finding with its evidence in a `<details>` block, and a Mermaid chart of
-//! old vs new ready pods over the rollout's time.
+//! comment and the GitLab MR note. Most important first, each thing said
+//! once: the heading (workload, verdict, cause), the facts a person acts on
+//! (exposure, rollback, the state at the verdict, where the run came from),
+//! each finding with its fix and its evidence in plain sight, the events,
+//! the details table, and the chart of old vs new ready pods.
 
-use serde::Serialize;
-
-use super::escape::{html_text, md_code, md_fence, md_text, truncate};
+use super::escape::{html_text, md_code, md_code_span, md_fence, md_text, truncate};
+use super::timeline::{self, Exposure, human_ms};
 use super::{Conclusion, Report};
 
-/// One point of the rollout's timeline: ready pods of the old ReplicaSets
-/// and of the new one, `seconds` after the patch.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Sample {
-    pub seconds: u64,
-    pub old_ready: i32,
-    pub new_ready: i32,
-}
+pub use super::timeline::Sample;
 
 /// GitHub's limit for an issue comment body (characters).
 pub const COMMENT_LIMIT: usize = 65_536;
@@ -25,8 +19,9 @@ pub const SUMMARY_LIMIT: usize = 1024 * 1024;
 pub const GITLAB_NOTE_LIMIT: usize = 1_000_000;
 /// One evidence message or log line is cut to this many bytes.
 const ITEM_LIMIT: usize = 4_000;
-/// Most points drawn in the chart.
-const CHART_POINTS: usize = 40;
+/// The cause in the heading is cut to this many bytes (the finding then
+/// says it in full).
+const HEADING_CAUSE: usize = 300;
 
 /// How to render one body.
 #[derive(Debug, Clone)]
@@ -73,6 +68,7 @@ pub fn result_word(c: Conclusion) -> &'static str {
         Conclusion::RolledBack => "rolled-back",
         Conclusion::Failed => "failed",
         Conclusion::Invalid => "invalid",
+        Conclusion::Blocked => "blocked",
     }
 }
 
@@ -84,6 +80,7 @@ pub fn outcome(c: Conclusion) -> (&'static str, &'static str) {
         Conclusion::RolledBack => ("↩️", "failed and rolled back"),
         Conclusion::Failed => ("❌", "failed"),
         Conclusion::Invalid => ("⚠️", "invalid input"),
+        Conclusion::Blocked => ("⛔", "blocked by pre-flight"),
     }
 }
 
@@ -91,9 +88,188 @@ pub fn outcome(c: Conclusion) -> (&'static str, &'static str) {
 pub fn is_failure(c: Conclusion) -> bool {
     matches!(
         c,
-        Conclusion::RolledBack | Conclusion::Failed | Conclusion::Invalid
+        Conclusion::RolledBack | Conclusion::Failed | Conclusion::Invalid | Conclusion::Blocked
     )
 }
+
+// ------------------------------------------------------------ the story
+// Plain-text sentences every sink uses, each said once.
+
+/// The heading in plain text: workload, verdict and cause (or what was
+/// deployed). `cause_max` cuts a long cause.
+pub fn heading(r: &Report, cause_max: usize) -> String {
+    let (_, word) = outcome(r.result);
+    if r.workloads.len() > 1 && is_failure(r.result) && !r.headline.is_empty() {
+        // The group's headline names who failed and who was rolled back
+        // because of it.
+        return truncate(&r.headline, cause_max.max(200));
+    }
+    match r.result {
+        Conclusion::Succeeded => match &r.image {
+            Some(img) if r.workloads.len() < 2 => format!("{} deployed {img}", r.workload),
+            _ => format!("{} {word}", r.workload),
+        },
+        Conclusion::Blocked => {
+            let why = r.cause.as_deref().unwrap_or("a pre-flight check failed");
+            format!(
+                "{} {word}: {}; nothing changed",
+                r.workload,
+                truncate(why, cause_max)
+            )
+        }
+        Conclusion::Invalid => {
+            let why = r
+                .headline
+                .strip_prefix("invalid input: ")
+                .unwrap_or(&r.headline);
+            if r.workload.is_empty() {
+                format!("{word}: {}", truncate(why, cause_max))
+            } else {
+                format!("{} {word}: {}", r.workload, truncate(why, cause_max))
+            }
+        }
+        // A cancelled run: its headline says by what, and what became of it.
+        _ if r
+            .cause
+            .as_deref()
+            .is_some_and(|c| c.starts_with("cancelled"))
+            && !r.headline.is_empty() =>
+        {
+            truncate(&r.headline, cause_max.max(200))
+        }
+        _ => match r.cause.as_deref().filter(|c| !c.is_empty()) {
+            Some(c) => format!("{} {word}: {}", r.workload, truncate(c, cause_max)),
+            None if !r.headline.is_empty() => truncate(&r.headline, cause_max),
+            None => format!("{} {word}", r.workload),
+        },
+    }
+}
+
+/// Does the heading hold the whole cause (so the first finding need not
+/// say it again)?
+fn heading_has_cause(r: &Report, cause_max: usize) -> bool {
+    r.workloads.len() < 2 && r.cause.as_ref().is_some_and(|c| c.len() <= cause_max)
+}
+
+/// The exposure sentence: how low availability went and for how long, how
+/// long the new version served before failing. None without a timeline.
+pub fn exposure_text(r: &Report) -> Option<String> {
+    if r.timeline.is_empty() {
+        return None;
+    }
+    let e: Exposure = timeline::exposure(&r.timeline);
+    let desired = r
+        .progress
+        .as_ref()
+        .map(|p| p.desired)
+        .filter(|d| *d > 0)
+        .or_else(|| r.timeline.first().map(|s| s.old_ready + s.new_ready))
+        .unwrap_or(0);
+    let mut parts = Vec::new();
+    if let Some((low, for_ms)) = e.lowest_available {
+        if low >= desired {
+            parts.push(format!(
+                "availability never dropped below {desired}/{desired}"
+            ));
+        } else {
+            parts.push(format!(
+                "lowest available {low}/{desired} for {}",
+                human_ms(for_ms)
+            ));
+        }
+    }
+    if is_failure(r.result) {
+        if e.new_peak > 0 {
+            parts.push(format!(
+                "the new version had up to {}/{desired} pods ready for {} before the verdict",
+                e.new_peak,
+                human_ms(e.new_served)
+            ));
+        } else {
+            parts.push("no new pod ever became ready".to_string());
+        }
+        if let (Some(done), Some(v)) = (e.completed_after, e.verdict_after)
+            && v > done
+        {
+            parts.push(format!(
+                "failed during the bake, {} after the rollout completed",
+                human_ms(v - done)
+            ));
+        }
+    } else if let Some(v) = e.verdict_after {
+        parts.push(format!("verdict {} after the patch", human_ms(v)));
+    }
+    let of = r
+        .timeline_of
+        .as_ref()
+        .map(|w| format!("{w}: "))
+        .unwrap_or_default();
+    (!parts.is_empty()).then(|| format!("{of}{}", parts.join("; ")))
+}
+
+/// The rollback in one sentence.
+pub fn rollback_text(r: &Report) -> Option<String> {
+    let rb = r.rollback.as_ref()?;
+    let took = timeline::exposure(&r.timeline)
+        .rollback_took
+        .map(|ms| format!(" in {}", human_ms(ms)))
+        .unwrap_or_default();
+    let state = match (rb.attempted, rb.confirmed) {
+        (true, true) => format!("confirmed healthy{took}"),
+        (true, false) => "NOT confirmed".to_string(),
+        (false, _) => "not rolled back".to_string(),
+    };
+    let revision = r
+        .serving_revision
+        .as_ref()
+        .filter(|_| rb.attempted && rb.confirmed)
+        .map(|v| format!(", now revision {v}"))
+        .unwrap_or_default();
+    Some(if rb.detail.is_empty() {
+        format!("{state}{revision}")
+    } else {
+        format!("{state}{revision}: {}", rb.detail)
+    })
+}
+
+/// The run's length, from the report's stamps.
+pub fn duration_text(r: &Report) -> Option<String> {
+    let a: jiff::Timestamp = r.started_at.parse().ok()?;
+    let b: jiff::Timestamp = r.finished_at.parse().ok()?;
+    let ms = b.duration_since(a).as_millis().max(0) as u64;
+    Some(human_ms(ms))
+}
+
+/// Where the run came from, as (label, value) pairs.
+pub fn context_parts(r: &Report) -> Vec<(&'static str, String)> {
+    let c = &r.context;
+    let mut v = Vec::new();
+    if let Some(x) = &c.repository {
+        v.push(("repository", x.clone()));
+    }
+    if let Some(x) = &c.change {
+        let label = if x.starts_with('!') { "MR" } else { "PR" };
+        v.push((label, x.clone()));
+    }
+    if let Some(x) = &c.commit {
+        v.push(("commit", x.clone()));
+    }
+    if let Some(x) = &c.actor {
+        v.push(("by", x.clone()));
+    }
+    if let Some(x) = &c.cluster {
+        v.push(("cluster", x.clone()));
+    }
+    if let Some(ns) = &r.namespace {
+        v.push(("namespace", ns.clone()));
+    }
+    if let Some(d) = duration_text(r) {
+        v.push(("took", d));
+    }
+    v
+}
+
+// ------------------------------------------------------------ Markdown
 
 fn head(r: &Report, opts: &Options) -> String {
     let mut s = String::new();
@@ -101,16 +277,61 @@ fn head(r: &Report, opts: &Options) -> String {
         s.push_str(m);
         s.push('\n');
     }
-    let (icon, word) = outcome(r.result);
+    let (icon, _) = outcome(r.result);
     s.push_str(&format!(
-        "### {icon} rollguard: {} {word}\n\n",
-        md_code(&r.workload)
+        "### {icon} {}\n\n",
+        md_text(&heading(r, HEADING_CAUSE))
     ));
-    if !r.headline.is_empty() {
-        s.push_str(&md_text(&truncate(&r.headline, ITEM_LIMIT)));
-        s.push_str("\n\n");
+    let mut facts: Vec<String> = Vec::new();
+    if let Some(e) = exposure_text(r) {
+        facts.push(format!("**Exposure:** {}", md_text(&e)));
     }
-    s.push_str("| | |\n|---|---|\n");
+    if let Some(rb) = rollback_text(r) {
+        facts.push(format!(
+            "**Rollback:** {}",
+            md_text(&truncate(&rb, ITEM_LIMIT))
+        ));
+    }
+    if let Some(p) = &r.progress
+        && r.workloads.len() < 2
+        && !p.name.is_empty()
+    {
+        let label = if is_failure(r.result) {
+            "At the verdict"
+        } else {
+            "Progress"
+        };
+        // The counts only: what was still awaited is the cause's to say.
+        facts.push(format!("**{label}:** {}", md_text(&p.line())));
+    }
+    let mut ctx: Vec<String> = context_parts(r)
+        .into_iter()
+        .map(|(k, v)| {
+            if matches!(k, "PR" | "MR" | "by") {
+                format!("{k} {}", md_text(&v))
+            } else {
+                format!("{k} {}", md_code_span(&v))
+            }
+        })
+        .collect();
+    if let Some(url) = &opts.job_url {
+        ctx.push(format!("[CI job]({})", url_for_md(url)));
+    }
+    if !ctx.is_empty() {
+        facts.push(format!("**Run:** {}", ctx.join(" · ")));
+    }
+    for f in facts {
+        s.push_str(&format!("- {f}\n"));
+    }
+    if !s.ends_with("\n\n") {
+        s.push('\n');
+    }
+    s
+}
+
+/// The details table: result, workload, container, images, version, revision.
+fn details(r: &Report) -> String {
+    let mut s = String::from("| | |\n|---|---|\n");
     let mut row = |k: &str, v: String| s.push_str(&format!("| {k} | {v} |\n"));
     row(
         "Result",
@@ -120,16 +341,21 @@ fn head(r: &Report, opts: &Options) -> String {
             r.exit_code
         ),
     );
-    let ns = r
-        .namespace
-        .as_deref()
-        .map(|n| format!(" in namespace {}", md_code(n)))
-        .unwrap_or_default();
-    row("Workload", format!("{}{ns}", md_code(&r.workload)));
+    if !r.workload.is_empty() {
+        row("Workload", md_code(&r.workload));
+    }
     if let Some(c) = &r.container {
         row("Container", md_code(c));
     }
+    let rolled_back = r
+        .rollback
+        .as_ref()
+        .is_some_and(|b| b.attempted && b.confirmed);
     match (&r.previous_image, &r.image) {
+        (Some(old), Some(new)) if rolled_back => row(
+            "Image",
+            format!("{} (serving) · attempted {}", md_code(old), md_code(new)),
+        ),
         (Some(old), Some(new)) => row("Image", format!("{} → {}", md_code(old), md_code(new))),
         (None, Some(new)) => row("Image", md_code(new)),
         _ => {}
@@ -137,42 +363,13 @@ fn head(r: &Report, opts: &Options) -> String {
     if let (Some(label), Some(v)) = (&r.version_label, &r.version) {
         row("Version", md_code(&format!("{label}={v}")));
     }
-    if let Some(rev) = &r.revision {
-        row("Revision", md_code(rev));
-    }
-    if let Some(p) = &r.progress {
-        row("Progress", md_code(&p.line()));
-        if !p.waiting_for.is_empty() {
-            row("Waiting for", md_text(&p.waiting_for));
-        }
-    }
-    if let Some(c) = &r.cause {
-        row("Cause", md_text(&truncate(c, ITEM_LIMIT)));
-    }
-    if let Some(rb) = &r.rollback {
-        let state = match (rb.attempted, rb.confirmed) {
-            (true, true) => "rolled back, confirmed healthy",
-            (true, false) => "**rollback NOT confirmed**",
-            (false, _) => "not rolled back",
-        };
-        let detail = if rb.detail.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", md_text(&truncate(&rb.detail, ITEM_LIMIT)))
-        };
-        row("Rollback", format!("{state}{detail}"));
-    }
-    if !r.finished_at.is_empty() {
-        row(
-            "Time",
-            format!("{} → {}", md_code(&r.started_at), md_code(&r.finished_at)),
-        );
-    }
-    if let Some(url) = &opts.job_url {
-        row(
-            "CI job",
-            format!("[{}]({})", md_text("logs"), url_for_md(url)),
-        );
+    match (&r.revision, &r.serving_revision) {
+        (Some(rev), Some(now)) if rolled_back => row(
+            "Revision",
+            format!("{} (serving) · attempted {}", md_code(now), md_code(rev)),
+        ),
+        (Some(rev), _) => row("Revision", md_code(rev)),
+        _ => {}
     }
     s.push('\n');
     s.push_str(&group_table(r));
@@ -185,18 +382,20 @@ fn group_table(r: &Report) -> String {
         return String::new();
     }
     let mut s =
-        String::from("| Workload | Result | Image | Cause | Rollback |\n|---|---|---|---|---|\n");
+        String::from("| Workload | Result | Image | Why | Rollback |\n|---|---|---|---|---|\n");
     for w in &r.workloads {
         let image = match (&w.previous_image, &w.image) {
             (Some(old), Some(new)) => format!("{} → {}", md_code(old), md_code(new)),
             (None, Some(new)) => md_code(new),
             _ => String::new(),
         };
-        let cause = w
-            .cause
-            .as_deref()
-            .map(|c| md_text(&truncate(c, 300)))
-            .unwrap_or_default();
+        let why = if !w.findings.is_empty() {
+            format!("**failed**: {}", md_text(w.findings[0].cause.title()))
+        } else if w.result == Conclusion::Succeeded {
+            String::new()
+        } else {
+            md_text("rolled back with the group")
+        };
         let rollback = match &w.rollback {
             Some(rb) if rb.attempted && rb.confirmed => "confirmed healthy".to_string(),
             Some(rb) if rb.attempted => "**NOT confirmed**".to_string(),
@@ -204,7 +403,7 @@ fn group_table(r: &Report) -> String {
             None => String::new(),
         };
         s.push_str(&format!(
-            "| {} | {} (exit {}) | {image} | {cause} | {rollback} |\n",
+            "| {} | {} (exit {}) | {image} | {why} | {rollback} |\n",
             md_code(&w.workload),
             md_code(result_word(w.result)),
             w.exit_code,
@@ -222,8 +421,9 @@ fn url_for_md(u: &str) -> String {
 }
 
 /// A finding; `compact` keeps a few short evidence and log lines only (for
-/// a body that would be too long otherwise).
-fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool) -> String {
+/// a body that would be too long otherwise). `said` is true when the
+/// heading already holds its summary.
+fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool, said: bool) -> String {
     let f = &if compact {
         let mut c = f.clone();
         c.evidence = c
@@ -232,7 +432,7 @@ fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool) -> String {
             .take(2)
             .map(|e| truncate(e, 500))
             .collect();
-        c.per_pod.clear();
+        c.per_pod.truncate(3);
         let skip = c.logs.len().saturating_sub(5);
         c.logs = c.logs.iter().skip(skip).map(|l| truncate(l, 300)).collect();
         c
@@ -243,7 +443,7 @@ fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool) -> String {
     let container = f
         .container
         .as_deref()
-        .map(|c| format!(", container {}", md_code(c)))
+        .map(|c| format!(", container {}", md_code_span(c)))
         .unwrap_or_default();
     s.push_str(&format!(
         "#### {}. {} ({}{container})\n\n",
@@ -251,8 +451,10 @@ fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool) -> String {
         md_text(f.cause.title()),
         md_text(&f.pods)
     ));
-    s.push_str(&md_text(&truncate(&f.summary, ITEM_LIMIT)));
-    s.push_str("\n\n");
+    if !said {
+        s.push_str(&md_text(&truncate(&f.summary, ITEM_LIMIT)));
+        s.push_str("\n\n");
+    }
     s.push_str(&format!(
         "**Fix:** {}\n\n",
         md_text(&truncate(&f.fix, ITEM_LIMIT))
@@ -263,65 +465,138 @@ fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool) -> String {
             .collect::<Vec<_>>()
             .join("\n")
     };
-    s.push_str(&format!(
-        "<details><summary>{}</summary>\n\n",
-        html_text(&format!(
-            "Evidence ({} message{})",
-            f.evidence.len(),
-            if f.evidence.len() == 1 { "" } else { "s" }
-        ))
-    ));
-    if !f.evidence.is_empty() {
+    // The evidence in plain sight: per pod when there are pods (their
+    // names and messages), else the distinct messages.
+    if !f.per_pod.is_empty() {
+        s.push_str("**Evidence, per pod:**\n\n");
+        s.push_str(&md_fence(&items(&f.per_pod), "text"));
+        s.push('\n');
+    } else if !f.evidence.is_empty() {
+        s.push_str("**Evidence:**\n\n");
         s.push_str(&md_fence(&items(&f.evidence), "text"));
         s.push('\n');
     }
-    if !f.per_pod.is_empty() {
-        s.push_str("Per pod:\n\n");
-        s.push_str(&md_fence(&items(&f.per_pod), "text"));
-        s.push('\n');
-    }
     if !f.logs.is_empty() {
-        s.push_str("Last log lines of the previous instance:\n\n");
-        s.push_str(&md_fence(&items(&f.logs), "text"));
+        // The last lines in sight; a longer tail folded below them.
+        const SHOWN: usize = 8;
+        let split = f.logs.len().saturating_sub(SHOWN);
+        s.push_str("**Last log lines of the previous instance:**\n\n");
+        s.push_str(&md_fence(&items(&f.logs[split..]), "text"));
         s.push('\n');
+        if split > 0 {
+            s.push_str(&format!(
+                "<details><summary>{}</summary>\n\n",
+                html_text(&format!("{split} earlier log lines"))
+            ));
+            s.push_str(&md_fence(&items(&f.logs[..split]), "text"));
+            s.push_str("\n</details>\n\n");
+        }
     }
-    s.push_str("</details>\n\n");
     s
 }
 
-/// Mermaid chart of old vs new ready pods; empty when there is no timeline.
-pub fn chart(timeline: &[Sample]) -> String {
+/// The events worth showing: the report's (or each workload's, prefixed)
+/// minus those whose message a finding already shows as evidence.
+pub fn fresh_events(r: &Report) -> Vec<String> {
+    let shown: Vec<&str> = r
+        .findings
+        .iter()
+        .chain(r.workloads.iter().flat_map(|w| w.findings.iter()))
+        .flat_map(|f| f.evidence.iter())
+        .map(|e| e.trim())
+        .filter(|e| e.len() >= 20)
+        .collect();
+    let mut lines: Vec<String> = r.events.clone();
+    if lines.is_empty() {
+        for w in &r.workloads {
+            lines.extend(w.events.iter().map(|e| format!("[{}] {e}", w.workload)));
+        }
+    }
+    lines.retain(|l| !shown.iter().any(|e| l.contains(e)));
+    lines
+}
+
+/// The events excerpt of the failing workload(s).
+fn events(r: &Report) -> String {
+    let lines = fresh_events(r);
+    if lines.is_empty() {
+        return String::new();
+    }
+    let body = lines
+        .iter()
+        .map(|l| truncate(l, 600))
+        .collect::<Vec<_>>()
+        .join("\n");
+    format!(
+        "**Events** (common success events excluded):\n\n{}\n",
+        md_fence(&body, "text")
+    )
+}
+
+/// Colours of the chart's lines: the old version, the new one.
+const PALETTE: &str = "#0969da, #d1242f";
+
+/// The chart of old vs new ready pods (Mermaid xychart), or a one-line
+/// text timeline when the run was too short to show anything; empty when
+/// there is no timeline. The x-axis ticks are evenly spaced and distinct;
+/// the verdict's tick carries ✘ (or ✔), the ticks of the rollback ↩ and
+/// the last one `end`; the legend is in the chart's title and above it.
+pub fn chart(timeline: &[Sample], failed: bool, of: Option<&str>) -> String {
     if timeline.is_empty() {
         return String::new();
     }
-    let step = timeline.len().div_ceil(CHART_POINTS).max(1);
-    let mut points: Vec<Sample> = timeline.iter().step_by(step).copied().collect();
-    if let Some(last) = timeline.last()
-        && points.last() != Some(last)
-    {
-        points.push(*last);
+    if !timeline::worth_a_chart(timeline) {
+        let of = of
+            .map(|w| format!(" of {}", md_code_span(w)))
+            .unwrap_or_default();
+        return format!(
+            "**Timeline{of}:** {}\n\n",
+            md_text(&timeline::text_line(timeline))
+        );
     }
-    let max = points
+    let ticks = timeline::ticks(timeline, failed);
+    let peak = ticks
         .iter()
-        .map(|p| p.old_ready.max(p.new_ready))
+        .map(|t| t.old_ready.max(t.new_ready))
         .max()
         .unwrap_or(0)
         .max(1);
-    let join = |f: &dyn Fn(&Sample) -> String| points.iter().map(f).collect::<Vec<_>>().join(", ");
+    // Mermaid's axis asks for about ten ticks: below 8 it would draw
+    // fractional pods (0.2, 0.5); from 8 on the steps are whole numbers.
+    let top = peak.max(8);
+    let rollback = ticks.iter().any(|t| t.rollback);
+    let join =
+        |f: &dyn Fn(&timeline::Tick) -> String| ticks.iter().map(f).collect::<Vec<_>>().join(", ");
+    let mut legend = String::from("🟦 old version · 🟥 new version · ");
+    legend.push_str(if failed { "✘ verdict" } else { "✔ verdict" });
+    if rollback {
+        legend.push_str(" · ↩ rolling back · end: rollback done");
+    }
     format!(
-        "#### Ready pods during the rollout\n\n\
-         Old ReplicaSets: first line; new ReplicaSet: second line.\n\n\
+        "**Ready pods{} over time** — {legend}\n\n\
          ```mermaid\n\
+         ---\n\
+         config:\n  \
+           xyChart:\n    \
+             width: 640\n    \
+             height: 230\n    \
+             titleFontSize: 14\n  \
+           themeVariables:\n    \
+             xyChart:\n      \
+               plotColorPalette: \"{PALETTE}\"\n\
+         ---\n\
          xychart-beta\n    \
-         title \"Ready pods (old vs new)\"\n    \
-         x-axis \"seconds after the patch\" [{}]\n    \
-         y-axis \"ready pods\" 0 --> {max}\n    \
+         title \"Ready pods: blue = old version, red = new version\"\n    \
+         x-axis \"time after the patch\" [{}]\n    \
+         y-axis \"ready pods\" 0 --> {top}\n    \
          line [{}]\n    \
          line [{}]\n\
          ```\n\n",
-        join(&|p| p.seconds.to_string()),
-        join(&|p| p.old_ready.to_string()),
-        join(&|p| p.new_ready.to_string()),
+        of.map(|w| format!(" of {}", md_code_span(w)))
+            .unwrap_or_default(),
+        join(&|t| format!("\"{}\"", t.label)),
+        join(&|t| t.old_ready.to_string()),
+        join(&|t| t.new_ready.to_string()),
     )
 }
 
@@ -329,7 +604,7 @@ fn footer(r: &Report) -> String {
     let file = r
         .inputs
         .get("report-file")
-        .map(|f| format!(" · full report in {}", md_code(f)))
+        .map(|f| format!(" · full report in {}", md_code_span(f)))
         .unwrap_or_default();
     format!(
         "<sub>rollguard {}{file}</sub>\n",
@@ -339,28 +614,33 @@ fn footer(r: &Report) -> String {
 
 /// The Markdown body, at most `opts.max_len` bytes. When too long, later
 /// findings are shortened (a few short evidence and log lines), then
-/// dropped with a note, then the chart goes; the marker is always kept.
+/// dropped with a note, then the chart and the events go; the marker is
+/// always kept.
 pub fn render(r: &Report, opts: &Options) -> String {
     let head = head(r, opts);
-    let chart = chart(&r.timeline);
+    let details = details(r);
+    let chart = chart(&r.timeline, is_failure(r.result), r.timeline_of.as_deref());
+    let events = events(r);
     let footer = footer(r);
     // Room for the "omitted" note.
     const NOTE: usize = 200;
     let mut body = String::new();
     let mut budget = opts
         .max_len
-        .saturating_sub(head.len() + footer.len() + NOTE);
+        .saturating_sub(head.len() + details.len() + footer.len() + NOTE);
     let mut omitted = 0;
+    let said = heading_has_cause(r, HEADING_CAUSE);
     for (i, f) in r.findings.iter().enumerate() {
         if omitted > 0 {
             omitted += 1;
             continue;
         }
-        let full = finding(i, f, false);
+        let said = said && i == 0 && r.cause.as_deref() == Some(f.summary.as_str());
+        let full = finding(i, f, false, said);
         let text = if full.len() <= budget {
             full
         } else {
-            finding(i, f, true)
+            finding(i, f, true, said)
         };
         if text.len() <= budget {
             budget -= text.len();
@@ -377,6 +657,11 @@ pub fn render(r: &Report, opts: &Options) -> String {
             if omitted == 1 { "" } else { "s" }
         ));
     }
+    if events.len() <= budget {
+        budget -= events.len();
+        s.push_str(&events);
+    }
+    s.push_str(&details);
     if chart.len() <= budget {
         s.push_str(&chart);
     }
@@ -395,6 +680,7 @@ pub fn render(r: &Report, opts: &Options) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::report::timeline::{Mark, Phase};
 
     #[test]
     fn comment_is_cut_to_the_limit_keeping_the_marker() {
@@ -441,17 +727,30 @@ mod tests {
     }
 
     #[test]
-    fn chart_is_downsampled_and_keeps_last_point() {
-        let t: Vec<Sample> = (0..100)
-            .map(|i| Sample {
-                seconds: i,
-                old_ready: 3 - (i as i32 / 40),
-                new_ready: i as i32 / 40,
-            })
+    fn chart_has_distinct_ticks_a_verdict_and_whole_pods() {
+        let mut t: Vec<Sample> = (0..100)
+            .map(|i| Sample::new(i * 100, 3 - (i as i32 / 40), i as i32 / 40, 3))
             .collect();
-        let c = chart(&t);
-        assert!(c.contains("```mermaid\nxychart-beta"));
-        assert!(c.contains(", 99]"));
-        assert!(chart(&[]).is_empty());
+        t[60].mark = Some(Mark::Verdict);
+        for s in t.iter_mut().skip(61) {
+            s.phase = Phase::Rollback;
+        }
+        t[99].mark = Some(Mark::RollbackEnd);
+        let c = chart(&t, true, None);
+        assert!(c.contains("```mermaid\n---\nconfig:"), "{c}");
+        assert!(c.contains("xychart-beta"));
+        assert!(c.contains(" ✘\""), "{c}");
+        assert!(c.contains("↩"));
+        assert!(c.contains("y-axis \"ready pods\" 0 --> 8"));
+        let x = c.lines().find(|l| l.contains("x-axis")).unwrap();
+        let labels: Vec<&str> = x.split('"').skip(3).step_by(2).collect();
+        let mut uniq = labels.clone();
+        uniq.sort();
+        uniq.dedup();
+        assert_eq!(uniq.len(), labels.len(), "{x}");
+        assert!(chart(&[], true, None).is_empty());
+        // Too short to draw: one line of text.
+        let short = chart(&t[..2], true, None);
+        assert!(short.starts_with("**Timeline:**"), "{short}");
     }
 }

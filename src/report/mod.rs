@@ -2,6 +2,8 @@
 //! issue #4 adds GitHub, GitLab and Slack here as further sinks).
 
 pub mod console;
+pub mod deployments;
+pub mod events;
 pub mod json;
 // Issue #4 sinks (GitHub, GitLab, Slack) and what they share.
 pub mod escape;
@@ -11,6 +13,7 @@ pub mod markdown;
 pub mod publish;
 pub mod sanitise;
 pub mod slack;
+pub mod timeline;
 
 use std::collections::BTreeMap;
 
@@ -28,7 +31,61 @@ pub enum Conclusion {
     RolledBack,
     Failed,
     Invalid,
+    /// A pre-flight check refused the change before anything was touched
+    /// (exit code 2, like bad input, but the inputs were fine).
+    Blocked,
     DryRun,
+}
+
+/// Where the run came from: repository, PR/MR, commit, actor, cluster.
+/// Every field is optional (a local run has none).
+#[derive(Debug, Clone, Default, Serialize, PartialEq, Eq)]
+pub struct RunContext {
+    /// `owner/name` (GitHub) or the project path (GitLab).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub repository: Option<String>,
+    /// `#12` (GitHub PR) or `!7` (GitLab MR).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub change: Option<String>,
+    /// The commit, shortened to 8 characters.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub commit: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    /// The kubeconfig context (or the cluster's auth method).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<String>,
+}
+
+impl RunContext {
+    /// From the CI's environment; `cluster` as the caller knows it.
+    pub fn from_env(env: &crate::config::Env, cluster: Option<String>) -> RunContext {
+        let get = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
+        let change = if let Some(iid) = get("CI_MERGE_REQUEST_IID") {
+            Some(format!("!{iid}"))
+        } else {
+            // refs/pull/12/merge on pull_request events.
+            get("GITHUB_REF").and_then(|r| {
+                let n = r.strip_prefix("refs/pull/")?.split('/').next()?.to_string();
+                n.chars()
+                    .all(|c| c.is_ascii_digit())
+                    .then(|| format!("#{n}"))
+            })
+        };
+        RunContext {
+            repository: get("GITHUB_REPOSITORY").or_else(|| get("CI_PROJECT_PATH")),
+            change,
+            commit: get("GITHUB_SHA")
+                .or_else(|| get("CI_COMMIT_SHA"))
+                .map(|c| c.chars().take(8).collect()),
+            actor: get("GITHUB_ACTOR").or_else(|| get("GITLAB_USER_LOGIN")),
+            cluster,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self == &RunContext::default()
+    }
 }
 
 /// The rollback, when one was attempted (or deliberately not).
@@ -72,7 +129,20 @@ pub struct Report {
     pub previous_template: Option<Value>,
     /// Old vs new ready pods over the rollout's time (the Mermaid chart of
     /// the Markdown sinks); empty when not tracked.
-    pub timeline: Vec<markdown::Sample>,
+    pub timeline: Vec<timeline::Sample>,
+    /// The workload of the timeline, in a run of several.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub timeline_of: Option<String>,
+    /// The revision that serves after a rollback (the restored one).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_revision: Option<String>,
+    /// A short excerpt of the failing workload's events, common success
+    /// events left out (failures only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// Repository, PR/MR, commit, actor, cluster.
+    #[serde(skip_serializing_if = "RunContext::is_empty")]
+    pub context: RunContext,
     /// One entry per workload when the run rolled a StatefulSet, DaemonSet,
     /// ReplicationController or several workloads (empty for the classic
     /// single-Deployment run). The top-level fields above then summarise:
@@ -108,6 +178,12 @@ pub struct WorkloadReport {
     /// What was done beyond the patch, in order (ReplicationController
     /// scaling steps, resumed updates, pods deleted by a forced rollback).
     pub notes: Vec<String>,
+    /// A short excerpt of this workload's events (failures only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub events: Vec<String>,
+    /// The revision that serves after a rollback.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub serving_revision: Option<String>,
 }
 
 impl WorkloadReport {
@@ -130,6 +206,8 @@ impl WorkloadReport {
             patch: None,
             previous_template: None,
             notes: Vec::new(),
+            events: Vec::new(),
+            serving_revision: None,
         }
     }
 }
@@ -160,6 +238,10 @@ impl Report {
             patch: None,
             previous_template: None,
             timeline: Vec::new(),
+            timeline_of: None,
+            serving_revision: None,
+            events: Vec::new(),
+            context: RunContext::default(),
             workloads: Vec::new(),
         }
     }

@@ -39,6 +39,12 @@ pub struct SinkConfig {
     pub slack_retry: Retry,
     /// Per HTTP request.
     pub http_timeout: Duration,
+    /// The GitHub environment to record a deployment for, and its URL.
+    pub environment: Option<String>,
+    pub environment_url: Option<String>,
+    /// The GitHub deployment [`deployment_begin`] created: [`publish_with`]
+    /// posts its final status.
+    pub github_deployment: Option<super::deployments::Created>,
 }
 
 impl std::fmt::Debug for SinkConfig {
@@ -51,6 +57,8 @@ impl std::fmt::Debug for SinkConfig {
             .field("slack_token", &set(&self.slack_token))
             .field("slack_channel", &self.slack_channel)
             .field("slack_on", &self.slack_on)
+            .field("environment", &self.environment)
+            .field("github_deployment", &self.github_deployment)
             .finish_non_exhaustive()
     }
 }
@@ -67,6 +75,9 @@ impl Default for SinkConfig {
             extra_secrets: Vec::new(),
             slack_retry: Retry::default(),
             http_timeout: Duration::from_secs(15),
+            environment: None,
+            environment_url: None,
+            github_deployment: None,
         }
     }
 }
@@ -81,6 +92,8 @@ impl SinkConfig {
             slack_token: s.secrets.slack_token.clone(),
             slack_channel: s.slack_channel.clone(),
             slack_on: s.slack_on,
+            environment: s.environment.clone(),
+            environment_url: s.environment_url.clone(),
             ..SinkConfig::default()
         }
     }
@@ -225,27 +238,46 @@ pub fn start(sinks: &SinkConfig, env: &Env) -> String {
     }
 }
 
+/// The GitLab section's name (its header is the readable title).
+const SECTION: &str = "rollguard_rollout";
+
 /// Open a collapsible group in the CI log (GitHub `::group::`, GitLab
 /// section); empty elsewhere. `title` must be our own text.
 pub fn group_start(env: &Env, title: &str) -> String {
     if github::active(env) {
         github::group_start(title)
     } else if gitlab::active(env) {
-        gitlab::section_start(title, title, true)
+        gitlab::section_start(SECTION, title, true)
     } else {
         String::new()
     }
 }
 
-/// Close the group opened with the same `title`.
-pub fn group_end(env: &Env, title: &str) -> String {
+/// Close the group opened by [`group_start`].
+pub fn group_end(env: &Env) -> String {
     if github::active(env) {
         github::group_end()
     } else if gitlab::active(env) {
-        gitlab::section_end(title)
+        gitlab::section_end(SECTION)
     } else {
         String::new()
     }
+}
+
+/// The group's title: `rollguard: deployment/web → 1.3` (the new tag, or
+/// the new image when a full reference was given).
+pub fn group_title(settings: &Settings) -> String {
+    let workloads = settings
+        .workloads
+        .iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(", ");
+    let to = match &settings.change {
+        crate::config::ImageChange::Tag(t) => t.clone(),
+        crate::config::ImageChange::Image(i) => i.clone(),
+    };
+    format!("rollguard: {workloads} → {to}")
 }
 
 fn client(sinks: &SinkConfig) -> Result<reqwest::Client, String> {
@@ -302,6 +334,59 @@ pub async fn slack_early(
     }
 }
 
+/// Record the run as a GitHub deployment of `sinks.environment` (status
+/// `in_progress`) when that is wanted: on GitHub Actions, with a token and
+/// an environment, not for a dry run. Returns the deployment (to keep in
+/// [`SinkConfig::github_deployment`]) and at most one warning.
+pub async fn deployment_begin(
+    sinks: &SinkConfig,
+    env: &Env,
+    description: &str,
+    dry_run: bool,
+) -> (Option<super::deployments::Created>, Vec<String>) {
+    use super::deployments;
+    let (Some(token), Some(environment)) = (&sinks.github_token, &sinks.environment) else {
+        return (None, Vec::new());
+    };
+    if !deployments::wanted(env, Some(token), Some(environment), dry_run) {
+        return (None, Vec::new());
+    }
+    let http = match client(sinks) {
+        Ok(c) => c,
+        Err(e) => return (None, vec![format!("GitHub deployment: {e}")]),
+    };
+    match deployments::begin(
+        &http,
+        token,
+        env,
+        environment,
+        sinks.environment_url.as_deref(),
+        description,
+    )
+    .await
+    {
+        Ok(d) => (Some(d), Vec::new()),
+        Err(e) => (
+            None,
+            vec![sinks.scrub(&format!(
+                "GitHub deployment not recorded: {e:#} (the workflow needs `permissions: deployments: write`)"
+            ))],
+        ),
+    }
+}
+
+/// `::warning::` lines for these warnings on GitHub (empty elsewhere).
+pub fn warning_lines(env: &Env, warnings: &[String]) -> String {
+    if github::active(env) {
+        warnings
+            .iter()
+            .map(|w| github::warning_command(w))
+            .collect()
+    } else {
+        String::new()
+    }
+}
+
 /// Every CI sink; prints the workflow commands to stdout and returns the
 /// warnings (one line per failed sink, secrets removed).
 pub async fn publish(report: &Report, sinks: &SinkConfig, env: &Env) -> Vec<String> {
@@ -334,6 +419,7 @@ pub async fn publish_with(
     let warn = |p: &mut Published, s: String| p.warnings.push(sinks.scrub(&s));
 
     let needs_http = (github::active(env) && sinks.github_token.is_some())
+        || sinks.github_deployment.is_some()
         || (gitlab::active(env) && sinks.gitlab_token.is_some())
         || (slack_wanted(report, sinks) && sinks.slack_target(env).is_some());
     let http = if needs_http {
@@ -373,6 +459,30 @@ pub async fn publish_with(
                 Ok(CommentOutcome::NoPullRequest) => {}
                 Err(e) => warn(&mut p, format!("GitHub PR comment not written: {e:#}")),
             }
+        }
+    }
+
+    if let (Some(d), Some(token), Some(http)) =
+        (&sinks.github_deployment, &sinks.github_token, &http)
+    {
+        match super::deployments::finish(
+            http,
+            token,
+            env,
+            d,
+            sinks.environment_url.as_deref(),
+            report,
+            &scrub,
+        )
+        .await
+        {
+            Ok(state) => p
+                .done
+                .push(format!("GitHub: deployment {} marked {state}", d.id)),
+            Err(e) => warn(
+                &mut p,
+                format!("GitHub deployment status not posted: {e:#}"),
+            ),
         }
     }
 

@@ -76,6 +76,8 @@ fn workload(w: &WorkloadReport) -> WorkloadReport {
         patch: w.patch.as_ref().map(value),
         previous_template: w.previous_template.as_ref().map(value),
         notes: all(&w.notes),
+        events: all(&w.events),
+        serving_revision: opt(&w.serving_revision),
     }
 }
 
@@ -113,6 +115,16 @@ pub fn report(r: &Report) -> Report {
         patch: r.patch.as_ref().map(value),
         previous_template: r.previous_template.as_ref().map(value),
         timeline: r.timeline.clone(),
+        timeline_of: opt(&r.timeline_of),
+        serving_revision: opt(&r.serving_revision),
+        events: all(&r.events),
+        context: crate::report::RunContext {
+            repository: opt(&r.context.repository),
+            change: opt(&r.context.change),
+            commit: opt(&r.context.commit),
+            actor: opt(&r.context.actor),
+            cluster: opt(&r.context.cluster),
+        },
         workloads: r.workloads.iter().map(workload).collect(),
     }
 }

@@ -102,25 +102,19 @@ fn link_url(u: &str) -> String {
         .collect()
 }
 
-/// The fallback `text` (notifications, clients without blocks).
+/// The fallback `text` (notifications, clients without blocks): the
+/// heading, once.
 pub fn fallback_text(r: &Report) -> String {
-    let (icon, word) = markdown::outcome(r.result);
-    let mut t = format!("{icon} rollguard: {} {word}", r.workload);
-    if let Some(ns) = &r.namespace {
-        t.push_str(&format!(" (namespace {ns})"));
-    }
-    if let Some(c) = &r.cause {
-        t.push_str(": ");
-        t.push_str(c);
-    } else if !r.headline.is_empty() {
-        t.push_str(": ");
-        t.push_str(&r.headline);
-    }
+    let (icon, _) = markdown::outcome(r.result);
+    let t = format!("{icon} rollguard: {}", markdown::heading(r, TEXT_MAX));
     truncate_chars(&slack_text(&t), TEXT_MAX)
 }
 
 /// The Block Kit blocks for this report (≤ 50 blocks, section text ≤ 3 000
-/// characters, header ≤ 150, all blocks ≤ ~12 000 characters).
+/// characters, header ≤ 150, all blocks ≤ ~12 000 characters). Each thing
+/// is said once: the header has workload and verdict, the first section the
+/// cause, then the facts, the findings (fix, evidence, log lines) and the
+/// run's context.
 pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
     let (icon, word) = markdown::outcome(r.result);
     let header = json!({
@@ -132,8 +126,15 @@ pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
         }
     });
     let mut head = vec![header];
-    if !r.headline.is_empty() {
-        head.push(section(slack_text(&r.headline)));
+    // What the header does not say yet: the cause, or what was deployed.
+    let heading = markdown::heading(r, SECTION_MAX);
+    let prefix = format!("{} {word}", r.workload);
+    let rest = heading
+        .strip_prefix(&prefix)
+        .map(|t| t.trim_start_matches(':').trim().to_string())
+        .unwrap_or(heading.clone());
+    if !rest.is_empty() {
+        head.push(section(format!("*{}*", slack_text(&rest))));
     }
     let mut fields = Vec::new();
     let mut field = |k: &str, v: String| {
@@ -148,59 +149,76 @@ pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
         "Result",
         format!("`{}` (exit code {})", result_word(r.result), r.exit_code),
     );
-    field(
-        "Workload",
-        format!(
-            "{}{}",
-            slack_text(&r.workload),
-            r.namespace
-                .as_deref()
-                .map(|n| format!(" in {}", slack_text(n)))
-                .unwrap_or_default()
-        ),
-    );
-    if let Some(new) = &r.image {
-        field("New image", slack_text(new));
-    }
-    if let Some(old) = &r.previous_image {
-        field("Previous image", slack_text(old));
+    let rolled_back = r
+        .rollback
+        .as_ref()
+        .is_some_and(|b| b.attempted && b.confirmed);
+    match (&r.previous_image, &r.image) {
+        (Some(old), Some(new)) if rolled_back => {
+            field("Serving", slack_text(old));
+            field("Attempted", slack_text(new));
+        }
+        (Some(old), Some(new)) => {
+            field("New image", slack_text(new));
+            field("Previous image", slack_text(old));
+        }
+        (None, Some(new)) => field("New image", slack_text(new)),
+        _ => {}
     }
     if let Some(rev) = &r.revision {
-        field("Revision", slack_text(rev));
+        let v = match &r.serving_revision {
+            Some(now) if rolled_back => format!(
+                "{} (serving) · attempted {}",
+                slack_text(now),
+                slack_text(rev)
+            ),
+            _ => slack_text(rev),
+        };
+        field("Revision", v);
     }
-    if let Some(p) = &r.progress {
-        field("Progress", slack_text(&p.line()));
+    if let Some(p) = &r.progress
+        && r.workloads.len() < 2
+        && !p.name.is_empty()
+    {
+        let label = if markdown::is_failure(r.result) {
+            "At the verdict"
+        } else {
+            "Progress"
+        };
+        field(label, slack_text(&p.line()));
     }
     head.push(json!({ "type": "section", "fields": fields }));
-    if let Some(c) = &r.cause {
-        head.push(section(format!("*Cause:* {}", slack_text(c))));
+    let mut facts = Vec::new();
+    if let Some(e) = markdown::exposure_text(r) {
+        facts.push(format!("*Exposure:* {}", slack_text(&e)));
+    }
+    if let Some(rb) = markdown::rollback_text(r) {
+        facts.push(format!("*Rollback:* {}", slack_text(&rb)));
+    }
+    if !facts.is_empty() {
+        head.push(section(facts.join("\n")));
     }
 
     let mut tail = Vec::new();
-    if let Some(rb) = &r.rollback {
-        let state = match (rb.attempted, rb.confirmed) {
-            (true, true) => "rolled back, confirmed healthy",
-            (true, false) => "rollback NOT confirmed",
-            (false, _) => "not rolled back",
-        };
-        let detail = if rb.detail.is_empty() {
-            String::new()
-        } else {
-            format!(": {}", slack_text(&rb.detail))
-        };
-        tail.push(section(format!("*Rollback:* {state}{detail}")));
+    let events = markdown::fresh_events(r);
+    if !events.is_empty() {
+        tail.push(section(format!(
+            "*Events* (common success events excluded)\n{}",
+            code_block(&events, SECTION_MAX - 60)
+        )));
     }
-    let mut context = vec![json!({
-        "type": "mrkdwn",
-        "text": format!("rollguard {}", slack_text(r.rollguard_version))
-    })];
+    let mut context: Vec<String> = markdown::context_parts(r)
+        .into_iter()
+        .map(|(k, v)| format!("{k} {}", slack_text(&v)))
+        .collect();
+    context.push(format!("rollguard {}", slack_text(r.rollguard_version)));
     if let Some(u) = job_url {
-        context.push(json!({
-            "type": "mrkdwn",
-            "text": format!("<{}|CI job>", link_url(u))
-        }));
+        context.push(format!("<{}|CI job>", link_url(u)));
     }
-    tail.push(json!({ "type": "context", "elements": context }));
+    tail.push(json!({
+        "type": "context",
+        "elements": [{ "type": "mrkdwn", "text": truncate_chars(&context.join(" · "), SECTION_MAX) }]
+    }));
 
     let size = |bs: &[Value]| -> usize { bs.iter().map(|b| b.to_string().len()).sum() };
     let mut out = head;
@@ -212,18 +230,29 @@ pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
             .as_deref()
             .map(|c| format!(", container {}", slack_text(c)))
             .unwrap_or_default();
+        // The first finding's summary is the cause, already said above.
+        let summary = if r.cause.as_deref() == Some(f.summary.as_str()) && rest.contains(&f.summary)
+        {
+            String::new()
+        } else {
+            format!("{}\n", slack_text(&f.summary))
+        };
         let mut finding = vec![section(format!(
-            "*{}. {}* ({}{container})\n{}\n*Fix:* {}",
+            "*{}. {}* ({}{container})\n{summary}*Fix:* {}",
             i + 1,
             slack_text(f.cause.title()),
             slack_text(&f.pods),
-            slack_text(&f.summary),
             slack_text(&f.fix)
         ))];
-        if !f.evidence.is_empty() {
+        let evidence = if f.per_pod.is_empty() {
+            &f.evidence
+        } else {
+            &f.per_pod
+        };
+        if !evidence.is_empty() {
             finding.push(section(format!(
                 "*Evidence*\n{}",
-                code_block(&f.evidence, SECTION_MAX - 40)
+                code_block(evidence, SECTION_MAX - 40)
             )));
         }
         if !f.logs.is_empty() {

@@ -49,13 +49,11 @@ pub fn still_waiting_for(ds: &Value, min_generation: i64) -> Option<String> {
     let desired = n(ds, "/status/desiredNumberScheduled");
     let updated = n(ds, "/status/updatedNumberScheduled");
     if updated < desired {
-        return Some(format!("{updated} of {desired} pods to be updated"));
+        return Some(format!("{} more to be updated", desired - updated));
     }
     let available = n(ds, "/status/numberAvailable");
     if available < desired {
-        return Some(format!(
-            "{available} of {desired} updated pods to be available"
-        ));
+        return Some(format!("{} more to become available", desired - available));
     }
     None
 }

@@ -366,18 +366,19 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// `api  desired 3  current 4  up-to-date 2  available 3  (new 2/3 ready)`
+    /// In kubectl's terms: `api: 2 of 3 new replicas updated, 3 available
+    /// (2 old still running)`. Counts only: what is still awaited is said
+    /// by `waiting_for`, so the two never contradict.
     pub fn line(&self) -> String {
-        format!(
-            "{}  desired {}  current {}  up-to-date {}  available {}  (new {}/{} ready)",
-            self.name,
-            self.desired,
-            self.current,
-            self.up_to_date,
-            self.available,
-            self.new_ready,
-            self.desired
-        )
+        let mut s = format!(
+            "{}: {} of {} new replicas updated, {} available",
+            self.name, self.up_to_date, self.desired, self.available
+        );
+        let old = self.current - self.up_to_date;
+        if old > 0 {
+            s.push_str(&format!(" ({old} old still running)"));
+        }
+        s
     }
 }
 
@@ -488,7 +489,7 @@ pub fn still_waiting_for(d: &Deployment, min_generation: i64) -> Option<String> 
         return Some("the Deployment controller to observe the change".into());
     }
     if updated < desired {
-        return Some(format!("{updated} of {desired} new replicas to be updated"));
+        return Some(format!("{} more to be updated", desired - updated));
     }
     if replicas > updated {
         let old = replicas - updated;
@@ -498,9 +499,7 @@ pub fn still_waiting_for(d: &Deployment, min_generation: i64) -> Option<String> 
         ));
     }
     if available < updated {
-        return Some(format!(
-            "{available} of {updated} updated replicas to become available"
-        ));
+        return Some(format!("{} more to become available", updated - available));
     }
     None
 }
@@ -592,10 +591,10 @@ pub fn judge(snap: &Snapshot, exp: &Expectations, timers: &Timers) -> Verdict {
     });
     let ready = p.new_ready.min(ready_now);
     if ready < p.desired {
+        let n = p.desired - ready;
         p.waiting_for = format!(
-            "{} of {} new pods to be ready",
-            p.desired - ready,
-            p.desired
+            "{n} more new pod{} to report Ready",
+            if n == 1 { "" } else { "s" }
         );
         return Verdict::Waiting(p);
     }
@@ -831,7 +830,7 @@ mod tests {
         }
         snap.pods[0] = std::sync::Arc::new(pod);
         match judge(&snap, &expectations(&raw, None), &Timers::default()) {
-            Verdict::Waiting(p) => assert_eq!(p.waiting_for, "1 of 3 new pods to be ready"),
+            Verdict::Waiting(p) => assert_eq!(p.waiting_for, "1 more new pod to report Ready"),
             v => panic!("{v:?}"),
         }
     }
@@ -840,7 +839,11 @@ mod tests {
     fn mid_rollout_is_waiting() {
         let (snap, raw) = snapshot("02-mid-rollout-slow", "web");
         match judge(&snap, &expectations(&raw, None), &Timers::default()) {
-            Verdict::Waiting(p) => assert!(p.line().starts_with("web  desired 3"), "{}", p.line()),
+            Verdict::Waiting(p) => assert!(
+                p.line().starts_with("web: ") && p.line().contains(" of 3 new replicas updated, "),
+                "{}",
+                p.line()
+            ),
             v => panic!("{v:?}"),
         }
     }

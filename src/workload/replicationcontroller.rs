@@ -414,14 +414,14 @@ pub fn next_step(c: &Counts, surge: i32, unavailable: i32) -> Step {
             return Step::ScaleOld((c.old_spec - can_remove).max(0));
         }
         return Step::Wait(format!(
-            "{} of {} new pods to be ready",
-            c.new_ready, c.new_spec
+            "{} more new pods to be ready",
+            (c.new_spec - c.new_ready).max(0)
         ));
     }
     if c.new_ready < c.desired {
         return Step::Wait(format!(
-            "{} of {} new pods to be ready",
-            c.new_ready, c.desired
+            "{} more new pods to be ready",
+            c.desired - c.new_ready
         ));
     }
     if c.old_live > 0 {

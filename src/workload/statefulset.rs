@@ -101,11 +101,11 @@ pub fn still_waiting_for(sts: &Value, min_generation: i64) -> Option<String> {
     let want = (replicas - partition).max(0);
     let updated = n(sts, "/status/updatedReplicas");
     if updated < want {
-        return Some(format!("{updated} of {want} pods to be updated"));
+        return Some(format!("{} more to be updated", want - updated));
     }
     let ready = n(sts, "/status/readyReplicas");
     if ready < replicas {
-        return Some(format!("{ready} of {replicas} pods to be ready"));
+        return Some(format!("{} more to be ready", replicas - ready));
     }
     if partition == 0 {
         let current = sts

@@ -125,6 +125,8 @@ pub struct Sample {
     pub processes: usize,
     pub agents: Vec<String>,
     pub lagged: u64,
+    /// The last output lines of the tool's last process (shown for wrong verdicts).
+    pub tail: String,
 }
 
 fn ms(later: Instant, earlier: Instant) -> f64 {
@@ -286,7 +288,21 @@ fn sample(
         Marks::all(&marks.healthy_again)
     };
     let counts = counts.as_ref();
+    let tail = run
+        .procs
+        .last()
+        .map(|p| {
+            let lines: Vec<&str> = p
+                .stdout
+                .iter()
+                .chain(p.stderr.iter())
+                .map(|(_, l)| l.as_str())
+                .collect();
+            lines[lines.len().saturating_sub(12)..].join("\n    ")
+        })
+        .unwrap_or_default();
     Sample {
+        tail,
         correct,
         note,
         verdict_ms: decided.map(|d| ms(run.verdict, d)),
@@ -414,7 +430,7 @@ async fn main() -> anyhow::Result<()> {
     let default_speed = args
         .speed
         .unwrap_or(if external.is_some() { 1.0 } else { 30.0 });
-    if !(default_speed > 0.0) {
+    if default_speed.is_nan() || default_speed <= 0.0 {
         anyhow::bail!("--speed {default_speed}: must be above 0");
     }
     let setup = Setup {
@@ -457,6 +473,9 @@ async fn main() -> anyhow::Result<()> {
                                 format!(" ({})", s.note.trim())
                             }
                         );
+                        if !s.correct {
+                            eprintln!("    {}", s.tail);
+                        }
                         results.push(scn.key, tool, s);
                     }
                     Err(e) => {

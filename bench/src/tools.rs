@@ -176,6 +176,8 @@ async fn rollguard(
         .env("ROLLGUARD_TIMEOUT", rc.scaled(300.0))
         .env("ROLLGUARD_ROLLBACK_TIMEOUT", rc.scaled(300.0))
         .env("ROLLGUARD_UNSCHEDULABLE_GRACE", rc.scaled(30.0))
+        .env("ROLLGUARD_STABLE_FOR", rc.scaled(20.0))
+        .env("ROLLGUARD_SCALE_UP_GRACE", rc.scaled(600.0))
         .env("ROLLGUARD_VERIFY_IMAGE", "false")
         .env("ROLLGUARD_CAPACITY_CHECK", "off");
     let p = proc::run_async(c, LIMIT).await?;

@@ -11,6 +11,8 @@ use serde_json::{Value, json};
 
 /// Simulated seconds per real second: the whole demo takes a few seconds.
 const SPEED: f64 = 25.0;
+/// rollguard's default `stable-for` (20 s) in real time at [`SPEED`].
+const STABLE_FOR: &str = "800ms";
 
 struct Case {
     title: &'static str,
@@ -116,6 +118,9 @@ async fn main() -> anyhow::Result<()> {
             ("ROLLGUARD_CONTAINER", "node-api-container"),
             ("ROLLGUARD_TAG", case.tag),
             ("ROLLGUARD_TIMEOUT", "60s"),
+            // The stability window after Ready is cluster time: its default
+            // 20 s, at the simulator's speed.
+            ("ROLLGUARD_STABLE_FOR", STABLE_FOR),
             // kubesim simulates images by name: no registry holds them, so
             // the pre-flight registry check is off for the demo.
             ("ROLLGUARD_VERIFY_IMAGE", "false"),

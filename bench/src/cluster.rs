@@ -135,7 +135,8 @@ impl Cluster {
             Some(mut c) => {
                 let list =
                     serde_json::json!({"apiVersion": "v1", "kind": "List", "items": objects});
-                c.args(["apply", "-f", "-"])
+                // No client-side schema validation: the API server validates.
+                c.args(["apply", "--validate=false", "-f", "-"])
                     .stdin(Stdio::piped())
                     .stdout(Stdio::null())
                     .stderr(Stdio::piped());
@@ -195,7 +196,6 @@ impl Cluster {
                 });
             }
             Cluster::External { .. } => {
-                let mut started = Vec::new();
                 let mut children = Vec::new();
                 for (resource, kind) in [
                     ("deployments", "Deployment"),
@@ -218,23 +218,14 @@ impl Cluster {
                         .spawn()
                         .map_err(|e| anyhow::anyhow!("kubectl get {resource} --watch: {e}"))?;
                     let stdout = child.stdout.take().expect("stdout");
-                    let (first_tx, first_rx) = std::sync::mpsc::channel::<()>();
                     let tx = tx.clone();
-                    std::thread::spawn(move || watch_reader(stdout, kind, tx, first_tx));
-                    started.push(first_rx);
+                    std::thread::spawn(move || watch_reader(stdout, kind, tx));
                     children.push(child);
                 }
-                // The watches are established once each has printed its
-                // initial list (Deployments and pods of the previous version
-                // exist; a namespace without events yet prints nothing, so
-                // that one is waited for only briefly).
-                tokio::task::spawn_blocking(move || {
-                    for (i, rx) in started.into_iter().enumerate() {
-                        let limit = if i < 2 { 30 } else { 3 };
-                        let _ = rx.recv_timeout(Duration::from_secs(limit));
-                    }
-                })
-                .await?;
+                // No wait for the watches to be established: the set-up
+                // (creating the previous version and waiting, through these
+                // watches, until it is complete) happens after this, and a
+                // watch that starts late lists what exists first.
                 if let Cluster::External { watchers, .. } = self {
                     watchers.extend(children);
                 }
@@ -303,7 +294,8 @@ impl Cluster {
         names: &[String],
         helm_uninstall: Option<Command>,
     ) -> anyhow::Result<()> {
-        let mut delete = self.kubectl(kubeconfig);
+        let delete = self.kubectl(kubeconfig);
+        let kubectl_cmd = self.kubectl(kubeconfig);
         match self {
             Cluster::Sim(h) => {
                 h.shutdown().await;
@@ -314,20 +306,33 @@ impl Cluster {
                     let _ = w.kill();
                     let _ = w.wait();
                 }
-                let mut cmds = Vec::new();
+                // helm's own uninstall first; if it cannot purge the release
+                // (a cluster that rejects its DeleteOptions), its release
+                // secrets go by label, so the next run installs afresh.
+                let mut cmds: Vec<(Command, bool)> = Vec::new();
                 if let Some(c) = helm_uninstall {
-                    cmds.push(c);
+                    cmds.push((c, false));
+                    if let Some(mut s) = self_kubectl(&kubectl_cmd) {
+                        s.args([
+                            "delete",
+                            "secret",
+                            "--ignore-not-found",
+                            "-l",
+                            "owner=helm,name=web",
+                        ]);
+                        cmds.push((s, true));
+                    }
                 }
-                if let Some(c) = delete.as_mut() {
+                if let Some(mut c) = delete {
                     c.args(["delete", "deployment", "--ignore-not-found"])
                         .args(["--cascade=foreground", "--wait", "--timeout=300s"])
                         .args(names);
+                    cmds.push((c, true));
                 }
-                cmds.extend(delete);
-                for mut c in cmds {
+                for (mut c, must) in cmds {
                     c.stdin(Stdio::null());
                     let out = tokio::task::spawn_blocking(move || c.output()).await??;
-                    if !out.status.success() {
+                    if must && !out.status.success() {
                         anyhow::bail!(
                             "clean-up failed: {}",
                             String::from_utf8_lossy(&out.stderr).trim()
@@ -340,22 +345,29 @@ impl Cluster {
     }
 }
 
+/// A second kubectl command like `c` (same program, environment and namespace).
+fn self_kubectl(c: &Option<Command>) -> Option<Command> {
+    let c = c.as_ref()?;
+    let mut n = Command::new(c.get_program());
+    for (k, v) in c.get_envs() {
+        if let Some(v) = v {
+            n.env(k, v);
+        }
+    }
+    n.args(c.get_args());
+    Some(n)
+}
+
 /// kubectl's User-Agent starts with the name it was run as: the bench runs
 /// its own watches and set-up through a symlink of that name, so the
 /// request counts leave them out.
 pub const BENCH_AGENT: &str = "rollguard-bench-watch";
 
 /// Parse a `kubectl get -w --output-watch-events -o json` stream.
-fn watch_reader(
-    stdout: impl Read,
-    kind: &'static str,
-    tx: mpsc::UnboundedSender<Seen>,
-    first: std::sync::mpsc::Sender<()>,
-) {
+fn watch_reader(stdout: impl Read, kind: &'static str, tx: mpsc::UnboundedSender<Seen>) {
     let stream = serde_json::Deserializer::from_reader(stdout).into_iter::<Value>();
     for v in stream {
         let Ok(mut v) = v else { return };
-        let _ = first.send(());
         let obj = v["object"].take();
         let seen = Seen {
             at: Instant::now(),

@@ -420,7 +420,7 @@ pub fn render(
     let _ = writeln!(md, "\n## Binary size\n");
     let _ = writeln!(
         md,
-        "- release (`{}`): {}",
+        "- the measured binary (`{}`): {}",
         meta.rollguard_path.display(),
         meta.rollguard_size.map_or("—".into(), mb)
     );
@@ -1031,9 +1031,10 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
         );
     }
     // Binary size.
+    let is_release = meta.rollguard_path.to_string_lossy().contains("release");
     let (size, which) = match (meta.static_size, meta.rollguard_size) {
         (Some(n), _) => (Some(n), "static"),
-        (None, Some(n)) => (Some(n), "release (dynamic; static not built here)"),
+        (None, Some(n)) if is_release => (Some(n), "release (dynamic; static not built here)"),
         _ => (None, ""),
     };
     if let Some(n) = size {

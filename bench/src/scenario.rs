@@ -156,6 +156,11 @@ impl Scenario {
 
 const ROLLGUARD_ONLY: &[Tool] = &[Tool::Rollguard];
 
+/// The scale rows' time factor: at 30× the simulated cluster itself cannot
+/// keep up with 1 000 pods or 100 Deployments on 2 cores, and every tool's
+/// deadline (a scaled 5 minutes) would be spent waiting for it.
+const SCALE_SPEED: f64 = 10.0;
+
 pub fn all() -> Vec<Scenario> {
     let base = Scenario {
         key: "good-3",
@@ -305,6 +310,7 @@ pub fn all() -> Vec<Scenario> {
             title: "good rollout, 1 replica (one member of the group below, alone)",
             replicas: 1,
             smoke: false,
+            speed: Some(SCALE_SPEED),
             external: false,
             ..base.clone()
         },
@@ -314,6 +320,7 @@ pub fn all() -> Vec<Scenario> {
             deployments: 100,
             replicas: 1,
             smoke: false,
+            speed: Some(SCALE_SPEED),
             decided_by: "last Deployment complete",
             external: false,
             ..base.clone()
@@ -325,6 +332,7 @@ pub fn all() -> Vec<Scenario> {
             nodes: 4,
             node_pods: 400,
             smoke: false,
+            speed: Some(SCALE_SPEED),
             external: false,
             ..base.clone()
         },
@@ -339,6 +347,7 @@ pub fn all() -> Vec<Scenario> {
             decide: Decide::Event("Failed"),
             decided_by: "first `Failed` (ErrImagePull) event",
             smoke: false,
+            speed: Some(SCALE_SPEED),
             external: false,
             ..base.clone()
         },
@@ -348,6 +357,7 @@ pub fn all() -> Vec<Scenario> {
             replicas: 1000,
             nodes: 4,
             node_pods: 400,
+            speed: Some(SCALE_SPEED),
             ..crash
         },
     ]

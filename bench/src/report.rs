@@ -301,8 +301,8 @@ pub fn render(
             let _ = writeln!(
                 md,
                 "- **Cluster**: a fresh in-process kubesim per run (TLS on), same build for every tool; \
-                 **time factor {s}×** (kubesim runs {s} simulated seconds per real second) for every tool, except the rows marked **1×**, which run at real speed \
-                 (the order of cluster events a real cluster has: a container that crashes a second after it starts is Ready first). \
+                 **time factor {s}×** (kubesim runs {s} simulated seconds per real second) for every tool, except where the × column says otherwise: **1×** rows run at real speed \
+                 (the order of cluster events a real cluster has: a container that crashes a second after it starts is Ready first), and the scale rows (100 Deployments, 1 000 replicas) at 10×, as at 30× the simulated cluster itself cannot keep up on 2 cores. \
                  `progressDeadlineSeconds` is the default **600** ({:.0} s real at {s}×).",
                 600.0 / s
             );
@@ -805,7 +805,7 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
             if ok {
                 "the Deployment-level rule is judged first on the completing event"
             } else {
-                "pod events queued before the completing Deployment event are judged one by one first; coalescing bursts and judging the Deployment rule first would cut it"
+                "by design it includes the stability window (`stable-for` 20 s of cluster time, counted per pod from its Ready: at most the window after the last new pod is Ready — 667 ms at 30×, 2 s at 10×), which kubectl's rule does not have; the rest is pod events judged one by one before the completing Deployment event"
             },
         );
     }

@@ -198,7 +198,6 @@ pub fn all() -> Vec<Scenario> {
     };
     let real = |s: Scenario| Scenario {
         speed: Some(1.0),
-        external: true,
         ..s
     };
     let crash = Scenario {
@@ -250,6 +249,7 @@ pub fn all() -> Vec<Scenario> {
         // Real speed: the order of cluster events a real cluster has.
         real(Scenario {
             key: "crash-1x",
+            external: true,
             title: "crash after Ready (exits 1 a second after start), 1×",
             decide: Decide::FirstExit,
             decided_by: "first exit of a new container",
@@ -257,6 +257,7 @@ pub fn all() -> Vec<Scenario> {
         }),
         real(Scenario {
             key: "oom-1x",
+            external: true,
             title: "OOM kill after Ready (a second after start), 1×",
             decide: Decide::FirstExit,
             decided_by: "first exit of a new container",
@@ -264,6 +265,7 @@ pub fn all() -> Vec<Scenario> {
         }),
         real(Scenario {
             key: "late-crash-1x",
+            external: true,
             title: "late crash (exits 1 ten seconds after start), 1×",
             new_tag: "late-crash",
             decide: Decide::FirstExit,
@@ -272,6 +274,7 @@ pub fn all() -> Vec<Scenario> {
         }),
         real(Scenario {
             key: "unschedulable-1x",
+            external: true,
             title: "unschedulable, no autoscaler, 1×",
             only: Some(ROLLGUARD_ONLY),
             only_why: "kubectl waits for the progress deadline (600 s) and helm for its timeout (300 s) on this story, as the 30× row shows",
@@ -407,4 +410,55 @@ spec:
 {{- end }}
 "#,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scn(key: &str) -> Scenario {
+        all().into_iter().find(|s| s.key == key).expect(key)
+    }
+
+    #[test]
+    fn images_by_scenario_then_behaviour_then_default() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("images.txt");
+        std::fs::write(
+            &f,
+            "# registry images\nold=reg.example/web:v1\ncrash=reg.example/crash:1\n\n",
+        )
+        .unwrap();
+        let im = Images::parse(&["crash-1x=reg.example/crash:real".into()], Some(&f)).unwrap();
+        assert_eq!(im.old(), "reg.example/web:v1");
+        assert_eq!(im.new_for(&scn("crash-1x")), "reg.example/crash:real");
+        assert_eq!(im.new_for(&scn("crash")), "reg.example/crash:1");
+        assert_eq!(im.new_for(&scn("good-3")), "example/web:v2");
+        assert!(im.unknown_keys(&all()).is_empty());
+    }
+
+    #[test]
+    fn bad_image_entries_name_where_they_come_from() {
+        let e = Images::parse(&["crash".into()], None).unwrap_err();
+        assert_eq!(e.to_string(), "--image: \"crash\" is not KEY=IMAGE");
+        let im = Images::parse(&["carsh=x:1".into()], None).unwrap();
+        assert_eq!(im.unknown_keys(&all()), vec!["carsh".to_string()]);
+    }
+
+    #[test]
+    fn external_defaults_are_the_real_speed_stories() {
+        let keys: Vec<&str> = all().iter().filter(|s| s.external).map(|s| s.key).collect();
+        assert_eq!(
+            keys,
+            [
+                "good-3",
+                "missing",
+                "slow",
+                "crash-1x",
+                "oom-1x",
+                "late-crash-1x",
+                "unschedulable-1x"
+            ]
+        );
+    }
 }

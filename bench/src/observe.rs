@@ -22,8 +22,6 @@ pub enum Decide {
     /// The first event with this reason (`Failed`: the pull error;
     /// `FailedScheduling`; `NotTriggerScaleUp`).
     Event(&'static str),
-    /// A new pod's container reaches this restart count.
-    Restarts(i64),
     /// A new pod's container exits for the first time (terminated state, or
     /// a restart already counted).
     FirstExit,
@@ -191,13 +189,7 @@ impl Observer {
                             .and_then(Value::as_array);
                         let hit = new_pod
                             && statuses.is_some_and(|cs| {
-                                cs.iter().any(|s| match decide {
-                                    Decide::Restarts(n) => {
-                                        s["restartCount"].as_i64().unwrap_or(0) >= n
-                                    }
-                                    Decide::FirstExit => exited(s),
-                                    _ => false,
-                                })
+                                decide == Decide::FirstExit && cs.iter().any(exited)
                             });
                         if hit {
                             mk.decided.get_or_insert(now);

@@ -448,8 +448,8 @@ pub fn render(
     let _ = writeln!(
         md,
         "- **Deciding event**: the bench observes the cluster from before the tool starts — kubesim's store subscriber in-process, or `kubectl get -w` on the Deployments, pods and events of the namespace with `--kubeconfig` — and records the real `Instant` at which it sees \
-         the change that decides the outcome: the kubelet's first `Failed` event (ErrImagePull), a new pod's `restartCount` reaching 2 (rollguard's `restart-threshold`; 30× crash rows), \
-         the first exit of a new container (`state.terminated` or a restart; 1× rows), the scheduler's first `FailedScheduling` event, the autoscaler's `NotTriggerScaleUp`, \
+         the change that decides the outcome: the kubelet's first `Failed` event (ErrImagePull), \
+         the first exit of a new container (`state.terminated` or a restart: crash, OOM and late-crash rows), the scheduler's first `FailedScheduling` event, the autoscaler's `NotTriggerScaleUp`, \
          or the Deployment becoming complete (`observedGeneration` caught up, updated = replicas = available = desired; for 100 Deployments the last one)."
     );
     let _ = writeln!(

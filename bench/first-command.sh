@@ -52,6 +52,6 @@ wait
 parts=$(cat "$work"/*.json | paste -sd, -)
 load=$(cut -d' ' -f1-3 /proc/loadavg)
 cat >bench/first-command.json <<JSON
-{"date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "method": "$(nproc) cores shared with other engineers' builds (load average at the end: $load); each command from a clean git archive of its commit into a fresh CARGO_TARGET_DIR, registry cache warm, CARGO_INCREMENTAL=0; before, after and after --release started at once, --profile demo on its own later; wall time includes the demo's own run (a few seconds) and depends on the load; CPU time is user + system of cargo and its rustc processes", $parts}
+{"date": "$(date -u '+%Y-%m-%d %H:%M UTC')", "method": "$(nproc) cores shared with other engineers' builds (load average at the end: $load); each command from a clean git archive of its commit into a fresh CARGO_TARGET_DIR, registry cache warm, CARGO_INCREMENTAL=0; variants given together ran at once (see the dates of the runs); wall time includes the demo's own run (a few seconds) and depends on the load; CPU time is user + system of cargo and its rustc processes", $parts}
 JSON
 cat bench/first-command.json

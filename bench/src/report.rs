@@ -710,6 +710,7 @@ fn render_first_command(md: &mut String, meta: &Meta) {
         ("before", "before_command"),
         ("after", "after_command"),
         ("after_release", "after_release_command"),
+        ("after_profile", "after_profile_command"),
     ] {
         if let Some(v) = secs(&format!("{k}_s")) {
             let _ = writeln!(
@@ -1008,9 +1009,13 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
     if let Some(fc) = &meta.first_command
         && let (Some(b), Some(a)) = (fc["before_s"].as_f64(), fc["after_s"].as_f64())
     {
-        let best = fc["after_release_s"].as_f64().map_or(a, |r| r.min(a));
+        // The README's command: the demo profile when it was measured.
+        let (best, cpu_key) = match fc["after_profile_s"].as_f64() {
+            Some(p) => (p, "after_profile_cpu_s"),
+            None => (a, "after_cpu_s"),
+        };
         let ok = best <= 0.6 * b;
-        let cpu = match (fc["before_cpu_s"].as_f64(), fc["after_cpu_s"].as_f64()) {
+        let cpu = match (fc["before_cpu_s"].as_f64(), fc[cpu_key].as_f64()) {
             (Some(b), Some(a)) if b > 0.0 => {
                 format!("; CPU {a:.0} s vs {b:.0} s ({:.0} %)", a / b * 100.0)
             }
@@ -1024,7 +1029,7 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
             ),
             ok,
             if ok {
-                "a demo crate of its own: no test-only crates in its build"
+                "a demo crate of its own (no test-only crates) and a build profile of its own (`--profile demo`: nothing optimised, no debug info)"
             } else {
                 "most of the cold build is kube, k8s-openapi and rustls, which the demo needs"
             },

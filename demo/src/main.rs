@@ -1,4 +1,4 @@
-//! `cargo run -p rollguard-demo`: a simulated cluster in-process, an app of
+//! `cargo run -p rollguard-demo --profile demo`: a simulated cluster in-process, an app of
 //! two containers (node-api + a fluentd sidecar), and four deploys through
 //! rollguard's real entry point with its default inputs: a good tag, a tag
 //! nobody pushed, a build that crashes on start, and a build that is Ready

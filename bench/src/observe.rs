@@ -1,8 +1,10 @@
-//! Cluster-side timestamps: a subscriber to kubesim's store changes, in the
-//! bench process, that records the real `Instant` at which each deciding
-//! change reached it (the patch to the new image, the deciding event, the
-//! Deployment becoming complete, the template going back to the old image,
-//! the old version complete again), and a poller of kubesim's per-User-Agent
+//! Cluster-side timestamps: an observer, in the bench process, of every
+//! change to the Deployments, pods and events of the scenario, recording the
+//! real `Instant` at which each deciding change reached it (the patch to the
+//! new image, the deciding event, the Deployment becoming complete, the
+//! template going back to the old image, the old version complete again).
+//! The changes come from kubesim's store (in-process) or from a watch of
+//! the cluster ([`crate::cluster`]). And a poller of kubesim's per-User-Agent
 //! request counters that records when the first request was counted.
 
 use std::collections::HashMap;
@@ -10,19 +12,28 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use tokio::sync::broadcast::error::RecvError;
+use tokio::sync::{Notify, mpsc};
 
 /// What decides a scenario's outcome in the cluster.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Decide {
     /// Every Deployment complete on the new image (the last one decides).
     Complete,
-    /// The kubelet's first `Failed` event (the pull error).
-    PullFailed,
-    /// A new pod's container reaches this restart count.
-    Restarts(i64),
-    /// The scheduler's first `FailedScheduling` event.
-    FailedScheduling,
+    /// The first event with this reason (`Failed`: the pull error;
+    /// `FailedScheduling`; `NotTriggerScaleUp`).
+    Event(&'static str),
+    /// A new pod's container exits for the first time (terminated state, or
+    /// a restart already counted).
+    FirstExit,
+}
+
+/// One change as the observer sees it.
+#[derive(Debug, Clone)]
+pub struct Seen {
+    pub at: Instant,
+    pub kind: String,
+    pub name: String,
+    pub object: Arc<Value>,
 }
 
 /// Instants recorded by the observer. Vectors are per Deployment.
@@ -33,7 +44,9 @@ pub struct Marks {
     pub rolled_back: Vec<Option<Instant>>,
     pub healthy_again: Vec<Option<Instant>>,
     pub decided: Option<Instant>,
-    /// Changes the subscriber missed (broadcast lag); should stay 0.
+    /// Each Deployment is complete on the old image right now (set-up).
+    pub old_complete: Vec<bool>,
+    /// Changes the source missed (broadcast lag); should stay 0.
     pub lagged: u64,
 }
 
@@ -44,6 +57,7 @@ impl Marks {
             completed: vec![None; n],
             rolled_back: vec![None; n],
             healthy_again: vec![None; n],
+            old_complete: vec![false; n],
             ..Default::default()
         }
     }
@@ -59,6 +73,20 @@ impl Marks {
 
     pub fn first(v: &[Option<Instant>]) -> Option<Instant> {
         v.iter().flatten().min().copied()
+    }
+
+    /// The slowest Deployment's patch → complete.
+    pub fn slowest_rollout(&self) -> Option<Duration> {
+        self.patched
+            .iter()
+            .zip(&self.completed)
+            .map(|(p, c)| match (p, c) {
+                (Some(p), Some(c)) if c >= p => Some(*c - *p),
+                _ => None,
+            })
+            .collect::<Option<Vec<_>>>()?
+            .into_iter()
+            .max()
     }
 }
 
@@ -81,22 +109,31 @@ fn image(d: &Value) -> &str {
         .unwrap_or("")
 }
 
+fn exited(s: &Value) -> bool {
+    s["restartCount"].as_i64().unwrap_or(0) > 0
+        || s.pointer("/state/terminated").is_some_and(Value::is_object)
+        || s.pointer("/lastState/terminated")
+            .is_some_and(Value::is_object)
+}
+
 pub struct Observer {
     pub marks: Arc<Mutex<Marks>>,
+    changed: Arc<Notify>,
     task: tokio::task::JoinHandle<()>,
 }
 
 impl Observer {
-    /// Subscribe now (before the tool starts) and record from then on.
+    /// Record from `rx` on (start it before the tool does).
     pub fn start(
-        h: &kubesim::Handle,
+        mut rx: mpsc::UnboundedReceiver<Seen>,
+        lagged: Arc<std::sync::atomic::AtomicU64>,
         names: &[String],
         old_image: &str,
         new_image: &str,
         decide: Decide,
     ) -> Self {
-        let mut rx = h.store().subscribe();
         let marks = Arc::new(Mutex::new(Marks::new(names.len())));
+        let changed = Arc::new(Notify::new());
         let idx: HashMap<String, usize> = names
             .iter()
             .enumerate()
@@ -104,27 +141,23 @@ impl Observer {
             .collect();
         let (old, new) = (old_image.to_string(), new_image.to_string());
         let m = marks.clone();
+        let ch = changed.clone();
         let task = tokio::spawn(async move {
-            loop {
-                let c = match rx.recv().await {
-                    Ok(c) => c,
-                    Err(RecvError::Lagged(n)) => {
-                        m.lock().expect("marks").lagged += n;
-                        continue;
-                    }
-                    Err(RecvError::Closed) => return,
-                };
-                let now = Instant::now();
+            while let Some(c) = rx.recv().await {
+                let now = c.at;
                 let obj = &c.object;
                 let mut mk = m.lock().expect("marks");
+                mk.lagged = lagged.load(std::sync::atomic::Ordering::Relaxed);
                 let any_patched = mk.patched.iter().any(Option::is_some);
-                match c.res.kind {
+                match c.kind.as_str() {
                     "Deployment" => {
                         let Some(&i) = idx.get(&c.name) else { continue };
                         let img = image(obj);
+                        let done = complete(obj);
+                        mk.old_complete[i] = img == old && done;
                         if img == new {
                             mk.patched[i].get_or_insert(now);
-                            if complete(obj) && mk.completed[i].is_none() {
+                            if done && mk.completed[i].is_none() {
                                 mk.completed[i] = Some(now);
                                 if decide == Decide::Complete
                                     && mk.completed.iter().all(Option::is_some)
@@ -134,66 +167,72 @@ impl Observer {
                             }
                         } else if img == old && mk.patched[i].is_some() {
                             mk.rolled_back[i].get_or_insert(now);
-                            if complete(obj) && mk.healthy_again[i].is_none() {
+                            if done && mk.healthy_again[i].is_none() {
                                 mk.healthy_again[i] = Some(now);
                             }
                         }
                     }
                     "Event" if any_patched => {
-                        let reason = obj["reason"].as_str().unwrap_or("");
-                        let hit = match decide {
-                            Decide::PullFailed => reason == "Failed",
-                            Decide::FailedScheduling => reason == "FailedScheduling",
-                            _ => false,
-                        };
-                        if hit {
+                        if let Decide::Event(r) = decide
+                            && obj["reason"].as_str() == Some(r)
+                        {
                             mk.decided.get_or_insert(now);
                         }
                     }
                     "Pod" if any_patched => {
-                        if let Decide::Restarts(n) = decide
-                            && obj
-                                .pointer("/spec/containers/0/image")
-                                .and_then(Value::as_str)
-                                == Some(new.as_str())
-                        {
-                            let reached = obj
-                                .pointer("/status/containerStatuses")
-                                .and_then(Value::as_array)
-                                .is_some_and(|cs| {
-                                    cs.iter()
-                                        .any(|s| s["restartCount"].as_i64().unwrap_or(0) >= n)
-                                });
-                            if reached {
-                                mk.decided.get_or_insert(now);
-                            }
+                        let new_pod = obj
+                            .pointer("/spec/containers/0/image")
+                            .and_then(Value::as_str)
+                            == Some(new.as_str());
+                        let statuses = obj
+                            .pointer("/status/containerStatuses")
+                            .and_then(Value::as_array);
+                        let hit = new_pod
+                            && statuses.is_some_and(|cs| {
+                                decide == Decide::FirstExit && cs.iter().any(exited)
+                            });
+                        if hit {
+                            mk.decided.get_or_insert(now);
                         }
                     }
                     _ => {}
                 }
+                drop(mk);
+                ch.notify_waiters();
             }
         });
-        Self { marks, task }
+        Self {
+            marks,
+            changed,
+            task,
+        }
     }
 
     pub fn marks(&self) -> Marks {
         self.marks.lock().expect("marks").clone()
     }
 
-    /// Wait (bounded) until `f` holds on the marks.
-    pub async fn wait_for(&self, h: &kubesim::Handle, limit: Duration, f: impl Fn(&Marks) -> bool) {
+    /// Wait (bounded) until `f` holds on the marks; whether it does.
+    pub async fn wait_for(&self, limit: Duration, f: impl Fn(&Marks) -> bool) -> bool {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let notified = h.store().changed.notified();
+            let notified = self.changed.notified();
             if f(&self.marks()) {
-                return;
+                return true;
             }
             if tokio::time::timeout_at(deadline, notified).await.is_err() {
-                return;
+                return f(&self.marks());
             }
-            // The observer task may not have seen the change yet.
-            tokio::task::yield_now().await;
         }
+    }
+
+    /// Forget the marks of the set-up (keeps the current state).
+    pub fn rearm(&self) {
+        let mut mk = self.marks.lock().expect("marks");
+        let old_complete = std::mem::take(&mut mk.old_complete);
+        let n = old_complete.len();
+        *mk = Marks::new(n);
+        mk.old_complete = old_complete;
     }
 
     pub fn stop(self) -> Marks {
@@ -213,8 +252,7 @@ pub struct FirstRequest {
 }
 
 impl FirstRequest {
-    pub fn start(h: &kubesim::Handle) -> Self {
-        let sim = h.sim.clone();
+    pub fn start(sim: Arc<kubesim::Sim>) -> Self {
         let at = Arc::new(Mutex::new(None));
         let a = at.clone();
         let task = tokio::spawn(async move {

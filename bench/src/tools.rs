@@ -39,12 +39,25 @@ pub struct Setup {
     pub rollguard: PathBuf,
     pub kubectl: PathBuf,
     pub helm: PathBuf,
+    /// The default time factor (a scenario may have its own).
     pub speed: f64,
     /// `--server-side` for helm (`auto`, `true` or `false`).
     pub helm_server_side: String,
+    pub images: crate::scenario::Images,
+    /// Run against this cluster instead of an in-process kubesim.
+    pub external: Option<crate::cluster::External>,
 }
 
-impl Setup {
+/// One run's view of a scenario: its time factor, namespace and images.
+#[derive(Debug, Clone)]
+pub struct RunCtx {
+    pub speed: f64,
+    pub namespace: String,
+    pub old_image: String,
+    pub new_image: String,
+}
+
+impl RunCtx {
     /// A tool-side duration that stands for `sim_secs` of cluster time.
     pub fn scaled(&self, sim_secs: f64) -> String {
         format!("{}ms", ((sim_secs / self.speed) * 1000.0).round() as u64)
@@ -83,10 +96,18 @@ fn base(program: &Path, dirs: &RunDirs) -> Command {
     c
 }
 
+/// `helm uninstall` of the release (clean-up on an external cluster).
+pub fn helm_uninstall(setup: &Setup, rc: &RunCtx, dirs: &RunDirs) -> Command {
+    let mut c = base(&setup.helm, dirs);
+    c.args(["uninstall", "web", "--wait", "--namespace", &rc.namespace]);
+    c
+}
+
 /// `helm upgrade --install` of the chart with `image`.
 pub fn helm_cmd(
     setup: &Setup,
     scn: &Scenario,
+    rc: &RunCtx,
     dirs: &RunDirs,
     image: &str,
     measured: bool,
@@ -94,7 +115,7 @@ pub fn helm_cmd(
     let mut c = base(&setup.helm, dirs);
     c.args(["upgrade", "--install", "web"])
         .arg(dirs.chart)
-        .args(["--namespace", "default"])
+        .args(["--namespace", &rc.namespace])
         .arg(format!("--set=image={image}"))
         .arg(format!("--set=replicas={}", scn.replicas))
         .arg(format!("--set=count={}", scn.deployments))
@@ -105,7 +126,7 @@ pub fn helm_cmd(
     if measured {
         // helm's default --timeout is 5m; in cluster time.
         c.args(["--wait", "--rollback-on-failure", "--timeout"])
-            .arg(setup.scaled(300.0));
+            .arg(rc.scaled(300.0));
     } else {
         c.args(["--wait", "--timeout", "120s"]);
     }
@@ -116,55 +137,71 @@ pub async fn run(
     setup: &Setup,
     tool: Tool,
     scn: &Scenario,
+    rc: &RunCtx,
     dirs: &RunDirs<'_>,
 ) -> anyhow::Result<ToolRun> {
     match tool {
-        Tool::Rollguard => rollguard(setup, scn, dirs).await,
-        Tool::Kubectl => kubectl(setup, scn, dirs).await,
-        Tool::Helm => helm(setup, scn, dirs).await,
+        Tool::Rollguard => rollguard(setup, scn, rc, dirs).await,
+        Tool::Kubectl => kubectl(setup, scn, rc, dirs).await,
+        Tool::Helm => helm(setup, scn, rc, dirs).await,
     }
+}
+
+/// rollguard's verdict line on a failure (`rollout of IMAGE failed: …`,
+/// prefixed by the workload in a group).
+fn verdict_line(l: &str) -> bool {
+    l.contains("rollout of ") && (l.contains(" failed") || l.contains(" timed out"))
 }
 
 /// rollguard with its defaults, the cluster-time durations scaled, and the
 /// pre-flight checks off (the peers have none; with them on, the missing tag
-/// and the unschedulable surge are stopped before the patch).
-async fn rollguard(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::Result<ToolRun> {
-    let mut procs = Vec::new();
-    let mut verdict = None;
-    let mut reported_failure = false;
-    // One process per Deployment (multi-workload runs: issue #6).
-    for name in scn.names() {
-        let mut c = base(&setup.rollguard, dirs);
-        c.env("ROLLGUARD_KUBECONFIG", dirs.kubeconfig)
-            .env("ROLLGUARD_WORKLOAD", format!("deployment/{name}"))
-            .env("ROLLGUARD_TAG", scn.new_tag)
-            .env("ROLLGUARD_TIMEOUT", setup.scaled(300.0))
-            .env("ROLLGUARD_ROLLBACK_TIMEOUT", setup.scaled(300.0))
-            .env("ROLLGUARD_UNSCHEDULABLE_GRACE", setup.scaled(30.0))
-            .env("ROLLGUARD_VERIFY_IMAGE", "false")
-            .env("ROLLGUARD_CAPACITY_CHECK", "off");
-        let p = proc::run_async(c, LIMIT).await?;
-        let line = p
-            .stdout
-            .iter()
-            .find(|(_, l)| l.starts_with("rollout of "))
-            .map(|(t, _)| *t);
-        verdict = Some(line.unwrap_or(p.exited));
-        reported_failure |= !p.ok();
-        procs.push(p);
-    }
-    let all_ok = procs.iter().all(ProcOut::ok);
+/// and the unschedulable surge are stopped before the patch). Every
+/// Deployment of the scenario in one process (a workload group).
+async fn rollguard(
+    setup: &Setup,
+    scn: &Scenario,
+    rc: &RunCtx,
+    dirs: &RunDirs<'_>,
+) -> anyhow::Result<ToolRun> {
+    let workloads: Vec<String> = scn
+        .names()
+        .iter()
+        .map(|n| format!("deployment/{n}"))
+        .collect();
+    let mut c = base(&setup.rollguard, dirs);
+    c.env("ROLLGUARD_KUBECONFIG", dirs.kubeconfig)
+        .env("ROLLGUARD_NAMESPACE", &rc.namespace)
+        .env("ROLLGUARD_WORKLOAD", workloads.join(","))
+        .env("ROLLGUARD_IMAGE", &rc.new_image)
+        .env("ROLLGUARD_TIMEOUT", rc.scaled(300.0))
+        .env("ROLLGUARD_ROLLBACK_TIMEOUT", rc.scaled(300.0))
+        .env("ROLLGUARD_UNSCHEDULABLE_GRACE", rc.scaled(30.0))
+        .env("ROLLGUARD_STABLE_FOR", rc.scaled(20.0))
+        .env("ROLLGUARD_SCALE_UP_GRACE", rc.scaled(600.0))
+        .env("ROLLGUARD_VERIFY_IMAGE", "false")
+        .env("ROLLGUARD_CAPACITY_CHECK", "off");
+    let p = proc::run_async(c, LIMIT).await?;
+    let line = p
+        .stdout
+        .iter()
+        .find(|(_, l)| verdict_line(l))
+        .map(|(t, _)| *t);
     Ok(ToolRun {
-        verdict: verdict.unwrap_or_else(Instant::now),
-        procs,
-        reported_failure,
-        all_ok,
+        verdict: line.unwrap_or(p.exited),
+        reported_failure: !p.ok(),
+        all_ok: p.ok(),
+        procs: vec![p],
     })
 }
 
 /// `kubectl set image` + `kubectl rollout status` (no --timeout: it ends at
 /// the progress deadline), and on failure `rollout undo` + `rollout status`.
-async fn kubectl(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::Result<ToolRun> {
+async fn kubectl(
+    setup: &Setup,
+    scn: &Scenario,
+    rc: &RunCtx,
+    dirs: &RunDirs<'_>,
+) -> anyhow::Result<ToolRun> {
     let mut procs = Vec::new();
     let mut verdict = None;
     let mut reported_failure = false;
@@ -172,15 +209,15 @@ async fn kubectl(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::R
     for name in scn.names() {
         let dep = format!("deployment/{name}");
         let mut set = base(&setup.kubectl, dirs);
-        set.args(["set", "image", &dep])
-            .arg(format!("web={}", scn.new_image()));
+        set.args(["--namespace", &rc.namespace, "set", "image", &dep])
+            .arg(format!("web={}", rc.new_image));
         let p = proc::run_async(set, LIMIT).await?;
         if !p.ok() {
             anyhow::bail!("kubectl set image failed: {}", p.text());
         }
         procs.push(p);
         let mut status = base(&setup.kubectl, dirs);
-        status.args(["rollout", "status", &dep]);
+        status.args(["--namespace", &rc.namespace, "rollout", "status", &dep]);
         let p = proc::run_async(status, LIMIT).await?;
         verdict = Some(p.exited);
         let failed = !p.ok();
@@ -188,12 +225,12 @@ async fn kubectl(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::R
         if failed {
             reported_failure = true;
             let mut undo = base(&setup.kubectl, dirs);
-            undo.args(["rollout", "undo", &dep]);
+            undo.args(["--namespace", &rc.namespace, "rollout", "undo", &dep]);
             let p = proc::run_async(undo, LIMIT).await?;
             all_ok &= p.ok();
             procs.push(p);
             let mut status = base(&setup.kubectl, dirs);
-            status.args(["rollout", "status", &dep]);
+            status.args(["--namespace", &rc.namespace, "rollout", "status", &dep]);
             let p = proc::run_async(status, LIMIT).await?;
             all_ok &= p.ok();
             procs.push(p);
@@ -209,8 +246,13 @@ async fn kubectl(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::R
 
 /// One `helm upgrade --install --wait --rollback-on-failure` of the release
 /// that holds every Deployment of the scenario.
-async fn helm(setup: &Setup, scn: &Scenario, dirs: &RunDirs<'_>) -> anyhow::Result<ToolRun> {
-    let c = helm_cmd(setup, scn, dirs, &scn.new_image(), true);
+async fn helm(
+    setup: &Setup,
+    scn: &Scenario,
+    rc: &RunCtx,
+    dirs: &RunDirs<'_>,
+) -> anyhow::Result<ToolRun> {
+    let c = helm_cmd(setup, scn, rc, dirs, &rc.new_image, true);
     let p = proc::run_async(c, LIMIT).await?;
     Ok(ToolRun {
         verdict: p.exited,

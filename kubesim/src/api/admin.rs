@@ -12,7 +12,7 @@
 //! | `POST /faults/compact` | forget history (old resourceVersions get 410) |
 //! | `DELETE /faults` | disarm everything |
 //! | `POST /listener/stop`, `POST /listener/start` | stop/restart the API listener (same port) |
-//! | `GET /metrics`, `DELETE /metrics` | per-User-Agent counters, reset |
+//! | `GET /metrics`, `DELETE /metrics` | per-User-Agent counters and per-request-shape counts, reset |
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -145,7 +145,8 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>) -> Resp {
         }
         (&Method::GET, "/metrics") => {
             let m: Value = json!(sim.metrics.snapshot());
-            Ok(json_resp(200, &json!({"byUserAgent": m})))
+            let b: Value = json!(sim.metrics.breakdown());
+            Ok(json_resp(200, &json!({"byUserAgent": m, "byRequest": b})))
         }
         (&Method::DELETE, "/metrics") => {
             sim.metrics.reset();

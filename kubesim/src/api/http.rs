@@ -32,6 +32,8 @@ const MAX_BODY: usize = 16 << 20;
 #[derive(Debug, Default)]
 pub struct Metrics {
     by_agent: Mutex<BTreeMap<String, AgentStats>>,
+    /// Requests per User-Agent and request shape ([`request_shape`]).
+    by_request: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
 }
 
 /// Counters of one User-Agent.
@@ -58,14 +60,78 @@ impl Metrics {
         s.response_bytes += bytes;
     }
 
+    /// Count one request under its shape (see [`request_shape`]).
+    pub fn record_shape(&self, agent: &str, shape: String) {
+        let mut m = self.by_request.lock().expect("metrics lock");
+        *m.entry(agent.to_string())
+            .or_default()
+            .entry(shape)
+            .or_default() += 1;
+    }
+
     /// A copy of the counters, by User-Agent.
     pub fn snapshot(&self) -> BTreeMap<String, AgentStats> {
         self.by_agent.lock().expect("metrics lock").clone()
     }
 
+    /// Requests by User-Agent, then by request shape (`LIST /api/v1/namespaces/{ns}/pods?labelSelector`).
+    pub fn breakdown(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
+        self.by_request.lock().expect("metrics lock").clone()
+    }
+
     pub fn reset(&self) {
         self.by_agent.lock().expect("metrics lock").clear();
+        self.by_request.lock().expect("metrics lock").clear();
     }
+}
+
+/// A request as a verb and a path pattern, the way the API server's audit
+/// log groups them: the verb (`GET`/`LIST`/`WATCH` for reads, else the
+/// HTTP method), the path with the namespace and object name replaced by
+/// `{ns}` and `{name}`, and which selectors the query carried.
+pub fn request_shape(method: &str, path: &str, query: &BTreeMap<String, String>) -> String {
+    let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
+    // The resource part follows `/api/v1` or `/apis/GROUP/VERSION`.
+    let prefix = match segs.first() {
+        Some(&"api") => 2,
+        Some(&"apis") => 3,
+        _ => segs.len(),
+    }
+    .min(segs.len());
+    let mut out: Vec<String> = segs[..prefix].iter().map(|s| s.to_string()).collect();
+    let mut rest = &segs[prefix..];
+    if rest.len() >= 3 && rest[0] == "namespaces" {
+        out.push("namespaces".into());
+        out.push("{ns}".into());
+        rest = &rest[2..];
+    }
+    let named = rest.len() >= 2;
+    if let Some(r) = rest.first() {
+        out.push(r.to_string());
+    }
+    if named {
+        out.push("{name}".into());
+        out.extend(rest[2..].iter().map(|s| s.to_string()));
+    }
+    let watch = matches!(
+        query.get("watch").map(String::as_str),
+        Some("true") | Some("1")
+    );
+    let verb = match method {
+        "GET" if watch => "WATCH",
+        "GET" if prefix < segs.len() && !named => "LIST",
+        m => m,
+    };
+    let mut shape = format!("{verb} /{}", out.join("/"));
+    let sel: Vec<&str> = ["labelSelector", "fieldSelector"]
+        .into_iter()
+        .filter(|k| query.get(*k).is_some_and(|v| !v.is_empty()))
+        .collect();
+    if !sel.is_empty() {
+        shape.push('?');
+        shape.push_str(&sel.join("&"));
+    }
+    shape
 }
 
 /// Accept connections until `shutdown` turns true.
@@ -226,6 +292,10 @@ async fn handle(sim: Arc<Sim>, req: Request<Incoming>, shutdown: watch::Receiver
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse().ok());
     sim.metrics.record(&req.user_agent, len.unwrap_or(0));
+    sim.metrics.record_shape(
+        &req.user_agent,
+        request_shape(req.method.as_str(), &req.path, &req.query),
+    );
     tracing::debug!(method = %req.method, path = %req.path, status = resp.status().as_u16(), "request");
     resp
 }
@@ -260,4 +330,64 @@ pub fn error(e: &ApiError) -> Resp {
         r.headers_mut().insert(header::RETRY_AFTER, v);
     }
     r
+}
+
+#[cfg(test)]
+mod tests {
+    use super::request_shape;
+    use std::collections::BTreeMap;
+
+    fn q(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn shapes_group_requests_by_verb_and_pattern() {
+        let none = q(&[]);
+        assert_eq!(
+            request_shape(
+                "GET",
+                "/apis/apps/v1/namespaces/prod/deployments/web",
+                &none
+            ),
+            "GET /apis/apps/v1/namespaces/{ns}/deployments/{name}"
+        );
+        assert_eq!(
+            request_shape(
+                "GET",
+                "/api/v1/namespaces/prod/pods",
+                &q(&[("watch", "true"), ("labelSelector", "app=web")])
+            ),
+            "WATCH /api/v1/namespaces/{ns}/pods?labelSelector"
+        );
+        assert_eq!(
+            request_shape(
+                "GET",
+                "/api/v1/namespaces/prod/events",
+                &q(&[("fieldSelector", "involvedObject.name=web-1")])
+            ),
+            "LIST /api/v1/namespaces/{ns}/events?fieldSelector"
+        );
+        assert_eq!(
+            request_shape("GET", "/api/v1/namespaces/prod/pods/web-1/log", &none),
+            "GET /api/v1/namespaces/{ns}/pods/{name}/log"
+        );
+        assert_eq!(
+            request_shape("GET", "/api/v1/namespaces/prod", &none),
+            "GET /api/v1/namespaces/{name}"
+        );
+        assert_eq!(
+            request_shape(
+                "POST",
+                "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                &none
+            ),
+            "POST /apis/authorization.k8s.io/v1/selfsubjectrulesreviews"
+        );
+        assert_eq!(request_shape("GET", "/version", &none), "GET /version");
+        assert_eq!(request_shape("GET", "/apis", &none), "GET /apis");
+    }
 }

@@ -211,11 +211,7 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     );
     // One pipeline for every kind and for groups (all-or-nothing).
     let deployed = orchestrate::deploy_group(&settings, &mut report, out).await;
-    let _ = write!(
-        out,
-        "{}",
-        text::trusted(&report::publish::group_end(env))
-    );
+    let _ = write!(out, "{}", text::trusted(&report::publish::group_end(env)));
     let code = match deployed {
         Ok(code) => code,
         Err(s) => {

@@ -463,22 +463,36 @@ async fn crash_logs(
         if !fetched.insert(c.clone()) {
             continue;
         }
-        let params = LogParams {
-            container: Some(c.clone()),
-            previous: true,
-            // A longer tail than a screen: the reports show the last lines
-            // and fold the rest.
-            tail_lines: Some(40),
-            ..Default::default()
+        // Caught at its first exit (no restart yet), the exited instance is
+        // still the current one; after a restart it is the previous one. The
+        // kubelet may restart it meanwhile: then the previous one has them.
+        let order: &[bool] = if s.restarts > 0 {
+            &[true]
+        } else {
+            &[false, true]
         };
-        match pods.logs(&s.pod, &params).await {
-            Ok(text) => {
-                logs.insert(
-                    (s.pod.clone(), c.clone()),
-                    text.lines().map(str::to_string).collect(),
-                );
+        for &previous in order {
+            let params = LogParams {
+                container: Some(c.clone()),
+                previous,
+                // A longer tail than a screen: the reports show the last lines
+                // and fold the rest.
+                tail_lines: Some(40),
+                ..Default::default()
+            };
+            match pods.logs(&s.pod, &params).await {
+                Ok(text) if !text.trim().is_empty() => {
+                    logs.insert(
+                        (s.pod.clone(), c.clone()),
+                        text.lines().map(str::to_string).collect(),
+                    );
+                    break;
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::debug!("could not read the logs of {}/{c}: {e}", s.pod)
+                }
             }
-            Err(e) => tracing::warn!("could not read the previous logs of {}/{c}: {e}", s.pod),
         }
     }
     logs

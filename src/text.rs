@@ -236,7 +236,9 @@ impl<W: Write> Write for SafeWriter<W> {
     /// character that is not a `:` (so its continuation cannot turn it
     /// into a command) — or when the writer is dropped.
     fn flush(&mut self) -> std::io::Result<()> {
-        let text = String::from_utf8_lossy(&self.buf);
+        // Judged on the text as it will be written (controls removed), so a
+        // removed escape cannot hide a leading `:`.
+        let text = clean(&String::from_utf8_lossy(&self.buf));
         let decided = text
             .trim_start()
             .chars()

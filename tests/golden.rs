@@ -103,9 +103,10 @@ fn normalise(s: &str, names: &[&str]) -> String {
     sub(r"\b\d{1,3}\.\d{1,3}\.\d{1,3}\.\d{1,3}:\d+\b", "<ip>:<port>");
     for name in names {
         let n = regex::escape(name);
+        // After a line start, a non-name character, or an escaped "\n" in JSON.
         sub(
-            &format!(r"\b{n}-[a-z0-9]{{6,10}}-[a-z0-9]{{5}}\b"),
-            &format!("{name}-<hash>-<pod>"),
+            &format!(r"(?m)(^|\\n|[^a-z0-9-]){n}-[a-z0-9]{{6,10}}-[a-z0-9]{{5}}\b"),
+            &format!("${{1}}{name}-<hash>-<pod>"),
         );
         sub(
             &format!(r"\b{n}-[a-z0-9]{{8,10}}\b"),
@@ -207,15 +208,16 @@ async fn seed000_insufficient_cpu() {
 async fn seed002_missing_tag_v10() {
     let h = cluster(3, "2").await;
     h.set_image_behaviour("jocatalin/kubernetes-bootcamp:v10", ImageBehaviour::Missing);
-    create_ready(
-        &h,
-        deployment(
-            "kubernetes-bootcamp",
-            json!([{"name": "kubernetes-bootcamp", "image": "jocatalin/kubernetes-bootcamp:v2"}]),
-            4,
-        ),
-    )
-    .await;
+    // One new pod at a time (maxSurge 1, maxUnavailable 0): with two, how
+    // many reach the pull error before the verdict is a race.
+    let mut d = deployment(
+        "kubernetes-bootcamp",
+        json!([{"name": "kubernetes-bootcamp", "image": "jocatalin/kubernetes-bootcamp:v2"}]),
+        4,
+    );
+    d["spec"]["strategy"] =
+        json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
+    create_ready(&h, d).await;
     let o = rollguard(&h, "kubernetes-bootcamp", &[("INPUT_TAG", "v10")]).await;
     assert_eq!(o.exit_code, 1);
     assert_eq!(first_cause(&o), Some(Cause::ImageNotFound));

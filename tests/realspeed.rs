@@ -77,7 +77,10 @@ fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
 
 /// A writer that remembers when each line was written.
 #[derive(Clone, Default)]
-struct Timed(Arc<Mutex<(Vec<u8>, Vec<(Instant, String)>)>>);
+struct Timed(Arc<Mutex<Lines>>);
+
+/// The bytes of an unfinished line, and every finished line with its time.
+type Lines = (Vec<u8>, Vec<(Instant, String)>);
 
 impl std::io::Write for Timed {
     fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
@@ -136,6 +139,7 @@ fn image_of(h: &Handle, container: &str) -> String {
 
 /// Failed with `code` and `cause`, the previous template restored, healthy,
 /// every live pod on the old image.
+#[allow(clippy::too_many_arguments)] // one story's expectations, each named
 async fn assert_rolled_back(
     h: &Handle,
     story: &str,
@@ -443,7 +447,11 @@ async fn unschedulable_without_autoscaler() {
     .await;
     let verdict_at = out.when("rollout of").expect("a verdict line");
     for (t, l) in out.lines() {
-        println!("{:>8.3} {l}", t.saturating_duration_since(event_seen).as_secs_f64() * if t >= event_seen { 1.0 } else { -1.0 });
+        println!(
+            "{:>8.3} {l}",
+            t.saturating_duration_since(event_seen).as_secs_f64()
+                * if t >= event_seen { 1.0 } else { -1.0 }
+        );
     }
     let lag = verdict_at.saturating_duration_since(event_seen);
     assert!(
@@ -475,7 +483,11 @@ async fn unschedulable_with_autoscaler(max_nodes: usize) -> (Handle, Outcome, Ti
     let containers = json!([{"name": "web", "image": "example/web:v1",
         "resources": {"requests": {"cpu": "1500m"}}}]);
     ready(&h, deployment(containers, 2, None)).await;
-    let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2"), ("INPUT_CAPACITY-CHECK", "off")])).await;
+    let (o, out) = run(&env(
+        &h,
+        &[("INPUT_TAG", "v2"), ("INPUT_CAPACITY-CHECK", "off")],
+    ))
+    .await;
     (h, o, out)
 }
 
@@ -511,7 +523,11 @@ async fn autoscaler_cannot_add_a_node() {
         "{f:#?}"
     );
     // Decided on the autoscaler's word, not after unschedulable-grace.
-    assert!(started.elapsed() < Duration::from_secs(30), "{:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        started.elapsed()
+    );
 }
 
 /// Ready only after 20 s: slow but good, must succeed.
@@ -632,7 +648,10 @@ async fn stories_at_real_speed() {
         ),
         ("slow but good", Box::pin(slow_but_good())),
         ("autoscaler adds a node", Box::pin(autoscaler_adds_a_node())),
-        ("autoscaler at max", Box::pin(autoscaler_cannot_add_a_node())),
+        (
+            "autoscaler at max",
+            Box::pin(autoscaler_cannot_add_a_node()),
+        ),
         ("never ready", Box::pin(never_ready())),
         ("good", Box::pin(good())),
         ("concurrent set image", Box::pin(concurrent_set_image())),

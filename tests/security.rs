@@ -35,7 +35,8 @@ fn command_lines(text: &str) -> Vec<&str> {
 
 /// rollguard's own workflow commands.
 fn is_own_command(line: &str) -> bool {
-    line == "::group::rollguard-rollout"
+    line.starts_with("::group::rollguard: ")
+        || line == "::group::rollguard-rollout"
         || line == "::endgroup::"
         || line.starts_with("::error title=rollguard%3A ")
         || line.starts_with("::warning::")
@@ -247,7 +248,7 @@ fn github_sinks_are_clean_for_hostile_reports() {
             let outputs = std::fs::read_to_string(&out).unwrap();
             assert_clean("GITHUB_OUTPUT", &outputs);
             // One line per output: nothing can add a key or a delimiter.
-            assert_eq!(outputs.lines().count(), 7, "{outputs:?}");
+            assert_eq!(outputs.lines().count(), 9, "{outputs:?}");
             assert_clean("summary", &std::fs::read_to_string(&summary).unwrap());
             Ok(())
         })
@@ -322,7 +323,10 @@ async fn hostile_probe_and_event_text_never_becomes_a_workflow_command_or_escape
         assert_clean(name, text);
     }
     let own = command_lines(&stdout);
-    assert!(own.contains(&"::group::rollguard-rollout"), "{own:?}");
+    assert!(
+        own.iter().any(|l| l.starts_with("::group::rollguard: ")),
+        "{own:?}"
+    );
     assert!(
         own.iter()
             .any(|l| l.starts_with("::error title=rollguard%3A")),

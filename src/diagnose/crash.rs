@@ -22,10 +22,20 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
     let exit = sigs.iter().find_map(|s| s.exit_code);
     let restarts = sigs.iter().map(|s| s.restarts).max().unwrap_or(0);
     let path = container_path(container);
-    let times = if restarts == 1 {
-        "once".to_string()
-    } else {
-        format!("{restarts} times")
+    // Caught at the first exit (inside the stability window), or after restarts.
+    let (restarted, so_far) = match restarts {
+        0 => (
+            "(its first exit; not restarted yet)".to_string(),
+            "(its first exit; not restarted yet)".to_string(),
+        ),
+        1 => (
+            "restarted once".to_string(),
+            "and is restarted (once so far)".to_string(),
+        ),
+        n => (
+            format!("restarted {n} times"),
+            format!("and is restarted ({n} times so far)"),
+        ),
     };
     let termination = sigs
         .iter()
@@ -35,7 +45,7 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
     match exit {
         Some(0) => Words {
             summary: format!(
-                "container {container} exits with code 0 (Completed) and is restarted ({times} so far): is it meant to exit?"
+                "container {container} exits with code 0 (Completed) {so_far}: is it meant to exit?"
             ),
             fix: format!(
                 "A Deployment restarts every container that exits, even successfully. If {container} is a run-to-completion task, run it as a Job (restartPolicy: OnFailure); if it is a server, keep its main process in the foreground ({path}.command/args, the image's CMD)."
@@ -43,7 +53,7 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
         },
         Some(code @ (126 | 127)) => Words {
             summary: format!(
-                "container {container} cannot start its command (exit code {code}{}), restarted {times}",
+                "container {container} cannot start its command (exit code {code}{}), {restarted}",
                 if code == 127 {
                     ": not found"
                 } else {
@@ -56,7 +66,7 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
         },
         Some(137) => Words {
             summary: format!(
-                "container {container} was killed (exit code 137, SIGKILL) and restarted {times}"
+                "container {container} was killed (exit code 137, SIGKILL), {restarted}"
             ),
             fix: format!(
                 "Something killed the process: a failing livenessProbe ({path}.livenessProbe) or a memory kill outside the limit. Check the pod's events and the previous instance's log lines."
@@ -64,7 +74,7 @@ pub(crate) fn crash_words(container: &str, sigs: &[&Signal]) -> Words {
         },
         code => Words {
             summary: format!(
-                "container {container} exits with code {} and is restarted ({times} so far){termination}",
+                "container {container} exits with code {} {so_far}{termination}",
                 code.map_or("unknown".into(), |c| c.to_string())
             ),
             fix: format!(

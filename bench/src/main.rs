@@ -34,7 +34,7 @@ use tools::{RunCtx, RunDirs, Setup, Tool};
 /// The most API requests a good rollout of one 3-replica Deployment may
 /// cost rollguard; `--smoke` fails above it, so a regression fails CI.
 /// Lower it as the request count comes down.
-pub const GOOD_ROLLOUT_REQUEST_CEILING: u64 = 25;
+pub const GOOD_ROLLOUT_REQUEST_CEILING: u64 = 20;
 
 /// Benchmarks rollguard against kubectl and Helm on the same scenarios.
 #[derive(Parser, Debug)]

@@ -21,4 +21,59 @@ impl ExitCode {
     pub fn code(self) -> i32 {
         self as i32
     }
+
+    /// The code of a workload's report (its `exit_code`): anything that is
+    /// not a verdict of a rollout counts as failed and rolled back.
+    pub fn of_verdict(code: i32) -> ExitCode {
+        match code {
+            0 => ExitCode::Success,
+            70 => ExitCode::TimedOut,
+            3 => ExitCode::RollbackFailed,
+            _ => ExitCode::RolledBack,
+        }
+    }
+
+    /// The worse of two codes, for a group: 3 > 78 > 2 > 70 > 1 > 0 (2 and
+    /// 78 stop before anything changes and rarely meet the others).
+    pub fn worse(self, other: ExitCode) -> ExitCode {
+        let rank = |c: ExitCode| match c {
+            ExitCode::Success => 0,
+            ExitCode::RolledBack => 1,
+            ExitCode::TimedOut => 2,
+            ExitCode::BadInput => 3,
+            ExitCode::ClusterConfig => 4,
+            ExitCode::RollbackFailed => 5,
+        };
+        if rank(other) > rank(self) {
+            other
+        } else {
+            self
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ExitCode::*;
+    use super::*;
+
+    #[test]
+    fn the_worst_code_of_a_group_wins() {
+        assert_eq!(Success.worse(RolledBack), RolledBack);
+        assert_eq!(RolledBack.worse(TimedOut), TimedOut);
+        assert_eq!(TimedOut.worse(RolledBack), TimedOut);
+        assert_eq!(TimedOut.worse(RollbackFailed), RollbackFailed);
+        assert_eq!(RollbackFailed.worse(Success), RollbackFailed);
+        let all = [Success, RolledBack, TimedOut, Success];
+        assert_eq!(all.into_iter().fold(Success, ExitCode::worse), TimedOut);
+    }
+
+    #[test]
+    fn report_codes_map_back() {
+        assert_eq!(ExitCode::of_verdict(0), Success);
+        assert_eq!(ExitCode::of_verdict(70), TimedOut);
+        assert_eq!(ExitCode::of_verdict(3), RollbackFailed);
+        assert_eq!(ExitCode::of_verdict(1), RolledBack);
+        assert_eq!(ExitCode::of_verdict(2), RolledBack);
+    }
 }

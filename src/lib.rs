@@ -2,19 +2,20 @@
 //! workload, follows the rolling update, fails fast on the real cause, rolls
 //! back automatically (verified) and says why.
 //!
-//! The pipeline: [`config`] (env → settings) → [`orchestrate`] (for each
-//! workload of any kind: permissions, deploy lock and recovery, plan
-//! ([`workload`]), pre-flight, the patch, [`track`] (watch, judge),
-//! [`diagnose`], rollback) → [`report`]. [`run`] is the entry point shared
-//! by the binary and tests.
+//! The pipeline: [`config`] (env → settings) → [`pipeline`] (for each
+//! workload of any kind: permissions, deploy lock and recovery, plan and
+//! pre-flight, the change, following it ([`track`]), [`diagnose`], rollback;
+//! each kind's part in [`workload`]) → [`report`]. [`run`] is the entry
+//! point shared by the binary and tests.
 
 pub mod config;
 pub mod diagnose;
 pub mod exit;
 pub mod guards;
 pub mod image;
+pub mod k8s;
 pub mod kube_client;
-pub mod orchestrate;
+pub mod pipeline;
 pub mod preflight;
 pub mod report;
 pub mod stability;
@@ -210,7 +211,7 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         text::trusted(&report::publish::group_start(env, &title))
     );
     // One pipeline for every kind and for groups (all-or-nothing).
-    let deployed = orchestrate::deploy_group(&settings, &mut report, out).await;
+    let deployed = pipeline::deploy_group(&settings, &mut report, out).await;
     let _ = write!(out, "{}", text::trusted(&report::publish::group_end(env)));
     let code = match deployed {
         Ok(code) => code,

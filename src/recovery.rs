@@ -16,6 +16,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
+use crate::k8s::kind::Kind;
+use crate::track::{Poll, Watch, wait_until};
 use crate::workload::deployment as dep;
 
 /// The annotation of a rollout in progress.
@@ -275,9 +277,10 @@ pub async fn recover_if_needed(
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Recovered, String> {
     // A ReplicationController keeps its own bookkeeping annotations.
-    if !matches!(kind, "deployment" | "statefulset" | "daemonset") {
+    let Some(workload_kind) = Kind::from_name(kind).filter(|k| *k != Kind::ReplicationController)
+    else {
         return Ok(Recovered::Clean);
-    }
+    };
     let path = path_of(kind, ns, name);
     let raw = match get(client, &path).await {
         Ok(v) => v,
@@ -385,7 +388,8 @@ pub async fn recover_if_needed(
         .pointer("/metadata/generation")
         .and_then(Value::as_i64)
         .unwrap_or(0);
-    let healthy = wait_healthy(client, kind, ns, name, generation, timeout).await;
+    let pods = crate::k8s::objects::match_labels_selector(&raw);
+    let healthy = wait_healthy(client, workload_kind, ns, name, &pods, generation, timeout).await;
     let message = if healthy {
         format!(
             "{found}; rolled it back to {} (healthy again) before deploying",
@@ -404,76 +408,42 @@ pub async fn recover_if_needed(
 
 /// kubectl's rollout-status rule on a raw Deployment.
 pub fn rolled_out(d: &Value, generation: i64) -> bool {
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= generation.max(n("/metadata/generation"))
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
+    crate::workload::still_waiting_for(Kind::Deployment, d, generation).is_none()
 }
 
-/// kubectl's rollout-status rule on a raw workload of `kind`.
-pub fn rolled_out_kind(kind: &str, d: &Value, generation: i64) -> bool {
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let observed = n("/status/observedGeneration") >= generation.max(n("/metadata/generation"));
-    match kind {
-        "statefulset" => {
-            let desired = d
-                .pointer("/spec/replicas")
-                .and_then(Value::as_i64)
-                .unwrap_or(1);
-            observed
-                && n("/status/updatedReplicas") == desired
-                && n("/status/readyReplicas") == desired
-        }
-        "daemonset" => {
-            let desired = n("/status/desiredNumberScheduled");
-            observed
-                && n("/status/updatedNumberScheduled") == desired
-                && n("/status/numberAvailable") == desired
-        }
-        _ => rolled_out(d, generation),
-    }
-}
-
-/// Watch the workload until it rolled out `generation` (or `timeout`).
+/// Watch the workload until its kind's rollout rule holds for
+/// `generation` (or `timeout`).
 async fn wait_healthy(
     client: &kube::Client,
-    kind: &str,
+    kind: Kind,
     ns: &str,
     name: &str,
+    pod_selector: &str,
     generation: i64,
     timeout: Duration,
 ) -> bool {
-    use futures::StreamExt;
-    use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
-    use kube::core::{ApiResource, DynamicObject};
-    let resource = match kind {
-        "statefulset" => ApiResource::erase::<StatefulSet>(&()),
-        "daemonset" => ApiResource::erase::<DaemonSet>(&()),
-        _ => ApiResource::erase::<Deployment>(&()),
-    };
-    let api: kube::Api<DynamicObject> = kube::Api::namespaced_with(client.clone(), ns, &resource);
-    let cfg = kube::runtime::watcher::Config::default().fields(&format!("metadata.name={name}"));
-    let stream = kube::runtime::watcher(api, cfg);
-    let done = async {
-        let mut stream = std::pin::pin!(stream);
-        while let Some(ev) = stream.next().await {
-            let d = match ev {
-                Ok(kube::runtime::watcher::Event::Apply(d))
-                | Ok(kube::runtime::watcher::Event::InitApply(d)) => d,
-                _ => continue,
-            };
-            if serde_json::to_value(&d).is_ok_and(|v| rolled_out_kind(kind, &v, generation)) {
-                return true;
-            }
+    let mut watch = Watch::start_kind(client, ns, kind, name, pod_selector);
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut quiet = std::io::sink();
+    wait_until(&mut watch, deadline, &mut quiet, |w: &Watch| {
+        let waiting = w
+            .snapshot()
+            .object(name)
+            .map(|o| crate::workload::still_waiting_for(kind, o, generation))
+            .unwrap_or_else(|| Some(format!("{name} to be seen")));
+        match waiting {
+            None => Poll::Done {
+                line: String::new(),
+                found: (),
+            },
+            Some(waiting_for) => Poll::Pending {
+                line: String::new(),
+                waiting_for,
+            },
         }
-        false
-    };
-    tokio::time::timeout(timeout, done).await.unwrap_or(false)
+    })
+    .await
+    .is_ok()
 }
 
 /// Send our rollout patch; on 409/422 (a conflict, or a repeat of a patch

@@ -2,6 +2,7 @@
 //! pod shows) → findings (cause, container, how many pods, evidence, fix).
 //! Pure functions; the shell fetches logs and hands them in.
 
+pub mod collect;
 pub mod config;
 pub mod crash;
 pub mod deadline;

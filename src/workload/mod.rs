@@ -1,10 +1,16 @@
-//! Workloads rollguard can roll. One file per kind; each answers the same
-//! questions: plan the patch, judge a snapshot, plan the rollback.
+//! Workloads rollguard can roll. Each kind has its pure rules (plan the
+//! patch, judge a snapshot, plan the rollback) and its [`rollout::Rollout`]
+//! (the I/O of prepare, apply, follow, diagnose, roll back, commit); the
+//! rules every kind shares are here.
 
 pub mod daemonset;
 pub mod deployment;
+pub(crate) mod patch;
+pub(crate) mod prepare;
 pub mod replicationcontroller;
+pub(crate) mod rollout;
 pub mod statefulset;
+pub(crate) mod template;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,166 +19,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Pod};
 
 use crate::diagnose::{self, Cause, Signal};
+use deployment::{Progress, Verdict, pod_is_ready};
 
-/// The kinds rollguard knows by name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-pub enum Kind {
-    Deployment,
-    StatefulSet,
-    DaemonSet,
-    ReplicationController,
-}
-
-impl Kind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Kind::Deployment => "deployment",
-            Kind::StatefulSet => "statefulset",
-            Kind::DaemonSet => "daemonset",
-            Kind::ReplicationController => "replicationcontroller",
-        }
-    }
-
-    /// The permissions a rollout of this kind needs, as (verb, group,
-    /// resource); the workload's own resource is checked by name.
-    pub fn needed_permissions(self) -> &'static [(&'static str, &'static str, &'static str)] {
-        match self {
-            Kind::Deployment => &[
-                ("get", "apps", "deployments"),
-                ("patch", "apps", "deployments"),
-                ("list", "apps", "deployments"),
-                ("watch", "apps", "deployments"),
-                ("list", "apps", "replicasets"),
-                ("watch", "apps", "replicasets"),
-                ("list", "", "pods"),
-                ("watch", "", "pods"),
-                ("list", "", "events"),
-                ("watch", "", "events"),
-            ],
-            Kind::StatefulSet => &[
-                ("get", "apps", "statefulsets"),
-                ("patch", "apps", "statefulsets"),
-                ("list", "apps", "statefulsets"),
-                ("watch", "apps", "statefulsets"),
-                ("list", "apps", "controllerrevisions"),
-                ("list", "", "pods"),
-                ("watch", "", "pods"),
-                ("delete", "", "pods"),
-                ("list", "", "events"),
-                ("watch", "", "events"),
-            ],
-            Kind::DaemonSet => &[
-                ("get", "apps", "daemonsets"),
-                ("patch", "apps", "daemonsets"),
-                ("list", "apps", "daemonsets"),
-                ("watch", "apps", "daemonsets"),
-                ("list", "apps", "controllerrevisions"),
-                ("list", "", "pods"),
-                ("watch", "", "pods"),
-                ("list", "", "events"),
-                ("watch", "", "events"),
-            ],
-            Kind::ReplicationController => &[
-                ("get", "", "replicationcontrollers"),
-                ("patch", "", "replicationcontrollers"),
-                ("create", "", "replicationcontrollers"),
-                ("delete", "", "replicationcontrollers"),
-                ("list", "", "replicationcontrollers"),
-                ("watch", "", "replicationcontrollers"),
-                ("list", "", "pods"),
-                ("watch", "", "pods"),
-                ("patch", "", "pods"),
-                ("list", "", "events"),
-                ("watch", "", "events"),
-            ],
-        }
-    }
-
-    /// The resource (plural) of the workload itself.
-    pub fn resource(self) -> &'static str {
-        match self {
-            Kind::Deployment => "deployments",
-            Kind::StatefulSet => "statefulsets",
-            Kind::DaemonSet => "daemonsets",
-            Kind::ReplicationController => "replicationcontrollers",
-        }
-    }
-}
-
-/// `deployment/api`, `deploy/api` or `api`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct WorkloadRef {
-    pub kind: Kind,
-    pub name: String,
-}
-
-impl std::fmt::Display for WorkloadRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.kind.as_str(), self.name)
-    }
-}
-
-impl WorkloadRef {
-    /// Parse the `workload` input; the error says what was wrong.
-    pub fn parse(s: &str) -> Result<WorkloadRef, String> {
-        let (kind, name) = match s.split_once('/') {
-            Some((k, n)) => (k.to_ascii_lowercase(), n),
-            None => ("deployment".to_string(), s),
-        };
-        let kind = match kind.as_str() {
-            "deployment" | "deployments" | "deploy" | "deployment.apps" | "deployments.apps" => {
-                Kind::Deployment
-            }
-            "statefulset" | "statefulsets" | "sts" | "statefulset.apps" | "statefulsets.apps" => {
-                Kind::StatefulSet
-            }
-            "daemonset" | "daemonsets" | "ds" | "daemonset.apps" | "daemonsets.apps" => {
-                Kind::DaemonSet
-            }
-            "replicationcontroller" | "replicationcontrollers" | "rc" => {
-                Kind::ReplicationController
-            }
-            other => {
-                return Err(format!(
-                    "\"{other}\" is not a workload kind (use deployment/NAME, statefulset/NAME, daemonset/NAME or replicationcontroller/NAME)"
-                ));
-            }
-        };
-        let valid = !name.is_empty()
-            && name.len() <= 253
-            && name.split('.').all(crate::config::is_dns_label);
-        if !valid {
-            return Err(format!(
-                "\"{name}\" is not a valid workload name (lower-case letters, digits, '-' and '.')"
-            ));
-        }
-        Ok(WorkloadRef {
-            kind,
-            name: name.to_string(),
-        })
-    }
-}
-
-/// Parse a `workload` input that may list several workloads, separated
-/// by commas or newlines (`deployment/web, deployment/worker`).
-pub fn parse_list(s: &str) -> Result<Vec<WorkloadRef>, String> {
-    let mut out: Vec<WorkloadRef> = Vec::new();
-    for item in s
-        .split([',', '\n'])
-        .map(str::trim)
-        .filter(|i| !i.is_empty())
-    {
-        let w = WorkloadRef::parse(item)?;
-        if out.contains(&w) {
-            return Err(format!("{w} is listed twice"));
-        }
-        out.push(w);
-    }
-    if out.is_empty() {
-        return Err("is required (e.g. deployment/api)".into());
-    }
-    Ok(out)
-}
+pub use crate::k8s::kind::{Kind, WorkloadRef, parse_list};
 
 /// The fail-fast limits of a rollout (same for every kind).
 #[derive(Debug, Clone, Copy)]
@@ -255,6 +104,86 @@ pub fn judge_pods(
     Verdict::Succeeded(progress)
 }
 
+/// Judge the new pods during the bake (every kind): any restart since
+/// `baseline`, a settled failure signal, or an unready new pod fails;
+/// otherwise it keeps waiting.
+pub fn judge_bake(
+    p: Progress,
+    new_pods: &[Arc<Pod>],
+    signals: &[Signal],
+    counts: &BTreeMap<(String, String), i32>,
+    baseline: &BTreeMap<(String, String), i32>,
+) -> Verdict {
+    let restarted: Vec<&(String, String)> = counts
+        .iter()
+        .filter(|(k, v)| baseline.get(*k).is_some_and(|b| *v > b))
+        .map(|(k, _)| k)
+        .collect();
+    if !restarted.is_empty() {
+        let sigs: Vec<Signal> = signals
+            .iter()
+            .filter(|s| matches!(s.cause, Cause::CrashLoop | Cause::OomKilled))
+            .cloned()
+            .collect();
+        let cause = sigs
+            .iter()
+            .map(|s| s.cause)
+            .min()
+            .unwrap_or(Cause::CrashLoop);
+        let sigs = if sigs.is_empty() {
+            restarted
+                .iter()
+                .map(|(pod, c)| Signal {
+                    cause: Cause::CrashLoop,
+                    pod: pod.clone(),
+                    container: Some(c.clone()),
+                    message: "container restarted during the bake".into(),
+                    restarts: counts.get(&(pod.clone(), c.clone())).copied().unwrap_or(0),
+                    exit_code: None,
+                })
+                .collect()
+        } else {
+            sigs
+        };
+        return Verdict::Failed {
+            progress: p,
+            cause,
+            signals: sigs,
+        };
+    }
+    // Restarts are judged against the baseline above; other signals fail now.
+    let settled = |s: &&Signal| {
+        !matches!(
+            s.cause,
+            Cause::ImagePullTransient | Cause::CrashLoop | Cause::OomKilled
+        )
+    };
+    if let Some(s) = signals.iter().find(settled) {
+        return Verdict::Failed {
+            progress: p,
+            cause: s.cause,
+            signals: signals
+                .iter()
+                .filter(|x| x.cause == s.cause)
+                .cloned()
+                .collect(),
+        };
+    }
+    for pod in new_pods
+        .iter()
+        .filter(|p| p.metadata.deletion_timestamp.is_none())
+    {
+        if !pod_is_ready(pod)
+            && baseline
+                .keys()
+                .any(|(n, _)| Some(n) == pod.metadata.name.as_ref())
+        {
+            return deployment::unready_during_bake(p, pod);
+        }
+    }
+    Verdict::Waiting(p)
+}
+
 /// Restart counts of `pods`: (pod, container) → restarts.
 pub fn restart_counts(pods: &[Arc<Pod>]) -> BTreeMap<(String, String), i32> {
     let mut out = BTreeMap::new();
@@ -315,36 +244,18 @@ pub fn pod_is_stuck(pod: &Pod) -> bool {
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn parses_workloads() {
-        assert_eq!(WorkloadRef::parse("deploy/api").unwrap().name, "api");
-        assert_eq!(WorkloadRef::parse("api").unwrap().kind, Kind::Deployment);
-        assert_eq!(
-            WorkloadRef::parse("sts/db").unwrap().kind,
-            Kind::StatefulSet
-        );
-        assert_eq!(
-            WorkloadRef::parse("rc/api-rc").unwrap().kind,
-            Kind::ReplicationController
-        );
-        assert_eq!(
-            WorkloadRef::parse("ds/agent").unwrap().kind,
-            Kind::DaemonSet
-        );
-        assert!(WorkloadRef::parse("pod/x").is_err());
-        assert!(WorkloadRef::parse("deployment/API").is_err());
-    }
-
-    #[test]
-    fn parses_lists() {
-        let l = parse_list("deployment/web, deployment/worker\nrc/api-rc\n").unwrap();
-        assert_eq!(l.len(), 3);
-        assert_eq!(l[2].kind, Kind::ReplicationController);
-        assert!(parse_list("web, deploy/web").unwrap_err().contains("twice"));
-        assert!(parse_list(" , ").is_err());
+/// The controller's rollout rule of `kind` on a raw object (kubectl's
+/// rollout status, with observedGeneration ≥ `generation`): what is still
+/// awaited, or None when rolled out. Tracking, rollback confirmation and
+/// recovery all ask this.
+pub fn still_waiting_for(kind: Kind, obj: &serde_json::Value, generation: i64) -> Option<String> {
+    match kind {
+        Kind::Deployment => match serde_json::from_value(obj.clone()) {
+            Ok(d) => deployment::still_waiting_for(&d, generation),
+            Err(e) => Some(format!("a readable Deployment ({e})")),
+        },
+        Kind::StatefulSet => statefulset::still_waiting_for(obj, generation),
+        Kind::DaemonSet => daemonset::still_waiting_for(obj, generation),
+        Kind::ReplicationController => replicationcontroller::still_waiting_for(obj),
     }
 }

@@ -15,6 +15,8 @@ use std::hash::{Hash, Hasher};
 use serde_json::{Map, Value, json};
 
 use super::deployment::{self as dep, NotRollable};
+
+pub mod rollout;
 use crate::config::ImageChange;
 use crate::image::Reference;
 
@@ -428,6 +430,24 @@ pub fn next_step(c: &Counts, surge: i32, unavailable: i32) -> Step {
         return Step::Wait(format!("{} old pod(s) to terminate", c.old_live));
     }
     Step::Done
+}
+
+/// An RC is rolled out when its controller observed its spec and every
+/// replica is ready: what is still awaited, or None.
+pub fn still_waiting_for(rc: &Value) -> Option<String> {
+    let n = |p: &str| rc.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let desired = rc
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    if n("/status/observedGeneration") < n("/metadata/generation") {
+        return Some("the replication controller to observe the change".into());
+    }
+    if n("/status/replicas") != desired {
+        return Some(format!("{} of {desired} replicas", n("/status/replicas")));
+    }
+    let ready = n("/status/readyReplicas");
+    (ready < desired).then(|| format!("{} more to become ready", desired - ready))
 }
 
 #[cfg(test)]

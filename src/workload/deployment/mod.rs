@@ -13,6 +13,8 @@ use crate::config::ImageChange;
 use crate::diagnose::{self, Cause, Signal};
 use crate::image::Reference;
 
+pub mod rollout;
+
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const PREVIOUS_IMAGE: &str = "rollguard.dev/previous-image";
 pub const PREVIOUS_TEMPLATE_HASH: &str = "rollguard.dev/previous-template-hash";
@@ -41,6 +43,29 @@ pub struct Plan {
     pub previous_annotations: BTreeMap<String, String>,
     pub previous_template_hash: Option<String>,
     pub previous_revision: Option<i64>,
+}
+
+impl Plan {
+    /// The line that opens the rollout.
+    pub fn rolling_line(
+        &self,
+        w: &crate::workload::WorkloadRef,
+        ns: &str,
+        version_label: &str,
+    ) -> String {
+        format!(
+            "rolling {w} in {ns}: container {} {} → {} (version {version_label}={})",
+            self.container, self.old_image, self.new_image, self.version
+        )
+    }
+
+    /// What a dry run says it would send.
+    pub fn dry_run_text(&self, w: &crate::workload::WorkloadRef, ns: &str) -> String {
+        format!(
+            "pre-flight passed; this JSON Patch would be sent to {w} in {ns}:\n{}",
+            serde_json::to_string_pretty(&self.patch).unwrap_or_default()
+        )
+    }
 }
 
 /// JSON Pointer escaping of one path segment.
@@ -435,7 +460,8 @@ pub fn new_pod_signals(snap: &Snapshot, exp: &Expectations) -> (usize, Vec<Signa
     }
 }
 
-fn progress(snap: &Snapshot, exp: &Expectations) -> Progress {
+/// The counts kubectl shows for the Deployment, and the new ReplicaSet's readiness.
+pub fn progress(snap: &Snapshot, exp: &Expectations) -> Progress {
     let Some(d) = &snap.deployment else {
         return Progress {
             waiting_for: "the Deployment to be seen".into(),
@@ -610,103 +636,6 @@ pub fn judge(snap: &Snapshot, exp: &Expectations, timers: &Timers) -> Verdict {
         return Verdict::Waiting(p);
     }
     Verdict::Succeeded(p)
-}
-
-/// Restart counts of the new pods: (pod, container) → restarts.
-pub fn restart_counts(snap: &Snapshot, exp: &Expectations) -> BTreeMap<(String, String), i32> {
-    let mut out = BTreeMap::new();
-    if let Some(rs) = new_replica_set(snap, exp) {
-        for p in pods_of(snap, rs) {
-            let name = p.metadata.name.clone().unwrap_or_default();
-            for cs in p
-                .status
-                .iter()
-                .flat_map(|s| s.container_statuses.iter().flatten())
-            {
-                out.insert((name.clone(), cs.name.clone()), cs.restart_count);
-            }
-        }
-    }
-    out
-}
-
-/// Judge a snapshot during the bake: any restart since `baseline`, an OOM
-/// kill, or an unready new pod fails; otherwise it keeps waiting.
-pub fn judge_bake(
-    snap: &Snapshot,
-    exp: &Expectations,
-    baseline: &BTreeMap<(String, String), i32>,
-) -> Verdict {
-    let p = progress(snap, exp);
-    let (_, signals) = new_pod_signals(snap, exp);
-    let counts = restart_counts(snap, exp);
-    let restarted: Vec<&(String, String)> = counts
-        .iter()
-        .filter(|(k, v)| baseline.get(*k).is_some_and(|b| *v > b))
-        .map(|(k, _)| k)
-        .collect();
-    if !restarted.is_empty() {
-        let sigs: Vec<Signal> = signals
-            .iter()
-            .filter(|s| matches!(s.cause, Cause::CrashLoop | Cause::OomKilled))
-            .cloned()
-            .collect();
-        let cause = sigs
-            .iter()
-            .map(|s| s.cause)
-            .min()
-            .unwrap_or(Cause::CrashLoop);
-        let sigs = if sigs.is_empty() {
-            restarted
-                .iter()
-                .map(|(pod, c)| Signal {
-                    cause: Cause::CrashLoop,
-                    pod: pod.clone(),
-                    container: Some(c.clone()),
-                    message: "container restarted during the bake".into(),
-                    restarts: counts.get(&(pod.clone(), c.clone())).copied().unwrap_or(0),
-                    exit_code: None,
-                })
-                .collect()
-        } else {
-            sigs
-        };
-        return Verdict::Failed {
-            progress: p,
-            cause,
-            signals: sigs,
-        };
-    }
-    // Restarts are judged against the baseline above; other signals fail now.
-    let settled = |s: &&Signal| {
-        !matches!(
-            s.cause,
-            Cause::ImagePullTransient | Cause::CrashLoop | Cause::OomKilled
-        )
-    };
-    if let Some(s) = signals.iter().find(settled) {
-        return Verdict::Failed {
-            progress: p,
-            cause: s.cause,
-            signals: signals
-                .iter()
-                .filter(|x| x.cause == s.cause)
-                .cloned()
-                .collect(),
-        };
-    }
-    if let Some(rs) = new_replica_set(snap, exp) {
-        for pod in pods_of(snap, rs) {
-            if !pod_is_ready(pod)
-                && baseline
-                    .keys()
-                    .any(|(n, _)| Some(n) == pod.metadata.name.as_ref())
-            {
-                return unready_during_bake(p, pod);
-            }
-        }
-    }
-    Verdict::Waiting(p)
 }
 
 /// A new pod turned unready during the bake: a container that exited is a

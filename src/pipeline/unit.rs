@@ -1,0 +1,146 @@
+//! One workload of the run as the pipeline carries it: its rollout (of
+//! whatever kind), its report, and how far it got.
+
+use std::io::Write;
+
+use tokio::time::Instant;
+
+use crate::Stop;
+use crate::diagnose::{Cause, Finding, Signal};
+use crate::recovery::Marker;
+use crate::report::WorkloadReport;
+use crate::track::Ended;
+use crate::workload::WorkloadRef;
+use crate::workload::deployment::Progress;
+use crate::workload::rollout::{AnyRollout, Ctx, Failure};
+
+pub(crate) struct Unit {
+    pub wref: WorkloadRef,
+    pub rep: WorkloadReport,
+    pub rollout: AnyRollout,
+    /// The in-progress marker our change set (cleared when the run ends).
+    pub marker: Option<Marker>,
+    /// How following ended (None when stopped because another workload failed).
+    pub ended: Option<Ended>,
+    pub applied: bool,
+}
+
+impl Unit {
+    /// Read, plan and pre-flight; nothing changes. On failure the report
+    /// keeps what was planned (and the pre-flight finding).
+    pub async fn prepare(
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Unit, (Stop, WorkloadReport)> {
+        let mut rep = WorkloadReport::new(w.to_string());
+        match AnyRollout::prepare(ctx, w, &mut rep, out).await {
+            Ok(rollout) => Ok(Unit {
+                wref: w.clone(),
+                rep,
+                rollout,
+                marker: None,
+                ended: None,
+                applied: false,
+            }),
+            Err(e) => Err((e, rep)),
+        }
+    }
+
+    pub fn dry_run_text(&self, ns: &str) -> String {
+        self.rollout.dry_run_text(&self.wref, ns)
+    }
+
+    /// Make the change (watches start first).
+    pub async fn apply(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<(), Stop> {
+        self.marker = self
+            .rollout
+            .apply(ctx, &self.wref, &mut self.rep, out)
+            .await?;
+        self.applied = true;
+        Ok(())
+    }
+
+    /// Follow until success, a fail-fast cause, or the deadline.
+    pub async fn follow(
+        &mut self,
+        ctx: &Ctx<'_>,
+        deadline: Instant,
+        out: &mut (dyn Write + Send),
+    ) -> Ended {
+        self.rollout
+            .follow(ctx, &self.wref, &mut self.rep, deadline, out)
+            .await
+    }
+
+    /// Findings for a failure of this workload.
+    pub async fn diagnose(
+        &mut self,
+        ctx: &Ctx<'_>,
+        cause: Cause,
+        signals: &[Signal],
+        progress: &Progress,
+        timed_out: bool,
+    ) -> Vec<Finding> {
+        let failure = Failure {
+            cause,
+            signals,
+            progress,
+            timed_out,
+        };
+        self.rollout.diagnose(ctx, &failure).await
+    }
+
+    pub fn events_excerpt(&self) -> Vec<String> {
+        self.rollout.events_excerpt(&self.wref)
+    }
+
+    /// Another writer changed the template during the rollout.
+    pub fn superseded(&self) -> bool {
+        matches!(
+            self.ended,
+            Some(Ended::Failed {
+                cause: Cause::Superseded,
+                ..
+            })
+        )
+    }
+
+    /// Undo our change and watch the previous version become healthy —
+    /// unless another writer changed it meanwhile: rolling back would
+    /// overwrite their change.
+    pub async fn roll_back(
+        &mut self,
+        ctx: &Ctx<'_>,
+        out: &mut (dyn Write + Send),
+    ) -> (bool, String) {
+        if self.superseded() {
+            let m = format!(
+                "not rolled back: another writer changed {} during the rollout; their change is left in place",
+                self.wref
+            );
+            let _ = writeln!(out, "{m}");
+            return (false, m);
+        }
+        self.rollout
+            .roll_back(ctx, &self.wref, &mut self.rep, out)
+            .await
+    }
+
+    /// "rolling back X to v1", for the kinds that do not say it themselves.
+    pub fn announce_rollback(&self, out: &mut (dyn Write + Send)) {
+        if self.rollout.announces_rollback() && !self.superseded() {
+            let old = self.rep.previous_image.as_deref().unwrap_or("?");
+            let _ = writeln!(out, "rolling back {} to {old}", self.wref);
+        }
+    }
+
+    /// After the whole group succeeded: the kind's last step.
+    pub async fn commit(
+        &mut self,
+        ctx: &Ctx<'_>,
+        out: &mut (dyn Write + Send),
+    ) -> Result<(), String> {
+        self.rollout.commit(ctx, &mut self.rep, out).await
+    }
+}

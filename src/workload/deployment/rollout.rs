@@ -1,0 +1,347 @@
+//! A Deployment's rollout: one JSON Patch of the pod template (with the
+//! in-progress marker), followed on watches of the Deployment, its
+//! ReplicaSets, pods and events; undone by restoring the exact template it
+//! replaced.
+
+use std::io::Write;
+use std::sync::Arc;
+
+use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
+use kube::Api;
+use kube::api::ListParams;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::ImageChange;
+use crate::diagnose::{Finding, collect};
+use crate::exit::ExitCode;
+use crate::guards::Guards;
+use crate::k8s::objects::{selector_of, uid_generation};
+use crate::preflight::capacity;
+use crate::recovery::Marker;
+use crate::report::timeline::Sample;
+use crate::report::timeline::{Mark, Phase};
+use crate::report::{self, WorkloadReport};
+use crate::stability::Stability;
+use crate::track::{self, Ended, Reading, Subject, Tracker};
+use crate::workload::Limits;
+use crate::workload::WorkloadRef;
+use crate::workload::deployment::{self as dep, Expectations};
+use crate::workload::deployment::{Snapshot, Timers, Verdict};
+use crate::workload::patch;
+use crate::workload::prepare::{self, Checks};
+use crate::workload::rollout::{Ctx, Failure, Rollout};
+use crate::{Stop, cluster_error, stop};
+
+pub(crate) struct DeploymentRollout {
+    plan: dep::Plan,
+    /// The Deployment's label selector (its ReplicaSets' and pods').
+    selector: String,
+    /// When the plan was made (the in-progress marker's start).
+    planned_at: String,
+    /// The Deployment as read: its uid and generation (what the marker binds to).
+    read_as: (String, i64),
+    tracker: Option<Tracker>,
+    patched: Option<Value>,
+    exp: Option<Expectations>,
+}
+
+impl Rollout for DeploymentRollout {
+    async fn prepare(
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Self, Stop> {
+        let s = ctx.settings;
+        let now = crate::now_rfc3339();
+        let raw = prepare::read(ctx, w).await?;
+        let read_as = uid_generation(&raw);
+        let typed: Deployment = serde_json::from_value(raw.clone()).map_err(|e| {
+            stop(
+                ExitCode::ClusterConfig,
+                format!("{w} could not be read: {e}"),
+            )
+        })?;
+        let selector = typed
+            .spec
+            .as_ref()
+            .map(|s| selector_of(&s.selector))
+            .unwrap_or_default();
+        let replica_sets = Api::<ReplicaSet>::namespaced(ctx.client.clone(), &ctx.ns)
+            .list(&ListParams::default().labels(&selector))
+            .await
+            .map_err(|e| cluster_error(&e, "listing replica sets"))?
+            .items
+            .into_iter()
+            .map(Arc::new)
+            .collect::<Vec<_>>();
+        let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
+            dep::plan(
+                &raw,
+                &replica_sets,
+                container,
+                change,
+                version,
+                &s.version_label,
+                &s.run_origin,
+                &now,
+            )
+            .map_err(|e| stop(ExitCode::BadInput, e.0))
+        };
+        let (spec, label_selector, strategy) = crate::preflight::inputs(&typed);
+        let checks = Checks {
+            spec: &spec,
+            selector: &label_selector,
+            strategy: Some(strategy),
+        };
+        let plan = prepare::plan_checked(ctx, w, rep, &checks, planner, out).await?;
+        Ok(DeploymentRollout {
+            plan,
+            selector,
+            planned_at: now,
+            read_as,
+            tracker: None,
+            patched: None,
+            exp: None,
+        })
+    }
+
+    fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
+        self.plan.dry_run_text(w, ns)
+    }
+
+    async fn apply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        _rep: &mut WorkloadReport,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Option<Marker>, Stop> {
+        let s = ctx.settings;
+        let mut tracker = Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector);
+        let _ = writeln!(
+            out,
+            "{}",
+            self.plan.rolling_line(w, &ctx.ns, &s.version_label)
+        );
+        let _ = out.flush();
+        let (patched, marker) =
+            patch::send_marked(ctx, w, &mut self.plan, &self.planned_at, &self.read_as).await?;
+        tracing::info!("patched {w} to {}", self.plan.new_image);
+        tracker.set_new_version(&self.plan.container, &self.plan.new_image);
+        let typed: Deployment = serde_json::from_value(patched.clone()).map_err(|e| {
+            stop(
+                ExitCode::RollbackFailed,
+                format!("the patch response could not be read: {e}"),
+            )
+        })?;
+        self.exp = Some(Expectations {
+            deployment_uid: typed.metadata.uid.clone().unwrap_or_default(),
+            generation: typed.metadata.generation.unwrap_or(0),
+            template: patched
+                .pointer("/spec/template")
+                .cloned()
+                .unwrap_or(Value::Null),
+            baseline_progressing: typed
+                .status
+                .as_ref()
+                .and_then(|s| s.conditions.as_ref())
+                .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing").cloned()),
+            restart_threshold: s.restart_threshold,
+            unschedulable_grace: s.unschedulable_grace,
+        });
+        self.tracker = Some(tracker);
+        self.patched = Some(patched);
+        Ok(Some(marker))
+    }
+
+    async fn follow(
+        &mut self,
+        ctx: &Ctx<'_>,
+        _w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        deadline: Instant,
+        out: &mut (dyn Write + Send),
+    ) -> Ended {
+        let s = ctx.settings;
+        let (Some(tracker), Some(exp)) = (self.tracker.as_mut(), self.exp.as_ref()) else {
+            return Ended::not_started();
+        };
+        let deployment = tracker.snapshot().deployment;
+        let min_ready = deployment
+            .as_ref()
+            .and_then(|d| d.spec.as_ref().and_then(|s| s.min_ready_seconds))
+            .map(i64::from);
+        let max_unavailable = deployment
+            .as_ref()
+            .map(|d| capacity::strategy(d).max_unavailable.max(0) as usize)
+            .unwrap_or(0);
+        let mut guards = Guards::new(
+            ctx.client.clone(),
+            &ctx.ns,
+            Stability::window_for(s.stable_for, min_ready),
+            s.scale_up_grace,
+            max_unavailable,
+        );
+        let mut subject = DeploymentSubject {
+            tracker,
+            exp,
+            container: &self.plan.container,
+        };
+        let ended = track::follow(
+            &mut subject,
+            &ctx.limits,
+            deadline,
+            s.bake,
+            &mut guards,
+            out,
+        )
+        .await;
+        if let Some(n) = guards.stable_note.take() {
+            rep.stability = Some(n);
+        }
+        let snap = tracker.snapshot();
+        rep.revision = dep::new_replica_set(&snap, exp)
+            .and_then(|rs| rs.metadata.annotations.as_ref())
+            .and_then(|a| a.get(dep::REVISION).cloned());
+        ended
+    }
+
+    async fn diagnose(&mut self, ctx: &Ctx<'_>, f: &Failure<'_>) -> Vec<Finding> {
+        let (Some(tracker), Some(exp)) = (self.tracker.as_ref(), self.exp.as_ref()) else {
+            return Vec::new();
+        };
+        let snap = tracker.snapshot();
+        collect::deployment_findings(
+            &ctx.client,
+            &ctx.ns,
+            &snap,
+            exp,
+            &self.plan.new_image,
+            f.cause,
+            f.signals,
+            f.progress,
+            f.timed_out,
+        )
+        .await
+    }
+
+    fn events_excerpt(&self, w: &WorkloadRef) -> Vec<String> {
+        self.tracker
+            .as_ref()
+            .map(|t| report::events::excerpt(&t.snapshot().events, &w.name))
+            .unwrap_or_default()
+    }
+
+    async fn roll_back(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        out: &mut (dyn Write + Send),
+    ) -> (bool, String) {
+        let (Some(tracker), Some(patched)) = (self.tracker.as_mut(), self.patched.as_ref()) else {
+            return (true, "nothing was changed".into());
+        };
+        let timeout = ctx.settings.rollback_timeout;
+        let generation = match patch::restore_template(ctx, w, patched, &self.plan).await {
+            Ok(g) => g,
+            Err(why) => return (false, why),
+        };
+        let deadline = Instant::now() + timeout;
+        let (confirmed, detail) = track::follow_rollback(tracker, generation, deadline, out).await;
+        // The revision that serves now (the controller gives the restored
+        // ReplicaSet a new revision number).
+        rep.serving_revision = tracker
+            .snapshot()
+            .deployment
+            .and_then(|d| d.metadata.annotations.clone())
+            .and_then(|a| a.get(dep::REVISION).cloned());
+        let detail = if confirmed {
+            format!("{} is serving again ({detail})", self.plan.old_image)
+        } else {
+            format!(
+                "restored the previous template ({}), but it was not healthy within {}: {detail}",
+                self.plan.old_image,
+                humantime::format_duration(timeout)
+            )
+        };
+        (confirmed, detail)
+    }
+
+    fn has_timeline(&self) -> bool {
+        true
+    }
+
+    fn take_timeline(&mut self) -> Vec<Sample> {
+        self.tracker
+            .as_mut()
+            .map(|t| std::mem::take(&mut t.timeline))
+            .unwrap_or_default()
+    }
+}
+
+/// A Deployment's rollout as the follow loop sees it.
+struct DeploymentSubject<'a> {
+    tracker: &'a mut Tracker,
+    exp: &'a Expectations,
+    /// The container we changed (another writer's change is told by it).
+    container: &'a str,
+}
+
+impl Subject for DeploymentSubject<'_> {
+    type Snap = Snapshot;
+
+    async fn next_change(&mut self) {
+        self.tracker.next_change().await;
+    }
+
+    fn is_ready(&self) -> bool {
+        self.tracker.is_ready()
+    }
+
+    fn read(&self) -> (Snapshot, Reading) {
+        let snap = self.tracker.snapshot();
+        let exp = self.exp;
+        let new_rs = dep::new_replica_set(&snap, exp);
+        let new_pods: Vec<Arc<k8s_openapi::api::core::v1::Pod>> = new_rs
+            .map(|rs| dep::pods_of(&snap, rs).into_iter().cloned().collect())
+            .unwrap_or_default();
+        let new_uid = new_rs.and_then(|rs| rs.metadata.uid.clone());
+        let old_pods = snap
+            .pods
+            .iter()
+            .filter(|p| {
+                !p.metadata
+                    .owner_references
+                    .iter()
+                    .flatten()
+                    .any(|o| Some(&o.uid) == new_uid.as_ref())
+            })
+            .cloned()
+            .collect();
+        let superseded = snap.deployment.as_ref().and_then(|d| {
+            let raw = serde_json::to_value(&**d).ok()?;
+            crate::superseded::superseded(&raw, exp.generation, &exp.template, self.container)
+        });
+        let (_, signals) = dep::new_pod_signals(&snap, exp);
+        let reading = Reading {
+            progress: dep::progress(&snap, exp),
+            new_pods,
+            old_pods,
+            signals,
+            events: snap.events.clone(),
+            superseded,
+        };
+        (snap, reading)
+    }
+
+    fn judge(&self, snap: &Snapshot, _r: &Reading, _limits: &Limits, timers: &Timers) -> Verdict {
+        dep::judge(snap, self.exp, timers)
+    }
+
+    fn mark(&mut self, mark: Option<Mark>, phase: Phase) {
+        self.tracker.mark(mark, phase);
+    }
+}

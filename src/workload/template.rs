@@ -1,0 +1,453 @@
+//! Workloads rolled by one patch of their pod template whose controller
+//! replaces the pods itself (StatefulSet, DaemonSet): the same rollout for
+//! each, the differences a [`TemplateKind`] says.
+
+use std::io::Write;
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use k8s_openapi::api::core::v1::Pod;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
+use kube::Api;
+use kube::api::DeleteParams;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::config::ImageChange;
+use crate::diagnose::{Finding, Signal, collect};
+use crate::exit::ExitCode;
+use crate::guards::Guards;
+use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, uid_generation};
+use crate::preflight::capacity;
+use crate::recovery::Marker;
+use crate::report::{self, WorkloadReport};
+use crate::stability::Stability;
+use crate::track::{self, Ended, Poll, Reading, Subject, Watch, WatchSnapshot};
+use crate::workload::deployment::{self as dep, NotRollable, Plan, Progress, Timers, Verdict};
+use crate::workload::prepare::{self, Checks};
+use crate::workload::rollout::{Ctx, Failure, Rollout};
+use crate::workload::{self, Limits, WorkloadRef, patch};
+use crate::{Stop, stop};
+
+/// What tells one template kind from another.
+pub trait TemplateKind {
+    type Object: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
+        + Clone
+        + serde::de::DeserializeOwned
+        + serde::Serialize
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static;
+    #[allow(clippy::too_many_arguments)]
+    fn plan(
+        raw: &Value,
+        container: Option<&str>,
+        change: &ImageChange,
+        version: Option<&str>,
+        version_label: &str,
+        origin: &str,
+        now: &str,
+    ) -> Result<Plan, NotRollable>;
+    /// How many pods the rollout adds and removes at once, for the capacity
+    /// check; None when there is none to make (pods per node).
+    fn strategy(raw: &Value) -> Option<capacity::Strategy>;
+    /// The controller's rollout rule: what is still awaited, or None.
+    fn still_waiting_for(obj: &Value, generation: i64) -> Option<String>;
+    /// The pods of our change.
+    fn new_pods(obj: &Value, pods: &[Arc<Pod>], generation: i64) -> Vec<Arc<Pod>>;
+    fn progress(obj: &Value, new_ready: i32) -> Progress;
+    /// The controller's name for our change (a StatefulSet's update revision).
+    fn revision(_obj: &Value, _generation: i64) -> Option<String> {
+        None
+    }
+    /// Of the pods of the bad revision: how many are left, and which are
+    /// stuck in a state the controller will not replace by itself.
+    fn stuck(_pods: &[Arc<Pod>], _bad_revision: &str) -> (usize, Vec<String>) {
+        (0, Vec::new())
+    }
+}
+
+pub(crate) struct TemplateRollout<K: TemplateKind> {
+    raw: Value,
+    plan: Plan,
+    planned_at: String,
+    read_as: (String, i64),
+    watch: Option<Watch>,
+    patched: Option<Value>,
+    generation: i64,
+    /// The controller's revision of our patch (the bad one on failure).
+    revision: Option<String>,
+    kind: PhantomData<K>,
+}
+
+impl<K: TemplateKind> Rollout for TemplateRollout<K> {
+    async fn prepare(
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Self, Stop> {
+        let s = ctx.settings;
+        let now = crate::now_rfc3339();
+        let raw = prepare::read(ctx, w).await?;
+        let read_as = uid_generation(&raw);
+        let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
+            K::plan(
+                &raw,
+                container,
+                change,
+                version,
+                &s.version_label,
+                &s.run_origin,
+                &now,
+            )
+            .map_err(|e| stop(ExitCode::BadInput, e.0))
+        };
+        let spec = pod_spec(&raw, "/spec/template/spec");
+        let selector: LabelSelector = raw
+            .pointer("/spec/selector")
+            .and_then(|v| serde_json::from_value(v.clone()).ok())
+            .unwrap_or_default();
+        let checks = Checks {
+            spec: &spec,
+            selector: &selector,
+            strategy: K::strategy(&raw),
+        };
+        let plan = prepare::plan_checked(ctx, w, rep, &checks, planner, out).await?;
+        Ok(TemplateRollout {
+            raw,
+            plan,
+            planned_at: now,
+            read_as,
+            watch: None,
+            patched: None,
+            generation: 0,
+            revision: None,
+            kind: PhantomData,
+        })
+    }
+
+    fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
+        self.plan.dry_run_text(w, ns)
+    }
+
+    async fn apply(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        _rep: &mut WorkloadReport,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Option<Marker>, Stop> {
+        let selector = match_labels_selector(&self.raw);
+        self.watch = Some(Watch::start::<K::Object>(
+            &ctx.client,
+            &ctx.ns,
+            Some(&w.name),
+            &selector,
+        ));
+        let _ = writeln!(
+            out,
+            "{}",
+            self.plan
+                .rolling_line(w, &ctx.ns, &ctx.settings.version_label)
+        );
+        if let Some(generation) =
+            patch::refresh_resource_version(ctx, w, &self.raw, &mut self.plan.patch).await?
+        {
+            self.read_as.1 = generation;
+        }
+        let (patched, marker) =
+            patch::send_marked(ctx, w, &mut self.plan, &self.planned_at, &self.read_as).await?;
+        self.generation = patched
+            .pointer("/metadata/generation")
+            .and_then(Value::as_i64)
+            .unwrap_or(0);
+        self.patched = Some(patched);
+        Ok(Some(marker))
+    }
+
+    async fn follow(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        deadline: Instant,
+        out: &mut (dyn Write + Send),
+    ) -> Ended {
+        let s = ctx.settings;
+        let Some(watch) = self.watch.as_mut() else {
+            return Ended::not_started();
+        };
+        let min_ready = self
+            .raw
+            .pointer("/spec/minReadySeconds")
+            .and_then(Value::as_i64);
+        // A StatefulSet replaces one pod at a time; a DaemonSet's
+        // maxUnavailable defaults to 1.
+        let max_unavailable = self
+            .raw
+            .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
+            .and_then(Value::as_u64)
+            .unwrap_or(1) as usize;
+        let mut guards = Guards::new(
+            ctx.client.clone(),
+            &ctx.ns,
+            Stability::window_for(s.stable_for, min_ready),
+            s.scale_up_grace,
+            max_unavailable,
+        );
+        let ours = self
+            .patched
+            .as_ref()
+            .and_then(|p| p.pointer("/spec/template"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let mut subject = TemplateSubject::<K> {
+            watch,
+            name: &w.name,
+            generation: self.generation,
+            ours: &ours,
+            container: &self.plan.container,
+            kind: PhantomData,
+        };
+        let ended = track::follow(
+            &mut subject,
+            &ctx.limits,
+            deadline,
+            s.bake,
+            &mut guards,
+            out,
+        )
+        .await;
+        if let Some(n) = guards.stable_note.take() {
+            rep.stability = Some(n);
+        }
+        self.revision = watch
+            .snapshot()
+            .object(&w.name)
+            .and_then(|o| K::revision(o, self.generation));
+        if self.revision.is_some() {
+            rep.revision = self.revision.clone();
+        }
+        ended
+    }
+
+    async fn diagnose(&mut self, ctx: &Ctx<'_>, f: &Failure<'_>) -> Vec<Finding> {
+        let template = self
+            .patched
+            .as_ref()
+            .and_then(|p| p.pointer("/spec/template"))
+            .cloned()
+            .unwrap_or(Value::Null);
+        let total = f.progress.up_to_date.max(0) as usize;
+        collect::pod_findings(
+            &ctx.client,
+            &ctx.ns,
+            &template,
+            &self.plan.new_image,
+            total,
+            f.cause,
+            f.signals,
+            f.progress,
+        )
+        .await
+    }
+
+    fn events_excerpt(&self, w: &WorkloadRef) -> Vec<String> {
+        self.watch
+            .as_ref()
+            .map(|watch| report::events::excerpt(&watch.snapshot().events, &w.name))
+            .unwrap_or_default()
+    }
+
+    async fn roll_back(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        out: &mut (dyn Write + Send),
+    ) -> (bool, String) {
+        let timeout = ctx.settings.rollback_timeout;
+        let Some(patched) = &self.patched else {
+            return (true, "nothing was changed".into());
+        };
+        let generation = match patch::restore_template(ctx, w, patched, &self.plan).await {
+            Ok(g) => g,
+            Err(why) => return (false, why),
+        };
+        let Some(watch) = self.watch.as_mut() else {
+            return (false, "not watched".into());
+        };
+        let pods_api: Api<Pod> = Api::namespaced(ctx.client.clone(), &ctx.ns);
+        let deadline = Instant::now() + timeout;
+        let name = w.name.clone();
+        let bad = self.revision.clone();
+        let mut deleted: Vec<String> = Vec::new();
+        loop {
+            let looked = track::wait_until(watch, deadline, out, |watch: &Watch| {
+                let snap = watch.snapshot();
+                let Some(obj) = snap.object(&name) else {
+                    return Poll::Pending {
+                        line: String::new(),
+                        waiting_for: format!("{name} to be seen"),
+                    };
+                };
+                // Forced rollback: pods of the bad revision stuck in a crash
+                // or pull failure that the controller does not replace.
+                let (bad_left, stuck) = bad
+                    .as_deref()
+                    .map(|bad| K::stuck(&snap.pods, bad))
+                    .unwrap_or_default();
+                let stuck: Vec<String> =
+                    stuck.into_iter().filter(|p| !deleted.contains(p)).collect();
+                let waiting = K::still_waiting_for(obj, generation);
+                let line = match &waiting {
+                    Some(w) => format!("{}  (rollback) waiting for {w}", name_of(obj)),
+                    None => format!("{}  (rollback) done", name_of(obj)),
+                };
+                match waiting {
+                    _ if !stuck.is_empty() => Poll::Done { line, found: stuck },
+                    None if bad_left == 0 => Poll::Done {
+                        line,
+                        found: Vec::new(),
+                    },
+                    None => Poll::Pending {
+                        line,
+                        waiting_for: format!("{bad_left} pod(s) of the bad revision to go"),
+                    },
+                    Some(waiting_for) => Poll::Pending { line, waiting_for },
+                }
+            })
+            .await;
+            let stuck = match looked {
+                Ok(stuck) if stuck.is_empty() => break,
+                Ok(stuck) => stuck,
+                Err(wait) => {
+                    return (
+                        false,
+                        format!(
+                            "restored the previous template ({}), but it was not healthy within {}: still waiting for {wait}",
+                            self.plan.old_image,
+                            humantime::format_duration(timeout)
+                        ),
+                    );
+                }
+            };
+            let bad = bad.as_deref().unwrap_or_default();
+            for pod in stuck {
+                let _ = writeln!(
+                    out,
+                    "forced rollback: deleting pod {pod} (stuck on the bad revision {bad})"
+                );
+                match pods_api.delete(&pod, &DeleteParams::default()).await {
+                    Ok(_) => {}
+                    Err(e) if is_status(&e, 404) => {}
+                    Err(e) => {
+                        return (
+                            false,
+                            format!("forced rollback: could not delete the stuck pod {pod}: {e}"),
+                        );
+                    }
+                }
+                rep.notes.push(format!(
+                    "forced rollback: deleted pod {pod}, stuck on the bad revision {bad} (the StatefulSet controller does not replace it by itself)"
+                ));
+                deleted.push(pod);
+            }
+        }
+        let forced = if deleted.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; forced rollback: deleted stuck pod(s) {}",
+                deleted.join(", ")
+            )
+        };
+        (
+            true,
+            format!(
+                "{} is serving again (every pod updated and ready{forced})",
+                self.plan.old_image
+            ),
+        )
+    }
+}
+
+/// A template kind's rollout as the follow loop sees it.
+struct TemplateSubject<'a, K> {
+    watch: &'a mut Watch,
+    name: &'a str,
+    generation: i64,
+    /// The template our patch wrote.
+    ours: &'a Value,
+    container: &'a str,
+    kind: PhantomData<K>,
+}
+
+impl<K: TemplateKind> Subject for TemplateSubject<'_, K> {
+    type Snap = Option<String>;
+
+    async fn next_change(&mut self) {
+        self.watch.next_change().await;
+    }
+
+    fn is_ready(&self) -> bool {
+        self.watch.is_ready()
+    }
+
+    /// The snapshot handed to the judge is the controller's rule's answer.
+    fn read(&self) -> (Option<String>, Reading) {
+        let snap: WatchSnapshot = self.watch.snapshot();
+        let Some(obj) = snap.object(self.name) else {
+            return (
+                Some("the workload to be seen".into()),
+                Reading {
+                    events: snap.events,
+                    ..Default::default()
+                },
+            );
+        };
+        let new_pods = K::new_pods(obj, &snap.pods, self.generation);
+        let new_ready = new_pods.iter().filter(|p| dep::pod_is_ready(p)).count() as i32;
+        let new_names: Vec<&str> = new_pods
+            .iter()
+            .filter_map(|p| p.metadata.name.as_deref())
+            .collect();
+        let old_pods = snap
+            .pods
+            .iter()
+            .filter(|p| !new_names.contains(&p.metadata.name.as_deref().unwrap_or_default()))
+            .cloned()
+            .collect();
+        let superseded: Option<Signal> =
+            crate::superseded::superseded(obj, self.generation, self.ours, self.container);
+        let waiting_for = K::still_waiting_for(obj, self.generation);
+        let signals = workload::signals_of(&new_pods, &snap.events);
+        let reading = Reading {
+            progress: K::progress(obj, new_ready),
+            new_pods,
+            old_pods,
+            signals,
+            events: snap.events.clone(),
+            superseded,
+        };
+        (waiting_for, reading)
+    }
+
+    fn judge(
+        &self,
+        waiting_for: &Option<String>,
+        r: &Reading,
+        limits: &Limits,
+        timers: &Timers,
+    ) -> Verdict {
+        workload::judge_pods(
+            r.progress.clone(),
+            waiting_for.clone(),
+            r.signals.clone(),
+            limits,
+            timers,
+        )
+    }
+}

@@ -13,10 +13,10 @@ use kube::api::ListParams;
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use crate::diagnose::{Cause, Signal};
+use crate::model::Timers;
+use crate::model::{Cause, Signal};
 use crate::preflight::capacity;
 use crate::stability::{Broken, Stability};
-use crate::workload::deployment::Timers;
 
 /// How long a wait may stay silent before a heartbeat line.
 pub const HEARTBEAT: Duration = Duration::from_secs(10);
@@ -262,7 +262,7 @@ impl Guards {
         let placed_not_ready = new_pods
             .iter()
             .filter(|p| p.spec.as_ref().and_then(|s| s.node_name.as_ref()).is_some())
-            .filter(|p| !crate::workload::deployment::pod_is_ready(p))
+            .filter(|p| !crate::k8s::objects::pod_is_ready(p))
             .count();
         let more = placed_not_ready + self.max_unavailable;
         if capacity::could_fit(&nodes, &pods, spec, &terminating, &old, more) {

@@ -133,6 +133,15 @@ pub fn validate_tag_or_digest(t: &str) -> Result<(), String> {
     }
 }
 
+/// What the new image is, as the user said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageChange {
+    /// A full reference.
+    Image(String),
+    /// Only the tag (or `@digest`) of the current image changes.
+    Tag(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -15,6 +15,7 @@ pub mod guards;
 pub mod image;
 pub mod k8s;
 pub mod kube_client;
+pub mod model;
 pub mod pipeline;
 pub mod preflight;
 pub mod report;

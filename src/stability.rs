@@ -14,7 +14,9 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{ContainerStatus, Pod};
 use tokio::time::Instant;
 
-use crate::diagnose::{self, Cause, Signal};
+use crate::diagnose;
+
+use crate::model::{Cause, Signal};
 
 /// One new pod as the rule follows it.
 #[derive(Debug, Clone)]

@@ -8,7 +8,7 @@
 
 use serde_json::Value;
 
-use crate::diagnose::{Cause, Signal};
+use crate::model::{Cause, Signal};
 use crate::workload::deployment::normalised_template;
 
 /// The field managers rollguard itself writes as.

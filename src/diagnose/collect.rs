@@ -10,8 +10,11 @@ use kube::api::{ListParams, LogParams};
 use kube::{Api, Client};
 use serde_json::Value;
 
-use crate::diagnose::{self, Cause, Finding, Signal};
-use crate::workload::deployment::{self as dep, Expectations, Progress};
+use crate::diagnose;
+
+use crate::model::Progress;
+use crate::model::{Cause, Finding, Signal};
+use crate::workload::deployment::{self as dep, Expectations};
 
 /// The previous log tail of crashed containers, for the diagnosis.
 pub async fn crash_logs(

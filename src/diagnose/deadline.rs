@@ -2,7 +2,7 @@
 //! in kubectl's DESIRED/CURRENT/UP-TO-DATE/AVAILABLE terms.
 
 use super::{Cause, Finding};
-use crate::workload::deployment::Progress;
+use crate::model::Progress;
 
 pub(crate) const FIX: &str = "No new pod failed: they were still starting or not yet ready. If the new version only starts slowly, raise this step's timeout input (and spec.progressDeadlineSeconds); otherwise look at kubectl describe deployment and its new pods.";
 

@@ -8,7 +8,8 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Node, Pod, PodSpec, PodTemplateSpec};
 
 use super::{Cluster, Words};
-use crate::preflight::capacity::{bytes, cpu_millis, fmt_bytes, fmt_cpu, ineligible, pod_requests};
+use crate::k8s::placement::ineligible;
+use crate::k8s::quantity::{bytes, cpu_millis, fmt_bytes, fmt_cpu, pod_requests};
 
 /// The free room of one node for one resource.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -2,4 +2,7 @@
 //! references, raw objects by kind, selectors.
 
 pub mod kind;
+pub mod names;
 pub mod objects;
+pub mod placement;
+pub mod quantity;

@@ -10,7 +10,7 @@ use kube::Client;
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use crate::workload::Kind;
+use crate::k8s::kind::Kind;
 
 pub fn collection_path(kind: Kind, ns: &str) -> String {
     match kind {
@@ -156,4 +156,13 @@ pub fn uid_generation(raw: &Value) -> (String, i64) {
             .and_then(Value::as_i64)
             .unwrap_or(0),
     )
+}
+
+/// The pod's `Ready` condition is True.
+pub fn pod_is_ready(pod: &Pod) -> bool {
+    pod.status
+        .as_ref()
+        .and_then(|s| s.conditions.as_ref())
+        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
+        .is_some_and(|c| c.status == "True")
 }

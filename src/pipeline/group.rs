@@ -174,7 +174,7 @@ pub(crate) fn summarise(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::{Cause, Finding};
+    use crate::model::{Cause, Finding};
 
     fn rep(name: &str, image: &str) -> WorkloadReport {
         let mut r = WorkloadReport::new(name.to_string());

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 
 use crate::Stop;
 use crate::cancel;
-use crate::diagnose::Cause;
 use crate::exit::ExitCode;
+use crate::model::Cause;
 use crate::pipeline::output::prefixed;
 use crate::pipeline::unit::Unit;
 use crate::report::{self, Conclusion, Report};

@@ -6,13 +6,14 @@ use std::io::Write;
 use tokio::time::Instant;
 
 use crate::Stop;
-use crate::diagnose::{Cause, Finding, Signal};
+use crate::model::Progress;
+use crate::model::{Cause, Finding, Signal};
 use crate::recovery::Marker;
 use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
-use crate::workload::deployment::Progress;
-use crate::workload::rollout::{AnyRollout, Ctx, Failure};
+use crate::workload::kinds::AnyRollout;
+use crate::workload::rollout::{Ctx, Failure};
 
 pub(crate) struct Unit {
     pub wref: WorkloadRef,

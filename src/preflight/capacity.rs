@@ -22,142 +22,13 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::core::v1::{Node, NodeSelectorRequirement, Pod, PodSpec, Taint, Toleration};
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::api::core::v1::{Node, Pod, PodSpec};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use crate::diagnose::{Cause, Finding};
-
-/// Parse a Kubernetes quantity scaled by `10^scale` (3 for millicores, 0 for
-/// bytes), rounded up as `Quantity.MilliValue()` / `Value()` do. None when it
-/// does not parse. (k8s-openapi keeps quantities as strings.)
-fn parse_scaled(q: &str, scale: i32) -> Option<i64> {
-    let s = q.trim();
-    let (neg, body) = match s.strip_prefix('-') {
-        Some(rest) => (true, rest),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    let end = body
-        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-        .unwrap_or(body.len());
-    let (num, suffix) = body.split_at(end);
-    let (int_part, frac) = num.split_once('.').unwrap_or((num, ""));
-    if (int_part.is_empty() && frac.is_empty()) || frac.contains('.') {
-        return None;
-    }
-    let digits = format!("{int_part}{frac}");
-    if digits.len() > 30 {
-        return None;
-    }
-    let mantissa: i128 = digits.parse().ok()?;
-    let mut exp10 = scale - frac.len() as i32;
-    let mut exp2 = 0u32;
-    match suffix {
-        "" => {}
-        "n" => exp10 -= 9,
-        "u" => exp10 -= 6,
-        "m" => exp10 -= 3,
-        "k" => exp10 += 3,
-        "M" => exp10 += 6,
-        "G" => exp10 += 9,
-        "T" => exp10 += 12,
-        "P" => exp10 += 15,
-        "E" => exp10 += 18,
-        "Ki" => exp2 = 10,
-        "Mi" => exp2 = 20,
-        "Gi" => exp2 = 30,
-        "Ti" => exp2 = 40,
-        "Pi" => exp2 = 50,
-        "Ei" => exp2 = 60,
-        e if e.starts_with(['e', 'E']) => exp10 += e[1..].parse::<i32>().ok()?,
-        _ => return None,
-    }
-    let mut v = mantissa.checked_mul(1i128.checked_shl(exp2)?)?;
-    if exp10 >= 0 {
-        v = v.checked_mul(10i128.checked_pow(exp10 as u32)?)?;
-    } else {
-        let d = 10i128.checked_pow(exp10.unsigned_abs())?;
-        v = (v + d - 1) / d;
-    }
-    let v = i64::try_from(v).ok()?;
-    Some(if neg { -v } else { v })
-}
-
-/// Millicores of a cpu quantity.
-pub fn cpu_millis(q: &Quantity) -> Option<i64> {
-    parse_scaled(&q.0, 3)
-}
-
-/// Bytes of a memory quantity.
-pub fn bytes(q: &Quantity) -> Option<i64> {
-    parse_scaled(&q.0, 0)
-}
-
-/// Millicores, always in `m` so numbers compare at a glance (`970m of 1000m`).
-pub fn fmt_cpu(m: i64) -> String {
-    format!("{m}m")
-}
-
-/// Bytes in the largest binary unit that divides them (`128Mi`, `4Gi`).
-pub fn fmt_bytes(b: i64) -> String {
-    for (unit, shift) in [
-        ("Ei", 60),
-        ("Pi", 50),
-        ("Ti", 40),
-        ("Gi", 30),
-        ("Mi", 20),
-        ("Ki", 10),
-    ] {
-        if b != 0 && b % (1i64 << shift) == 0 {
-            return format!("{}{unit}", b >> shift);
-        }
-    }
-    b.to_string()
-}
-
-/// cpu (millicores) and memory (bytes) a pod asks the scheduler for.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Requests {
-    pub cpu: i64,
-    pub memory: i64,
-}
-
-/// The pod's effective requests, as the scheduler computes them: the sum over
-/// containers, at least each init container's, plus the overhead. A
-/// container with a limit but no request requests its limit (API defaulting).
-pub fn pod_requests(spec: &PodSpec) -> Requests {
-    let one = |c: &k8s_openapi::api::core::v1::Container| {
-        let r = c.resources.as_ref();
-        let get = |name: &str, parse: fn(&Quantity) -> Option<i64>| {
-            r.and_then(|r| r.requests.as_ref())
-                .and_then(|m| m.get(name))
-                .or_else(|| r.and_then(|r| r.limits.as_ref()).and_then(|m| m.get(name)))
-                .and_then(parse)
-                .unwrap_or(0)
-        };
-        Requests {
-            cpu: get("cpu", cpu_millis),
-            memory: get("memory", bytes),
-        }
-    };
-    let mut sum = Requests::default();
-    for c in &spec.containers {
-        let r = one(c);
-        sum.cpu += r.cpu;
-        sum.memory += r.memory;
-    }
-    for c in spec.init_containers.iter().flatten() {
-        let r = one(c);
-        sum.cpu = sum.cpu.max(r.cpu);
-        sum.memory = sum.memory.max(r.memory);
-    }
-    if let Some(o) = &spec.overhead {
-        sum.cpu += o.get("cpu").and_then(cpu_millis).unwrap_or(0);
-        sum.memory += o.get("memory").and_then(bytes).unwrap_or(0);
-    }
-    sum
-}
+use crate::k8s::placement::ineligible;
+use crate::k8s::quantity::{Requests, bytes, cpu_millis, fmt_bytes, fmt_cpu, pod_requests};
+use crate::model::{Cause, Finding};
 
 /// The surge and unavailability a Deployment's strategy allows, resolved as
 /// upstream's `ResolveFenceposts`: maxSurge rounds up, maxUnavailable down,
@@ -222,103 +93,6 @@ pub fn strategy(d: &Deployment) -> Strategy {
         max_surge,
         max_unavailable,
     }
-}
-
-fn tolerates(tolerations: &[Toleration], key: &str, value: &str, effect: &str) -> bool {
-    tolerations.iter().any(|t| {
-        let t_effect = t.effect.as_deref().unwrap_or("");
-        if !t_effect.is_empty() && t_effect != effect {
-            return false;
-        }
-        let t_key = t.key.as_deref().unwrap_or("");
-        let exists = t.operator.as_deref() == Some("Exists");
-        if t_key.is_empty() {
-            return exists;
-        }
-        t_key == key && (exists || t.value.as_deref().unwrap_or("") == value)
-    })
-}
-
-fn match_requirement(labels: &BTreeMap<String, String>, r: &NodeSelectorRequirement) -> bool {
-    let have = labels.get(&r.key);
-    let values = r.values.clone().unwrap_or_default();
-    match r.operator.as_str() {
-        "In" => have.is_some_and(|h| values.contains(h)),
-        "NotIn" => have.is_none_or(|h| !values.contains(h)),
-        "Exists" => have.is_some(),
-        "DoesNotExist" => have.is_none(),
-        op @ ("Gt" | "Lt") => {
-            let h = have.and_then(|h| h.parse::<i64>().ok());
-            let v = values.first().and_then(|v| v.parse::<i64>().ok());
-            match (h, v) {
-                (Some(h), Some(v)) => (op == "Gt" && h > v) || (op == "Lt" && h < v),
-                _ => false,
-            }
-        }
-        _ => false,
-    }
-}
-
-/// Why the new pods may not go on this node at all (None: eligible).
-pub fn ineligible(spec: &PodSpec, node: &Node) -> Option<String> {
-    let tolerations = spec.tolerations.clone().unwrap_or_default();
-    let node_spec = node.spec.as_ref();
-    if node_spec.and_then(|s| s.unschedulable) == Some(true)
-        && !tolerates(
-            &tolerations,
-            "node.kubernetes.io/unschedulable",
-            "",
-            "NoSchedule",
-        )
-    {
-        return Some("unschedulable (cordoned)".into());
-    }
-    for Taint {
-        key, value, effect, ..
-    } in node_spec
-        .and_then(|s| s.taints.as_ref())
-        .into_iter()
-        .flatten()
-    {
-        let value = value.as_deref().unwrap_or("");
-        if (effect == "NoSchedule" || effect == "NoExecute")
-            && !tolerates(&tolerations, key, value, effect)
-        {
-            return Some(format!("untolerated taint {key}={value}:{effect}"));
-        }
-    }
-    let empty = BTreeMap::new();
-    let labels = node.metadata.labels.as_ref().unwrap_or(&empty);
-    if let Some(sel) = &spec.node_selector
-        && !sel.iter().all(|(k, v)| labels.get(k) == Some(v))
-    {
-        return Some("does not match the nodeSelector".into());
-    }
-    let terms = spec
-        .affinity
-        .as_ref()
-        .and_then(|a| a.node_affinity.as_ref())
-        .and_then(|n| {
-            n.required_during_scheduling_ignored_during_execution
-                .as_ref()
-        })
-        .map(|r| r.node_selector_terms.clone())
-        .unwrap_or_default();
-    if !terms.is_empty() {
-        let name = node.metadata.name.clone().unwrap_or_default();
-        let fields = BTreeMap::from([("metadata.name".to_string(), name)]);
-        let ok = terms.iter().any(|t| {
-            let exprs = t.match_expressions.clone().unwrap_or_default();
-            let fexprs = t.match_fields.clone().unwrap_or_default();
-            (!exprs.is_empty() || !fexprs.is_empty())
-                && exprs.iter().all(|e| match_requirement(labels, e))
-                && fexprs.iter().all(|e| match_requirement(&fields, e))
-        });
-        if !ok {
-            return Some("does not match the required node affinity".into());
-        }
-    }
-    None
 }
 
 /// Does this label selector select these labels?
@@ -388,9 +162,7 @@ fn rooms(nodes: &[Node], pods: &[Pod], spec: &PodSpec) -> Vec<NodeRoom> {
                     cpu: get("cpu").and_then(cpu_millis).unwrap_or(0),
                     memory: get("memory").and_then(bytes).unwrap_or(0),
                 },
-                alloc_pods: get("pods")
-                    .and_then(|q| parse_scaled(&q.0, 0))
-                    .unwrap_or(110),
+                alloc_pods: get("pods").and_then(bytes).unwrap_or(110),
                 used: Requests::default(),
                 pods: 0,
                 ineligible: ineligible(spec, n),
@@ -622,6 +394,8 @@ pub fn assess(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use k8s_openapi::api::core::v1::Toleration;
+    use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
     use serde_json::json;
 
     fn q(s: &str) -> Quantity {

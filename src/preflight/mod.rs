@@ -19,7 +19,7 @@ use kube::{Api, Client};
 use serde_json::Value;
 
 use crate::config::{CapacityCheck, Preflight};
-use crate::diagnose::{Cause, Finding};
+use crate::model::{Cause, Finding};
 use registry::{Credentials, Resolved};
 
 /// Seed 003's fix for an image that is not in the registry.

@@ -423,7 +423,7 @@ fn url_for_md(u: &str) -> String {
 /// A finding; `compact` keeps a few short evidence and log lines only (for
 /// a body that would be too long otherwise). `said` is true when the
 /// heading already holds its summary.
-fn finding(i: usize, f: &crate::diagnose::Finding, compact: bool, said: bool) -> String {
+fn finding(i: usize, f: &crate::model::Finding, compact: bool, said: bool) -> String {
     let f = &if compact {
         let mut c = f.clone();
         c.evidence = c
@@ -680,11 +680,11 @@ pub fn render(r: &Report, opts: &Options) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::report::timeline::{Mark, Phase};
+    use crate::model::{Mark, Phase};
 
     #[test]
     fn comment_is_cut_to_the_limit_keeping_the_marker() {
-        use crate::diagnose::{Cause, Finding};
+        use crate::model::{Cause, Finding};
         let mut r = Report::new("t0".into());
         r.workload = "deployment/api".into();
         r.namespace = Some("shop".into());

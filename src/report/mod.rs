@@ -20,8 +20,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::diagnose::Finding;
-use crate::workload::deployment::Progress;
+use crate::model::Finding;
+use crate::model::Progress;
 
 /// How the run ended, in one word (also GitHub's `result` output).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

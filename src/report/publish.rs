@@ -274,8 +274,8 @@ pub fn group_title(settings: &Settings) -> String {
         .collect::<Vec<_>>()
         .join(", ");
     let to = match &settings.change {
-        crate::config::ImageChange::Tag(t) => t.clone(),
-        crate::config::ImageChange::Image(i) => i.clone(),
+        crate::image::ImageChange::Tag(t) => t.clone(),
+        crate::image::ImageChange::Image(i) => i.clone(),
     };
     format!("rollguard: {workloads} → {to}")
 }

@@ -7,7 +7,7 @@
 use serde_json::Value;
 
 use super::{Report, Rollback, WorkloadReport};
-use crate::diagnose::Finding;
+use crate::model::Finding;
 use crate::text::one_line;
 
 fn opt(s: &Option<String>) -> Option<String> {

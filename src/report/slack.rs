@@ -415,7 +415,7 @@ pub async fn send(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::diagnose::{Cause, Finding};
+    use crate::model::{Cause, Finding};
 
     #[test]
     fn blocks_stay_within_limits() {

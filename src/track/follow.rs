@@ -13,12 +13,12 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use tokio::time::Instant;
 
-use crate::diagnose::{Cause, Signal};
 use crate::guards::Guards;
-use crate::report::timeline::{Mark, Phase};
+use crate::model::{Cause, Signal};
+use crate::model::{Mark, Phase};
+use crate::model::{Progress, Timers, Verdict};
 use crate::stability::Check;
 use crate::track::{Ended, Lines};
-use crate::workload::deployment::{Progress, Timers, Verdict};
 use crate::workload::{self, Limits};
 
 /// How long after a restart a pod must stay up before success is declared.

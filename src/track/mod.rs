@@ -1,27 +1,25 @@
 //! Following a rollout: watches → snapshots → progress lines and verdicts.
 //!
-//! [`Tracker`] keeps a Deployment's caches, [`Watch`] any kind's as raw
-//! JSON; [`follow`] is the one loop that judges them until a verdict, and
+//! [`Watch`] keeps any kind's caches as raw JSON (a Deployment's rollout
+//! has typed caches of its own); [`follow`] is the one loop that judges them until a verdict, and
 //! [`wait_until`] the one that waits for a rollback or recovery to be
 //! healthy. Caches resume and relist by themselves; the loops judge after
 //! every change and on a short tick (for the grace and timeout clocks).
 
 use std::io::Write;
 
-use crate::diagnose::{Cause, Signal};
-use crate::workload::deployment::Progress;
+use crate::model::Progress;
+use crate::model::{Cause, Signal};
 
 mod follow;
-mod reflect;
-mod tracker;
+pub(crate) mod reflect;
 mod wait;
 mod watch;
 
 pub use follow::{Clocks, Reading, RestartCounts};
 pub(crate) use follow::{Subject, follow};
-pub use tracker::{Tracker, follow_rollback};
 pub use wait::Poll;
-pub(crate) use wait::wait_until;
+pub(crate) use wait::{Source, wait_until};
 pub use watch::{Watch, WatchSnapshot};
 
 /// How a followed phase ended.

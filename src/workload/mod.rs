@@ -5,6 +5,7 @@
 
 pub mod daemonset;
 pub mod deployment;
+pub(crate) mod kinds;
 pub(crate) mod patch;
 pub(crate) mod prepare;
 pub mod replicationcontroller;
@@ -18,7 +19,9 @@ use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
 
-use crate::diagnose::{self, Cause, Signal};
+use crate::diagnose;
+
+use crate::model::{Cause, Signal};
 use deployment::{Progress, Verdict, pod_is_ready};
 
 pub use crate::k8s::kind::{Kind, WorkloadRef, parse_list};

@@ -8,8 +8,10 @@ use k8s_openapi::api::core::v1::PodSpec;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::LabelSelector;
 use serde_json::Value;
 
-use crate::config::{CapacityCheck, ImageChange};
+use crate::config::CapacityCheck;
+
 use crate::exit::ExitCode;
+use crate::image::ImageChange;
 use crate::k8s::objects::{get_obj, is_status};
 use crate::preflight::capacity;
 use crate::report::WorkloadReport;

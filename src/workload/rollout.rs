@@ -1,9 +1,6 @@
 //! One workload's rollout, whatever its kind: the questions the pipeline
-//! asks (prepare, apply, follow, diagnose, roll back, commit) and the one
-//! place that says which implementation answers them for which kind.
-//!
-//! Adding a kind is a file set of its own implementing [`Rollout`], one
-//! variant of [`AnyRollout`] and its arm in `each!` and `prepare`.
+//! asks (prepare, apply, follow, diagnose, roll back, commit), answered by
+//! each kind's implementation (registered in [`super::kinds`]).
 
 use std::io::Write;
 
@@ -12,16 +9,13 @@ use tokio::time::Instant;
 
 use crate::Stop;
 use crate::config::Settings;
-use crate::diagnose::{Cause, Finding, Signal};
+use crate::model::Progress;
+use crate::model::Sample;
+use crate::model::{Cause, Finding, Signal};
 use crate::recovery::Marker;
 use crate::report::WorkloadReport;
-use crate::report::timeline::Sample;
 use crate::track::Ended;
-use crate::workload::deployment::Progress;
-use crate::workload::deployment::rollout::DeploymentRollout;
-use crate::workload::replicationcontroller::rollout::RcRollout;
-use crate::workload::template::TemplateRollout;
-use crate::workload::{Kind, Limits, WorkloadRef, daemonset, statefulset};
+use crate::workload::{Limits, WorkloadRef};
 
 /// What every rollout of a run shares: the cluster, the namespace, the
 /// settings.
@@ -122,114 +116,5 @@ pub(crate) trait Rollout: Sized {
     }
     fn take_timeline(&mut self) -> Vec<Sample> {
         Vec::new()
-    }
-}
-
-/// Every kind's rollout (static dispatch).
-pub(crate) enum AnyRollout {
-    Deployment(Box<DeploymentRollout>),
-    StatefulSet(Box<TemplateRollout<statefulset::StatefulSetKind>>),
-    DaemonSet(Box<TemplateRollout<daemonset::DaemonSetKind>>),
-    ReplicationController(Box<RcRollout>),
-}
-
-/// `$body` with `$r` bound to the kind's rollout.
-macro_rules! each {
-    ($self:expr, $r:ident => $body:expr) => {
-        match $self {
-            AnyRollout::Deployment($r) => $body,
-            AnyRollout::StatefulSet($r) => $body,
-            AnyRollout::DaemonSet($r) => $body,
-            AnyRollout::ReplicationController($r) => $body,
-        }
-    };
-}
-
-impl AnyRollout {
-    /// The registration: which implementation rolls which kind.
-    pub async fn prepare(
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<AnyRollout, Stop> {
-        Ok(match w.kind {
-            Kind::Deployment => AnyRollout::Deployment(Box::new(
-                DeploymentRollout::prepare(ctx, w, rep, out).await?,
-            )),
-            Kind::StatefulSet => {
-                AnyRollout::StatefulSet(Box::new(TemplateRollout::prepare(ctx, w, rep, out).await?))
-            }
-            Kind::DaemonSet => {
-                AnyRollout::DaemonSet(Box::new(TemplateRollout::prepare(ctx, w, rep, out).await?))
-            }
-            Kind::ReplicationController => AnyRollout::ReplicationController(Box::new(
-                RcRollout::prepare(ctx, w, rep, out).await?,
-            )),
-        })
-    }
-
-    pub fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
-        each!(self, r => r.dry_run_text(w, ns))
-    }
-
-    pub async fn apply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Option<Marker>, Stop> {
-        each!(self, r => r.apply(ctx, w, rep, out).await)
-    }
-
-    pub async fn follow(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        deadline: Instant,
-        out: &mut (dyn Write + Send),
-    ) -> Ended {
-        each!(self, r => r.follow(ctx, w, rep, deadline, out).await)
-    }
-
-    pub async fn diagnose(&mut self, ctx: &Ctx<'_>, failure: &Failure<'_>) -> Vec<Finding> {
-        each!(self, r => r.diagnose(ctx, failure).await)
-    }
-
-    pub fn events_excerpt(&self, w: &WorkloadRef) -> Vec<String> {
-        each!(self, r => r.events_excerpt(w))
-    }
-
-    pub fn announces_rollback(&self) -> bool {
-        each!(self, r => r.announces_rollback())
-    }
-
-    pub async fn roll_back(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> (bool, String) {
-        each!(self, r => r.roll_back(ctx, w, rep, out).await)
-    }
-
-    pub async fn commit(
-        &mut self,
-        ctx: &Ctx<'_>,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<(), String> {
-        each!(self, r => r.commit(ctx, rep, out).await)
-    }
-
-    pub fn has_timeline(&self) -> bool {
-        each!(self, r => r.has_timeline())
-    }
-
-    pub fn take_timeline(&mut self) -> Vec<Sample> {
-        each!(self, r => r.take_timeline())
     }
 }

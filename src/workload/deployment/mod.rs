@@ -9,11 +9,15 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod, PodTemplateSpec};
 use serde_json::{Value, json};
 
-use crate::config::ImageChange;
-use crate::diagnose::{self, Cause, Signal};
+use crate::diagnose;
+use crate::image::ImageChange;
 use crate::image::Reference;
+pub use crate::k8s::objects::pod_is_ready;
+pub use crate::model::progress::{Progress, Timers, Verdict};
+use crate::model::{Cause, Signal};
 
 pub mod rollout;
+pub mod tracker;
 
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
 pub const PREVIOUS_IMAGE: &str = "rollguard.dev/previous-image";
@@ -49,7 +53,7 @@ impl Plan {
     /// The line that opens the rollout.
     pub fn rolling_line(
         &self,
-        w: &crate::workload::WorkloadRef,
+        w: &crate::k8s::kind::WorkloadRef,
         ns: &str,
         version_label: &str,
     ) -> String {
@@ -60,7 +64,7 @@ impl Plan {
     }
 
     /// What a dry run says it would send.
-    pub fn dry_run_text(&self, w: &crate::workload::WorkloadRef, ns: &str) -> String {
+    pub fn dry_run_text(&self, w: &crate::k8s::kind::WorkloadRef, ns: &str) -> String {
         format!(
             "pre-flight passed; this JSON Patch would be sent to {w} in {ns}:\n{}",
             serde_json::to_string_pretty(&self.patch).unwrap_or_default()
@@ -211,7 +215,7 @@ pub fn plan(
         Some(v) => v.to_string(),
         None => reference
             .version_source()
-            .and_then(crate::config::sanitise_label_value)
+            .and_then(crate::k8s::names::sanitise_label_value)
             .ok_or_else(|| {
                 NotRollable(format!(
                     "cannot make a version label from \"{new_image}\" (no tag): set the version input"
@@ -357,66 +361,6 @@ pub struct Snapshot {
     pub replica_sets: Vec<Arc<ReplicaSet>>,
     pub pods: Vec<Arc<Pod>>,
     pub events: Vec<Arc<Event>>,
-}
-
-/// Observations over time, kept by the shell with its own clock.
-#[derive(Debug, Clone, Default)]
-pub struct Timers {
-    /// Pod name → how long it has been seen Unschedulable.
-    pub unschedulable_for: BTreeMap<String, Duration>,
-    /// Pods whose restart count changed recently (success must wait).
-    pub recently_restarted: Vec<String>,
-}
-
-/// The pod's `Ready` condition is True.
-pub fn pod_is_ready(pod: &Pod) -> bool {
-    pod.status
-        .as_ref()
-        .and_then(|s| s.conditions.as_ref())
-        .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
-        .is_some_and(|c| c.status == "True")
-}
-
-/// The counts kubectl shows, and the new ReplicaSet's readiness.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Progress {
-    pub name: String,
-    pub desired: i32,
-    pub current: i32,
-    pub up_to_date: i32,
-    pub available: i32,
-    pub new_ready: i32,
-    /// What we are still waiting for, in words (empty when done).
-    pub waiting_for: String,
-}
-
-impl Progress {
-    /// In kubectl's terms: `api: 2 of 3 new replicas updated, 3 available
-    /// (2 old still running)`. Counts only: what is still awaited is said
-    /// by `waiting_for`, so the two never contradict.
-    pub fn line(&self) -> String {
-        let mut s = format!(
-            "{}: {} of {} new replicas updated, {} available",
-            self.name, self.up_to_date, self.desired, self.available
-        );
-        let old = self.current - self.up_to_date;
-        if old > 0 {
-            s.push_str(&format!(" ({old} old still running)"));
-        }
-        s
-    }
-}
-
-/// A judgement of one snapshot.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Verdict {
-    Waiting(Progress),
-    Succeeded(Progress),
-    Failed {
-        progress: Progress,
-        cause: Cause,
-        signals: Vec<Signal>,
-    },
 }
 
 /// The new ReplicaSet and its pods.

@@ -12,22 +12,25 @@ use kube::api::ListParams;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use crate::config::ImageChange;
-use crate::diagnose::{Finding, collect};
+use crate::diagnose::collect;
 use crate::exit::ExitCode;
 use crate::guards::Guards;
+use crate::image::ImageChange;
 use crate::k8s::objects::{selector_of, uid_generation};
+use crate::model::Finding;
+use crate::model::Sample;
+use crate::model::{Mark, Phase};
+use crate::model::{Timers, Verdict};
 use crate::preflight::capacity;
 use crate::recovery::Marker;
-use crate::report::timeline::Sample;
-use crate::report::timeline::{Mark, Phase};
 use crate::report::{self, WorkloadReport};
 use crate::stability::Stability;
-use crate::track::{self, Ended, Reading, Subject, Tracker};
+use crate::track::{self, Ended, Reading, Subject};
 use crate::workload::Limits;
 use crate::workload::WorkloadRef;
+use crate::workload::deployment::Snapshot;
+use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
-use crate::workload::deployment::{Snapshot, Timers, Verdict};
 use crate::workload::patch;
 use crate::workload::prepare::{self, Checks};
 use crate::workload::rollout::{Ctx, Failure, Rollout};
@@ -250,7 +253,8 @@ impl Rollout for DeploymentRollout {
             Err(why) => return (false, why),
         };
         let deadline = Instant::now() + timeout;
-        let (confirmed, detail) = track::follow_rollback(tracker, generation, deadline, out).await;
+        let (confirmed, detail) =
+            tracking::follow_rollback(tracker, generation, deadline, out).await;
         // The revision that serves now (the controller gives the restored
         // ReplicaSet a new revision number).
         rep.serving_revision = tracker

@@ -17,7 +17,7 @@ use serde_json::{Map, Value, json};
 use super::deployment::{self as dep, NotRollable};
 
 pub mod rollout;
-use crate::config::ImageChange;
+use crate::image::ImageChange;
 use crate::image::Reference;
 
 /// On the old RC: the name of the RC it is being rolled to.

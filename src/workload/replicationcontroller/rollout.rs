@@ -16,20 +16,23 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::*;
-use crate::config::{ImageChange, Settings};
-use crate::diagnose::{Finding, collect};
+use crate::config::Settings;
+use crate::diagnose::collect;
 use crate::exit::ExitCode;
 use crate::guards::Guards;
+use crate::image::ImageChange;
 use crate::k8s::objects::{
     get_obj, is_status, json_patch_obj, labels_at, matches_selector, merge_patch_obj, name_of,
     params, pod_spec, selector_string,
 };
+use crate::model::Finding;
+use crate::model::{Progress, Timers, Verdict};
 use crate::preflight::capacity;
 use crate::recovery::Marker;
 use crate::report::{self, WorkloadReport};
 use crate::stability::Stability;
 use crate::track::{self, Ended, Poll, Reading, Subject, Watch, WatchSnapshot};
-use crate::workload::deployment::{self as dep, Progress, Timers, Verdict};
+use crate::workload::deployment as dep;
 use crate::workload::prepare::{self, Checks, not_found};
 use crate::workload::rollout::{Ctx, Failure, Rollout};
 use crate::workload::{self, Kind, Limits, WorkloadRef};

@@ -8,7 +8,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::deployment::{NotRollable, Plan, Progress};
-use crate::config::ImageChange;
+use crate::image::ImageChange;
+
+pub mod rollout;
 
 /// The label the DaemonSet controller puts on its pods: the generation of
 /// the template they were made from.
@@ -77,42 +79,6 @@ pub fn progress(ds: &Value, new_ready: i32) -> Progress {
         available: n(ds, "/status/numberAvailable") as i32,
         new_ready,
         waiting_for: String::new(),
-    }
-}
-
-/// The DaemonSet as a template kind: judged on the pods of the new
-/// template generation; its pods are per node (no capacity check).
-pub struct DaemonSetKind;
-
-impl super::template::TemplateKind for DaemonSetKind {
-    type Object = k8s_openapi::api::apps::v1::DaemonSet;
-
-    fn plan(
-        raw: &Value,
-        container: Option<&str>,
-        change: &ImageChange,
-        version: Option<&str>,
-        version_label: &str,
-        origin: &str,
-        now: &str,
-    ) -> Result<Plan, NotRollable> {
-        plan(raw, container, change, version, version_label, origin, now)
-    }
-
-    fn strategy(_raw: &Value) -> Option<crate::preflight::capacity::Strategy> {
-        None
-    }
-
-    fn still_waiting_for(obj: &Value, generation: i64) -> Option<String> {
-        still_waiting_for(obj, generation)
-    }
-
-    fn new_pods(_obj: &Value, pods: &[Arc<Pod>], generation: i64) -> Vec<Arc<Pod>> {
-        pods_of_generation(pods, generation)
-    }
-
-    fn progress(obj: &Value, new_ready: i32) -> Progress {
-        progress(obj, new_ready)
     }
 }
 

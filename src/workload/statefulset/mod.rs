@@ -10,7 +10,9 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::deployment::{NotRollable, Plan, Progress};
-use crate::config::ImageChange;
+use crate::image::ImageChange;
+
+pub mod rollout;
 
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 
@@ -159,61 +161,6 @@ pub fn progress(sts: &Value, new_ready: i32) -> Progress {
         available: n(sts, "/status/availableReplicas").max(n(sts, "/status/readyReplicas")) as i32,
         new_ready,
         waiting_for: String::new(),
-    }
-}
-
-/// The StatefulSet as a template kind: judged on the pods of the update
-/// revision; one pod at a time (surge 0, unavailable 1); its rollback
-/// deletes the pods of the bad revision that an `OrderedReady` controller
-/// would leave stuck.
-pub struct StatefulSetKind;
-
-impl super::template::TemplateKind for StatefulSetKind {
-    type Object = k8s_openapi::api::apps::v1::StatefulSet;
-
-    fn plan(
-        raw: &Value,
-        container: Option<&str>,
-        change: &ImageChange,
-        version: Option<&str>,
-        version_label: &str,
-        origin: &str,
-        now: &str,
-    ) -> Result<Plan, NotRollable> {
-        plan(raw, container, change, version, version_label, origin, now)
-    }
-
-    fn strategy(raw: &Value) -> Option<crate::preflight::capacity::Strategy> {
-        Some(crate::preflight::capacity::Strategy {
-            replicas: replicas(raw).max(0) as i32,
-            max_surge: 0,
-            max_unavailable: 1,
-        })
-    }
-
-    fn still_waiting_for(obj: &Value, generation: i64) -> Option<String> {
-        still_waiting_for(obj, generation)
-    }
-
-    fn new_pods(obj: &Value, pods: &[Arc<Pod>], generation: i64) -> Vec<Arc<Pod>> {
-        update_revision(obj, generation)
-            .map(|r| pods_of_revision(pods, &r))
-            .unwrap_or_default()
-    }
-
-    fn progress(obj: &Value, new_ready: i32) -> Progress {
-        progress(obj, new_ready)
-    }
-
-    fn revision(obj: &Value, generation: i64) -> Option<String> {
-        update_revision(obj, generation)
-    }
-
-    fn stuck(pods: &[Arc<Pod>], bad_revision: &str) -> (usize, Vec<String>) {
-        (
-            pods_of_revision(pods, bad_revision).len(),
-            stuck_pods(pods, bad_revision),
-        )
     }
 }
 

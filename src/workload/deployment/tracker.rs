@@ -13,9 +13,9 @@ use kube::runtime::watcher;
 use kube::{Api, Client};
 use tokio::time::Instant;
 
-use crate::report::timeline::{Mark, Phase, Sample};
+use crate::model::{Mark, Phase, Sample};
 use crate::track::reflect::{self, Streams, reflect};
-use crate::track::wait::{Poll, Source, wait_until};
+use crate::track::{Poll, Source, wait_until};
 use crate::workload::deployment::{self as dep, Snapshot};
 
 /// Live caches of everything one Deployment's rollout touches.

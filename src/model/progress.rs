@@ -1,0 +1,58 @@
+//! How far a rollout is, in kubectl's counts, and a judgement of one moment
+//! of it; the clocks the judgement is given.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use crate::model::finding::{Cause, Signal};
+
+/// Observations over time, kept by the shell with its own clock.
+#[derive(Debug, Clone, Default)]
+pub struct Timers {
+    /// Pod name → how long it has been seen Unschedulable.
+    pub unschedulable_for: BTreeMap<String, Duration>,
+    /// Pods whose restart count changed recently (success must wait).
+    pub recently_restarted: Vec<String>,
+}
+
+/// The counts kubectl shows, and the new ReplicaSet's readiness.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Progress {
+    pub name: String,
+    pub desired: i32,
+    pub current: i32,
+    pub up_to_date: i32,
+    pub available: i32,
+    pub new_ready: i32,
+    /// What we are still waiting for, in words (empty when done).
+    pub waiting_for: String,
+}
+
+impl Progress {
+    /// In kubectl's terms: `api: 2 of 3 new replicas updated, 3 available
+    /// (2 old still running)`. Counts only: what is still awaited is said
+    /// by `waiting_for`, so the two never contradict.
+    pub fn line(&self) -> String {
+        let mut s = format!(
+            "{}: {} of {} new replicas updated, {} available",
+            self.name, self.up_to_date, self.desired, self.available
+        );
+        let old = self.current - self.up_to_date;
+        if old > 0 {
+            s.push_str(&format!(" ({old} old still running)"));
+        }
+        s
+    }
+}
+
+/// A judgement of one snapshot.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Verdict {
+    Waiting(Progress),
+    Succeeded(Progress),
+    Failed {
+        progress: Progress,
+        cause: Cause,
+        signals: Vec<Signal>,
+    },
+}

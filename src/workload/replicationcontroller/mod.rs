@@ -16,6 +16,8 @@ use serde_json::{Map, Value, json};
 
 use super::deployment::{self as dep, NotRollable};
 
+mod apply;
+mod follow;
 pub mod rollout;
 use crate::image::ImageChange;
 use crate::image::Reference;

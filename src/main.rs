@@ -61,8 +61,7 @@ fn main() {
     } else {
         builder.without_time().init();
     }
-    rollguard::kube_client::install_crypto_provider();
-    // Issue #8: a non-UTF-8 value of an input is a clean exit 2 naming the variable.
+    // A non-UTF-8 value of an input is a clean exit 2 naming the variable.
     let env = match rollguard::config::env_from_os(std::env::vars_os()) {
         Ok(env) => env,
         Err(e) => {
@@ -82,7 +81,7 @@ fn main() {
     };
     let mut stdout = std::io::stdout();
     let outcome = runtime.block_on(async {
-        // Issue #8: SIGTERM/SIGINT cancel the run (src/cancel.rs).
+        // SIGTERM/SIGINT cancel the run (the cancel module).
         rollguard::cancel::install_global();
         rollguard::run(&env, &mut stdout).await
     });

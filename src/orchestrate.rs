@@ -610,6 +610,8 @@ pub(crate) struct Unit {
     marker: Option<recovery::Marker>,
     /// The workload as read: its uid and generation (what the marker binds to).
     read_as: (String, i64),
+    /// This workload as a second signal's target, from its patch on.
+    cancel_target: Option<cancel::Handle>,
     /// How following ended (None when stopped because another workload failed).
     ended: Option<Ended>,
     applied: bool,
@@ -896,6 +898,7 @@ impl Unit {
             planned_at: now,
             marker: None,
             read_as,
+            cancel_target: None,
             ended: None,
             applied: false,
         })
@@ -953,7 +956,14 @@ impl Unit {
                 // Issue #8: the same patch marks the rollout in progress (for
                 // recovery after a SIGKILL); a 409/422 is re-read and
                 // re-checked, never clobbered.
-                let mut marker = mark_patch(ctx, &w, &mut d.plan, &self.planned_at, &self.read_as);
+                let mut marker = mark_patch(
+                    ctx,
+                    &w,
+                    &mut d.plan,
+                    &self.planned_at,
+                    &self.read_as,
+                    &mut self.cancel_target,
+                );
                 let previous = d.plan.previous_template.clone();
                 let patched = match recovery::patch_rechecked(
                     &ctx.client,
@@ -1027,7 +1037,14 @@ impl Unit {
                 {
                     self.read_as.1 = generation;
                 }
-                let mut marker = mark_patch(ctx, &w, &mut t.plan, &self.planned_at, &self.read_as);
+                let mut marker = mark_patch(
+                    ctx,
+                    &w,
+                    &mut t.plan,
+                    &self.planned_at,
+                    &self.read_as,
+                    &mut self.cancel_target,
+                );
                 let previous = t.plan.previous_template.clone();
                 let patched = match recovery::patch_rechecked(
                     &ctx.client,
@@ -1382,6 +1399,7 @@ fn mark_patch(
     plan: &mut dep::Plan,
     started: &str,
     read_as: &(String, i64),
+    target: &mut Option<cancel::Handle>,
 ) -> recovery::Marker {
     // Bound to this object at the generation our patch gives it.
     let marker = recovery::Marker::new(
@@ -1393,13 +1411,13 @@ fn mark_patch(
     )
     .bound_to(&read_as.0, read_as.1 + 1);
     recovery::mark(&mut plan.patch, &marker);
-    cancel::set_target(
+    *target = Some(cancel::register(
         &ctx.client,
         recovery::path_of(w.kind.as_str(), &ctx.ns, &w.name),
-    );
-    cancel::set_phase(format!(
-        "rolling out {} (previously {})",
-        plan.new_image, plan.old_image
+        format!(
+            "rolling out {} (previously {})",
+            plan.new_image, plan.old_image
+        ),
     ));
     marker
 }
@@ -2821,7 +2839,9 @@ async fn cancel_units<'a>(
                 on_cancel
             };
             let _ = writeln!(w, "{}", cancel::announce(why, on_cancel, &old));
-            cancel::set_phase(format!("rolling back to {old} after a cancel"));
+            if let Some(t) = &u.cancel_target {
+                t.set_phase(format!("rolling back to {old} after a cancel"));
+            }
             let rolled = match on_cancel {
                 cancel::OnCancel::Rollback => Some(u.roll_back(grace, &mut w).await),
                 cancel::OnCancel::Leave => None,

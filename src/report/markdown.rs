@@ -47,19 +47,6 @@ pub fn marker(report: &Report) -> String {
     format!("<!-- rollguard:{ns}/{} -->", clean(&report.workload))
 }
 
-/// The CI job's URL from the environment, if any.
-pub fn job_url(env: &crate::config::Env) -> Option<String> {
-    let get = |k: &str| env.get(k).filter(|v| !v.is_empty());
-    if let (Some(server), Some(repo), Some(run)) = (
-        get("GITHUB_SERVER_URL"),
-        get("GITHUB_REPOSITORY"),
-        get("GITHUB_RUN_ID"),
-    ) {
-        return Some(format!("{server}/{repo}/actions/runs/{run}"));
-    }
-    get("CI_JOB_URL").cloned()
-}
-
 /// The one-word result (GitHub's `result` output; a dry run that passed
 /// its checks counts as `succeeded`).
 pub fn result_word(c: Conclusion) -> &'static str {

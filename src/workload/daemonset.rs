@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::deployment::{NotRollable, Plan, Progress};
-use crate::config::ImageChange;
+use crate::image::ImageChange;
 
 /// The label the DaemonSet controller puts on its pods: the generation of
 /// the template they were made from.

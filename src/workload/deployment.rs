@@ -9,8 +9,8 @@ use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod, PodTemplateSpec};
 use serde_json::{Value, json};
 
-use crate::config::ImageChange;
 use crate::diagnose::{self, Cause, Signal};
+use crate::image::ImageChange;
 use crate::image::Reference;
 
 pub const CHANGE_CAUSE: &str = "kubernetes.io/change-cause";
@@ -186,7 +186,7 @@ pub fn plan(
         Some(v) => v.to_string(),
         None => reference
             .version_source()
-            .and_then(crate::config::sanitise_label_value)
+            .and_then(crate::k8s::names::sanitise_label_value)
             .ok_or_else(|| {
                 NotRollable(format!(
                     "cannot make a version label from \"{new_image}\" (no tag): set the version input"
@@ -352,35 +352,7 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .is_some_and(|c| c.status == "True")
 }
 
-/// The counts kubectl shows, and the new ReplicaSet's readiness.
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
-pub struct Progress {
-    pub name: String,
-    pub desired: i32,
-    pub current: i32,
-    pub up_to_date: i32,
-    pub available: i32,
-    pub new_ready: i32,
-    /// What we are still waiting for, in words (empty when done).
-    pub waiting_for: String,
-}
-
-impl Progress {
-    /// In kubectl's terms: `api: 2 of 3 new replicas updated, 3 available
-    /// (2 old still running)`. Counts only: what is still awaited is said
-    /// by `waiting_for`, so the two never contradict.
-    pub fn line(&self) -> String {
-        let mut s = format!(
-            "{}: {} of {} new replicas updated, {} available",
-            self.name, self.up_to_date, self.desired, self.available
-        );
-        let old = self.current - self.up_to_date;
-        if old > 0 {
-            s.push_str(&format!(" ({old} old still running)"));
-        }
-        s
-    }
-}
+pub use crate::model::progress::Progress;
 
 /// A judgement of one snapshot.
 #[derive(Debug, Clone, PartialEq)]

@@ -140,7 +140,7 @@ impl WorkloadRef {
         };
         let valid = !name.is_empty()
             && name.len() <= 253
-            && name.split('.').all(crate::config::is_dns_label);
+            && name.split('.').all(crate::k8s::names::is_dns_label);
         if !valid {
             return Err(format!(
                 "\"{name}\" is not a valid workload name (lower-case letters, digits, '-' and '.')"

@@ -15,7 +15,7 @@ use std::hash::{Hash, Hasher};
 use serde_json::{Map, Value, json};
 
 use super::deployment::{self as dep, NotRollable};
-use crate::config::ImageChange;
+use crate::image::ImageChange;
 use crate::image::Reference;
 
 /// On the old RC: the name of the RC it is being rolled to.
@@ -170,7 +170,7 @@ pub fn plan(
             let from_tag = Reference::parse(&p.old_image)
                 .ok()
                 .and_then(|r| r.version_source().map(str::to_string))
-                .and_then(|t| crate::config::sanitise_label_value(&t));
+                .and_then(|t| crate::k8s::names::sanitise_label_value(&t));
             let candidate = template_labels
                 .get(version_label)
                 .cloned()

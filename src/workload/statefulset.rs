@@ -10,7 +10,7 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::deployment::{NotRollable, Plan, Progress};
-use crate::config::ImageChange;
+use crate::image::ImageChange;
 
 pub const REVISION_LABEL: &str = "controller-revision-hash";
 

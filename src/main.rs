@@ -39,8 +39,17 @@ fn main() {
         );
         std::process::exit(rollguard::ExitCode::BadInput.code());
     }
+    // The environment, read once and handed to config. A non-UTF-8 value
+    // of an input is a clean exit 2 naming the variable.
+    let env = match rollguard::config::env_from_os(std::env::vars_os()) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("rollguard: {e}");
+            std::process::exit(rollguard::ExitCode::BadInput.code());
+        }
+    };
     let style = log_style(std::io::IsTerminal::is_terminal(&std::io::stderr()), |k| {
-        std::env::var(k).ok()
+        env.get(k).cloned()
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
@@ -61,14 +70,6 @@ fn main() {
     } else {
         builder.without_time().init();
     }
-    // A non-UTF-8 value of an input is a clean exit 2 naming the variable.
-    let env = match rollguard::config::env_from_os(std::env::vars_os()) {
-        Ok(env) => env,
-        Err(e) => {
-            eprintln!("rollguard: {e}");
-            std::process::exit(rollguard::ExitCode::BadInput.code());
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -414,6 +414,52 @@ mod tests {
     }
 
     #[test]
+    fn ci_sinks_and_lock_are_read_once() {
+        let s = from_env(&env(&[
+            ("INPUT_WORKLOAD", "deploy/api"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_LOCK-TIMEOUT", "2m"),
+            ("ROLLGUARD_ON_CANCEL", "leave"),
+            ("INPUT_REPORT-FILE", "report.json"),
+            ("INPUT_SLACK-TOKEN", "xoxb-1"),
+            ("SLACK_API_URL", "http://127.0.0.1:9/api"),
+            ("GITHUB_ACTIONS", "true"),
+            ("GITHUB_SERVER_URL", "https://github.com"),
+            ("GITHUB_REPOSITORY", "o/r"),
+            ("GITHUB_RUN_ID", "7"),
+            ("GITHUB_OUTPUT", "/tmp/out"),
+        ]))
+        .unwrap();
+        assert_eq!(s.ci.which(), Ci::GitHubActions);
+        assert_eq!(s.ci.github.output_file.as_deref(), Some("/tmp/out"));
+        assert_eq!(s.run_origin, "https://github.com/o/r/actions/runs/7");
+        assert_eq!(s.reliability.identity, s.run_origin);
+        assert_eq!(s.reliability.lock_timeout, Duration::from_secs(120));
+        assert_eq!(s.reliability.on_cancel, OnCancel::Leave);
+        assert!(s.reliability.lock);
+        assert_eq!(s.sinks.report_file.as_deref(), Some("report.json"));
+        assert_eq!(s.sinks.slack_api, "http://127.0.0.1:9/api");
+        assert_eq!(s.sinks.secrets(), vec!["xoxb-1"]);
+        assert!(!format!("{s:?}").contains("xoxb-1"));
+        // Both spellings of a lock input with different values: named, not guessed.
+        let e = from_env(&env(&[
+            ("INPUT_WORKLOAD", "api"),
+            ("INPUT_TAG", "v2"),
+            ("INPUT_LOCK", "false"),
+            ("ROLLGUARD_LOCK", "true"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.input, "lock");
+        let e = from_env(&env(&[
+            ("INPUT_WORKLOAD", "api"),
+            ("INPUT_TAG", "v2"),
+            ("ROLLGUARD_LOCK_TIMEOUT", "soon"),
+        ]))
+        .unwrap_err();
+        assert_eq!(e.input, "lock-timeout");
+    }
+
+    #[test]
     fn help_lists_every_input() {
         let h = help_text();
         for i in INPUTS {

@@ -104,7 +104,7 @@ pub async fn connect(
     let (kubeconfig, what) = load(source).await?;
     let config = client_config(kubeconfig, context, &what).await?;
     let namespace = config.default_namespace.clone();
-    // Issue #8: kube's client with rollguard's retry layer (src/retry.rs).
+    // kube's client with rollguard's retry layer.
     let client = crate::retry::client(config)
         .map_err(|e| fail(format!("{what}: cannot build a Kubernetes client: {e}")))?;
     Ok((client, namespace))

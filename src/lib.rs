@@ -88,7 +88,7 @@ pub(crate) fn cluster_error(e: &kube::Error, doing: &str) -> Stop {
         ),
         other => stop(
             ExitCode::ClusterConfig,
-            // Issue #8: the whole source chain (names a TLS/certificate failure).
+            // The whole source chain (names a TLS/certificate failure).
             format!(
                 "{doing}: cannot reach the cluster: {}",
                 retry::error_chain(other)

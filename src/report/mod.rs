@@ -14,6 +14,7 @@ pub mod markdown;
 pub mod publish;
 pub mod sanitise;
 pub mod slack;
+pub mod story;
 pub mod timeline;
 
 use std::collections::BTreeMap;

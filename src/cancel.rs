@@ -152,7 +152,8 @@ impl Drop for Handle {
 }
 
 /// The paths of the registered targets (what a second signal would annotate).
-pub fn targets() -> Vec<String> {
+#[cfg(test)]
+fn targets() -> Vec<String> {
     TARGETS
         .lock()
         .map(|t| t.iter().map(|t| t.path.clone()).collect())
@@ -349,6 +350,51 @@ mod tests {
         assert_eq!(waiter.await.unwrap(), "SIGTERM");
         assert_eq!(t.reason(), Some("SIGTERM"));
         assert!(state_value("", "now").contains("no change"));
+    }
+
+    #[tokio::test]
+    async fn targets_are_registered_until_dropped() {
+        let config = kube::Config::new("https://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let web = register(
+            &client,
+            "/apis/apps/v1/namespaces/t/deployments/web".into(),
+            "a",
+        );
+        let api = register(
+            &client,
+            "/apis/apps/v1/namespaces/t/deployments/api".into(),
+            "b",
+        );
+        let ours = |paths: Vec<String>| -> Vec<String> {
+            paths
+                .into_iter()
+                .filter(|p| p.contains("/namespaces/t/"))
+                .collect()
+        };
+        assert_eq!(
+            ours(targets()),
+            vec![
+                "/apis/apps/v1/namespaces/t/deployments/web".to_string(),
+                "/apis/apps/v1/namespaces/t/deployments/api".to_string()
+            ]
+        );
+        api.set_phase("rolling back");
+        let phases: Vec<String> = TARGETS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.path.contains("/namespaces/t/"))
+            .map(|t| t.phase.clone())
+            .collect();
+        assert_eq!(phases, vec!["a".to_string(), "rolling back".to_string()]);
+        drop(web);
+        assert_eq!(
+            ours(targets()),
+            vec!["/apis/apps/v1/namespaces/t/deployments/api".to_string()]
+        );
+        drop(api);
+        assert!(ours(targets()).is_empty());
     }
 
     #[tokio::test]

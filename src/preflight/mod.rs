@@ -52,7 +52,7 @@ pub fn inputs(deployment: &Deployment) -> (PodSpec, LabelSelector, capacity::Str
 /// workload of any kind: its pod template's spec, the
 /// selector of its current pods, and the surge its update strategy allows
 /// (a ReplicationController's client-side rolling update: surge 1,
-/// unavailable 0).
+/// unavailable 0). `Err` is the finding that stops the rollout.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_for(
     client: &Client,

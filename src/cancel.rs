@@ -1,5 +1,5 @@
-//! Cancellation (issue #8): a CI cancel sends SIGTERM (GitHub, GitLab) or
-//! SIGINT (a terminal).
+//! Cancellation: a CI cancel sends SIGTERM (GitHub, GitLab) or SIGINT (a
+//! terminal).
 //!
 //! - the first signal cancels the [`CancelToken`] the pipeline selects on:
 //!   it stops tracking, rolls back to the captured template (input
@@ -7,10 +7,12 @@
 //!   (`on-cancel=leave`), reports, and exits 1 when the rollback is confirmed
 //!   (3 when not) — all within [`GRACE`] of the signal;
 //! - a second signal exits at once (code 3), after leaving the annotation
-//!   [`STATE`] on the workload saying what state it was left in (best
-//!   effort, bounded by one second).
+//!   [`STATE`] on every workload [`register`]ed at that moment (each one a
+//!   group is rolling) saying what state it was left in (best effort, all
+//!   at once, bounded by one second).
 
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use tokio::sync::watch;
@@ -23,23 +25,7 @@ pub const GRACE: Duration = Duration::from_secs(10);
 /// The part of [`GRACE`] the cancel-rollback may spend waiting for health.
 pub const ROLLBACK_BUDGET: Duration = Duration::from_secs(7);
 
-/// What the first signal does (`on-cancel`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum OnCancel {
-    #[default]
-    Rollback,
-    Leave,
-}
-
-impl OnCancel {
-    pub fn parse(v: &str) -> Result<OnCancel, String> {
-        match v.trim().to_ascii_lowercase().as_str() {
-            "rollback" => Ok(OnCancel::Rollback),
-            "leave" => Ok(OnCancel::Leave),
-            other => Err(format!("\"{other}\" must be rollback or leave")),
-        }
-    }
-}
+pub use crate::config::OnCancel;
 
 /// Cancelled by the first SIGTERM/SIGINT; cheap to clone.
 #[derive(Clone, Debug)]
@@ -109,32 +95,69 @@ impl CancelToken {
     }
 }
 
-/// Where the run is, for the second signal's annotation.
+/// A workload the run is changing, for the second signal's annotation.
 #[derive(Clone)]
 struct Target {
+    id: u64,
     client: kube::Client,
     /// `/apis/apps/v1/namespaces/NS/deployments/NAME`
     path: String,
+    /// What the run is doing to it ("rolling out web:v2 (previously web:v1)").
+    phase: String,
 }
 
-static TARGET: Mutex<Option<Target>> = Mutex::new(None);
-static PHASE: Mutex<String> = Mutex::new(String::new());
+/// Every registered target, in registration order.
+static TARGETS: Mutex<Vec<Target>> = Mutex::new(Vec::new());
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
-/// Tell the second-signal handler which object to annotate.
-pub fn set_target(client: &kube::Client, object_path: String) {
-    if let Ok(mut t) = TARGET.lock() {
-        *t = Some(Target {
+/// A registered target: unregistered when dropped.
+#[derive(Debug)]
+pub struct Handle {
+    id: u64,
+}
+
+/// Tell the second-signal handler that the run is changing the object at
+/// `object_path` (doing `phase`); it stays a target until the [`Handle`]
+/// is dropped.
+pub fn register(client: &kube::Client, object_path: String, phase: impl Into<String>) -> Handle {
+    let id = NEXT_ID.fetch_add(1, Ordering::Relaxed);
+    if let Ok(mut t) = TARGETS.lock() {
+        t.push(Target {
+            id,
             client: client.clone(),
             path: object_path,
+            phase: phase.into(),
         });
+    }
+    Handle { id }
+}
+
+impl Handle {
+    /// Record what the run is doing to this target now (one line).
+    pub fn set_phase(&self, phase: impl Into<String>) {
+        if let Ok(mut t) = TARGETS.lock()
+            && let Some(target) = t.iter_mut().find(|t| t.id == self.id)
+        {
+            target.phase = phase.into();
+        }
     }
 }
 
-/// Record what the run is doing now (one line: "rolling out web:v2 from web:v1").
-pub fn set_phase(phase: impl Into<String>) {
-    if let Ok(mut p) = PHASE.lock() {
-        *p = phase.into();
+impl Drop for Handle {
+    fn drop(&mut self) {
+        if let Ok(mut t) = TARGETS.lock() {
+            t.retain(|t| t.id != self.id);
+        }
     }
+}
+
+/// The paths of the registered targets (what a second signal would annotate).
+#[cfg(test)]
+fn targets() -> Vec<String> {
+    TARGETS
+        .lock()
+        .map(|t| t.iter().map(|t| t.path.clone()).collect())
+        .unwrap_or_default()
 }
 
 /// The value of [`STATE`] for a run that exits now.
@@ -149,12 +172,17 @@ pub fn state_value(phase: &str, at: &str) -> String {
     )
 }
 
-/// Merge-patch the [`STATE`] annotation onto the target (bounded by 1 s).
+/// Merge-patch the [`STATE`] annotation onto every target, all at once
+/// (bounded by 1 s in all).
 async fn annotate_state() {
-    let target = TARGET.lock().ok().and_then(|t| t.clone());
-    let phase = PHASE.lock().map(|p| p.clone()).unwrap_or_default();
-    let Some(t) = target else { return };
-    let value = state_value(&phase, &jiff::Timestamp::now().to_string());
+    let targets = TARGETS.lock().map(|t| t.clone()).unwrap_or_default();
+    let at = jiff::Timestamp::now().to_string();
+    let patches = targets.iter().map(|t| annotate(t, &at));
+    futures::future::join_all(patches).await;
+}
+
+async fn annotate(t: &Target, at: &str) {
+    let value = state_value(&t.phase, at);
     let body = serde_json::json!({"metadata": {"annotations": {STATE: value}}});
     let req = http::Request::builder()
         .method(http::Method::PATCH)
@@ -321,9 +349,52 @@ mod tests {
         c.cancel("SIGINT");
         assert_eq!(waiter.await.unwrap(), "SIGTERM");
         assert_eq!(t.reason(), Some("SIGTERM"));
-        assert_eq!(OnCancel::parse("Leave"), Ok(OnCancel::Leave));
-        assert!(OnCancel::parse("x").is_err());
         assert!(state_value("", "now").contains("no change"));
+    }
+
+    #[tokio::test]
+    async fn targets_are_registered_until_dropped() {
+        let config = kube::Config::new("https://127.0.0.1:9".parse().unwrap());
+        let client = kube::Client::try_from(config).unwrap();
+        let web = register(
+            &client,
+            "/apis/apps/v1/namespaces/t/deployments/web".into(),
+            "a",
+        );
+        let api = register(
+            &client,
+            "/apis/apps/v1/namespaces/t/deployments/api".into(),
+            "b",
+        );
+        let ours = |paths: Vec<String>| -> Vec<String> {
+            paths
+                .into_iter()
+                .filter(|p| p.contains("/namespaces/t/"))
+                .collect()
+        };
+        assert_eq!(
+            ours(targets()),
+            vec![
+                "/apis/apps/v1/namespaces/t/deployments/web".to_string(),
+                "/apis/apps/v1/namespaces/t/deployments/api".to_string()
+            ]
+        );
+        api.set_phase("rolling back");
+        let phases: Vec<String> = TARGETS
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|t| t.path.contains("/namespaces/t/"))
+            .map(|t| t.phase.clone())
+            .collect();
+        assert_eq!(phases, vec!["a".to_string(), "rolling back".to_string()]);
+        drop(web);
+        assert_eq!(
+            ours(targets()),
+            vec!["/apis/apps/v1/namespaces/t/deployments/api".to_string()]
+        );
+        drop(api);
+        assert!(ours(targets()).is_empty());
     }
 
     #[tokio::test]

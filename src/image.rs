@@ -4,6 +4,15 @@
 /// The longest repository name (registry host and path) a registry accepts.
 pub const NAME_MAX: usize = 255;
 
+/// What the new image is, as the user said it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ImageChange {
+    /// A full reference.
+    Image(String),
+    /// Only the tag (or `@digest`) of the current image changes.
+    Tag(String),
+}
+
 /// A parsed image reference.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Reference {
@@ -131,15 +140,6 @@ pub fn validate_tag_or_digest(t: &str) -> Result<(), String> {
             "is not a valid tag (at most 128 letters, digits, '_', '.', '-', not starting with '.' or '-')".to_string()
         })
     }
-}
-
-/// What the new image is, as the user said it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum ImageChange {
-    /// A full reference.
-    Image(String),
-    /// Only the tag (or `@digest`) of the current image changes.
-    Tag(String),
 }
 
 #[cfg(test)]

@@ -104,7 +104,7 @@ pub async fn connect(
     let (kubeconfig, what) = load(source).await?;
     let config = client_config(kubeconfig, context, &what).await?;
     let namespace = config.default_namespace.clone();
-    // Issue #8: kube's client with rollguard's retry layer (src/retry.rs).
+    // kube's client with rollguard's retry layer.
     let client = crate::retry::client(config)
         .map_err(|e| fail(format!("{what}: cannot build a Kubernetes client: {e}")))?;
     Ok((client, namespace))
@@ -132,7 +132,17 @@ pub async fn load(source: &KubeconfigSource) -> Result<(Kubeconfig, String), Clu
                 .map_err(|e| fail(format!("{what} {}", describe(&e))))?;
             Ok((kc, what))
         }
-        KubeconfigSource::Infer { kubeconfig_env } => infer(kubeconfig_env.as_deref()),
+        KubeconfigSource::Infer {
+            kubeconfig_env,
+            home,
+            service_host,
+            service_port,
+        } => infer(
+            kubeconfig_env.as_deref(),
+            home.as_deref(),
+            service_host.as_deref(),
+            service_port.as_deref(),
+        ),
         KubeconfigSource::InCluster { host, port } => {
             let kc = in_cluster_kubeconfig(
                 host.as_deref(),
@@ -156,11 +166,18 @@ pub async fn load(source: &KubeconfigSource) -> Result<(Kubeconfig, String), Clu
 }
 
 /// `KUBECONFIG` (merged), `~/.kube/config`, then the pod's service account.
-fn infer(kubeconfig_env: Option<&str>) -> Result<(Kubeconfig, String), ClusterConfigError> {
+/// The variables come from the settings (`HOME`, `KUBERNETES_SERVICE_HOST`
+/// and `_PORT` as the environment had them).
+fn infer(
+    kubeconfig_env: Option<&str>,
+    home: Option<&str>,
+    host: Option<&str>,
+    port: Option<&str>,
+) -> Result<(Kubeconfig, String), ClusterConfigError> {
     if let Some(paths) = kubeconfig_env {
         return Ok((merge_kubeconfig_paths(paths)?, "KUBECONFIG".into()));
     }
-    let home_config = std::env::var_os("HOME")
+    let home_config = home
         .filter(|h| !h.is_empty())
         .map(|h| PathBuf::from(h).join(".kube").join("config"));
     if let Some(path) = home_config.filter(|p| p.is_file()) {
@@ -169,14 +186,8 @@ fn infer(kubeconfig_env: Option<&str>) -> Result<(Kubeconfig, String), ClusterCo
             .map_err(|e| fail(format!("kubeconfig file {what} {}", describe(&e))))?;
         return Ok((kc, format!("kubeconfig file {what}")));
     }
-    let host = std::env::var("KUBERNETES_SERVICE_HOST").ok();
-    if host.as_deref().is_some_and(|h| !h.is_empty()) {
-        let port = std::env::var("KUBERNETES_SERVICE_PORT").ok();
-        let kc = in_cluster_kubeconfig(
-            host.as_deref(),
-            port.as_deref(),
-            Path::new(SERVICE_ACCOUNT_DIR),
-        )?;
+    if host.is_some_and(|h| !h.is_empty()) {
+        let kc = in_cluster_kubeconfig(host, port, Path::new(SERVICE_ACCOUNT_DIR))?;
         return Ok((kc, "the pod's service account".into()));
     }
     Err(fail(

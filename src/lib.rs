@@ -23,7 +23,7 @@ pub mod stability;
 pub mod superseded;
 pub mod track;
 pub mod workload;
-// Issue #8 (reliability): retries, deploy lock, cancellation, interrupted-run recovery.
+// Reliability: retries, deploy lock, cancellation, interrupted-run recovery.
 pub mod cancel;
 pub mod lock;
 pub mod recovery;
@@ -31,7 +31,6 @@ pub mod retry;
 // The output boundary for untrusted text (cluster messages, input values).
 pub mod text;
 
-use std::collections::BTreeMap;
 use std::io::Write;
 
 pub use config::Env;
@@ -43,13 +42,6 @@ use report::{Conclusion, Report};
 pub struct Outcome {
     pub exit_code: i32,
     pub report: Report,
-}
-
-/// The environment of this process as an [`Env`] (non-UTF-8 values dropped).
-pub fn process_env() -> Env {
-    std::env::vars_os()
-        .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
-        .collect()
 }
 
 /// A failure that ends the run before anything changed (or at the patch).
@@ -96,38 +88,13 @@ pub(crate) fn cluster_error(e: &kube::Error, doing: &str) -> Stop {
         ),
         other => stop(
             ExitCode::ClusterConfig,
-            // Issue #8: the whole source chain (names a TLS/certificate failure).
+            // The whole source chain (names a TLS/certificate failure).
             format!(
                 "{doing}: cannot reach the cluster: {}",
                 retry::error_chain(other)
             ),
         ),
     }
-}
-
-/// Inputs worth recording (never secrets).
-fn recorded_inputs(env: &Env) -> BTreeMap<String, String> {
-    let mut out = BTreeMap::new();
-    for (k, v) in env {
-        let name = k
-            .strip_prefix("INPUT_")
-            .or_else(|| k.strip_prefix("ROLLGUARD_"))
-            .map(|n| n.to_ascii_lowercase().replace('_', "-"));
-        if let Some(name) = name
-            && let Some(spec) = config::INPUTS.iter().find(|i| i.name == name)
-            && !spec.secret
-            && !v.is_empty()
-        {
-            // A kubeconfig given inline (YAML or base64) holds credentials: record only paths.
-            let value = if name == "kubeconfig" && !std::path::Path::new(v).is_file() {
-                "(inline)".to_string()
-            } else {
-                v.clone()
-            };
-            out.insert(name, value);
-        }
-    }
-    out
 }
 
 pub(crate) fn now_rfc3339() -> String {
@@ -143,7 +110,7 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
     let mut safe = text::SafeWriter::new(out);
     let out: &mut (dyn Write + Send) = &mut safe;
     let mut report = Report::new(now_rfc3339());
-    report.inputs = recorded_inputs(env);
+    report.inputs = config::recorded_inputs(env);
     let settings = match config::from_env(env) {
         Ok(s) => s,
         Err(e) => {
@@ -153,26 +120,21 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
             report.headline = format!("invalid input: {e}");
             // No secret input could be read: the outputs, summary and
             // annotation still say `invalid`; no comment or Slack post.
-            let sinks = report::publish::SinkConfig::default();
+            let sinks = config::SinkSettings::default();
+            let ci = config::CiContext::from_env(env);
             return finish(
                 report,
                 ExitCode::BadInput,
                 Conclusion::Invalid,
-                None,
-                Some(&sinks),
-                env,
+                (&sinks, &ci, &report::publish::Posted::default()),
                 out,
             )
             .await;
         }
     };
-    let mut sinks = report::publish::SinkConfig::from_settings(&settings);
+    let (sinks, ci) = (&settings.sinks, &settings.ci);
     // Masks first, before anything could echo a secret (GitHub only).
-    let _ = write!(
-        out,
-        "{}",
-        text::trusted(&report::publish::start(&sinks, env))
-    );
+    let _ = write!(out, "{}", text::trusted(&report::publish::start(sinks, ci)));
     for u in &settings.unknown {
         tracing::warn!("ignoring unknown input {u}");
     }
@@ -191,29 +153,31 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
             .or_else(|| kc.current_context.clone().filter(|c| !c.is_empty())),
         Err(_) => None,
     };
-    report.context = report::RunContext::from_env(env, cluster.or(settings.context.clone()));
-    let report_file = settings.report_file.clone();
+    report.context = report::RunContext::new(ci, cluster.or(settings.context.clone()));
     let title = report::publish::group_title(&settings);
     // The GitHub deployment (environment input) is in progress from here on.
     let (deployment, warnings) =
-        report::publish::deployment_begin(&sinks, env, &title, settings.dry_run).await;
-    sinks.github_deployment = deployment;
+        report::publish::deployment_begin(sinks, ci, &title, settings.dry_run).await;
+    let posted = report::publish::Posted {
+        github_deployment: deployment,
+        ..Default::default()
+    };
     for w in &warnings {
         tracing::warn!("{w}");
     }
     let _ = write!(
         out,
         "{}",
-        text::trusted(&report::publish::warning_lines(env, &warnings))
+        text::trusted(&report::publish::warning_lines(ci, &warnings))
     );
     let _ = write!(
         out,
         "{}",
-        text::trusted(&report::publish::group_start(env, &title))
+        text::trusted(&report::publish::group_start(ci, &title))
     );
     // One pipeline for every kind and for groups (all-or-nothing).
     let deployed = pipeline::deploy_group(&settings, &mut report, out).await;
-    let _ = write!(out, "{}", text::trusted(&report::publish::group_end(env)));
+    let _ = write!(out, "{}", text::trusted(&report::publish::group_end(ci)));
     let code = match deployed {
         Ok(code) => code,
         Err(s) => {
@@ -233,37 +197,41 @@ pub async fn run(env: &Env, out: &mut (dyn Write + Send)) -> Outcome {
         }
     };
     let result = report.result;
-    finish(report, code, result, report_file, Some(&sinks), env, out).await
+    finish(report, code, result, (sinks, ci, &posted), out).await
 }
 
-/// Publish the report to every sink; no sink changes the outcome.
+/// Publish the report to every sink (the JSON file when `report-file` is
+/// set); no sink changes the outcome.
 async fn finish(
     mut report: Report,
     code: ExitCode,
     result: Conclusion,
-    report_file: Option<String>,
-    sinks: Option<&report::publish::SinkConfig>,
-    env: &Env,
+    (sinks, ci, posted): (
+        &config::SinkSettings,
+        &config::CiContext,
+        &report::publish::Posted,
+    ),
     out: &mut (dyn Write + Send),
 ) -> Outcome {
-    lock::flush().await; // Issue #8: the deploy lock's release finishes before we exit.
+    lock::flush().await; // The deploy lock's release finishes before we exit.
     report.exit_code = code.code();
     report.result = result;
     report.finished_at = now_rfc3339();
     let mut console = report::console::Console { out };
-    let mut json = report_file.map(|path| report::json::JsonFile { path });
+    let mut json = sinks
+        .report_file
+        .clone()
+        .map(|path| report::json::JsonFile { path });
     match &mut json {
         Some(j) => report::publish(&report, &mut [&mut console, j]),
         None => report::publish(&report, &mut [&mut console]),
     }
-    if let Some(sinks) = sinks {
-        let published = report::publish::publish_with(&report, sinks, env, None).await;
-        // Our annotation and warnings, their data escaped by the GitHub sink.
-        let _ = write!(out, "{}", text::trusted(&published.stdout));
-        let _ = out.flush();
-        for w in published.warnings {
-            tracing::warn!("{w}");
-        }
+    let published = report::publish::publish_with(&report, sinks, ci, posted).await;
+    // Our annotation and warnings, their data escaped by the GitHub sink.
+    let _ = write!(out, "{}", text::trusted(&published.stdout));
+    let _ = out.flush();
+    for w in published.warnings {
+        tracing::warn!("{w}");
     }
     Outcome {
         exit_code: code.code(),

@@ -1,9 +1,9 @@
-//! The deploy lock (issue #8): one `coordination.k8s.io/v1` Lease per
+//! The deploy lock: one `coordination.k8s.io/v1` Lease per
 //! workload, `rollguard-<kind>-<name>` in the workload's namespace, so two
 //! pipelines never roll the same workload at once.
 //!
-//! - holder = the CI run's identity ([`identity`]: the GitHub run URL, the
-//!   GitLab job URL, else host + pid); this process is told apart from another
+//! - holder = the CI run's identity (from the settings: the GitHub run URL,
+//!   the GitLab job URL, else host + pid); this process is told apart from another
 //!   run with the same identity (matrix jobs) by a nonce annotation.
 //! - acquire: create the Lease, or take it over when it is free or expired
 //!   (`renewTime + leaseDurationSeconds` passed), always with the
@@ -25,7 +25,7 @@ use kube::api::{DeleteParams, PostParams, Preconditions, WatchEvent, WatchParams
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::config::Env;
+use crate::config::Reliability;
 
 /// The annotation with this process's nonce on a Lease it holds.
 pub const NONCE: &str = "rollguard.dev/holder-nonce";
@@ -75,31 +75,6 @@ pub fn lease_name(kind: &str, name: &str) -> String {
         s.pop();
     }
     s
-}
-
-/// Who runs this: the GitHub run URL, GitLab's `CI_JOB_URL`, else `HOST pid N`.
-pub fn identity(env: &Env) -> String {
-    let get = |k: &str| env.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
-    if let (Some(server), Some(repo), Some(run)) = (
-        get("GITHUB_SERVER_URL"),
-        get("GITHUB_REPOSITORY"),
-        get("GITHUB_RUN_ID"),
-    ) {
-        return format!("{server}/{repo}/actions/runs/{run}");
-    }
-    if let Some(url) = get("CI_JOB_URL") {
-        return url.to_string();
-    }
-    let host = get("HOSTNAME")
-        .map(str::to_string)
-        .or_else(|| {
-            std::fs::read_to_string("/etc/hostname")
-                .ok()
-                .map(|s| s.trim().to_string())
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".into());
-    format!("{host} pid {}", std::process::id())
 }
 
 fn now() -> MicroTime {
@@ -405,82 +380,6 @@ async fn renew(api: &Api<Lease>, name: &str, nonce: &str) -> Result<(), kube::Er
     Ok(())
 }
 
-/// The reliability inputs (issue #8): `lock`, `lock-timeout`, `on-cancel`,
-/// and the identity the lock and the in-progress marker carry.
-#[derive(Debug, Clone)]
-pub struct Options {
-    pub lock: bool,
-    pub lock_timeout: Duration,
-    pub on_cancel: crate::cancel::OnCancel,
-    pub identity: String,
-}
-
-impl Default for Options {
-    fn default() -> Self {
-        Options {
-            lock: true,
-            lock_timeout: Duration::from_secs(600),
-            on_cancel: crate::cancel::OnCancel::Rollback,
-            identity: identity(&Env::new()),
-        }
-    }
-}
-
-/// Read `lock`, `lock-timeout` and `on-cancel` (both spellings; `ROLLGUARD_*` wins).
-pub fn options(env: &Env) -> Result<Options, crate::config::InputError> {
-    let bad = |input: &'static str, problem: String| crate::config::InputError { input, problem };
-    let get = |name: &str| {
-        let plain = format!("ROLLGUARD_{}", name.to_ascii_uppercase().replace('-', "_"));
-        let github = format!("INPUT_{}", name.to_ascii_uppercase());
-        [plain, github]
-            .iter()
-            .filter_map(|k| env.get(k))
-            .map(|v| v.trim().to_string())
-            .find(|v| !v.is_empty())
-    };
-    let lock = match get("lock").map(|v| v.to_ascii_lowercase()).as_deref() {
-        None | Some("true" | "yes" | "1" | "on") => true,
-        Some("false" | "no" | "0" | "off") => false,
-        Some(v) => {
-            return Err(bad(
-                "lock",
-                format!("\"{v}\" is not a boolean (true or false)"),
-            ));
-        }
-    };
-    let lock_timeout = match get("lock-timeout") {
-        None => Duration::from_secs(600),
-        Some(v) => {
-            let d = humantime::parse_duration(&v).map_err(|_| {
-                bad(
-                    "lock-timeout",
-                    format!(
-                        "\"{}\" is not a duration (e.g. 90s, 5m, 1h30m)",
-                        crate::text::quote(&v, 80)
-                    ),
-                )
-            })?;
-            if d > crate::config::MAX_DURATION {
-                return Err(bad(
-                    "lock-timeout",
-                    format!("\"{v}\" is longer than the maximum of 24h"),
-                ));
-            }
-            d
-        }
-    };
-    let on_cancel = match get("on-cancel") {
-        None => crate::cancel::OnCancel::Rollback,
-        Some(v) => crate::cancel::OnCancel::parse(&v).map_err(|p| bad("on-cancel", p))?,
-    };
-    Ok(Options {
-        lock,
-        lock_timeout,
-        on_cancel,
-        identity: identity(env),
-    })
-}
-
 /// Releases started by dropped [`Guard`]s, awaited by [`flush`].
 static RELEASES: std::sync::Mutex<Vec<JoinHandle<()>>> = std::sync::Mutex::new(Vec::new());
 
@@ -528,7 +427,7 @@ pub async fn begin(
     ns: &str,
     kind: &str,
     name: &str,
-    options: &Options,
+    options: &Reliability,
     recovery_timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Begun, (crate::ExitCode, String)> {
@@ -600,21 +499,13 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_and_identities() {
+    fn lease_names() {
         assert_eq!(lease_name("deployment", "web"), "rollguard-deployment-web");
         assert!(lease_name("deployment", &"x".repeat(400)).len() <= 253);
-        let env: Env = [
-            ("GITHUB_SERVER_URL", "https://github.com"),
-            ("GITHUB_REPOSITORY", "o/r"),
-            ("GITHUB_RUN_ID", "42"),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect();
-        assert_eq!(identity(&env), "https://github.com/o/r/actions/runs/42");
-        let env: Env = [("CI_JOB_URL".to_string(), "https://gitlab/j/1".to_string())].into();
-        assert_eq!(identity(&env), "https://gitlab/j/1");
-        assert!(identity(&Env::new()).contains(&format!("pid {}", std::process::id())));
+        assert_eq!(
+            lease_name("statefulset", "DB_1."),
+            "rollguard-statefulset-db-1"
+        );
     }
 
     #[test]

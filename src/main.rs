@@ -39,8 +39,17 @@ fn main() {
         );
         std::process::exit(rollguard::ExitCode::BadInput.code());
     }
+    // The environment, read once and handed to config. A non-UTF-8 value
+    // of an input is a clean exit 2 naming the variable.
+    let env = match rollguard::config::env_from_os(std::env::vars_os()) {
+        Ok(env) => env,
+        Err(e) => {
+            eprintln!("rollguard: {e}");
+            std::process::exit(rollguard::ExitCode::BadInput.code());
+        }
+    };
     let style = log_style(std::io::IsTerminal::is_terminal(&std::io::stderr()), |k| {
-        std::env::var(k).ok()
+        env.get(k).cloned()
     });
     let builder = tracing_subscriber::fmt()
         .with_env_filter(
@@ -61,15 +70,6 @@ fn main() {
     } else {
         builder.without_time().init();
     }
-    rollguard::kube_client::install_crypto_provider();
-    // Issue #8: a non-UTF-8 value of an input is a clean exit 2 naming the variable.
-    let env = match rollguard::config::env_from_os(std::env::vars_os()) {
-        Ok(env) => env,
-        Err(e) => {
-            eprintln!("rollguard: {e}");
-            std::process::exit(rollguard::ExitCode::BadInput.code());
-        }
-    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -82,7 +82,7 @@ fn main() {
     };
     let mut stdout = std::io::stdout();
     let outcome = runtime.block_on(async {
-        // Issue #8: SIGTERM/SIGINT cancel the run (src/cancel.rs).
+        // SIGTERM/SIGINT cancel the run (the cancel module).
         rollguard::cancel::install_global();
         rollguard::run(&env, &mut stdout).await
     });

@@ -1,5 +1,5 @@
 //! Retries of transient Kubernetes API failures, as a tower layer under
-//! `kube::Client` (issue #8).
+//! `kube::Client`.
 //!
 //! What is retried, with jittered exponential back-off (100 ms doubling to
 //! 5 s, ±50 %), honouring `Retry-After` on 429/503, for at most
@@ -278,7 +278,7 @@ pub fn client(mut config: kube::Config) -> Result<kube::Client, kube::Error> {
 }
 
 /// An error with its sources (`a: b: c`), so a TLS failure under
-/// "client error (Connect)" is named (issue #8).
+/// "client error (Connect)" is named.
 pub fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
     let mut parts = vec![e.to_string()];
     let mut cur = e.source();

@@ -109,7 +109,10 @@ async fn run(name: &str, h: &Handle, dir: &Path, pairs: &[(&str, &str)]) -> Rend
     );
     let (outcome, _) = common::run(&env).await;
     let summary = std::fs::read_to_string(&summary).expect("the step summary was written");
-    let comment = github::comment_body(&outcome.report, &env);
+    let comment = github::comment_body(
+        &outcome.report,
+        &rollguard::config::CiContext::from_env(&env),
+    );
     Rendered {
         name: name.to_string(),
         outcome,

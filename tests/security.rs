@@ -192,10 +192,10 @@ proptest! {
     #[test]
     fn markdown_slack_and_gitlab_sinks_are_clean(s in hostile()) {
         let r = rollguard::report::sanitise::report(&hostile_report(&s));
-        let env = Env::new();
-        assert_clean("PR comment", &rollguard::report::github::comment_body(&r, &env));
+        let ci = rollguard::config::CiContext::default();
+        assert_clean("PR comment", &rollguard::report::github::comment_body(&r, &ci));
         assert_clean("step summary", &rollguard::report::github::summary_text(&r));
-        assert_clean("GitLab note", &rollguard::report::gitlab::note_body(&r, &env));
+        assert_clean("GitLab note", &rollguard::report::gitlab::note_body(&r, &ci));
         let slack = rollguard::report::slack::message(&r, None);
         fn strings(v: &Value, out: &mut Vec<String>) {
             match v {
@@ -241,8 +241,8 @@ fn github_sinks_are_clean_for_hostile_reports() {
             let p = rt.block_on(rollguard::report::publish::publish_with(
                 &hostile_report(&s),
                 &sinks,
-                &env,
-                None,
+                &rollguard::config::CiContext::from_env(&env),
+                &Default::default(),
             ));
             assert_clean("annotation", &p.stdout);
             let outputs = std::fs::read_to_string(&out).unwrap();

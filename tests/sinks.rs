@@ -5,9 +5,9 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Event, Pod};
-use rollguard::config::{Env, SlackOn};
+use rollguard::config::{CiContext, Env, SlackOn};
 use rollguard::diagnose::{self, Finding};
-use rollguard::report::publish::{self, SinkConfig};
+use rollguard::report::publish::{self, Posted, SinkConfig};
 use rollguard::report::slack::{Retry, SlackThread};
 use rollguard::report::timeline::{Mark, Sample};
 use rollguard::report::{Conclusion, Report, Rollback};
@@ -132,6 +132,11 @@ fn sinks() -> SinkConfig {
     }
 }
 
+/// The CI context the run would read from this environment.
+fn ci(env: &Env) -> CiContext {
+    CiContext::from_env(env)
+}
+
 fn env_of(pairs: &[(&str, &str)]) -> Env {
     pairs
         .iter()
@@ -229,7 +234,7 @@ async fn github_outputs_summary_and_annotation() {
     env.remove("GITHUB_EVENT_PATH");
     let mut r = image_missing_report();
     r.cause = Some("line one\nline two".into());
-    let p = publish::publish_with(&r, &sinks(), &env, None).await;
+    let p = publish::publish_with(&r, &sinks(), &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 
     let outputs = parse_outputs(&files.read("output"));
@@ -330,7 +335,7 @@ async fn github_comment_marker_on_page_two_is_patched() {
         ..sinks()
     };
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &env, None).await;
+    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitHub: updated PR comment 222".to_string()]);
 
@@ -384,7 +389,8 @@ async fn github_comment_created_for_push_when_absent() {
         github_token: Some(GH_TOKEN.into()),
         ..sinks()
     };
-    let p = publish::publish_with(&image_missing_report(), &cfg, &env, None).await;
+    let p =
+        publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitHub: created PR comment 333".to_string()]);
     let reqs = server.received_requests().await.unwrap();
@@ -431,7 +437,8 @@ async fn github_comment_of_someone_else_is_not_overwritten() {
         github_token: Some(GH_TOKEN.into()),
         ..sinks()
     };
-    let p = publish::publish_with(&image_missing_report(), &cfg, &env, None).await;
+    let p =
+        publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitHub: created PR comment 42".to_string()]);
 }
@@ -459,7 +466,7 @@ async fn github_403_on_fork_is_one_warning() {
         ..sinks()
     };
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &env, None).await;
+    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     let w = &p.warnings[0];
     assert!(w.contains("HTTP 403"), "{w}");
@@ -540,7 +547,7 @@ async fn gitlab_note_skips_system_notes_and_updates_own() {
         ..sinks()
     };
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &env, None).await;
+    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitLab: updated MR note 2".to_string()]);
     assert!(p.stdout.is_empty(), "no GitHub commands on GitLab");
@@ -574,23 +581,27 @@ async fn gitlab_500_is_one_warning() {
         gitlab_token: Some(GL_TOKEN.into()),
         ..sinks()
     };
-    let p = publish::publish_with(&image_missing_report(), &cfg, &env, None).await;
+    let p =
+        publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     assert!(p.warnings[0].contains("HTTP 500"), "{}", p.warnings[0]);
     assert!(!p.warnings[0].contains(GL_TOKEN));
 }
 
-fn slack_env(api: &str) -> Env {
-    env_of(&[
-        ("SLACK_API_URL", api),
-        ("CI_JOB_URL", "https://gitlab.example.com/g/p/-/jobs/1"),
-    ])
+/// A GitLab job's context (the Slack message links the job).
+fn slack_ci() -> CiContext {
+    ci(&env_of(&[(
+        "CI_JOB_URL",
+        "https://gitlab.example.com/g/p/-/jobs/1",
+    )]))
 }
 
-fn slack_bot() -> SinkConfig {
+/// The bot token and channel, against the Slack Web API at `api`.
+fn slack_bot(api: &str) -> SinkConfig {
     SinkConfig {
         slack_token: Some(SLACK_TOKEN.into()),
         slack_channel: Some("#deploys".into()),
+        slack_api: api.into(),
         ..sinks()
     }
 }
@@ -624,8 +635,8 @@ async fn slack_429_retry_after_then_post_then_update() {
         .expect(1)
         .mount(&server)
         .await;
-    let env = slack_env(&server.uri());
-    let cfg = slack_bot();
+    let ci = slack_ci();
+    let cfg = slack_bot(&server.uri());
     let mut r = image_missing_report();
     r.result = Conclusion::Failed;
     r.rollback = Some(Rollback {
@@ -634,13 +645,14 @@ async fn slack_429_retry_after_then_post_then_update() {
         detail: "in progress".into(),
     });
     let started = std::time::Instant::now();
-    let (thread, warnings) = publish::slack_early(&r, &cfg, &env).await;
-    assert!(warnings.is_empty(), "{warnings:?}");
+    let p = publish::publish_with(&r, &cfg, &ci, &Posted::default()).await;
+    assert!(p.warnings.is_empty(), "{:?}", p.warnings);
+    assert_eq!(p.done, vec!["Slack: message posted".to_string()]);
     assert!(
         started.elapsed() < Duration::from_secs(5),
         "Retry-After is capped"
     );
-    let thread = thread.unwrap();
+    let thread = p.slack_thread.unwrap();
     assert_eq!(
         thread,
         SlackThread {
@@ -649,9 +661,13 @@ async fn slack_429_retry_after_then_post_then_update() {
         }
     );
 
-    // The rollback is confirmed: the final publish updates that message.
+    // The rollback is confirmed: a later publish updates that message.
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &env, Some(thread.clone())).await;
+    let posted = Posted {
+        slack_thread: Some(thread.clone()),
+        ..Posted::default()
+    };
+    let p = publish::publish_with(&r, &cfg, &ci, &posted).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["Slack: message updated".to_string()]);
 
@@ -693,9 +709,9 @@ async fn slack_429_forever_is_bounded() {
         .await;
     let p = publish::publish_with(
         &image_missing_report(),
-        &slack_bot(),
-        &slack_env(&server.uri()),
-        None,
+        &slack_bot(&server.uri()),
+        &slack_ci(),
+        &Posted::default(),
     )
     .await;
     assert_eq!(p.warnings.len(), 1);
@@ -716,9 +732,9 @@ async fn slack_ok_false_is_one_warning() {
         .await;
     let p = publish::publish_with(
         &image_missing_report(),
-        &slack_bot(),
-        &slack_env(&server.uri()),
-        None,
+        &slack_bot(&server.uri()),
+        &slack_ci(),
+        &Posted::default(),
     )
     .await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
@@ -742,7 +758,13 @@ async fn slack_webhook_500_is_a_warning_without_the_url() {
         slack_webhook: Some(webhook.clone()),
         ..sinks()
     };
-    let p = publish::publish_with(&image_missing_report(), &cfg, &Env::new(), None).await;
+    let p = publish::publish_with(
+        &image_missing_report(),
+        &cfg,
+        &CiContext::default(),
+        &Posted::default(),
+    )
+    .await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     assert!(p.warnings[0].contains("HTTP 500"));
     assert!(!p.warnings[0].contains("XXXXsecretHOOKpart"));
@@ -759,7 +781,13 @@ async fn slack_webhook_500_is_a_warning_without_the_url() {
         slack_webhook: Some(format!("http://127.0.0.1:{port}{hook_path}")),
         ..sinks()
     };
-    let p = publish::publish_with(&image_missing_report(), &cfg, &Env::new(), None).await;
+    let p = publish::publish_with(
+        &image_missing_report(),
+        &cfg,
+        &CiContext::default(),
+        &Posted::default(),
+    )
+    .await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
     let w = &p.warnings[0];
     assert!(!w.contains("XXXXsecretHOOKpart"), "{w}");
@@ -785,10 +813,10 @@ async fn slack_on_failure_skips_success_and_always_posts_it() {
         slack_webhook: Some(format!("{}/hook", server.uri())),
         ..sinks()
     };
-    let p = publish::publish_with(&r, &cfg, &Env::new(), None).await;
+    let p = publish::publish_with(&r, &cfg, &CiContext::default(), &Posted::default()).await;
     assert!(p.done.is_empty() && p.warnings.is_empty());
     cfg.slack_on = SlackOn::Always;
-    let p = publish::publish_with(&r, &cfg, &Env::new(), None).await;
+    let p = publish::publish_with(&r, &cfg, &CiContext::default(), &Posted::default()).await;
     assert_eq!(p.done, vec!["Slack: message posted".to_string()]);
     let reqs = server.received_requests().await.unwrap();
     let v = body_json(&reqs[0]);
@@ -822,7 +850,7 @@ async fn hostile_cluster_text_is_escaped_in_every_sink() {
         ..sinks()
     };
     let r = hostile_report();
-    let p = publish::publish_with(&r, &cfg, &env, None).await;
+    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 
     // stdout: exactly one command line, our annotation; nothing injected.
@@ -945,13 +973,13 @@ async fn no_secret_value_appears_in_any_output() {
     env.insert("CI_API_V4_URL".into(), format!("{}/api/v4", server.uri()));
     env.insert("CI_PROJECT_ID".into(), "17".into());
     env.insert("CI_MERGE_REQUEST_IID".into(), "5".into());
-    env.insert("SLACK_API_URL".into(), server.uri());
     let cfg = SinkConfig {
         github_token: Some(GH_TOKEN.into()),
         gitlab_token: Some(GL_TOKEN.into()),
         slack_webhook: Some(webhook.clone()),
         slack_token: Some(SLACK_TOKEN.into()),
         slack_channel: Some("#deploys".into()),
+        slack_api: server.uri(),
         extra_secrets: vec![KUBE_TOKEN.into()],
         ..sinks()
     };
@@ -964,7 +992,7 @@ async fn no_secret_value_appears_in_any_output() {
     ];
     r.cause = Some(format!("leaked {KUBE_TOKEN}"));
 
-    let masks = publish::start(&cfg, &env);
+    let masks = publish::start(&cfg, &ci(&env));
     for s in [
         GH_TOKEN,
         GL_TOKEN,
@@ -977,7 +1005,7 @@ async fn no_secret_value_appears_in_any_output() {
             "mask for a secret"
         );
     }
-    let p = publish::publish_with(&r, &cfg, &env, None).await;
+    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     // Two failing sinks (GitHub 500, Slack invalid_auth), each one line.
     assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
 

@@ -1,5 +1,5 @@
-//! Kubernetes names and label syntax: DNS labels, label keys and values,
-//! and a label value made from an image tag.
+//! Kubernetes name and label rules: DNS labels, label keys and values.
+//! Pure functions shared by input validation and the workload kinds.
 
 /// RFC 1123 label (namespaces, container names).
 pub fn is_dns_label(s: &str) -> bool {
@@ -61,4 +61,30 @@ pub fn sanitise_label_value(tag: &str) -> Option<String> {
     let cut: String = mapped.chars().take(63).collect();
     let trimmed = cut.trim_matches(|c: char| !c.is_ascii_alphanumeric());
     (!trimmed.is_empty()).then(|| trimmed.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_and_keys() {
+        assert!(is_dns_label("web-1"));
+        assert!(!is_dns_label("-web"));
+        assert!(!is_dns_label("Web"));
+        assert!(is_label_value("v1.2_3"));
+        assert!(!is_label_value(""));
+        assert_eq!(sanitise_label_value("v2").as_deref(), Some("v2"));
+        assert_eq!(
+            sanitise_label_value("-feat/x+1-").as_deref(),
+            Some("feat-x-1")
+        );
+        assert_eq!(sanitise_label_value(&"a".repeat(100)).unwrap().len(), 63);
+        assert_eq!(
+            sanitise_label_value("sha256:0123456789abcdef").as_deref(),
+            Some("sha256-0123456789ab")
+        );
+        assert!(check_label_key("app.kubernetes.io/version").is_ok());
+        assert!(check_label_key("Bad Key").is_err());
+    }
 }

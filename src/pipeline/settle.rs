@@ -231,7 +231,9 @@ pub(crate) async fn cancel_units<'a>(
                 on_cancel
             };
             let _ = writeln!(w, "{}", cancel::announce(why, on_cancel, &old));
-            cancel::set_phase(format!("rolling back to {old} after a cancel"));
+            if let Some(t) = &u.cancel_target {
+                t.set_phase(format!("rolling back to {old} after a cancel"));
+            }
             let rolled = match on_cancel {
                 cancel::OnCancel::Rollback => Some(u.roll_back(grace, &mut w).await),
                 cancel::OnCancel::Leave => None,

@@ -5,7 +5,6 @@ use std::io::Write;
 
 use tokio::time::Instant;
 
-use crate::Stop;
 use crate::model::Progress;
 use crate::model::{Cause, Finding, Signal};
 use crate::recovery::Marker;
@@ -14,6 +13,7 @@ use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::kinds::AnyRollout;
 use crate::workload::rollout::{Ctx, Failure};
+use crate::{Stop, cancel};
 
 pub(crate) struct Unit {
     pub wref: WorkloadRef,
@@ -21,6 +21,8 @@ pub(crate) struct Unit {
     pub rollout: AnyRollout,
     /// The in-progress marker our change set (cleared when the run ends).
     pub marker: Option<Marker>,
+    /// This workload as a second signal's target, from its change on.
+    pub cancel_target: Option<cancel::Handle>,
     /// How following ended (None when stopped because another workload failed).
     pub ended: Option<Ended>,
     pub applied: bool,
@@ -41,6 +43,7 @@ impl Unit {
                 rep,
                 rollout,
                 marker: None,
+                cancel_target: None,
                 ended: None,
                 applied: false,
             }),
@@ -54,10 +57,12 @@ impl Unit {
 
     /// Make the change (watches start first).
     pub async fn apply(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<(), Stop> {
-        self.marker = self
+        let applied = self
             .rollout
             .apply(ctx, &self.wref, &mut self.rep, out)
             .await?;
+        self.marker = applied.marker;
+        self.cancel_target = applied.cancel_target;
         self.applied = true;
         Ok(())
     }

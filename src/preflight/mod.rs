@@ -32,24 +32,6 @@ pub struct Passed {
     pub pinned_image: Option<String>,
 }
 
-/// Run the enabled checks for deploying `new_image` into `container` of this
-/// Deployment. `Err` is the finding that stops the rollout.
-pub async fn run(
-    client: &Client,
-    ns: &str,
-    deployment: &Deployment,
-    container: &str,
-    new_image: &str,
-    pf: &Preflight,
-    out: &mut (dyn Write + Send),
-) -> Result<Passed, Box<Finding>> {
-    let (spec, selector, strategy) = inputs(deployment);
-    run_for(
-        client, ns, &spec, &selector, strategy, container, new_image, pf, out,
-    )
-    .await
-}
-
 /// What the checks look at in a Deployment: its pod template's spec, its
 /// selector, and the surge and unavailability its strategy allows.
 pub fn inputs(deployment: &Deployment) -> (PodSpec, LabelSelector, capacity::Strategy) {
@@ -66,10 +48,11 @@ pub fn inputs(deployment: &Deployment) -> (PodSpec, LabelSelector, capacity::Str
     (spec, selector, capacity::strategy(deployment))
 }
 
-/// The same checks for any workload kind: its pod template's spec, the
+/// Run the enabled checks for deploying `new_image` into `container` of a
+/// workload of any kind: its pod template's spec, the
 /// selector of its current pods, and the surge its update strategy allows
 /// (a ReplicationController's client-side rolling update: surge 1,
-/// unavailable 0).
+/// unavailable 0). `Err` is the finding that stops the rollout.
 #[allow(clippy::too_many_arguments)]
 pub async fn run_for(
     client: &Client,

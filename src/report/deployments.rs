@@ -12,9 +12,9 @@ use serde_json::{Value, json};
 
 use super::Report;
 use super::escape::truncate_chars;
-use super::github::{self, GitHub};
+use super::github::GitHub;
 use super::markdown;
-use crate::config::Env;
+use crate::config::CiContext;
 
 /// GitHub's limit for a status description (characters).
 const DESCRIPTION_MAX: usize = 140;
@@ -25,17 +25,12 @@ pub struct Created {
     pub id: u64,
 }
 
-fn api(env: &Env) -> String {
-    env.get("GITHUB_API_URL")
-        .filter(|u| !u.is_empty())
-        .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| "https://api.github.com".to_string())
-}
-
 /// The commit to deploy: the workflow's `GITHUB_SHA` (else its ref).
-fn git_ref(env: &Env) -> Option<String> {
-    env.get("GITHUB_SHA")
-        .or_else(|| env.get("GITHUB_REF"))
+fn git_ref(ci: &CiContext) -> Option<String> {
+    ci.github
+        .sha
+        .as_ref()
+        .or(ci.github.git_ref.as_ref())
         .filter(|v| !v.trim().is_empty())
         .cloned()
 }
@@ -51,14 +46,17 @@ pub fn final_state(r: &Report) -> &'static str {
 }
 
 /// Is a deployment to be recorded at all?
-pub fn wanted(env: &Env, token: Option<&str>, environment: Option<&str>, dry_run: bool) -> bool {
-    github::active(env)
+pub fn wanted(
+    ci: &CiContext,
+    token: Option<&str>,
+    environment: Option<&str>,
+    dry_run: bool,
+) -> bool {
+    ci.github.actions
         && token.is_some_and(|t| !t.is_empty())
         && environment.is_some_and(|e| !e.is_empty())
         && !dry_run
-        && env
-            .get("GITHUB_REPOSITORY")
-            .is_some_and(|r| r.contains('/'))
+        && ci.github_repository().is_some()
 }
 
 /// Create the deployment and post `in_progress`. `description` is our own
@@ -66,19 +64,20 @@ pub fn wanted(env: &Env, token: Option<&str>, environment: Option<&str>, dry_run
 pub async fn begin(
     http: &reqwest::Client,
     token: &str,
-    env: &Env,
+    ci: &CiContext,
     environment: &str,
     environment_url: Option<&str>,
     description: &str,
 ) -> anyhow::Result<Created> {
-    let repo = env
-        .get("GITHUB_REPOSITORY")
-        .cloned()
+    let repo = ci
+        .github
+        .repository
+        .clone()
         .ok_or_else(|| anyhow!("GITHUB_REPOSITORY is not set"))?;
-    let git_ref = git_ref(env).ok_or_else(|| anyhow!("GITHUB_SHA is not set"))?;
+    let git_ref = git_ref(ci).ok_or_else(|| anyhow!("GITHUB_SHA is not set"))?;
     let gh = GitHub {
         http,
-        api: api(env),
+        api: ci.github_api(),
         token,
         repo: repo.clone(),
     };
@@ -103,7 +102,7 @@ pub async fn begin(
         &created,
         "in_progress",
         description,
-        markdown::job_url(env).as_deref(),
+        ci.job_url().as_deref(),
         environment_url,
     )
     .await?;
@@ -141,19 +140,20 @@ async fn status(
 pub async fn finish(
     http: &reqwest::Client,
     token: &str,
-    env: &Env,
+    ci: &CiContext,
     d: &Created,
     environment_url: Option<&str>,
     r: &Report,
     scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> anyhow::Result<&'static str> {
-    let repo = env
-        .get("GITHUB_REPOSITORY")
-        .cloned()
+    let repo = ci
+        .github
+        .repository
+        .clone()
         .ok_or_else(|| anyhow!("GITHUB_REPOSITORY is not set"))?;
     let gh = GitHub {
         http,
-        api: api(env),
+        api: ci.github_api(),
         token,
         repo,
     };
@@ -164,7 +164,7 @@ pub async fn finish(
         d,
         state,
         &description,
-        markdown::job_url(env).as_deref(),
+        ci.job_url().as_deref(),
         environment_url,
     )
     .await?;

@@ -11,9 +11,9 @@ use serde_json::{Value, json};
 
 use super::Report;
 use super::escape::{command_data, command_property, truncate};
+use super::http::{api_error, http_error};
 use super::markdown::{self, result_word};
-use super::publish::{api_error, http_error};
-use crate::config::Env;
+use crate::config::CiContext;
 
 /// `::add-mask::` for every secret value (each line of a multi-line value
 /// too), to print before anything else.
@@ -206,9 +206,9 @@ pub fn summary_text(r: &Report) -> String {
     ) + "\n"
 }
 
-/// Append `text` to the file named by `var`, if set.
-pub fn append_to(env: &Env, var: &str, text: &str) -> anyhow::Result<bool> {
-    match env.get(var).filter(|p| !p.is_empty()) {
+/// Append `text` to the runner's file at `path`, if it is set.
+pub fn append_to(path: Option<&str>, text: &str) -> anyhow::Result<bool> {
+    match path {
         Some(path) => append(path, text).map(|_| true),
         None => Ok(false),
     }
@@ -283,12 +283,13 @@ impl GitHub<'_> {
     /// The PR this run belongs to: from the event payload for
     /// `pull_request`/`pull_request_target` (and comments on PRs), from the
     /// commit's pulls for `push`.
-    pub async fn pr_number(&self, env: &Env) -> anyhow::Result<Option<u64>> {
-        let event = env.get("GITHUB_EVENT_NAME").map(String::as_str);
+    pub async fn pr_number(&self, ci: &CiContext) -> anyhow::Result<Option<u64>> {
+        let event = ci.github.event_name.as_deref();
         let payload = || -> anyhow::Result<Value> {
-            let path = env
-                .get("GITHUB_EVENT_PATH")
-                .filter(|p| !p.is_empty())
+            let path = ci
+                .github
+                .event_path
+                .as_deref()
                 .ok_or_else(|| anyhow!("GITHUB_EVENT_PATH is not set"))?;
             let text = std::fs::read_to_string(path)
                 .with_context(|| format!("reading the event payload {path}"))?;
@@ -307,7 +308,7 @@ impl GitHub<'_> {
                 })
             }
             Some("push") => {
-                let Some(sha) = env.get("GITHUB_SHA").filter(|s| !s.is_empty()) else {
+                let Some(sha) = ci.github.sha.as_deref() else {
                     return Ok(None);
                 };
                 let url = format!("{}/repos/{}/commits/{sha}/pulls", self.api, self.repo);
@@ -410,13 +411,13 @@ pub fn next_link(header: &str) -> Option<String> {
 }
 
 /// The PR comment body for this report.
-pub fn comment_body(r: &Report, env: &Env) -> String {
+pub fn comment_body(r: &Report, ci: &CiContext) -> String {
     markdown::render(
         r,
         &markdown::Options {
             marker: Some(markdown::marker(r)),
             max_len: markdown::COMMENT_LIMIT,
-            job_url: markdown::job_url(env),
+            job_url: ci.job_url(),
         },
     )
 }
@@ -426,31 +427,26 @@ pub async fn comment(
     http: &reqwest::Client,
     r: &Report,
     token: &str,
-    env: &Env,
+    ci: &CiContext,
     scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> anyhow::Result<CommentOutcome> {
-    let Some(repo) = env.get("GITHUB_REPOSITORY").filter(|r| r.contains('/')) else {
+    let Some(repo) = ci.github_repository() else {
         return Ok(CommentOutcome::NoPullRequest);
     };
-    let api = env
-        .get("GITHUB_API_URL")
-        .filter(|u| !u.is_empty())
-        .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| "https://api.github.com".to_string());
     let gh = GitHub {
         http,
-        api,
+        api: ci.github_api(),
         token,
-        repo: repo.clone(),
+        repo: repo.to_string(),
     };
-    let Some(pr) = gh.pr_number(env).await? else {
+    let Some(pr) = gh.pr_number(ci).await? else {
         return Ok(CommentOutcome::NoPullRequest);
     };
-    let body = scrub(&comment_body(r, env));
+    let body = scrub(&comment_body(r, ci));
     gh.upsert_comment(pr, &markdown::marker(r), &body)
         .await
         .map_err(|e| {
-            if e.downcast_ref::<super::publish::ApiError>()
+            if e.downcast_ref::<super::http::ApiError>()
                 .is_some_and(|a| a.status == StatusCode::FORBIDDEN)
             {
                 anyhow!(
@@ -460,11 +456,6 @@ pub async fn comment(
                 e
             }
         })
-}
-
-/// Is this a GitHub Actions run?
-pub fn active(env: &Env) -> bool {
-    env.get("GITHUB_ACTIONS").is_some_and(|v| v == "true")
 }
 
 #[cfg(test)]

@@ -6,14 +6,9 @@ use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::Report;
+use super::http::{api_error, http_error};
 use super::markdown;
-use super::publish::{api_error, http_error};
-use crate::config::Env;
-
-/// Is this a GitLab CI job?
-pub fn active(env: &Env) -> bool {
-    env.get("GITLAB_CI").is_some_and(|v| v == "true")
-}
+use crate::config::CiContext;
 
 /// A section name: letters, digits, `_ . -` only.
 pub fn section_name(s: &str) -> String {
@@ -190,13 +185,13 @@ impl GitLab<'_> {
 }
 
 /// The MR note body for this report.
-pub fn note_body(r: &Report, env: &Env) -> String {
+pub fn note_body(r: &Report, ci: &CiContext) -> String {
     markdown::render(
         r,
         &markdown::Options {
             marker: Some(markdown::marker(r)),
             max_len: markdown::GITLAB_NOTE_LIMIT,
-            job_url: markdown::job_url(env),
+            job_url: ci.job_url(),
         },
     )
 }
@@ -206,14 +201,14 @@ pub async fn note(
     http: &reqwest::Client,
     r: &Report,
     token: &str,
-    env: &Env,
+    ci: &CiContext,
     scrub: &(dyn Fn(&str) -> String + Sync),
 ) -> anyhow::Result<NoteOutcome> {
-    let get = |k: &str| env.get(k).filter(|v| !v.is_empty()).cloned();
+    let g = &ci.gitlab;
     let (Some(api), Some(project), Some(iid)) = (
-        get("CI_API_V4_URL"),
-        get("CI_PROJECT_ID"),
-        get("CI_MERGE_REQUEST_IID"),
+        g.api_url.clone(),
+        g.project_id.clone(),
+        g.merge_request_iid.clone(),
     ) else {
         return Ok(NoteOutcome::NoMergeRequest);
     };
@@ -227,7 +222,7 @@ pub async fn note(
         project,
         iid,
     };
-    let body = scrub(&note_body(r, env));
+    let body = scrub(&note_body(r, ci));
     gl.upsert_note(&markdown::marker(r), &body).await
 }
 

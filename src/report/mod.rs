@@ -1,18 +1,20 @@
-//! The outcome of a run, and the sinks that publish it (console, JSON file;
-//! issue #4 adds GitHub, GitLab and Slack here as further sinks).
+//! The outcome of a run, and the sinks that publish it (console, JSON file,
+//! GitHub, GitLab and Slack).
 
 pub mod console;
 pub mod deployments;
 pub mod events;
 pub mod json;
-// Issue #4 sinks (GitHub, GitLab, Slack) and what they share.
+// The CI sinks (GitHub, GitLab, Slack) and what they share.
 pub mod escape;
 pub mod github;
 pub mod gitlab;
+pub mod http;
 pub mod markdown;
 pub mod publish;
 pub mod sanitise;
 pub mod slack;
+pub mod story;
 pub mod timeline;
 
 use std::collections::BTreeMap;
@@ -58,14 +60,15 @@ pub struct RunContext {
 }
 
 impl RunContext {
-    /// From the CI's environment; `cluster` as the caller knows it.
-    pub fn from_env(env: &crate::config::Env, cluster: Option<String>) -> RunContext {
-        let get = |k: &str| env.get(k).filter(|v| !v.trim().is_empty()).cloned();
-        let change = if let Some(iid) = get("CI_MERGE_REQUEST_IID") {
+    /// From the CI context; `cluster` as the caller knows it.
+    pub fn new(ci: &crate::config::CiContext, cluster: Option<String>) -> RunContext {
+        let get = |o: &Option<String>| o.clone().filter(|v| !v.trim().is_empty());
+        let (gh, gl) = (&ci.github, &ci.gitlab);
+        let change = if let Some(iid) = get(&gl.merge_request_iid) {
             Some(format!("!{iid}"))
         } else {
             // refs/pull/12/merge on pull_request events.
-            get("GITHUB_REF").and_then(|r| {
+            get(&gh.git_ref).and_then(|r| {
                 let n = r.strip_prefix("refs/pull/")?.split('/').next()?.to_string();
                 n.chars()
                     .all(|c| c.is_ascii_digit())
@@ -73,12 +76,12 @@ impl RunContext {
             })
         };
         RunContext {
-            repository: get("GITHUB_REPOSITORY").or_else(|| get("CI_PROJECT_PATH")),
+            repository: get(&gh.repository).or_else(|| get(&gl.project_path)),
             change,
-            commit: get("GITHUB_SHA")
-                .or_else(|| get("CI_COMMIT_SHA"))
+            commit: get(&gh.sha)
+                .or_else(|| get(&gl.commit_sha))
                 .map(|c| c.chars().take(8).collect()),
-            actor: get("GITHUB_ACTOR").or_else(|| get("GITLAB_USER_LOGIN")),
+            actor: get(&gh.actor).or_else(|| get(&gl.user_login)),
             cluster,
         }
     }

@@ -12,14 +12,11 @@ use serde_json::{Value, json};
 
 use super::Report;
 use super::escape::{slack_code, slack_text, truncate_chars};
+use super::http::{api_error, http_error};
 use super::markdown::{self, result_word};
-use super::publish::{api_error, http_error};
 
-/// Slack's Web API base; `SLACK_API_URL` overrides it (for tests and
-/// proxies).
-pub const DEFAULT_API: &str = "https://slack.com/api";
-/// The environment variable that overrides [`DEFAULT_API`].
-pub const API_URL_VAR: &str = "SLACK_API_URL";
+/// 429 handling (set with the other sink settings).
+pub use crate::config::SlackRetry as Retry;
 
 const MAX_BLOCKS: usize = 50;
 const HEADER_MAX: usize = 150;
@@ -61,23 +58,6 @@ pub struct SlackThread {
     /// The channel id Slack answered with.
     pub channel: String,
     pub ts: String,
-}
-
-/// 429 handling: at most `max_retries` retries, each waiting `Retry-After`
-/// seconds but never longer than `max_wait`.
-#[derive(Debug, Clone, Copy)]
-pub struct Retry {
-    pub max_retries: u32,
-    pub max_wait: Duration,
-}
-
-impl Default for Retry {
-    fn default() -> Self {
-        Retry {
-            max_retries: 3,
-            max_wait: Duration::from_secs(10),
-        }
-    }
 }
 
 fn section(text: String) -> Value {

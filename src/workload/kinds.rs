@@ -12,13 +12,12 @@ use tokio::time::Instant;
 use crate::Stop;
 use crate::model::Finding;
 use crate::model::Sample;
-use crate::recovery::Marker;
 use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::daemonset::rollout::DaemonSetKind;
 use crate::workload::deployment::rollout::DeploymentRollout;
 use crate::workload::replicationcontroller::rollout::RcRollout;
-use crate::workload::rollout::{Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
 use crate::workload::statefulset::rollout::StatefulSetKind;
 use crate::workload::template::TemplateRollout;
 use crate::workload::{Kind, WorkloadRef};
@@ -77,7 +76,7 @@ impl AnyRollout {
         w: &WorkloadRef,
         rep: &mut WorkloadReport,
         out: &mut (dyn Write + Send),
-    ) -> Result<Option<Marker>, Stop> {
+    ) -> Result<Applied, Stop> {
         each!(self, r => r.apply(ctx, w, rep, out).await)
     }
 

@@ -11,7 +11,7 @@ use crate::exit::ExitCode;
 use crate::k8s::objects::get_obj;
 use crate::workload::WorkloadRef;
 use crate::workload::deployment as dep;
-use crate::workload::rollout::Ctx;
+use crate::workload::rollout::{Applied, Ctx};
 use crate::{Stop, cancel, cluster_error, recovery, stop};
 
 /// Send the plan's patch carrying the in-progress marker; the patched
@@ -23,8 +23,17 @@ pub(crate) async fn send_marked(
     plan: &mut dep::Plan,
     started: &str,
     read_as: &(String, i64),
-) -> Result<(Value, recovery::Marker), Stop> {
-    let mut marker = mark_patch(ctx, w, plan, started, read_as);
+) -> Result<(Value, Applied), Stop> {
+    let mut marker = mark_patch(ctx, plan, started, read_as);
+    // From the patch on, a second signal marks this workload's state.
+    let target = cancel::register(
+        &ctx.client,
+        recovery::path_of(w.kind.as_str(), &ctx.ns, &w.name),
+        format!(
+            "rolling out {} (previously {})",
+            plan.new_image, plan.old_image
+        ),
+    );
     let previous = plan.previous_template.clone();
     match recovery::patch_rechecked(
         &ctx.client,
@@ -37,7 +46,13 @@ pub(crate) async fn send_marked(
     )
     .await
     {
-        Ok(v) => Ok((v, marker)),
+        Ok(v) => Ok((
+            v,
+            Applied {
+                marker: Some(marker),
+                cancel_target: Some(target),
+            },
+        )),
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => Err(stop(
             ExitCode::BadInput,
             format!(
@@ -49,16 +64,14 @@ pub(crate) async fn send_marked(
     }
 }
 
-/// The in-progress marker added to the plan's patch; the
-/// second-signal handler is told which object and phase this is.
+/// The in-progress marker added to the plan's patch, bound to the object at
+/// the generation our patch gives it.
 fn mark_patch(
     ctx: &Ctx<'_>,
-    w: &WorkloadRef,
     plan: &mut dep::Plan,
     started: &str,
     read_as: &(String, i64),
 ) -> recovery::Marker {
-    // Bound to this object at the generation our patch gives it.
     let marker = recovery::Marker::new(
         &ctx.settings.reliability.identity,
         started,
@@ -68,14 +81,6 @@ fn mark_patch(
     )
     .bound_to(&read_as.0, read_as.1 + 1);
     recovery::mark(&mut plan.patch, &marker);
-    cancel::set_target(
-        &ctx.client,
-        recovery::path_of(w.kind.as_str(), &ctx.ns, &w.name),
-    );
-    cancel::set_phase(format!(
-        "rolling out {} (previously {})",
-        plan.new_image, plan.old_image
-    ));
     marker
 }
 

@@ -8,6 +8,7 @@ use kube::Client;
 use tokio::time::Instant;
 
 use crate::Stop;
+use crate::cancel;
 use crate::config::Settings;
 use crate::model::Progress;
 use crate::model::Sample;
@@ -41,6 +42,15 @@ impl Ctx<'_> {
     }
 }
 
+/// What a change leaves for the pipeline to look after until the run ends.
+#[derive(Default)]
+pub(crate) struct Applied {
+    /// The in-progress marker the change carries (cleared at the end).
+    pub marker: Option<Marker>,
+    /// The workload as a second signal's target.
+    pub cancel_target: Option<cancel::Handle>,
+}
+
 /// How a rollout failed, for its diagnosis.
 pub(crate) struct Failure<'a> {
     pub cause: Cause,
@@ -50,8 +60,8 @@ pub(crate) struct Failure<'a> {
 }
 
 /// A rollout of one kind. `prepare` changes nothing; `apply` makes the one
-/// change (returning the in-progress marker it carries, if the kind uses
-/// one); `follow` watches until a verdict; `roll_back` undoes the change and
+/// change (returning what the pipeline looks after until the end: the
+/// in-progress marker, the second signal's target); `follow` watches until a verdict; `roll_back` undoes the change and
 /// confirms the previous version is healthy; `commit` finishes a rollout
 /// once the whole group succeeded.
 pub(crate) trait Rollout: Sized {
@@ -71,7 +81,7 @@ pub(crate) trait Rollout: Sized {
         w: &WorkloadRef,
         rep: &mut WorkloadReport,
         out: &mut (dyn Write + Send),
-    ) -> Result<Option<Marker>, Stop>;
+    ) -> Result<Applied, Stop>;
 
     async fn follow(
         &mut self,

@@ -21,13 +21,12 @@ use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, u
 use crate::model::{Finding, Signal};
 use crate::model::{Progress, Timers, Verdict};
 use crate::preflight::capacity;
-use crate::recovery::Marker;
 use crate::report::{self, WorkloadReport};
 use crate::stability::Stability;
 use crate::track::{self, Ended, Poll, Reading, Subject, Watch, WatchSnapshot};
 use crate::workload::deployment::{self as dep, NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
 use crate::workload::{self, Limits, WorkloadRef, patch};
 use crate::{Stop, stop};
 
@@ -140,7 +139,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         w: &WorkloadRef,
         _rep: &mut WorkloadReport,
         out: &mut (dyn Write + Send),
-    ) -> Result<Option<Marker>, Stop> {
+    ) -> Result<Applied, Stop> {
         let selector = match_labels_selector(&self.raw);
         self.watch = Some(Watch::start::<K::Object>(
             &ctx.client,
@@ -159,14 +158,14 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         {
             self.read_as.1 = generation;
         }
-        let (patched, marker) =
+        let (patched, applied) =
             patch::send_marked(ctx, w, &mut self.plan, &self.planned_at, &self.read_as).await?;
         self.generation = patched
             .pointer("/metadata/generation")
             .and_then(Value::as_i64)
             .unwrap_or(0);
         self.patched = Some(patched);
-        Ok(Some(marker))
+        Ok(applied)
     }
 
     async fn follow(

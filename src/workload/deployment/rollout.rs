@@ -22,7 +22,6 @@ use crate::model::Sample;
 use crate::model::{Mark, Phase};
 use crate::model::{Timers, Verdict};
 use crate::preflight::capacity;
-use crate::recovery::Marker;
 use crate::report::{self, WorkloadReport};
 use crate::stability::Stability;
 use crate::track::{self, Ended, Reading, Subject};
@@ -33,7 +32,7 @@ use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
 use crate::{Stop, cluster_error, stop};
 
 pub(crate) struct DeploymentRollout {
@@ -120,7 +119,7 @@ impl Rollout for DeploymentRollout {
         w: &WorkloadRef,
         _rep: &mut WorkloadReport,
         out: &mut (dyn Write + Send),
-    ) -> Result<Option<Marker>, Stop> {
+    ) -> Result<Applied, Stop> {
         let s = ctx.settings;
         let mut tracker = Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector);
         let _ = writeln!(
@@ -129,7 +128,7 @@ impl Rollout for DeploymentRollout {
             self.plan.rolling_line(w, &ctx.ns, &s.version_label)
         );
         let _ = out.flush();
-        let (patched, marker) =
+        let (patched, applied) =
             patch::send_marked(ctx, w, &mut self.plan, &self.planned_at, &self.read_as).await?;
         tracing::info!("patched {w} to {}", self.plan.new_image);
         tracker.set_new_version(&self.plan.container, &self.plan.new_image);
@@ -156,7 +155,7 @@ impl Rollout for DeploymentRollout {
         });
         self.tracker = Some(tracker);
         self.patched = Some(patched);
-        Ok(Some(marker))
+        Ok(applied)
     }
 
     async fn follow(

@@ -23,13 +23,12 @@ use crate::image::ImageChange;
 use crate::k8s::objects::{get_obj, is_status, labels_at, merge_patch_obj, pod_spec};
 use crate::model::Finding;
 use crate::preflight::capacity;
-use crate::recovery::Marker;
 use crate::report::{self, WorkloadReport};
 use crate::stability::Stability;
 use crate::track::{self, Ended, Watch};
 use crate::workload::deployment as dep;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
 use crate::workload::{Kind, WorkloadRef};
 use crate::{Stop, cluster_error, stop};
 
@@ -207,7 +206,7 @@ impl Rollout for RcRollout {
         _w: &WorkloadRef,
         rep: &mut WorkloadReport,
         out: &mut (dyn Write + Send),
-    ) -> Result<Option<Marker>, Stop> {
+    ) -> Result<Applied, Stop> {
         let shared = self.plan.shared_selector(&ctx.settings.version_label);
         self.watch = Some(Watch::start::<ReplicationController>(
             &ctx.client,
@@ -217,7 +216,7 @@ impl Rollout for RcRollout {
         ));
         apply::apply_rc(ctx, self, rep, out).await?;
         // The RC keeps its own bookkeeping annotations, no marker.
-        Ok(None)
+        Ok(Applied::default())
     }
 
     async fn follow(

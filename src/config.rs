@@ -278,6 +278,53 @@ pub const INPUTS: &[InputSpec] = &[
         "always",
         "when to post to Slack: failure or always",
     ),
+    // The metric gate (src/analysis): a PromQL query judged during the bake.
+    input(
+        "prometheus-url",
+        "",
+        "http://prometheus.monitoring:9090",
+        "metric gate: the Prometheus HTTP API (also Thanos, Mimir, VictoriaMetrics) to evaluate analysis-query against",
+    ),
+    secret(
+        "prometheus-token",
+        "$PROMETHEUS_TOKEN",
+        "metric gate: bearer token for prometheus-url (secret)",
+    ),
+    input(
+        "prometheus-username",
+        "",
+        "rollguard",
+        "metric gate: basic-auth user for prometheus-url (with prometheus-password)",
+    ),
+    secret(
+        "prometheus-password",
+        "$PROMETHEUS_PASSWORD",
+        "metric gate: basic-auth password for prometheus-url (secret)",
+    ),
+    input(
+        "analysis-query",
+        "",
+        "sum(rate(http_requests_total{{{ version_label }}=\"{{ version }}\",code=~\"5..\"}[1m])) / sum(rate(http_requests_total{{{ version_label }}=\"{{ version }}\"}[1m]))",
+        "metric gate: PromQL giving one number, with {{ version }}, {{ version_label }}, {{ namespace }}, {{ workload }}, {{ container }}; evaluated every analysis-interval during bake",
+    ),
+    input(
+        "analysis-condition",
+        "",
+        "< 0.01",
+        "metric gate: what a passing value satisfies: <, <=, >, >=, == or != and a number",
+    ),
+    input(
+        "analysis-interval",
+        "30s",
+        "1m",
+        "metric gate: time between evaluations (and a last one when the bake ends)",
+    ),
+    input(
+        "analysis-failure-limit",
+        "1",
+        "3",
+        "metric gate: failing evaluations in a row that fail the rollout (no data neither counts nor resets)",
+    ),
     input(
         "max-surge",
         "1",
@@ -357,6 +404,22 @@ struct RawInputs {
     max_surge: Option<String>,
     #[serde(rename = "max-unavailable")]
     max_unavailable: Option<String>,
+    #[serde(rename = "prometheus-url")]
+    prometheus_url: Option<String>,
+    #[serde(rename = "prometheus-token")]
+    prometheus_token: Option<String>,
+    #[serde(rename = "prometheus-username")]
+    prometheus_username: Option<String>,
+    #[serde(rename = "prometheus-password")]
+    prometheus_password: Option<String>,
+    #[serde(rename = "analysis-query")]
+    analysis_query: Option<String>,
+    #[serde(rename = "analysis-condition")]
+    analysis_condition: Option<String>,
+    #[serde(rename = "analysis-interval")]
+    analysis_interval: Option<String>,
+    #[serde(rename = "analysis-failure-limit")]
+    analysis_failure_limit: Option<String>,
 }
 
 /// What the new image is, as the user said it.
@@ -410,6 +473,8 @@ pub struct Secrets {
     pub gitlab_token: Option<String>,
     pub slack_webhook: Option<String>,
     pub slack_token: Option<String>,
+    pub prometheus_token: Option<String>,
+    pub prometheus_password: Option<String>,
 }
 
 impl std::fmt::Debug for Secrets {
@@ -420,6 +485,8 @@ impl std::fmt::Debug for Secrets {
             .field("gitlab_token", &set(&self.gitlab_token))
             .field("slack_webhook", &set(&self.slack_webhook))
             .field("slack_token", &set(&self.slack_token))
+            .field("prometheus_token", &set(&self.prometheus_token))
+            .field("prometheus_password", &set(&self.prometheus_password))
             .finish()
     }
 }
@@ -432,6 +499,8 @@ impl Secrets {
             &self.gitlab_token,
             &self.slack_webhook,
             &self.slack_token,
+            &self.prometheus_token,
+            &self.prometheus_password,
         ]
         .into_iter()
         .flatten()
@@ -486,6 +555,8 @@ pub struct Settings {
     pub preflight: Preflight,
     /// Issue #8: `lock`, `lock-timeout`, `on-cancel` and the run identity (src/lock.rs).
     pub reliability: crate::lock::Options,
+    /// The metric gate, when `prometheus-url` and `analysis-query` are given.
+    pub analysis: Option<crate::analysis::Settings>,
 }
 
 /// A count given as a number or a percentage of the replicas (`1`, `25%`).
@@ -901,6 +972,21 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
     if let Some(path) = raw.report_file.as_deref() {
         check_report_file(path).map_err(|p| bad("report-file", p))?;
     }
+    let analysis = crate::analysis::from_inputs(&crate::analysis::Inputs {
+        url: raw.prometheus_url.as_deref(),
+        token: raw.prometheus_token.as_deref(),
+        username: raw.prometheus_username.as_deref(),
+        password: raw.prometheus_password.as_deref(),
+        query: raw.analysis_query.as_deref(),
+        condition: raw.analysis_condition.as_deref(),
+        interval: raw.analysis_interval.as_deref(),
+        failure_limit: raw.analysis_failure_limit.as_deref(),
+        has_hold: !bake.is_zero(),
+        without_bake: workloads
+            .iter()
+            .find(|w| w.kind == crate::workload::Kind::ReplicationController)
+            .map(|w| w.name.as_str()),
+    })?;
     Ok(Settings {
         workload,
         workloads,
@@ -932,11 +1018,14 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
             gitlab_token: raw.gitlab_token,
             slack_webhook: raw.slack_webhook,
             slack_token: raw.slack_token,
+            prometheus_token: raw.prometheus_token,
+            prometheus_password: raw.prometheus_password,
         },
         unknown,
         run_origin: run_origin(env),
         preflight,
         reliability: crate::lock::options(env)?,
+        analysis,
     })
 }
 

@@ -1123,7 +1123,9 @@ impl Unit {
                         "rollout complete; baking for {}",
                         humantime::format_duration(s.bake)
                     );
-                    ended = track::follow_bake(tracker, exp, s.bake, out).await;
+                    let mut gate = gate_for(ctx, &self.wref, &d.plan, out);
+                    ended = track::follow_bake(tracker, exp, s.bake, gate.as_mut(), out).await;
+                    self.rep.analysis = gate.map(crate::analysis::Gate::into_summary);
                 }
                 let snap = tracker.snapshot();
                 self.rep.revision = dep::new_replica_set(&snap, exp)
@@ -1171,17 +1173,22 @@ impl Unit {
                     s.scale_up_grace,
                     max_unavailable,
                 );
+                let mut gate = gate_for(ctx, &self.wref, &t.plan, out);
                 let ended = track::follow_pods(
                     watch,
                     &ctx.limits,
                     deadline,
                     s.bake,
                     &mut guards,
+                    gate.as_mut(),
                     out,
                     judge,
                     superseded,
                 )
                 .await;
+                self.rep.analysis = gate
+                    .map(crate::analysis::Gate::into_summary)
+                    .filter(|a| !a.evaluations.is_empty() || a.failure.is_some());
                 if let Some(n) = guards.stable_note.take() {
                     self.rep.stability = Some(n);
                 }
@@ -1207,6 +1214,13 @@ impl Unit {
         progress: &Progress,
         timed_out: bool,
     ) -> Vec<Finding> {
+        if cause == Cause::MetricGate
+            && let Some(a) = &self.rep.analysis
+        {
+            return crate::analysis::finding(a, self.rep.container.clone())
+                .into_iter()
+                .collect();
+        }
         match &mut self.state {
             State::Deployment(d) => {
                 let (Some(tracker), Some(exp)) = (d.tracker.as_ref(), d.exp.as_ref()) else {
@@ -1635,6 +1649,32 @@ async fn roll_back_template(
                 );
             }
             _ => {}
+        }
+    }
+}
+
+/// The metric gate of one workload's bake, its query filled in with the
+/// workload's values (None without a gate; a client that cannot be built
+/// is one line and no gate).
+fn gate_for(
+    ctx: &Ctx<'_>,
+    wref: &WorkloadRef,
+    plan: &dep::Plan,
+    out: &mut (dyn Write + Send),
+) -> Option<crate::analysis::Gate> {
+    let a = ctx.settings.analysis.as_ref()?;
+    let vars = crate::analysis::template::Vars {
+        version: plan.version.clone(),
+        version_label: ctx.settings.version_label.clone(),
+        namespace: ctx.ns.clone(),
+        workload: wref.name.clone(),
+        container: plan.container.clone(),
+    };
+    match crate::analysis::Gate::new(a, &vars) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            let _ = writeln!(out, "metric gate not started: {}", crate::text::quote(&e, 200));
+            None
         }
     }
 }
@@ -2970,6 +3010,7 @@ fn summarise(
         report.events = r.events.clone();
         report.patch = r.patch.clone();
         report.previous_template = r.previous_template.clone();
+        report.analysis = r.analysis.clone();
     } else {
         let word = match code {
             ExitCode::Success => "rolled out",

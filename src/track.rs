@@ -492,16 +492,21 @@ fn dep_progress(snap: &Snapshot, exp: &Expectations) -> Progress {
     }
 }
 
-/// Keep watching the new pods for the bake period.
+/// Keep watching the new pods for the bake period, evaluating the metric
+/// gate (when given) every interval meanwhile and once at the end.
 pub async fn follow_bake(
     tracker: &mut Tracker,
     exp: &Expectations,
     bake: Duration,
+    mut gate: Option<&mut crate::analysis::Gate>,
     out: &mut (dyn Write + Send),
 ) -> Ended {
     let snap = tracker.snapshot();
     let baseline = dep::restart_counts(&snap, exp);
     let until = Instant::now() + bake;
+    if let Some(g) = gate.as_deref_mut() {
+        g.begin(Instant::now(), out);
+    }
     loop {
         tracker.next_change().await;
         let snap = tracker.snapshot();
@@ -520,11 +525,32 @@ pub async fn follow_bake(
             }
             Verdict::Waiting(p) | Verdict::Succeeded(p) => p,
         };
-        if Instant::now() >= until {
+        let ended = Instant::now() >= until;
+        if let Some(g) = gate.as_deref_mut() {
+            let failed = if ended {
+                g.finish(out).await.is_some()
+            } else {
+                g.tick(Instant::now(), out).await.is_some()
+            };
+            if failed {
+                tracker.mark(Some(Mark::Verdict), Phase::Bake);
+                return Ended::Failed {
+                    progress: last,
+                    cause: Cause::MetricGate,
+                    signals: vec![g.signal()],
+                };
+            }
+        }
+        if ended {
             let _ = writeln!(
                 out,
-                "baked for {}: no restarts, every new pod ready",
-                humantime::format_duration(bake)
+                "baked for {}: no restarts, every new pod ready{}",
+                humantime::format_duration(bake),
+                if gate.is_some() {
+                    ", metric gate passed"
+                } else {
+                    ""
+                }
             );
             tracker.mark(Some(Mark::Verdict), Phase::Bake);
             return Ended::Succeeded(last);
@@ -781,6 +807,7 @@ pub async fn follow_pods<F, S>(
     deadline: Instant,
     bake: Duration,
     guards: &mut Guards,
+    mut gate: Option<&mut crate::analysis::Gate>,
     out: &mut (dyn Write + Send),
     judge: F,
     superseded: S,
@@ -875,11 +902,31 @@ where
                     signals: sigs,
                 };
             }
-            if since.elapsed() >= bake {
+            let ended = since.elapsed() >= bake;
+            if let Some(g) = gate.as_deref_mut() {
+                let failed = if ended {
+                    g.finish(lines.out).await.is_some()
+                } else {
+                    g.tick(Instant::now(), lines.out).await.is_some()
+                };
+                if failed {
+                    return Ended::Failed {
+                        progress: j.progress,
+                        cause: Cause::MetricGate,
+                        signals: vec![g.signal()],
+                    };
+                }
+            }
+            if ended {
                 let _ = writeln!(
                     lines.out,
-                    "baked for {}: no restarts, every new pod ready",
-                    humantime::format_duration(bake)
+                    "baked for {}: no restarts, every new pod ready{}",
+                    humantime::format_duration(bake),
+                    if gate.is_some() {
+                        ", metric gate passed"
+                    } else {
+                        ""
+                    }
                 );
                 return Ended::Succeeded(j.progress);
             }
@@ -945,6 +992,9 @@ where
                         humantime::format_duration(bake)
                     );
                     baked_from = Some((Instant::now(), restarts));
+                    if let Some(g) = gate.as_deref_mut() {
+                        g.begin(Instant::now(), lines.out);
+                    }
                     continue;
                 }
                 Verdict::Failed {

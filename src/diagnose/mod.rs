@@ -38,6 +38,8 @@ pub enum Cause {
     /// Another writer changed the pod template during the rollout.
     Superseded,
     Timeout,
+    /// The metric gate's query failed its condition (or found no data).
+    MetricGate,
 }
 
 impl Cause {
@@ -67,6 +69,7 @@ impl Cause {
             Cause::ProgressDeadline => "progress deadline exceeded",
             Cause::Superseded => "changed by someone else during the rollout",
             Cause::Timeout => "timed out",
+            Cause::MetricGate => "metric gate failed",
         }
     }
 }
@@ -453,7 +456,7 @@ pub fn diagnose(input: &Inputs<'_>) -> Vec<Finding> {
                 summary: first.clone(),
                 fix: "Another writer changed the workload while rollguard was rolling it out; rollguard stopped and left their change in place (not rolled back). Make one pipeline the only writer of this workload, or use the deploy lock in every writer (lock=true).".into(),
             },
-            Cause::ProgressDeadline | Cause::Timeout => Words {
+            Cause::ProgressDeadline | Cause::Timeout | Cause::MetricGate => Words {
                 summary: if first.is_empty() {
                     cause.title().to_string()
                 } else {

@@ -1,6 +1,7 @@
 //! The outcome of a run, and the sinks that publish it (console, JSON file;
 //! issue #4 adds GitHub, GitLab and Slack here as further sinks).
 
+pub mod analysis;
 pub mod console;
 pub mod deployments;
 pub mod events;

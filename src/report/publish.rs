@@ -94,6 +94,12 @@ impl SinkConfig {
             slack_on: s.slack_on,
             environment: s.environment.clone(),
             environment_url: s.environment_url.clone(),
+            // The metric gate's credentials: masked and scrubbed like the rest.
+            extra_secrets: [&s.secrets.prometheus_token, &s.secrets.prometheus_password]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
             ..SinkConfig::default()
         }
     }

@@ -1673,7 +1673,11 @@ fn gate_for(
     match crate::analysis::Gate::new(a, &vars) {
         Ok(g) => Some(g),
         Err(e) => {
-            let _ = writeln!(out, "metric gate not started: {}", crate::text::quote(&e, 200));
+            let _ = writeln!(
+                out,
+                "metric gate not started: {}",
+                crate::text::quote(&e, 200)
+            );
             None
         }
     }

@@ -61,7 +61,11 @@ fn gate_env(h: &Handle, p: &Prometheus, tag: &str, query: &str, bake: &str) -> E
 fn pod_images(h: &Handle) -> Vec<String> {
     live_pods(h)
         .iter()
-        .filter_map(|p| p["spec"]["containers"][0]["image"].as_str().map(String::from))
+        .filter_map(|p| {
+            p["spec"]["containers"][0]["image"]
+                .as_str()
+                .map(String::from)
+        })
         .collect()
 }
 
@@ -90,7 +94,11 @@ async fn good_build_passes_the_gate_and_every_sink_shows_the_evaluations() {
     let (outcome, out) = rollguard(&env).await;
     assert_eq!(outcome.exit_code, 0, "{out}");
     assert_eq!(common::image(&h), "example/web:v2");
-    let a = outcome.report.analysis.as_ref().expect("gate in the report");
+    let a = outcome
+        .report
+        .analysis
+        .as_ref()
+        .expect("gate in the report");
     assert!(a.failure.is_none(), "{a:?}");
     assert!(
         a.query
@@ -139,7 +147,11 @@ async fn errors_build_fails_on_the_gate_and_is_rolled_back() {
     // The diagnosis: the query as sent, the value, the condition, the time.
     let sent = r#"app_kubernetes_io_version="v2-errors",code=~"5..""#;
     assert!(f.evidence.iter().any(|e| e.contains(sent)), "{f:?}");
-    let failure = r.analysis.as_ref().and_then(|a| a.failure.as_ref()).unwrap();
+    let failure = r
+        .analysis
+        .as_ref()
+        .and_then(|a| a.failure.as_ref())
+        .unwrap();
     let v = failure.value.expect("a failing value");
     assert!((0.1..0.3).contains(&v), "error ratio {v}");
     assert!(f.summary.contains("is not < 0.05"), "{}", f.summary);
@@ -190,20 +202,42 @@ async fn bad_gate_inputs_exit_2_with_the_cluster_untouched() {
         (vec![url, cond, bake], "analysis-query"),
         (vec![url, query, bake], "analysis-condition"),
         (
-            vec![url, query, bake, ("ROLLGUARD_ANALYSIS_CONDITION", "below 1")],
+            vec![
+                url,
+                query,
+                bake,
+                ("ROLLGUARD_ANALYSIS_CONDITION", "below 1"),
+            ],
             "analysis-condition",
         ),
         (vec![url, query, cond], "bake"),
         (
-            vec![url, cond, bake, ("ROLLGUARD_ANALYSIS_QUERY", "up{v=\"{{ versoin }}\"}")],
+            vec![
+                url,
+                cond,
+                bake,
+                ("ROLLGUARD_ANALYSIS_QUERY", "up{v=\"{{ versoin }}\"}"),
+            ],
             "analysis-query",
         ),
         (
-            vec![url, query, cond, bake, ("ROLLGUARD_ANALYSIS_INTERVAL", "soon")],
+            vec![
+                url,
+                query,
+                cond,
+                bake,
+                ("ROLLGUARD_ANALYSIS_INTERVAL", "soon"),
+            ],
             "analysis-interval",
         ),
         (
-            vec![url, query, cond, bake, ("ROLLGUARD_ANALYSIS_FAILURE_LIMIT", "0")],
+            vec![
+                url,
+                query,
+                cond,
+                bake,
+                ("ROLLGUARD_ANALYSIS_FAILURE_LIMIT", "0"),
+            ],
             "analysis-failure-limit",
         ),
     ];

@@ -117,7 +117,10 @@ mod tests {
             "", "0.01", "< ", "<< 1", "=< 1", "< abc", "< NaN", "> inf", "< 1 2", "~ 1",
         ] {
             let e = Condition::parse(bad).unwrap_err();
-            assert!(!e.contains('\n') && e.contains("not a condition"), "{bad}: {e}");
+            assert!(
+                !e.contains('\n') && e.contains("not a condition"),
+                "{bad}: {e}"
+            );
         }
         let e = Condition::parse("<\u{1b}[31m 1\n").unwrap_err();
         assert!(!e.contains('\u{1b}') && !e.contains('\n'), "{e}");

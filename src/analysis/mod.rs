@@ -120,7 +120,10 @@ pub fn show_value(v: f64) -> String {
 fn now_rfc3339() -> (String, f64) {
     let t = jiff::Timestamp::now();
     let secs = t.as_millisecond() as f64 / 1000.0;
-    (t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string(), secs)
+    (
+        t.round(jiff::Unit::Millisecond).unwrap_or(t).to_string(),
+        secs,
+    )
 }
 
 /// The gate's state during one bake.
@@ -377,10 +380,18 @@ pub fn finding(summary: &Summary, container: Option<String>) -> Option<Finding> 
         None => format!("at {}: {}", f.time, f.message),
     });
     let fix = match f.kind {
-        FailureKind::Threshold => "The new version's metrics fail the gate: look at what the query measures for the new pods (their logs, the failing requests) and fix the build; the previous version is serving again.",
-        FailureKind::NoData => "The query found nothing for the new version: check that Prometheus scrapes the new pods, and that the query's labels match theirs (e.g. {{ version_label }}=\"{{ version }}\"); run it in the Prometheus UI.",
-        FailureKind::Error => "Check prometheus-url and the credentials (prometheus-token, or prometheus-username and prometheus-password), and that the query parses.",
-        FailureKind::Misconfigured => "Make the query return one number: aggregate the series (sum, max, avg) or select one.",
+        FailureKind::Threshold => {
+            "The new version's metrics fail the gate: look at what the query measures for the new pods (their logs, the failing requests) and fix the build; the previous version is serving again."
+        }
+        FailureKind::NoData => {
+            "The query found nothing for the new version: check that Prometheus scrapes the new pods, and that the query's labels match theirs (e.g. {{ version_label }}=\"{{ version }}\"); run it in the Prometheus UI."
+        }
+        FailureKind::Error => {
+            "Check prometheus-url and the credentials (prometheus-token, or prometheus-username and prometheus-password), and that the query parses."
+        }
+        FailureKind::Misconfigured => {
+            "Make the query return one number: aggregate the series (sum, max, avg) or select one."
+        }
     };
     Some(Finding {
         cause: Cause::MetricGate,

@@ -188,7 +188,8 @@ mod tests {
     fn one_number_from_a_vector_or_a_scalar() {
         let one = br#"{"status":"success","data":{"resultType":"vector","result":[{"metric":{},"value":[1700000000.1,"0.2"]}]}}"#;
         assert_eq!(parse(200, one).unwrap(), Answer::Value(0.2));
-        let scalar = br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"3"]}}"#;
+        let scalar =
+            br#"{"status":"success","data":{"resultType":"scalar","result":[1700000000.1,"3"]}}"#;
         assert_eq!(parse(200, scalar).unwrap(), Answer::Value(3.0));
     }
 

@@ -242,20 +242,107 @@ mod tests {
     #[test]
     fn each_mistake_names_its_input() {
         let cases: Vec<(Inputs<'static>, &str)> = vec![
-            (Inputs { query: None, ..gate() }, "analysis-query"),
-            (Inputs { url: None, ..gate() }, "prometheus-url"),
-            (Inputs { condition: None, ..gate() }, "analysis-condition"),
-            (Inputs { condition: Some("about 1"), ..gate() }, "analysis-condition"),
-            (Inputs { interval: Some("0s"), ..gate() }, "analysis-interval"),
-            (Inputs { failure_limit: Some("0"), ..gate() }, "analysis-failure-limit"),
-            (Inputs { url: Some("ftp://x"), ..gate() }, "prometheus-url"),
-            (Inputs { url: Some("http://u:p@x"), ..gate() }, "prometheus-url"),
-            (Inputs { token: Some("a"), username: Some("b"), ..gate() }, "prometheus-token"),
-            (Inputs { password: Some("p"), ..gate() }, "prometheus-password"),
-            (Inputs { query: Some("up{a=\"{{ nope }}\"}"), ..gate() }, "analysis-query"),
-            (Inputs { has_hold: false, ..gate() }, "analysis-query"),
-            (Inputs { without_bake: Some("rc/web"), ..gate() }, "analysis-query"),
-            (Inputs { url: None, query: None, token: Some("x"), ..gate() }, "prometheus-token"),
+            (
+                Inputs {
+                    query: None,
+                    ..gate()
+                },
+                "analysis-query",
+            ),
+            (
+                Inputs {
+                    url: None,
+                    ..gate()
+                },
+                "prometheus-url",
+            ),
+            (
+                Inputs {
+                    condition: None,
+                    ..gate()
+                },
+                "analysis-condition",
+            ),
+            (
+                Inputs {
+                    condition: Some("about 1"),
+                    ..gate()
+                },
+                "analysis-condition",
+            ),
+            (
+                Inputs {
+                    interval: Some("0s"),
+                    ..gate()
+                },
+                "analysis-interval",
+            ),
+            (
+                Inputs {
+                    failure_limit: Some("0"),
+                    ..gate()
+                },
+                "analysis-failure-limit",
+            ),
+            (
+                Inputs {
+                    url: Some("ftp://x"),
+                    ..gate()
+                },
+                "prometheus-url",
+            ),
+            (
+                Inputs {
+                    url: Some("http://u:p@x"),
+                    ..gate()
+                },
+                "prometheus-url",
+            ),
+            (
+                Inputs {
+                    token: Some("a"),
+                    username: Some("b"),
+                    ..gate()
+                },
+                "prometheus-token",
+            ),
+            (
+                Inputs {
+                    password: Some("p"),
+                    ..gate()
+                },
+                "prometheus-password",
+            ),
+            (
+                Inputs {
+                    query: Some("up{a=\"{{ nope }}\"}"),
+                    ..gate()
+                },
+                "analysis-query",
+            ),
+            (
+                Inputs {
+                    has_hold: false,
+                    ..gate()
+                },
+                "analysis-query",
+            ),
+            (
+                Inputs {
+                    without_bake: Some("rc/web"),
+                    ..gate()
+                },
+                "analysis-query",
+            ),
+            (
+                Inputs {
+                    url: None,
+                    query: None,
+                    token: Some("x"),
+                    ..gate()
+                },
+                "prometheus-token",
+            ),
         ];
         for (i, input) in cases {
             let e = from_inputs(&i).unwrap_err();

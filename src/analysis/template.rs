@@ -13,7 +13,13 @@ use std::sync::LazyLock;
 use regex::Regex;
 
 /// The placeholder names the query may use.
-pub const NAMES: &[&str] = &["version", "version_label", "namespace", "workload", "container"];
+pub const NAMES: &[&str] = &[
+    "version",
+    "version_label",
+    "namespace",
+    "workload",
+    "container",
+];
 
 static PLACEHOLDER: LazyLock<Regex> =
     LazyLock::new(|| Regex::new(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)?\s*\}\}").expect("regex"));
@@ -129,7 +135,10 @@ mod tests {
     #[test]
     fn unknown_placeholders_are_named() {
         let e = check("up{a=\"{{ versoin }}\"}").unwrap_err();
-        assert!(e.contains("{{ versoin }}") && e.contains("{{ version }}"), "{e}");
+        assert!(
+            e.contains("{{ versoin }}") && e.contains("{{ version }}"),
+            "{e}"
+        );
         assert!(check("up{a=\"{{ }}\"}").is_err());
         check("up").unwrap();
     }

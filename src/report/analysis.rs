@@ -71,7 +71,9 @@ pub fn console_lines(r: &Report) -> Vec<String> {
 pub fn markdown(r: &Report) -> String {
     let mut s = String::new();
     for (w, a) in gates(r) {
-        let of = w.map(|w| format!(" of {}", md_code_span(w))).unwrap_or_default();
+        let of = w
+            .map(|w| format!(" of {}", md_code_span(w)))
+            .unwrap_or_default();
         s.push_str(&format!(
             "**Metric gate{of}:** {} — condition {} every {}, {} failing in a row fail the rollout\n\n",
             md_text(&verdict(a)),
@@ -115,7 +117,9 @@ pub fn slack(r: &Report) -> Option<String> {
     }
     let mut s = String::new();
     for (w, a) in gates {
-        let of = w.map(|w| format!(" of {}", slack_text(w))).unwrap_or_default();
+        let of = w
+            .map(|w| format!(" of {}", slack_text(w)))
+            .unwrap_or_default();
         let skip = a.evaluations.len().saturating_sub(SLACK_ROWS);
         let rows: Vec<String> = a
             .evaluations
@@ -174,16 +178,31 @@ mod tests {
     fn every_sink_shows_the_evaluations_with_the_query_inert() {
         let r = report();
         let md = markdown(&r);
-        assert!(md.contains("| `2026-01-01T00:00:04Z` | `0.2` | ❌ fail |"), "{md}");
+        assert!(
+            md.contains("| `2026-01-01T00:00:04Z` | `0.2` | ❌ fail |"),
+            "{md}"
+        );
         assert!(md.contains("… no data"), "{md}");
-        assert!(md.contains("failed (2 evaluations: 0 pass, 1 fail, 1 no data)"), "{md}");
+        assert!(
+            md.contains("failed (2 evaluations: 0 pass, 1 fail, 1 no data)"),
+            "{md}"
+        );
         // The query sits in a fence: nothing in it renders or runs.
         assert!(md.contains("```promql\n"), "{md}");
-        assert!(!md.lines().any(|l| l.trim_start().starts_with("::")), "{md}");
+        assert!(
+            !md.lines().any(|l| l.trim_start().starts_with("::")),
+            "{md}"
+        );
         let console = console_lines(&r).join("\n");
-        assert!(console.contains("0.2") && console.contains("no data"), "{console}");
+        assert!(
+            console.contains("0.2") && console.contains("no data"),
+            "{console}"
+        );
         let text = slack(&r).unwrap();
-        assert!(!text.contains("<!channel>") && text.contains("&lt;!channel&gt;"), "{text}");
+        assert!(
+            !text.contains("<!channel>") && text.contains("&lt;!channel&gt;"),
+            "{text}"
+        );
         assert!(text.contains("fail"), "{text}");
         assert!(slack(&Report::new("t0".into())).is_none());
     }

@@ -136,9 +136,11 @@ impl Prometheus {
     /// An instant query's result array (`data.result`).
     pub async fn query(&self, q: &str) -> serde_json::Value {
         let client = reqwest::Client::new();
-        let url =
-            reqwest::Url::parse_with_params(&format!("{}/api/v1/query", self.url()), [("query", q)])
-                .unwrap();
+        let url = reqwest::Url::parse_with_params(
+            &format!("{}/api/v1/query", self.url()),
+            [("query", q)],
+        )
+        .unwrap();
         let r = self
             .authed(client.get(url))
             .send()
@@ -153,7 +155,12 @@ impl Prometheus {
     pub async fn wait_for_series(&self, q: &str, within: Duration) -> bool {
         let deadline = Instant::now() + within;
         loop {
-            if self.query(q).await.as_array().is_some_and(|a| !a.is_empty()) {
+            if self
+                .query(q)
+                .await
+                .as_array()
+                .is_some_and(|a| !a.is_empty())
+            {
                 return true;
             }
             if Instant::now() >= deadline {

@@ -986,7 +986,8 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
             .iter()
             .find(|w| w.kind == crate::workload::Kind::ReplicationController)
             .map(|w| w.name.as_str()),
-    })?;
+    })
+    .map_err(|e| bad(e.input, e.problem))?;
     Ok(Settings {
         workload,
         workloads,

@@ -87,7 +87,7 @@ async fn good_build_passes_the_gate_and_every_sink_shows_the_evaluations() {
     let files = tempfile::tempdir().unwrap();
     let summary = files.path().join("summary.md");
     let json = files.path().join("report.json");
-    let mut env = gate_env(&h, &p, "v2", ERROR_RATIO, "6s");
+    let mut env = gate_env(&h, &p, "v2", ERROR_RATIO, "8s");
     env.insert("GITHUB_ACTIONS".into(), "true".into());
     env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());
     env.insert("ROLLGUARD_REPORT_FILE".into(), json.display().to_string());
@@ -292,7 +292,7 @@ async fn credentials_never_appear_in_any_output() {
         let files = tempfile::tempdir().unwrap();
         let summary = files.path().join("summary.md");
         let json = files.path().join("report.json");
-        let mut env = gate_env(&h, &p, tag, ERROR_RATIO, "3s");
+        let mut env = gate_env(&h, &p, tag, ERROR_RATIO, "5s");
         env.insert("ROLLGUARD_ANALYSIS_INTERVAL".into(), "1s".into());
         env.insert("GITHUB_ACTIONS".into(), "true".into());
         env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());

@@ -4,7 +4,20 @@ use std::time::Duration;
 
 use super::condition::Condition;
 use super::prometheus::Auth;
-use crate::config::InputError;
+
+/// A bad gate input: the input's name and the one-line problem (config
+/// turns it into its input error, exit 2).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InputError {
+    pub input: &'static str,
+    pub problem: String,
+}
+
+impl std::fmt::Display for InputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "invalid input \"{}\": {}", self.input, self.problem)
+    }
+}
 
 /// The gate's inputs as given (empty values already dropped).
 #[derive(Debug, Default, Clone, Copy)]

@@ -138,9 +138,35 @@ async fn good_build_passes_the_gate_and_every_sink_shows_the_evaluations() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn errors_build_fails_on_the_gate_and_is_rolled_back() {
     let (h, p) = setup(25.0).await;
-    let (outcome, out) = rollguard(&gate_env(&h, &p, "v2-errors", ERROR_RATIO, "20s")).await;
+    // The step summary and a Slack webhook (a local receiver) as sinks too.
+    let slack = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200).set_body_string("ok"))
+        .mount(&slack)
+        .await;
+    let files = tempfile::tempdir().unwrap();
+    let summary = files.path().join("summary.md");
+    let mut env = gate_env(&h, &p, "v2-errors", ERROR_RATIO, "20s");
+    env.insert("GITHUB_ACTIONS".into(), "true".into());
+    env.insert("GITHUB_STEP_SUMMARY".into(), summary.display().to_string());
+    env.insert(
+        "ROLLGUARD_SLACK_WEBHOOK".into(),
+        format!("{}/hook", slack.uri()),
+    );
+    let (outcome, out) = rollguard(&env).await;
     assert_eq!(outcome.exit_code, 1, "{out}");
     assert_rolled_back(&h).await;
+    let md = std::fs::read_to_string(&summary).unwrap();
+    println!("{md}");
+    assert!(md.contains("metric gate failed"), "{md}");
+    assert!(md.contains("| ❌ fail |"), "{md}");
+    assert!(md.contains("```promql\n"), "{md}");
+    let posted = slack.received_requests().await.unwrap();
+    let body = String::from_utf8_lossy(&posted.last().expect("slack posted").body).to_string();
+    assert!(
+        body.contains("Metric gate") && body.contains("fail"),
+        "{body}"
+    );
     let r = &outcome.report;
     let f = &r.findings[0];
     assert_eq!(f.cause, Cause::MetricGate, "{f:?}");

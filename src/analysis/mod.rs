@@ -117,6 +117,15 @@ pub fn show_value(v: f64) -> String {
     }
 }
 
+/// `a failing evaluation fails the rollout` / `3 failing in a row fail the rollout`.
+pub fn limit_text(limit: u32) -> String {
+    if limit == 1 {
+        "a failing evaluation fails the rollout".into()
+    } else {
+        format!("{limit} failing in a row fail the rollout")
+    }
+}
+
 fn now_rfc3339() -> (String, f64) {
     let t = jiff::Timestamp::now();
     let secs = t.as_millisecond() as f64 / 1000.0;
@@ -182,11 +191,11 @@ impl Gate {
         self.next = Some(now + self.interval);
         let _ = writeln!(
             out,
-            "metric gate: {} must be {} (every {}, {} failing in a row fail the rollout)",
+            "metric gate: {} must be {} (every {}; {})",
             crate::text::quote(&self.summary.query, 300),
             self.summary.condition,
             self.summary.interval,
-            self.summary.failure_limit
+            limit_text(self.summary.failure_limit)
         );
     }
 
@@ -371,7 +380,7 @@ pub fn finding(summary: &Summary, container: Option<String>) -> Option<Finding> 
     let mut evidence = vec![format!("query: {}", summary.query)];
     evidence.push(match f.value {
         Some(v) => format!(
-            "value: {} at {} (condition {}, limit {} failing in a row)",
+            "value: {} at {} (condition {}, failure limit {} in a row)",
             show_value(v),
             f.time,
             summary.condition,

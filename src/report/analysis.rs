@@ -5,7 +5,7 @@
 
 use super::Report;
 use super::escape::{md_code, md_code_span, md_text, slack_code, slack_text};
-use crate::analysis::{Outcome, Summary, show_value};
+use crate::analysis::{Outcome, Summary, limit_text, show_value};
 
 /// Rows of the Markdown table at most (the latest kept).
 const TABLE_ROWS: usize = 30;
@@ -52,8 +52,10 @@ pub fn console_lines(r: &Report) -> Vec<String> {
         lines.push(format!("  metric gate{of}: {}", verdict(a)));
         lines.push(format!("    query: {}", a.query));
         lines.push(format!(
-            "    condition: {} (every {}, {} failing in a row fail)",
-            a.condition, a.interval, a.failure_limit
+            "    condition: {} (every {}; {})",
+            a.condition,
+            a.interval,
+            limit_text(a.failure_limit)
         ));
         for e in &a.evaluations {
             lines.push(format!(
@@ -75,11 +77,11 @@ pub fn markdown(r: &Report) -> String {
             .map(|w| format!(" of {}", md_code_span(w)))
             .unwrap_or_default();
         s.push_str(&format!(
-            "**Metric gate{of}:** {} — condition {} every {}, {} failing in a row fail the rollout\n\n",
+            "**Metric gate{of}:** {} — condition {} every {}; {}\n\n",
             md_text(&verdict(a)),
             md_code_span(&a.condition),
             md_text(&a.interval),
-            a.failure_limit
+            limit_text(a.failure_limit)
         ));
         s.push_str(&super::escape::md_fence(&a.query, "promql"));
         s.push('\n');

@@ -9,10 +9,11 @@ if ! command -v npm >/dev/null || ! command -v python3 >/dev/null || ! command -
   apt-get update -qq
   apt-get install -y -qq npm python3 unzip >/dev/null
 fi
-# A real OCI registry for the pre-flight registry-check tests (tests/preflight.rs).
-if [ ! -x /usr/bin/docker-registry ]; then
+# A real OCI registry for the pre-flight registry-check tests (tests/preflight.rs),
+# and a real Prometheus for the metric-gate tests (tests/analysis.rs).
+if [ ! -x /usr/bin/docker-registry ] || [ ! -x /usr/bin/prometheus ]; then
   apt-get update -qq
-  apt-get install -y -qq docker-registry >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry prometheus >/dev/null
 fi
 # The container image step (.ci/image.sh): buildah, podman (image size), skopeo
 # and umoci, and the Debian packages its local base images are assembled from.

@@ -8,6 +8,7 @@
 //! each kind's part in [`workload`]) → [`report`]. [`run`] is the entry
 //! point shared by the binary and tests.
 
+pub mod analysis;
 pub mod config;
 pub mod diagnose;
 pub mod exit;

@@ -20,6 +20,7 @@ pub mod clock;
 pub mod controllers;
 pub mod error;
 pub mod faults;
+pub mod metrics;
 pub mod resources;
 pub mod scenario;
 pub mod store;
@@ -64,6 +65,9 @@ pub struct Config {
     pub startup_seed: u64,
     /// A simulated cluster autoscaler (off when None).
     pub autoscaler: Option<AutoscalerConfig>,
+    /// Serve the simulated pods' metrics ([`metrics`]) over plain HTTP on
+    /// this address (port 0 picks a free one); off when None.
+    pub metrics_listen: Option<SocketAddr>,
 }
 
 /// The simulated cluster autoscaler: one node group of the configured node
@@ -100,6 +104,7 @@ impl Default for Config {
             namespaces: Vec::new(),
             startup_seed: 0x6b75_6265_7369_6d00,
             autoscaler: None,
+            metrics_listen: None,
         }
     }
 }
@@ -156,6 +161,8 @@ pub struct Handle {
     pub ca_pem: Option<String>,
     /// The cluster-admin bearer token.
     pub token: String,
+    /// Where the pods' metrics are served (`Config::metrics_listen`).
+    pub metrics_addr: Option<SocketAddr>,
     pub sim: Arc<Sim>,
     shutdown: watch::Sender<bool>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
@@ -203,13 +210,23 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
     };
     let scheme = if config.tls { "https" } else { "http" };
     let (tx, rx) = watch::channel(false);
-    let tasks = controllers::spawn(sim.clone(), rx.clone());
+    let mut tasks = controllers::spawn(sim.clone(), rx.clone());
+    let metrics_addr = match config.metrics_listen {
+        Some(bind) => {
+            let l = tokio::net::TcpListener::bind(bind).await?;
+            let bound = l.local_addr()?;
+            tasks.push(tokio::spawn(metrics::serve(sim.clone(), l, rx.clone())));
+            Some(bound)
+        }
+        None => None,
+    };
     api::listener::install(&sim, listener, tls_config, rx)?;
     Ok(Handle {
         base_url: format!("{scheme}://{addr}"),
         addr,
         ca_pem,
         token,
+        metrics_addr,
         sim,
         shutdown: tx,
         tasks,

@@ -37,6 +37,10 @@ struct Args {
     /// address, e.g. 127.0.0.1:9090 (see the crate README).
     #[arg(long)]
     admin_addr: Option<SocketAddr>,
+    /// Serve the simulated pods' metrics (Prometheus text, `/metrics`) over
+    /// plain HTTP on this address, e.g. 127.0.0.1:9100.
+    #[arg(long)]
+    metrics_listen: Option<SocketAddr>,
     /// Run a simulated cluster autoscaler whose node group grows up to N
     /// nodes (default with --autoscaler-delay: nodes + 2).
     #[arg(long, value_name = "N")]
@@ -111,9 +115,13 @@ async fn main() -> anyhow::Result<()> {
         tls: !args.http,
         bind: SocketAddr::from(([127, 0, 0, 1], args.port)),
         namespaces: args.namespaces,
+        metrics_listen: args.metrics_listen,
         ..Default::default()
     };
     let sim = kubesim::start(config).await?;
+    if let Some(addr) = sim.metrics_addr {
+        tracing::info!(%addr, "pod metrics listening");
+    }
     if let Some(path) = &args.kubeconfig {
         sim.write_kubeconfig(path)?;
         tracing::info!(path = %path.display(), "kubeconfig written");

@@ -264,6 +264,53 @@ pub const INPUTS: &[InputSpec] = &[
         "always",
         "when to post to Slack: failure or always",
     ),
+    // The metric gate: a PromQL query judged during the bake.
+    input(
+        "prometheus-url",
+        "",
+        "http://prometheus.monitoring:9090",
+        "metric gate: the Prometheus HTTP API (also Thanos, Mimir, VictoriaMetrics) to evaluate analysis-query against",
+    ),
+    secret(
+        "prometheus-token",
+        "$PROMETHEUS_TOKEN",
+        "metric gate: bearer token for prometheus-url (secret)",
+    ),
+    input(
+        "prometheus-username",
+        "",
+        "rollguard",
+        "metric gate: basic-auth user for prometheus-url (with prometheus-password)",
+    ),
+    secret(
+        "prometheus-password",
+        "$PROMETHEUS_PASSWORD",
+        "metric gate: basic-auth password for prometheus-url (secret)",
+    ),
+    input(
+        "analysis-query",
+        "",
+        "sum(rate(http_requests_total{{{ version_label }}=\"{{ version }}\",code=~\"5..\"}[1m])) / sum(rate(http_requests_total{{{ version_label }}=\"{{ version }}\"}[1m]))",
+        "metric gate: PromQL giving one number, with {{ version }}, {{ version_label }}, {{ namespace }}, {{ workload }}, {{ container }}; evaluated every analysis-interval during bake",
+    ),
+    input(
+        "analysis-condition",
+        "",
+        "< 0.01",
+        "metric gate: what a passing value satisfies: <, <=, >, >=, == or != and a number",
+    ),
+    input(
+        "analysis-interval",
+        "30s",
+        "1m",
+        "metric gate: time between evaluations (and a last one when the bake ends)",
+    ),
+    input(
+        "analysis-failure-limit",
+        "1",
+        "3",
+        "metric gate: failing evaluations in a row that fail the rollout (no data neither counts nor resets)",
+    ),
     input(
         "max-surge",
         "1",
@@ -343,6 +390,22 @@ pub(super) struct RawInputs {
     pub(super) max_surge: Option<String>,
     #[serde(rename = "max-unavailable")]
     pub(super) max_unavailable: Option<String>,
+    #[serde(rename = "prometheus-url")]
+    pub(super) prometheus_url: Option<String>,
+    #[serde(rename = "prometheus-token")]
+    pub(super) prometheus_token: Option<String>,
+    #[serde(rename = "prometheus-username")]
+    pub(super) prometheus_username: Option<String>,
+    #[serde(rename = "prometheus-password")]
+    pub(super) prometheus_password: Option<String>,
+    #[serde(rename = "analysis-query")]
+    pub(super) analysis_query: Option<String>,
+    #[serde(rename = "analysis-condition")]
+    pub(super) analysis_condition: Option<String>,
+    #[serde(rename = "analysis-interval")]
+    pub(super) analysis_interval: Option<String>,
+    #[serde(rename = "analysis-failure-limit")]
+    pub(super) analysis_failure_limit: Option<String>,
     pub(super) lock: Option<String>,
     #[serde(rename = "lock-timeout")]
     pub(super) lock_timeout: Option<String>,

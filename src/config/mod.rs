@@ -73,6 +73,8 @@ pub struct Settings {
     pub preflight: Preflight,
     /// `lock`, `lock-timeout`, `on-cancel` and the run identity.
     pub reliability: Reliability,
+    /// The metric gate, when `prometheus-url` and `analysis-query` are given.
+    pub analysis: Option<crate::analysis::settings::Settings>,
 }
 
 /// A bad input: one line naming the input and what was wrong.
@@ -291,6 +293,18 @@ fn settle(raw: inputs::RawInputs, env: &Env, unknown: Vec<String>) -> Result<Set
     if let Some(path) = raw.report_file.as_deref() {
         check_report_file(path).map_err(|p| bad("report-file", p))?;
     }
+    let analysis = crate::analysis::settings::from_inputs(&crate::analysis::settings::Inputs {
+        url: raw.prometheus_url.as_deref(),
+        token: raw.prometheus_token.as_deref(),
+        username: raw.prometheus_username.as_deref(),
+        password: raw.prometheus_password.as_deref(),
+        query: raw.analysis_query.as_deref(),
+        condition: raw.analysis_condition.as_deref(),
+        interval: raw.analysis_interval.as_deref(),
+        failure_limit: raw.analysis_failure_limit.as_deref(),
+        has_hold: !bake.is_zero(),
+    })
+    .map_err(|e| bad(e.input, e.problem))?;
     let ci = CiContext::from_env(env);
     Ok(Settings {
         workload,
@@ -324,6 +338,12 @@ fn settle(raw: inputs::RawInputs, env: &Env, unknown: Vec<String>) -> Result<Set
             environment,
             environment_url,
             report_file: raw.report_file,
+            // The metric gate's credentials: masked and scrubbed like the rest.
+            extra_secrets: [&raw.prometheus_token, &raw.prometheus_password]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect(),
             ..SinkSettings::default()
         },
         unknown,
@@ -336,6 +356,7 @@ fn settle(raw: inputs::RawInputs, env: &Env, unknown: Vec<String>) -> Result<Set
             ci.lock_identity(),
         )?,
         ci,
+        analysis,
     })
 }
 

@@ -371,7 +371,7 @@ pub fn diagnose(input: &Inputs<'_>) -> Vec<Finding> {
                 summary: first.clone(),
                 fix: "Another writer changed the workload while rollguard was rolling it out; rollguard stopped and left their change in place (not rolled back). Make one pipeline the only writer of this workload, or use the deploy lock in every writer (lock=true).".into(),
             },
-            Cause::ProgressDeadline | Cause::Timeout => Words {
+            Cause::ProgressDeadline | Cause::Timeout | Cause::MetricGate => Words {
                 summary: if first.is_empty() {
                     cause.title().to_string()
                 } else {

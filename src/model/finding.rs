@@ -23,6 +23,8 @@ pub enum Cause {
     /// Another writer changed the pod template during the rollout.
     Superseded,
     Timeout,
+    /// The metric gate's query failed its condition (or found no data).
+    MetricGate,
 }
 
 impl Cause {
@@ -52,6 +54,7 @@ impl Cause {
             Cause::ProgressDeadline => "progress deadline exceeded",
             Cause::Superseded => "changed by someone else during the rollout",
             Cause::Timeout => "timed out",
+            Cause::MetricGate => "metric gate failed",
         }
     }
 }

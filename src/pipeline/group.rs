@@ -112,6 +112,7 @@ pub(crate) fn summarise(
         report.events = r.events.clone();
         report.patch = r.patch.clone();
         report.previous_template = r.previous_template.clone();
+        report.analysis = r.analysis.clone();
     } else {
         let word = match code {
             ExitCode::Success => "rolled out",

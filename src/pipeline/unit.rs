@@ -88,6 +88,13 @@ impl Unit {
         progress: &Progress,
         timed_out: bool,
     ) -> Vec<Finding> {
+        if cause == Cause::MetricGate
+            && let Some(a) = &self.rep.analysis
+        {
+            return crate::analysis::finding(a, self.rep.container.clone())
+                .into_iter()
+                .collect();
+        }
         let failure = Failure {
             cause,
             signals,

@@ -84,6 +84,11 @@ pub fn render(r: &Report) -> String {
         }
         line(format!("    fix: {}", f.fix));
     }
+    let gate = super::analysis::console_lines(r);
+    if !gate.is_empty() {
+        line(String::new());
+        gate.into_iter().for_each(&mut line);
+    }
     let events = markdown::fresh_events(r);
     if !events.is_empty() {
         line(String::new());

@@ -438,6 +438,11 @@ pub fn render(r: &Report, opts: &Options) -> String {
             if omitted == 1 { "" } else { "s" }
         ));
     }
+    let gate = super::analysis::markdown(r);
+    if gate.len() <= budget {
+        budget -= gate.len();
+        s.push_str(&gate);
+    }
     if events.len() <= budget {
         budget -= events.len();
         s.push_str(&events);

@@ -1,6 +1,7 @@
 //! The outcome of a run, and the sinks that publish it (console, JSON file,
 //! GitHub, GitLab and Slack).
 
+pub mod analysis;
 pub mod console;
 pub mod deployments;
 pub mod events;
@@ -154,6 +155,9 @@ pub struct Report {
     /// failed (each summary prefixed with its workload).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub workloads: Vec<WorkloadReport>,
+    /// The metric gate's query, condition and evaluations (when set).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::Summary>,
 }
 
 /// The outcome of one workload of a run.
@@ -187,6 +191,9 @@ pub struct WorkloadReport {
     /// The revision that serves after a rollback.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub serving_revision: Option<String>,
+    /// The metric gate's query, condition and evaluations (when it ran).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub analysis: Option<crate::analysis::Summary>,
 }
 
 impl WorkloadReport {
@@ -211,6 +218,7 @@ impl WorkloadReport {
             notes: Vec::new(),
             events: Vec::new(),
             serving_revision: None,
+            analysis: None,
         }
     }
 }
@@ -246,6 +254,7 @@ impl Report {
             events: Vec::new(),
             context: RunContext::default(),
             workloads: Vec::new(),
+            analysis: None,
         }
     }
 }

@@ -53,6 +53,21 @@ fn value(v: &Value) -> Value {
     }
 }
 
+/// The gate's query (as sent) and failure text: one line each.
+fn analysis(a: &crate::analysis::Summary) -> crate::analysis::Summary {
+    let mut a = a.clone();
+    a.query = one_line(&a.query);
+    a.condition = one_line(&a.condition);
+    for e in &mut a.evaluations {
+        e.time = one_line(&e.time);
+    }
+    if let Some(f) = &mut a.failure {
+        f.message = one_line(&f.message);
+        f.time = one_line(&f.time);
+    }
+    a
+}
+
 fn workload(w: &WorkloadReport) -> WorkloadReport {
     WorkloadReport {
         workload: one_line(&w.workload),
@@ -78,6 +93,7 @@ fn workload(w: &WorkloadReport) -> WorkloadReport {
         notes: all(&w.notes),
         events: all(&w.events),
         serving_revision: opt(&w.serving_revision),
+        analysis: w.analysis.as_ref().map(analysis),
     }
 }
 
@@ -126,5 +142,6 @@ pub fn report(r: &Report) -> Report {
             cluster: opt(&r.context.cluster),
         },
         workloads: r.workloads.iter().map(workload).collect(),
+        analysis: r.analysis.as_ref().map(analysis),
     }
 }

@@ -180,6 +180,9 @@ pub fn blocks(r: &Report, job_url: Option<&str>) -> Vec<Value> {
     }
 
     let mut tail = Vec::new();
+    if let Some(gate) = super::analysis::slack(r) {
+        tail.push(section(gate));
+    }
     let events = markdown::fresh_events(r);
     if !events.is_empty() {
         tail.push(section(format!(

@@ -2,8 +2,8 @@
 //! answers with its own rule ([`Subject::judge`]); the loop applies what is
 //! the same for all of them — someone else's template change, a container
 //! exit (the stability guard), unschedulable pods (permanent or waiting for
-//! the autoscaler), the stability window, the bake, the heartbeat and the
-//! deadline — and prints one progress line per change.
+//! the autoscaler), the stability window, the bake with its metric gate, the
+//! heartbeat and the deadline — and prints one progress line per change.
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -13,6 +13,7 @@ use std::time::Duration;
 use k8s_openapi::api::core::v1::{Event, Pod};
 use tokio::time::Instant;
 
+use crate::analysis::Gate;
 use crate::guards::Guards;
 use crate::model::{Cause, Signal};
 use crate::model::{Mark, Phase};
@@ -77,6 +78,7 @@ pub(crate) async fn follow<S: Subject>(
     deadline: Instant,
     bake: Duration,
     guards: &mut Guards,
+    mut gate: Option<&mut Gate>,
     out: &mut (dyn Write + Send),
 ) -> Ended {
     let mut lines = Lines::new(out);
@@ -126,11 +128,32 @@ pub(crate) async fn follow<S: Subject>(
                     signals,
                 };
             }
-            if now - *since >= bake {
+            let ended = now - *since >= bake;
+            if let Some(g) = gate.as_deref_mut() {
+                let failed = if ended {
+                    g.finish(lines.out).await.is_some()
+                } else {
+                    g.tick(now, lines.out).await.is_some()
+                };
+                if failed {
+                    s.mark(Some(Mark::Verdict), Phase::Bake);
+                    return Ended::Failed {
+                        progress: r.progress,
+                        cause: Cause::MetricGate,
+                        signals: vec![g.signal()],
+                    };
+                }
+            }
+            if ended {
                 let _ = writeln!(
                     lines.out,
-                    "baked for {}: no restarts, every new pod ready",
-                    humantime::format_duration(bake)
+                    "baked for {}: no restarts, every new pod ready{}",
+                    humantime::format_duration(bake),
+                    if gate.is_some() {
+                        ", metric gate passed"
+                    } else {
+                        ""
+                    }
                 );
                 s.mark(Some(Mark::Verdict), Phase::Bake);
                 return Ended::Succeeded(r.progress);
@@ -208,6 +231,9 @@ pub(crate) async fn follow<S: Subject>(
                         humantime::format_duration(bake)
                     );
                     baked_from = Some((now, restarts));
+                    if let Some(g) = gate.as_deref_mut() {
+                        g.begin(now, lines.out);
+                    }
                     continue;
                 }
                 Check::Waiting { pending, next } => {

@@ -51,6 +51,45 @@ pub(crate) struct Applied {
     pub cancel_target: Option<cancel::Handle>,
 }
 
+/// The metric gate of one workload's bake, its query filled in with the
+/// workload's values (None without a gate; a client that cannot be built is
+/// one line and no gate).
+pub(crate) fn gate_for(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    version: &str,
+    container: &str,
+    out: &mut (dyn Write + Send),
+) -> Option<crate::analysis::Gate> {
+    let a = ctx.settings.analysis.as_ref()?;
+    let vars = crate::analysis::template::Vars {
+        version: version.to_string(),
+        version_label: ctx.settings.version_label.clone(),
+        namespace: ctx.ns.clone(),
+        workload: w.name.clone(),
+        container: container.to_string(),
+    };
+    match crate::analysis::Gate::new(a, &vars) {
+        Ok(g) => Some(g),
+        Err(e) => {
+            let _ = writeln!(
+                out,
+                "metric gate not started: {}",
+                crate::text::quote(&e, 200)
+            );
+            None
+        }
+    }
+}
+
+/// The gate's evaluations for the report, when it evaluated anything.
+pub(crate) fn gate_summary(
+    gate: Option<crate::analysis::Gate>,
+) -> Option<crate::analysis::Summary> {
+    gate.map(crate::analysis::Gate::into_summary)
+        .filter(|a| !a.evaluations.is_empty() || a.failure.is_some())
+}
+
 /// How a rollout failed, for its diagnosis.
 pub(crate) struct Failure<'a> {
     pub cause: Cause,

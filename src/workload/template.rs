@@ -26,7 +26,7 @@ use crate::stability::Stability;
 use crate::track::{self, Ended, Poll, Reading, Subject, Watch, WatchSnapshot};
 use crate::workload::deployment::{self as dep, NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
 use crate::workload::{self, Limits, WorkloadRef, patch};
 use crate::{Stop, stop};
 
@@ -204,6 +204,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             .and_then(|p| p.pointer("/spec/template"))
             .cloned()
             .unwrap_or(Value::Null);
+        let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
         let mut subject = TemplateSubject::<K> {
             watch,
             name: &w.name,
@@ -218,9 +219,11 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             deadline,
             s.bake,
             &mut guards,
+            gate.as_mut(),
             out,
         )
         .await;
+        rep.analysis = gate_summary(gate);
         if let Some(n) = guards.stable_note.take() {
             rep.stability = Some(n);
         }

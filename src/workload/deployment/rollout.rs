@@ -32,7 +32,7 @@ use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
 use crate::{Stop, cluster_error, stop};
 
 pub(crate) struct DeploymentRollout {
@@ -161,7 +161,7 @@ impl Rollout for DeploymentRollout {
     async fn follow(
         &mut self,
         ctx: &Ctx<'_>,
-        _w: &WorkloadRef,
+        w: &WorkloadRef,
         rep: &mut WorkloadReport,
         deadline: Instant,
         out: &mut (dyn Write + Send),
@@ -191,15 +191,18 @@ impl Rollout for DeploymentRollout {
             exp,
             container: &self.plan.container,
         };
+        let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
         let ended = track::follow(
             &mut subject,
             &ctx.limits,
             deadline,
             s.bake,
             &mut guards,
+            gate.as_mut(),
             out,
         )
         .await;
+        rep.analysis = gate_summary(gate);
         if let Some(n) = guards.stable_note.take() {
             rep.stability = Some(n);
         }

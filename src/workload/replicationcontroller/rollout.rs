@@ -28,7 +28,7 @@ use crate::stability::Stability;
 use crate::track::{self, Ended, Watch};
 use crate::workload::deployment as dep;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
 use crate::workload::{Kind, WorkloadRef};
 use crate::{Stop, cluster_error, stop};
 
@@ -222,7 +222,7 @@ impl Rollout for RcRollout {
     async fn follow(
         &mut self,
         ctx: &Ctx<'_>,
-        _w: &WorkloadRef,
+        w: &WorkloadRef,
         rep: &mut WorkloadReport,
         deadline: Instant,
         out: &mut (dyn Write + Send),
@@ -240,6 +240,7 @@ impl Rollout for RcRollout {
             ctx.settings.scale_up_grace,
             unavailable.max(0) as usize,
         );
+        let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
         let Some(watch) = self.watch.as_mut() else {
             return Ended::not_started();
         };
@@ -261,9 +262,11 @@ impl Rollout for RcRollout {
             deadline,
             ctx.settings.bake,
             &mut guards,
+            gate.as_mut(),
             out,
         )
         .await;
+        rep.analysis = gate_summary(gate);
         if let Some(n) = guards.stable_note.take() {
             rep.stability = Some(n);
         }

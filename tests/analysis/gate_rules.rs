@@ -1,0 +1,139 @@
+//! The metric gate's counting and retry rules against a local HTTP receiver
+//! speaking the Prometheus API, with the evaluation moments given
+//! explicitly (no waiting).
+
+use std::time::Duration;
+
+use rollguard::analysis::prometheus::Auth;
+use rollguard::analysis::template::Vars;
+use rollguard::analysis::{Condition, FailureKind, Gate, Outcome, Settings};
+use serde_json::json;
+use tokio::time::Instant;
+use wiremock::matchers::{method, path};
+use wiremock::{Mock, MockServer, ResponseTemplate};
+
+fn answer(value: &str) -> ResponseTemplate {
+    ResponseTemplate::new(200).set_body_json(json!({
+        "status": "success",
+        "data": {"resultType": "vector", "result": [{"metric": {}, "value": [1.0, value]}]}
+    }))
+}
+
+fn gate(server: &MockServer, limit: u32) -> Gate {
+    rollguard::kube_client::install_crypto_provider();
+    let settings = Settings {
+        url: server.uri(),
+        auth: Auth::Bearer("gate-token".into()),
+        query: r#"ratio{v="{{ version }}"}"#.into(),
+        condition: Condition::parse("< 0.05").unwrap(),
+        interval: Duration::from_secs(1),
+        failure_limit: limit,
+    };
+    let vars = Vars {
+        version: "v2".into(),
+        ..Default::default()
+    };
+    Gate::new(&settings, &vars).unwrap()
+}
+
+#[tokio::test]
+async fn no_data_neither_counts_nor_resets_the_failures_in_a_row() {
+    let server = MockServer::start().await;
+    for v in ["0.2", "NaN", "0.01", "0.3", "NaN", "0.4"] {
+        Mock::given(method("POST"))
+            .and(path("/api/v1/query"))
+            .respond_with(answer(v))
+            .up_to_n_times(1)
+            .mount(&server)
+            .await;
+    }
+    let mut g = gate(&server, 2);
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    g.begin(t0, &mut out);
+    // fail, no data, pass (resets), fail, no data, fail → the limit of 2.
+    for s in 1..=5 {
+        let at = t0 + Duration::from_secs(s);
+        assert!(g.tick(at, &mut out).await.is_none(), "after {s}");
+    }
+    let f = g
+        .tick(t0 + Duration::from_secs(6), &mut out)
+        .await
+        .cloned()
+        .expect("the second failure in a row fails");
+    assert_eq!(f.kind, FailureKind::Threshold);
+    assert_eq!(f.value, Some(0.4));
+    let outcomes: Vec<Outcome> = g.summary().evaluations.iter().map(|e| e.outcome).collect();
+    use Outcome::*;
+    assert_eq!(outcomes, [Fail, NoData, Pass, Fail, NoData, Fail]);
+    // On the wire: a POST form with the rendered query, a time, the token.
+    let reqs = server.received_requests().await.unwrap();
+    let body = String::from_utf8_lossy(&reqs[0].body).to_string();
+    assert!(
+        body.starts_with("query=ratio%7Bv%3D%22v2%22%7D&time="),
+        "{body}"
+    );
+    assert_eq!(
+        reqs[0]
+            .headers
+            .get("authorization")
+            .unwrap()
+            .to_str()
+            .unwrap(),
+        "Bearer gate-token"
+    );
+    let text = String::from_utf8(out).unwrap();
+    assert!(!text.contains("gate-token"), "{text}");
+}
+
+#[tokio::test]
+async fn errors_are_retried_within_the_interval_then_fail() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(503).set_body_string("upstream down\n\x1b[2J"))
+        .mount(&server)
+        .await;
+    let mut g = gate(&server, 1);
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    g.begin(t0, &mut out);
+    assert!(
+        g.tick(t0 + Duration::from_secs(1), &mut out)
+            .await
+            .is_none()
+    );
+    let f = g
+        .tick(t0 + Duration::from_secs(2), &mut out)
+        .await
+        .cloned()
+        .expect("an interval without an answer fails");
+    assert_eq!(f.kind, FailureKind::Error);
+    assert!(
+        f.message.contains("HTTP 503") && !f.message.contains('\x1b'),
+        "{f:?}"
+    );
+    assert_eq!(server.received_requests().await.unwrap().len(), 2);
+    assert!(g.summary().evaluations.is_empty());
+}
+
+#[tokio::test]
+async fn several_series_fail_at_once_as_misconfigured() {
+    let server = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "status": "success",
+            "data": {"resultType": "vector", "result": [
+                {"metric": {"pod": "a"}, "value": [1.0, "0.1"]},
+                {"metric": {"pod": "b"}, "value": [1.0, "0.2"]}]}
+        })))
+        .mount(&server)
+        .await;
+    let mut g = gate(&server, 3);
+    let mut out = Vec::new();
+    let t0 = Instant::now();
+    g.begin(t0, &mut out);
+    let f = g.tick(t0 + Duration::from_secs(1), &mut out).await.cloned();
+    let f = f.expect("misconfigured");
+    assert_eq!(f.kind, FailureKind::Misconfigured);
+    assert!(f.message.contains("2 series"), "{}", f.message);
+}

@@ -130,6 +130,48 @@ pub fn set_target(client: &kube::Client, object_path: String) {
     }
 }
 
+/// A canary Deployment the second signal deletes before exiting.
+static CANARY: Mutex<Option<Target>> = Mutex::new(None);
+
+/// Tell the second-signal handler which canary Deployment to delete.
+pub fn set_canary(client: &kube::Client, object_path: String) {
+    if let Ok(mut t) = CANARY.lock() {
+        *t = Some(Target {
+            client: client.clone(),
+            path: object_path,
+        });
+    }
+}
+
+/// The canary is gone: nothing to delete on a second signal.
+pub fn clear_canary() {
+    if let Ok(mut t) = CANARY.lock() {
+        *t = None;
+    }
+}
+
+/// One delete call for the canary (bounded by 1 s): its pods leave the
+/// Service before the process exits.
+async fn delete_canary() {
+    let target = CANARY.lock().ok().and_then(|t| t.clone());
+    let Some(t) = target else { return };
+    let req = http::Request::builder()
+        .method(http::Method::DELETE)
+        .uri(format!("{}?propagationPolicy=Background", t.path))
+        .body(Vec::new());
+    let Ok(req) = req else { return };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(1),
+        t.client.request::<serde_json::Value>(req),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => eprintln!("rollguard: deleted the canary"),
+        Ok(Err(e)) => eprintln!("rollguard: could not delete the canary: {e}"),
+        Err(_) => eprintln!("rollguard: could not delete the canary in time"),
+    }
+}
+
 /// Record what the run is doing now (one line: "rolling out web:v2 from web:v1").
 pub fn set_phase(phase: impl Into<String>) {
     if let Ok(mut p) = PHASE.lock() {
@@ -201,6 +243,7 @@ pub fn install() -> CancelToken {
                             canceller.cancel(name);
                         } else {
                             eprintln!("rollguard: second signal ({name}): exiting now");
+                            delete_canary().await;
                             annotate_state().await;
                             std::process::exit(crate::ExitCode::RollbackFailed.code());
                         }

@@ -144,6 +144,18 @@ pub const INPUTS: &[InputSpec] = &[
         "after success, keep watching the new pods this long; a restart or unready pod fails the rollout",
     ),
     input(
+        "canary",
+        "",
+        "1",
+        "Deployment or StatefulSet: first run this many pods of the new version (or a percentage of replicas, rounded up; fewer than replicas) beside the stable ones, judged for canary-hold, before the full rollout",
+    ),
+    input(
+        "canary-hold",
+        "2m",
+        "5m",
+        "how long the canary's pods are watched once rolled out (with canary)",
+    ),
+    input(
         "kubeconfig",
         "$KUBECONFIG, ~/.kube/config, in-cluster",
         "/path/kubeconfig",
@@ -315,6 +327,9 @@ struct RawInputs {
     bake: Option<String>,
     #[serde(rename = "stable-for")]
     stable_for: Option<String>,
+    canary: Option<String>,
+    #[serde(rename = "canary-hold")]
+    canary_hold: Option<String>,
     #[serde(rename = "scale-up-grace")]
     scale_up_grace: Option<String>,
     kubeconfig: Option<String>,
@@ -466,6 +481,8 @@ pub struct Settings {
     /// How long each new pod must stay Ready, without a container exit or
     /// restart, from its own Ready transition (0: kubectl's rule).
     pub stable_for: Duration,
+    /// `canary` and `canary-hold`: run the new version on a few pods first.
+    pub canary: Option<Canary>,
     /// How long to wait for a node the cluster autoscaler said it is adding.
     pub scale_up_grace: Duration,
     pub kubeconfig: KubeconfigSource,
@@ -536,6 +553,59 @@ impl IntOrPercent {
             }
         }
     }
+}
+
+/// The canary step: how many pods of the new version, and how long they are held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Canary {
+    pub pods: IntOrPercent,
+    pub hold: Duration,
+}
+
+/// `canary` and `canary-hold`; only for one Deployment or StatefulSet (a
+/// ReplicationController's update and a DaemonSet's per-node pods have no
+/// way to run a few new pods beside the stable ones; a group would need one
+/// verdict over several canaries).
+fn canary_settings(
+    canary: Option<&str>,
+    hold: Option<&str>,
+    workloads: &[WorkloadRef],
+) -> Result<Option<Canary>, InputError> {
+    let Some(v) = canary else {
+        if hold.is_some() {
+            return Err(bad("canary-hold", "needs the canary input"));
+        }
+        return Ok(None);
+    };
+    let pods = IntOrPercent::parse("canary", Some(v), 0)?;
+    if pods.is_zero() {
+        return Err(bad(
+            "canary",
+            format!("\"{v}\" must be at least 1 pod or 1%"),
+        ));
+    }
+    if workloads.len() > 1 {
+        return Err(bad(
+            "canary",
+            "runs one workload at a time: name a single workload",
+        ));
+    }
+    if let Some(w) = workloads.first()
+        && !matches!(
+            w.kind,
+            crate::workload::Kind::Deployment | crate::workload::Kind::StatefulSet
+        )
+    {
+        return Err(bad(
+            "canary",
+            format!(
+                "is for a Deployment or StatefulSet, not {w}: a {} has no way to run a few new pods beside the stable ones",
+                w.kind.as_str()
+            ),
+        ));
+    }
+    let hold = parse_duration("canary-hold", hold, "2m")?;
+    Ok(Some(Canary { pods, hold }))
 }
 
 /// What `capacity-check` does when the surge pods cannot be scheduled.
@@ -819,6 +889,11 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
     )?;
     let bake = parse_duration("bake", raw.bake.as_deref(), "0s")?;
     let stable_for = parse_duration("stable-for", raw.stable_for.as_deref(), "20s")?;
+    let canary = canary_settings(
+        raw.canary.as_deref(),
+        raw.canary_hold.as_deref(),
+        &workloads,
+    )?;
     let scale_up_grace = parse_duration("scale-up-grace", raw.scale_up_grace.as_deref(), "5m")?;
     let context = raw.context.or_else(|| {
         env.get("KUBE_CONTEXT")
@@ -918,6 +993,7 @@ fn settle(raw: RawInputs, env: &Env, unknown: Vec<String>) -> Result<Settings, I
         unschedulable_grace,
         bake,
         stable_for,
+        canary,
         scale_up_grace,
         kubeconfig,
         context,

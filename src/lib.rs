@@ -8,6 +8,7 @@
 //! [`diagnose`], rollback) → [`report`]. [`run`] is the entry point shared
 //! by the binary and tests.
 
+pub mod canary;
 pub mod config;
 pub mod diagnose;
 pub mod exit;

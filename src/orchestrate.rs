@@ -1675,7 +1675,7 @@ async fn roll_back_deployment(
 
 /// Findings for a failed rollout, with the previous log tail of crashed containers.
 #[allow(clippy::too_many_arguments)]
-async fn diagnose_deployment(
+pub(crate) async fn diagnose_deployment(
     client: &Client,
     ns: &str,
     snap: &dep::Snapshot,
@@ -2349,6 +2349,11 @@ async fn close_units(ctx: &Ctx<'_>, units: &mut [Unit], report: &mut Report) {
     for (w, m) in &marked {
         recovery::clear(&ctx.client, w.kind.as_str(), &ctx.ns, &w.name, m).await;
     }
+    if ctx.settings.canary.is_some() {
+        for u in units.iter_mut() {
+            crate::canary::cleanup::after_run(&ctx.client, &ctx.ns, &u.wref, &mut u.rep).await;
+        }
+    }
     // The chart shows one Deployment: the first that failed, else the first.
     let is_dep = |u: &Unit| matches!(u.state, State::Deployment(_));
     let pick = units
@@ -2439,6 +2444,39 @@ pub(crate) async fn deploy_group(
         return Ok(ExitCode::Success);
     }
 
+    // The canary step (one Deployment or StatefulSet): a Deployment's
+    // canary runs and is judged before the stable one is touched; a
+    // StatefulSet's partition goes into the template patch.
+    if let Some(c) = settings.canary
+        && let Some(u) = units.first_mut()
+    {
+        match &mut u.state {
+            State::Deployment(d) => {
+                d.selector = crate::canary::without_canary(&d.selector);
+                let ran = crate::canary::deployment::run(
+                    &ctx.client,
+                    &ctx.ns,
+                    settings,
+                    c,
+                    &u.wref,
+                    &d.plan,
+                    &u.planned_at,
+                    &mut u.rep,
+                    out,
+                )
+                .await?;
+                if let Some((code, result)) = ran {
+                    close_units(&ctx, &mut units, report).await;
+                    summarise(report, units, single, code, result);
+                    return Ok(code);
+                }
+            }
+            State::Template(t) => {
+                crate::canary::statefulset::plan(&t.raw, c, &u.wref, &mut t.plan.patch)?;
+            }
+            State::Rc(_) => {}
+        }
+    }
     let sink: Mutex<&mut (dyn Write + Send)> = Mutex::new(out);
     let writer = |u: &Unit| prefixed(&sink, single, u);
 
@@ -2457,9 +2495,45 @@ pub(crate) async fn deploy_group(
             break;
         }
     }
+    let mut cancelled: Option<&'static str> = None;
+    // The StatefulSet canary's ordinals are judged and held after the patch.
+    if let Some(c) = settings.canary
+        && failed_apply.is_none()
+        && let Some(u) = units.first_mut()
+        && let State::Template(t) = &mut u.state
+        && let Some(ours) = t.patched.as_ref().and_then(|p| p.pointer("/spec/template"))
+    {
+        // (A canary run has one workload: its lines carry no prefix.)
+        let mut w = Prefixed {
+            sink: &sink,
+            prefix: String::new(),
+            buf: Vec::new(),
+        };
+        match crate::canary::statefulset::hold(
+            &ctx.client,
+            &ctx.ns,
+            settings,
+            c,
+            &u.wref,
+            &t.raw,
+            t.generation,
+            ours,
+            &t.plan.container,
+            &mut u.rep,
+            &mut w,
+        )
+        .await
+        {
+            crate::canary::statefulset::Hold::Passed => {}
+            crate::canary::statefulset::Hold::Failed { ended, revision } => {
+                t.revision = revision;
+                u.ended = Some(ended);
+            }
+            crate::canary::statefulset::Hold::Cancelled(why) => cancelled = Some(why),
+        }
+    }
     let deadline = Instant::now() + settings.timeout;
     let (abort_tx, abort_rx) = tokio::sync::watch::channel(false);
-    let mut cancelled: Option<&'static str> = None;
     // Issue #8: a SIGTERM/SIGINT (CI cancel) ends the tracking (src/cancel.rs).
     let cancel = cancel::current();
     if let Some(e) = &failed_apply {
@@ -2470,7 +2544,7 @@ pub(crate) async fn deploy_group(
             }
             return Err(stop(e.code, e.message.clone()));
         }
-    } else {
+    } else if cancelled.is_none() && units.iter().all(|u| u.ended.is_none()) {
         // Follow every workload concurrently; the first failure stops the others.
         let abort_tx = &abort_tx;
         let ctx = &ctx;
@@ -2965,6 +3039,7 @@ fn summarise(
         report.rollback = r.rollback.clone();
         report.progress = r.progress.clone();
         report.stability = r.stability.clone();
+        report.canary = r.canary.clone();
         report.revision = r.revision.clone();
         report.serving_revision = r.serving_revision.clone();
         report.events = r.events.clone();

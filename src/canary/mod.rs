@@ -63,11 +63,13 @@ pub fn without_canary(selector: &str) -> String {
 
 /// What the canary exposed: "canary: 1 of 4 pods for 45s".
 pub fn exposure(pods: i32, replicas: i32, exposed: Duration) -> String {
-    let secs = Duration::from_secs(exposed.as_secs());
-    format!(
-        "canary: {pods} of {replicas} pods for {}",
-        humantime::format_duration(secs)
-    )
+    // Tenths under a minute (a crash is often caught within a second).
+    let took = if exposed < Duration::from_secs(60) {
+        format!("{:.1}s", exposed.as_secs_f64())
+    } else {
+        humantime::format_duration(Duration::from_secs(exposed.as_secs())).to_string()
+    };
+    format!("canary: {pods} of {replicas} pods for {took}")
 }
 
 /// The canary marker annotation's value.
@@ -100,7 +102,11 @@ mod tests {
         assert_eq!(without_canary("app=web"), "app=web,!rollguard.dev/canary");
         assert_eq!(
             exposure(1, 4, Duration::from_millis(45_700)),
-            "canary: 1 of 4 pods for 45s"
+            "canary: 1 of 4 pods for 45.7s"
+        );
+        assert_eq!(
+            exposure(2, 10, Duration::from_millis(125_700)),
+            "canary: 2 of 10 pods for 2m 5s"
         );
         let m: serde_json::Value =
             serde_json::from_str(&marker("r", "t", "deployment/web")).unwrap();

@@ -151,7 +151,7 @@ pub const INPUTS: &[InputSpec] = &[
     ),
     input(
         "canary-hold",
-        "2m",
+        "2m (with canary)",
         "5m",
         "how long the canary's pods are watched once rolled out (with canary)",
     ),

@@ -132,6 +132,44 @@ pub async fn restore_partition(
     Ok(Some(original))
 }
 
+/// A failed canary that was not rolled back (rollback=false, or the
+/// rollback failed): the partition stays, so the stable ordinals keep the
+/// previous version; its saved value is dropped so that no later run
+/// restores it over the new template by itself.
+async fn keep_partition(client: &Client, ns: &str, name: &str) -> Result<Option<String>, String> {
+    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
+    let sts = api
+        .get(name)
+        .await
+        .map_err(|e| format!("reading statefulset/{name}: {e}"))?;
+    let Some(saved) = sts
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PARTITION_ANNOTATION))
+    else {
+        return Ok(None);
+    };
+    let now = sts
+        .spec
+        .as_ref()
+        .and_then(|s| s.update_strategy.as_ref())
+        .and_then(|u| u.rolling_update.as_ref())
+        .and_then(|r| r.partition)
+        .unwrap_or(0);
+    let patch = json!({"metadata": {"annotations": {PARTITION_ANNOTATION: null}}});
+    let params = PatchParams {
+        field_manager: Some("rollguard".into()),
+        ..Default::default()
+    };
+    api.patch(name, &params, &Patch::Merge(&patch))
+        .await
+        .map_err(|e| format!("could not update statefulset/{name}: {e}"))?;
+    Ok(Some(format!(
+        "partition left at {now} (it was {saved}): the ordinals below {now} still run the previous version; set it back once the template is right"
+    )))
+}
+
 /// The next run's part of the recovery: a canary left by a run that was
 /// killed outright. A Deployment's `<name>-canary` carrying [`ANNOTATION`]
 /// is deleted (the deploy lock is ours: no other run is using it); a
@@ -223,15 +261,18 @@ pub async fn after_run(client: &Client, ns: &str, w: &WorkloadRef, rep: &mut Wor
                 .rollback
                 .as_ref()
                 .is_some_and(|r| r.attempted && r.confirmed);
-            if !rolled_back {
-                return;
-            }
-            match restore_partition(client, ns, &w.name).await {
-                Ok(Some(p)) => {
-                    if let Some(c) = rep.canary.as_mut() {
-                        c.push_str(&format!("; partition restored to {p}"));
-                    }
-                }
+            let done = if rolled_back {
+                restore_partition(client, ns, &w.name)
+                    .await
+                    .map(|p| p.map(|p| format!("partition restored to {p}")))
+            } else {
+                keep_partition(client, ns, &w.name).await
+            };
+            match done {
+                Ok(Some(note)) => match rep.canary.as_mut() {
+                    Some(c) => c.push_str(&format!("; {note}")),
+                    None => rep.notes.push(note),
+                },
                 Ok(None) => {}
                 Err(e) => rep.notes.push(e),
             }

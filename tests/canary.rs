@@ -668,3 +668,64 @@ async fn bad_canary_inputs_exit_2_with_the_cluster_untouched() {
     assert_eq!(stable_state(&h).0, before.0);
     h.shutdown().await;
 }
+
+fn rule(groups: &[&str], resources: &[&str], verbs: &[&str]) -> kubesim::Rule {
+    let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect();
+    kubesim::Rule {
+        verbs: v(verbs),
+        groups: v(groups),
+        resources: v(resources),
+        namespaces: vec!["default".into()],
+    }
+}
+
+/// The README's minimal Role, plus `extra` verbs on Deployments.
+fn role(extra: &[&str]) -> Vec<kubesim::Rule> {
+    let mut deployments = vec!["get", "patch", "list", "watch"];
+    deployments.extend_from_slice(extra);
+    vec![
+        rule(&["apps"], &["deployments"], &deployments),
+        rule(&["apps"], &["replicasets"], &["list", "watch"]),
+        rule(&[""], &["pods"], &["list", "watch"]),
+        rule(&[""], &["pods/log"], &["get"]),
+        rule(&[""], &["events"], &["list", "watch"]),
+        rule(
+            &["coordination.k8s.io"],
+            &["leases"],
+            &["get", "create", "update", "watch", "delete"],
+        ),
+    ]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_canary_needs_create_and_delete_on_deployments_asked_before_it_is_made() {
+    let h = fast_cluster().await;
+    create_ready(&h, 3).await;
+    let before = stable_state(&h);
+    h.add_identity("ci", "minimal-token", role(&["create"]));
+    let mut e = env(&h, &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_CANARY", "1")]);
+    e.insert(
+        "ROLLGUARD_KUBECONFIG".into(),
+        h.kubeconfig_for("minimal-token", "ci"),
+    );
+    let (o, out) = run(&e).await;
+    assert_eq!(o.exit_code, 78, "{out}");
+    assert!(
+        out.contains("missing permission in namespace default: delete deployments.apps (the canary deployment/web-canary"),
+        "{out}"
+    );
+    assert_eq!(stable_state(&h), before, "nothing changed");
+    assert_no_canary_left(&h);
+    // With both verbs the same identity runs the canary and the rollout.
+    h.add_identity("ci2", "canary-token", role(&["create", "delete"]));
+    e.insert(
+        "ROLLGUARD_KUBECONFIG".into(),
+        h.kubeconfig_for("canary-token", "ci2"),
+    );
+    e.insert("ROLLGUARD_CANARY_HOLD".into(), "1s".into());
+    let (o, out) = run(&e).await;
+    assert_eq!(o.exit_code, 0, "{out}");
+    assert_eq!(image(&h), "example/web:v2");
+    assert_no_canary_left(&h);
+    h.shutdown().await;
+}

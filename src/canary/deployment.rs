@@ -107,6 +107,51 @@ fn pod_selector(canary: &Value) -> String {
         .unwrap_or_default()
 }
 
+/// The canary needs `create` and `delete` on Deployments beyond what the
+/// rollout itself needs: asked before anything is created, so a canary is
+/// never made that this identity could not remove.
+async fn check_permissions(client: &Client, ns: &str, name: &str) -> Result<(), Stop> {
+    use k8s_openapi::api::authorization::v1::{
+        ResourceAttributes, SelfSubjectAccessReview, SelfSubjectAccessReviewSpec,
+    };
+    let api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
+    let mut missing = Vec::new();
+    for verb in ["create", "delete"] {
+        let review = SelfSubjectAccessReview {
+            spec: SelfSubjectAccessReviewSpec {
+                resource_attributes: Some(ResourceAttributes {
+                    namespace: Some(ns.to_string()),
+                    verb: Some(verb.to_string()),
+                    group: Some("apps".into()),
+                    resource: Some("deployments".into()),
+                    ..Default::default()
+                }),
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let allowed = api
+            .create(&PostParams::default(), &review)
+            .await
+            .map_err(|e| cluster_error(&e, "checking permissions (SelfSubjectAccessReview)"))?
+            .status
+            .is_some_and(|s| s.allowed);
+        if !allowed {
+            missing.push(verb);
+        }
+    }
+    if missing.is_empty() {
+        return Ok(());
+    }
+    Err(stop(
+        ExitCode::ClusterConfig,
+        format!(
+            "missing permission in namespace {ns}: {} deployments.apps (the canary deployment/{name}; grant them with a Role bound to this identity, or deploy without canary; nothing changed)",
+            missing.join(", ")
+        ),
+    ))
+}
+
 /// How the canary ended, before its removal.
 enum Verdict {
     Ended(Ended),
@@ -172,6 +217,7 @@ pub(crate) async fn run(
         Ok(None) => {}
         Err(e) => return Err(cluster_error(&e, &format!("reading deployment/{name}"))),
     }
+    check_permissions(client, ns, &name).await?;
     let typed: Deployment = serde_json::from_value(want).map_err(|e| {
         stop(
             ExitCode::BadInput,

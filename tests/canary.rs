@@ -107,6 +107,11 @@ async fn a_good_canary_passes_and_the_full_rollout_follows() {
         assert_eq!(p["metadata"]["labels"]["app.kubernetes.io/version"], "v2");
     }
     assert_no_canary_left(&h);
+    // The stable Deployment's tracking leaves the canary's pod out: never
+    // more than its 4 replicas of the new version.
+    assert!(!o.report.timeline.is_empty());
+    let most_new = o.report.timeline.iter().map(|s| s.new_ready).max();
+    assert_eq!(most_new, Some(4), "{:?}", o.report.timeline);
     let canary = o
         .report
         .canary

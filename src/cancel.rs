@@ -151,6 +151,45 @@ impl Drop for Handle {
     }
 }
 
+/// A canary Deployment the second signal deletes before exiting.
+static CANARY: Mutex<Option<(kube::Client, String)>> = Mutex::new(None);
+
+/// Tell the second-signal handler which canary Deployment to delete.
+pub fn set_canary(client: &kube::Client, object_path: String) {
+    if let Ok(mut t) = CANARY.lock() {
+        *t = Some((client.clone(), object_path));
+    }
+}
+
+/// The canary is gone: nothing to delete on a second signal.
+pub fn clear_canary() {
+    if let Ok(mut t) = CANARY.lock() {
+        *t = None;
+    }
+}
+
+/// One delete call for the canary (bounded by 1 s): its pods leave the
+/// Service before the process exits.
+async fn delete_canary() {
+    let target = CANARY.lock().ok().and_then(|t| t.clone());
+    let Some((client, path)) = target else { return };
+    let req = http::Request::builder()
+        .method(http::Method::DELETE)
+        .uri(format!("{path}?propagationPolicy=Background"))
+        .body(Vec::new());
+    let Ok(req) = req else { return };
+    let sent = tokio::time::timeout(
+        Duration::from_secs(1),
+        client.request::<serde_json::Value>(req),
+    )
+    .await;
+    match sent {
+        Ok(Ok(_)) => eprintln!("rollguard: deleted the canary"),
+        Ok(Err(e)) => eprintln!("rollguard: could not delete the canary: {e}"),
+        Err(_) => eprintln!("rollguard: could not delete the canary in time"),
+    }
+}
+
 /// The paths of the registered targets (what a second signal would annotate).
 #[cfg(test)]
 fn targets() -> Vec<String> {
@@ -229,6 +268,7 @@ pub fn install() -> CancelToken {
                             canceller.cancel(name);
                         } else {
                             eprintln!("rollguard: second signal ({name}): exiting now");
+                            delete_canary().await;
                             annotate_state().await;
                             std::process::exit(crate::ExitCode::RollbackFailed.code());
                         }

@@ -9,6 +9,7 @@
 //! point shared by the binary and tests.
 
 pub mod analysis;
+pub mod canary;
 pub mod config;
 pub mod diagnose;
 pub mod exit;

@@ -276,6 +276,31 @@ pub async fn recover_if_needed(
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<Recovered, String> {
+    let recovered = recover_marker(client, ns, kind, name, timeout, out).await?;
+    // A canary of the interrupted run: deleted (Deployment) or its saved
+    // partition restored once the template is back (StatefulSet).
+    let Some(canary) = crate::canary::cleanup::remove_leftover(client, ns, kind, name, out).await
+    else {
+        return Ok(recovered);
+    };
+    Ok(match recovered {
+        Recovered::Clean => Recovered::Cleared(canary),
+        Recovered::Cleared(m) => Recovered::Cleared(format!("{m}; {canary}")),
+        Recovered::RolledBack { message, healthy } => Recovered::RolledBack {
+            message: format!("{message}; {canary}"),
+            healthy,
+        },
+    })
+}
+
+async fn recover_marker(
+    client: &kube::Client,
+    ns: &str,
+    kind: &str,
+    name: &str,
+    timeout: Duration,
+    out: &mut (dyn std::io::Write + Send),
+) -> Result<Recovered, String> {
     // A ReplicationController keeps its own bookkeeping annotations.
     let Some(workload_kind) = Kind::from_name(kind).filter(|k| *k != Kind::ReplicationController)
     else {

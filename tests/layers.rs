@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("diagnose", 2),
     ("preflight", 2),
     ("analysis", 2),
+    ("canary", 2),
     ("stability", 2),
     ("superseded", 2),
     ("guards", 2),
@@ -42,6 +43,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("lock", 3),
     ("recovery", 3),
     ("cancel", 3),
+    ("canary::cleanup", 3),
     // The kinds' rollouts (their I/O), and their registration.
     ("workload::rollout", 4),
     ("workload::kinds", 4),
@@ -55,6 +57,8 @@ const LAYERS: &[(&str, u8)] = &[
     ("workload::replicationcontroller::rollout", 4),
     ("workload::replicationcontroller::apply", 4),
     ("workload::replicationcontroller::follow", 4),
+    ("workload::deployment::canary", 4),
+    ("workload::deployment::subject", 4),
     // The phases of a run.
     ("pipeline", 5),
     // The entry points.

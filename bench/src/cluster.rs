@@ -182,6 +182,7 @@ impl Cluster {
                                     kind: c.res.kind.to_string(),
                                     name: c.name,
                                     object: c.object,
+                                    deleted: c.kind == kubesim::store::EventType::Deleted,
                                 };
                                 if tx.send(seen).is_err() {
                                     return;
@@ -369,11 +370,13 @@ fn watch_reader(stdout: impl Read, kind: &'static str, tx: mpsc::UnboundedSender
     for v in stream {
         let Ok(mut v) = v else { return };
         let obj = v["object"].take();
+        let deleted = v["type"] == "DELETED";
         let seen = Seen {
             at: Instant::now(),
             kind: obj["kind"].as_str().unwrap_or(kind).to_string(),
             name: obj["metadata"]["name"].as_str().unwrap_or("").to_string(),
             object: Arc::new(obj),
+            deleted,
         };
         if tx.send(seen).is_err() {
             return;

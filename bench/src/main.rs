@@ -268,7 +268,13 @@ fn sample(
         }
         ok
     } else {
-        let ok = run.reported_failure && Marks::all(&marks.healthy_again).is_some();
+        // A canary that failed: the stable Deployment was never patched,
+        // the canary was deleted.
+        let canary_held = scn.canary.is_some()
+            && marks.patched.iter().all(Option::is_none)
+            && Marks::all(&marks.canary_removed).is_some();
+        let ok =
+            run.reported_failure && (Marks::all(&marks.healthy_again).is_some() || canary_held);
         if !ok {
             note = if !run.reported_failure {
                 "reported success".into()
@@ -281,11 +287,23 @@ fn sample(
     if run.procs.iter().any(|p| p.killed) {
         note.push_str(" (killed by the bench's time limit)");
     }
+    if scn.canary.is_some() {
+        let exposed = format!(
+            "new version on at most {} of {} pods",
+            marks.peak_new_pods,
+            scn.replicas * scn.deployments as i64
+        );
+        note = if note.is_empty() {
+            exposed
+        } else {
+            format!("{note}; {exposed}")
+        };
+    }
     let decided = marks.decided;
     let done = if scn.succeeds {
         Marks::all(&marks.completed)
     } else {
-        Marks::all(&marks.healthy_again)
+        Marks::all(&marks.healthy_again).or_else(|| Marks::all(&marks.canary_removed))
     };
     let counts = counts.as_ref();
     let tail = run
@@ -306,7 +324,10 @@ fn sample(
         correct,
         note,
         verdict_ms: decided.map(|d| ms(run.verdict, d)),
-        rollback_ms: match (decided, Marks::first(&marks.rolled_back)) {
+        rollback_ms: match (
+            decided,
+            Marks::first(&marks.rolled_back).or_else(|| Marks::first(&marks.canary_removed)),
+        ) {
             (Some(d), Some(r)) if !scn.succeeds => Some(ms(r, d)),
             _ => None,
         },

@@ -34,6 +34,8 @@ pub struct Seen {
     pub kind: String,
     pub name: String,
     pub object: Arc<Value>,
+    /// The object was deleted (a DELETED watch event).
+    pub deleted: bool,
 }
 
 /// Instants recorded by the observer. Vectors are per Deployment.
@@ -44,6 +46,11 @@ pub struct Marks {
     pub rolled_back: Vec<Option<Instant>>,
     pub healthy_again: Vec<Option<Instant>>,
     pub decided: Option<Instant>,
+    /// rollguard's `<name>-canary` seen on the new image, and marked for deletion.
+    pub canary: Vec<Option<Instant>>,
+    pub canary_removed: Vec<Option<Instant>>,
+    /// The most pods of the new version live at once (the exposure).
+    pub peak_new_pods: usize,
     /// Each Deployment is complete on the old image right now (set-up).
     pub old_complete: Vec<bool>,
     /// Changes the source missed (broadcast lag); should stay 0.
@@ -57,6 +64,8 @@ impl Marks {
             completed: vec![None; n],
             rolled_back: vec![None; n],
             healthy_again: vec![None; n],
+            canary: vec![None; n],
+            canary_removed: vec![None; n],
             old_complete: vec![false; n],
             ..Default::default()
         }
@@ -143,13 +152,30 @@ impl Observer {
         let m = marks.clone();
         let ch = changed.clone();
         let task = tokio::spawn(async move {
+            // Pod name → a live pod of the new version.
+            let mut live_new: HashMap<String, bool> = HashMap::new();
             while let Some(c) = rx.recv().await {
                 let now = c.at;
                 let obj = &c.object;
                 let mut mk = m.lock().expect("marks");
                 mk.lagged = lagged.load(std::sync::atomic::Ordering::Relaxed);
-                let any_patched = mk.patched.iter().any(Option::is_some);
+                let any_patched =
+                    mk.patched.iter().any(Option::is_some) || mk.canary.iter().any(Option::is_some);
                 match c.kind.as_str() {
+                    "Deployment"
+                        if let Some(&i) =
+                            c.name.strip_suffix("-canary").and_then(|n| idx.get(n))
+                            && image(obj) == new =>
+                    {
+                        mk.canary[i].get_or_insert(now);
+                        if c.deleted
+                            || obj
+                                .pointer("/metadata/deletionTimestamp")
+                                .is_some_and(Value::is_string)
+                        {
+                            mk.canary_removed[i].get_or_insert(now);
+                        }
+                    }
                     "Deployment" => {
                         let Some(&i) = idx.get(&c.name) else { continue };
                         let img = image(obj);
@@ -194,6 +220,13 @@ impl Observer {
                         if hit {
                             mk.decided.get_or_insert(now);
                         }
+                        let live = !c.deleted
+                            && obj
+                                .pointer("/metadata/deletionTimestamp")
+                                .is_none_or(Value::is_null);
+                        live_new.insert(c.name.clone(), new_pod && live);
+                        let n = live_new.values().filter(|v| **v).count();
+                        mk.peak_new_pods = mk.peak_new_pods.max(n);
                     }
                     _ => {}
                 }

@@ -45,6 +45,8 @@ pub struct Scenario {
     pub only_why: &'static str,
     /// Run by default against an external cluster (`--kubeconfig`).
     pub external: bool,
+    /// rollguard's `canary` input (the peers have no canary step).
+    pub canary: Option<&'static str>,
 }
 
 /// The images of one run: the previous version and the new one, from the
@@ -181,6 +183,7 @@ pub fn all() -> Vec<Scenario> {
         only: None,
         only_why: "",
         external: true,
+        canary: None,
     };
     let unschedulable = Scenario {
         key: "unschedulable",
@@ -270,6 +273,17 @@ pub fn all() -> Vec<Scenario> {
             external: true,
             title: "late crash (exits 1 ten seconds after start), 1×",
             new_tag: "late-crash",
+            decide: Decide::FirstExit,
+            decided_by: "first exit of a new container",
+            ..crash.clone()
+        }),
+        real(Scenario {
+            key: "canary-late-crash-1x",
+            external: false,
+            title: "late crash (exits 1 ten seconds after start), 4 replicas, rollguard with `canary: 1`, 1×",
+            replicas: 4,
+            new_tag: "late-crash",
+            canary: Some("1"),
             decide: Decide::FirstExit,
             decided_by: "first exit of a new container",
             ..crash.clone()

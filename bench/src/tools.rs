@@ -150,7 +150,8 @@ pub async fn run(
 /// rollguard's verdict line on a failure (`rollout of IMAGE failed: …`,
 /// prefixed by the workload in a group).
 fn verdict_line(l: &str) -> bool {
-    l.contains("rollout of ") && (l.contains(" failed") || l.contains(" timed out"))
+    (l.contains("rollout of ") || l.contains("canary of "))
+        && (l.contains(" failed") || l.contains(" timed out"))
 }
 
 /// rollguard with its defaults, the cluster-time durations scaled, and the
@@ -180,6 +181,10 @@ async fn rollguard(
         .env("ROLLGUARD_SCALE_UP_GRACE", rc.scaled(600.0))
         .env("ROLLGUARD_VERIFY_IMAGE", "false")
         .env("ROLLGUARD_CAPACITY_CHECK", "off");
+    if let Some(n) = scn.canary {
+        c.env("ROLLGUARD_CANARY", n)
+            .env("ROLLGUARD_CANARY_HOLD", rc.scaled(120.0));
+    }
     let p = proc::run_async(c, LIMIT).await?;
     let line = p
         .stdout

@@ -131,6 +131,18 @@ pub const INPUTS: &[InputSpec] = &[
         "after success, keep watching the new pods this long; a restart or unready pod fails the rollout",
     ),
     input(
+        "canary",
+        "",
+        "1",
+        "Deployment or StatefulSet: first run this many pods of the new version (or a percentage of replicas, rounded up; fewer than replicas) beside the stable ones, judged for canary-hold, before the full rollout",
+    ),
+    input(
+        "canary-hold",
+        "2m (with canary)",
+        "5m",
+        "how long the canary's pods are watched once rolled out (with canary)",
+    ),
+    input(
         "kubeconfig",
         "$KUBECONFIG, ~/.kube/config, in-cluster",
         "/path/kubeconfig",
@@ -348,6 +360,9 @@ pub(super) struct RawInputs {
     pub(super) bake: Option<String>,
     #[serde(rename = "stable-for")]
     pub(super) stable_for: Option<String>,
+    pub(super) canary: Option<String>,
+    #[serde(rename = "canary-hold")]
+    pub(super) canary_hold: Option<String>,
     #[serde(rename = "scale-up-grace")]
     pub(super) scale_up_grace: Option<String>,
     pub(super) kubeconfig: Option<String>,

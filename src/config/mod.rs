@@ -5,6 +5,7 @@
 //! [`SinkSettings`], [`Reliability`]) and never the environment itself.
 //! Everything here is pure: no cluster call.
 
+mod canary;
 mod ci;
 mod cluster;
 mod env;
@@ -18,6 +19,7 @@ use std::time::Duration;
 
 pub use crate::image::ImageChange;
 pub use crate::k8s::names::{check_label_key, is_dns_label, is_label_value, sanitise_label_value};
+pub use canary::Canary;
 pub use ci::{Ci, CiContext, GITHUB_API, GitHub, GitLab};
 pub use cluster::KubeconfigSource;
 pub use env::{Env, env_from_os};
@@ -56,6 +58,8 @@ pub struct Settings {
     /// How long each new pod must stay Ready, without a container exit or
     /// restart, from its own Ready transition (0: kubectl's rule).
     pub stable_for: Duration,
+    /// `canary` and `canary-hold`: run the new version on a few pods first.
+    pub canary: Option<Canary>,
     /// How long to wait for a node the cluster autoscaler said it is adding.
     pub scale_up_grace: Duration,
     pub kubeconfig: KubeconfigSource,
@@ -211,6 +215,11 @@ fn settle(raw: inputs::RawInputs, env: &Env, unknown: Vec<String>) -> Result<Set
     )?;
     let bake = parse_duration("bake", raw.bake.as_deref(), "0s")?;
     let stable_for = parse_duration("stable-for", raw.stable_for.as_deref(), "20s")?;
+    let canary = canary::settings(
+        raw.canary.as_deref(),
+        raw.canary_hold.as_deref(),
+        &workloads,
+    )?;
     let scale_up_grace = parse_duration("scale-up-grace", raw.scale_up_grace.as_deref(), "5m")?;
     let context = raw.context.or_else(|| {
         env.get("KUBE_CONTEXT")
@@ -302,7 +311,7 @@ fn settle(raw: inputs::RawInputs, env: &Env, unknown: Vec<String>) -> Result<Set
         condition: raw.analysis_condition.as_deref(),
         interval: raw.analysis_interval.as_deref(),
         failure_limit: raw.analysis_failure_limit.as_deref(),
-        has_hold: !bake.is_zero(),
+        has_hold: !bake.is_zero() || canary.is_some(),
     })
     .map_err(|e| bad(e.input, e.problem))?;
     let ci = CiContext::from_env(env);
@@ -323,6 +332,7 @@ fn settle(raw: inputs::RawInputs, env: &Env, unknown: Vec<String>) -> Result<Set
         unschedulable_grace,
         bake,
         stable_for,
+        canary,
         scale_up_grace,
         kubeconfig,
         context,

@@ -107,6 +107,7 @@ pub(crate) fn summarise(
         report.rollback = r.rollback.clone();
         report.progress = r.progress.clone();
         report.stability = r.stability.clone();
+        report.canary = r.canary.clone();
         report.revision = r.revision.clone();
         report.serving_revision = r.serving_revision.clone();
         report.events = r.events.clone();

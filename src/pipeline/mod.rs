@@ -4,12 +4,14 @@
 //! 2. take the deploy lock of each workload, undoing an interrupted run's
 //!    change first;
 //! 3. prepare: read, plan and pre-flight every workload (a dry run stops here);
-//! 4. apply the changes, one workload after the other;
-//! 5. follow them all concurrently until each has a verdict (the first
+//! 4. the canary, when asked for: a few pods of the new version judged and
+//!    held first (a failure ends the run with the stable version untouched);
+//! 5. apply the changes, one workload after the other;
+//! 6. follow them all concurrently until each has a verdict (the first
 //!    failure stops the others);
-//! 6. commit on success; otherwise diagnose and roll every applied workload
+//! 7. commit on success; otherwise diagnose and roll every applied workload
 //!    back (all-or-nothing), or roll back within the grace of a cancel;
-//! 7. report: the exit code is the worst of the workloads' codes
+//! 8. report (the canary removed in every outcome): the exit code is the worst of the workloads' codes
 //!    (3 rollback failed > 70 timed out > 1 failed, rolled back > 0).
 
 use std::io::Write;
@@ -48,6 +50,7 @@ pub(crate) async fn deploy_group(
         &ctx.ns,
         &settings.workloads,
         settings.reliability.lock && !settings.dry_run,
+        settings.canary.is_some() && !settings.dry_run,
     )
     .await?;
     let _locks = if settings.dry_run {
@@ -58,6 +61,13 @@ pub(crate) async fn deploy_group(
     let mut units = prepare(&ctx, report, out).await?;
     if settings.dry_run {
         return Ok(dry_run(&ctx, units, report, out));
+    }
+    if let Some(c) = settings.canary {
+        for u in units.iter_mut() {
+            if let Some((code, result)) = u.canary(&ctx, c, out).await? {
+                return Ok(finish(&ctx, units, report, code, result).await);
+            }
+        }
     }
 
     let sink: Mutex<&mut (dyn Write + Send)> = Mutex::new(out);
@@ -321,6 +331,11 @@ async fn close_units(ctx: &Ctx<'_>, units: &mut [Unit], report: &mut Report) {
         .collect();
     for (w, m) in &marked {
         recovery::clear(&ctx.client, w.kind.as_str(), &ctx.ns, &w.name, m).await;
+    }
+    if ctx.settings.canary.is_some() {
+        for u in units.iter_mut() {
+            crate::canary::cleanup::after_run(&ctx.client, &ctx.ns, &u.wref, &mut u.rep).await;
+        }
     }
     // The chart shows one workload: the first that failed, else the first.
     let charted = |u: &Unit| u.rollout.has_timeline();

@@ -11,29 +11,41 @@ use kube::{Api, Client};
 
 use crate::exit::ExitCode;
 use crate::lock;
-use crate::workload::WorkloadRef;
+use crate::workload::{Kind, WorkloadRef};
 use crate::{Stop, cluster_error, stop};
 
-/// including list/watch on the workload itself), and the deploy lock's
-/// Lease verbs unless the lock is off.
+/// Whose a needed permission is, for the message naming a missing one.
+#[derive(Clone, Copy)]
+enum For<'a> {
+    Workload(&'a WorkloadRef),
+    Lock,
+    Canary,
+}
+
+/// Every permission a run needs in `ns`: each workload's (its kind's list,
+/// including list/watch on the workload itself), the deploy lock's Lease
+/// verbs unless the lock is off, and a Deployment canary's create/delete.
 fn needed_permissions(
     workloads: &[WorkloadRef],
     lock: bool,
-) -> Vec<(
-    Option<&WorkloadRef>,
-    &'static str,
-    &'static str,
-    &'static str,
-)> {
+    canary: bool,
+) -> Vec<(For<'_>, &'static str, &'static str, &'static str)> {
     let mut needed = Vec::new();
     for w in workloads {
         for (verb, group, resource) in w.kind.needed_permissions() {
-            needed.push((Some(w), *verb, *group, *resource));
+            needed.push((For::Workload(w), *verb, *group, *resource));
+        }
+        // A Deployment's canary is a Deployment of its own, created and
+        // deleted: never made when this identity could not remove it.
+        if canary && w.kind == Kind::Deployment {
+            for verb in ["create", "delete"] {
+                needed.push((For::Canary, verb, "apps", "deployments"));
+            }
         }
     }
     if lock {
         for verb in lock::LEASE_VERBS {
-            needed.push((None, *verb, "coordination.k8s.io", "leases"));
+            needed.push((For::Lock, *verb, "coordination.k8s.io", "leases"));
         }
     }
     needed
@@ -74,6 +86,7 @@ pub(crate) async fn check_permissions(
     ns: &str,
     workloads: &[WorkloadRef],
     lock: bool,
+    canary: bool,
 ) -> Result<(), Stop> {
     let single = workloads.len() == 1;
     let rules_api: Api<SelfSubjectRulesReview> = Api::all(client.clone());
@@ -89,10 +102,12 @@ pub(crate) async fn check_permissions(
         .map_err(|e| cluster_error(&e, "checking permissions (SelfSubjectRulesReview)"))?;
     let status = answer.status.unwrap_or_default();
     let rules = status.resource_rules;
-    let needed = needed_permissions(workloads, lock);
-    let named = |w: Option<&WorkloadRef>, verb: &str, resource: &str| {
-        w.filter(|w| resource == w.kind.resource() && matches!(verb, "get" | "patch"))
-            .map(|w| w.name.clone())
+    let needed = needed_permissions(workloads, lock, canary);
+    let named = |w: For<'_>, verb: &str, resource: &str| match w {
+        For::Workload(w) if resource == w.kind.resource() && matches!(verb, "get" | "patch") => {
+            Some(w.name.clone())
+        }
+        _ => None,
     };
     let mut missing: Vec<(String, Vec<&str>)> = Vec::new();
     let access_api: Api<SelfSubjectAccessReview> = Api::all(client.clone());
@@ -137,9 +152,10 @@ pub(crate) async fn check_permissions(
             format!(".{group}")
         };
         let whose = match w {
-            Some(w) if !single => format!(" (for {w})"),
-            None => " (the deploy lock; or set lock=false)".to_string(),
-            _ => String::new(),
+            For::Workload(w) if !single => format!(" (for {w})"),
+            For::Workload(_) => String::new(),
+            For::Lock => " (the deploy lock; or set lock=false)".to_string(),
+            For::Canary => " (the canary; or deploy without canary)".to_string(),
         };
         // One entry per resource: "list, watch deployments.apps".
         let what = format!("{resource}{g}{whose}");

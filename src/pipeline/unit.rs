@@ -5,9 +5,12 @@ use std::io::Write;
 
 use tokio::time::Instant;
 
+use crate::config::Canary;
+use crate::exit::ExitCode;
 use crate::model::Progress;
 use crate::model::{Cause, Finding, Signal};
 use crate::recovery::Marker;
+use crate::report::Conclusion;
 use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
@@ -53,6 +56,18 @@ impl Unit {
 
     pub fn dry_run_text(&self, ns: &str) -> String {
         self.rollout.dry_run_text(&self.wref, ns)
+    }
+
+    /// The canary step before the change: `Some` ends the run.
+    pub async fn canary(
+        &mut self,
+        ctx: &Ctx<'_>,
+        canary: Canary,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        self.rollout
+            .canary(ctx, &self.wref, &mut self.rep, canary, out)
+            .await
     }
 
     /// Make the change (watches start first).

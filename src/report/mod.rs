@@ -125,6 +125,9 @@ pub struct Report {
     /// How long the new pods were observed stable (success only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stability: Option<String>,
+    /// What the canary step exposed and how it ended ("canary: 1 of 4 pods for 45s, failed").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     pub revision: Option<String>,
     /// Non-secret inputs as given.
     pub inputs: BTreeMap<String, String>,
@@ -179,6 +182,9 @@ pub struct WorkloadReport {
     /// How long the new pods were observed stable (success only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stability: Option<String>,
+    /// What the canary step exposed and how it ended ("canary: 1 of 4 pods for 45s, failed").
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub canary: Option<String>,
     pub revision: Option<String>,
     pub patch: Option<Value>,
     pub previous_template: Option<Value>,
@@ -212,6 +218,7 @@ impl WorkloadReport {
             rollback: None,
             progress: None,
             stability: None,
+            canary: None,
             revision: None,
             patch: None,
             previous_template: None,
@@ -244,6 +251,7 @@ impl Report {
             rollback: None,
             progress: None,
             stability: None,
+            canary: None,
             revision: None,
             inputs: BTreeMap::new(),
             patch: None,

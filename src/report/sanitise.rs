@@ -87,6 +87,7 @@ fn workload(w: &WorkloadReport) -> WorkloadReport {
             p
         }),
         stability: opt(&w.stability),
+        canary: opt(&w.canary),
         revision: opt(&w.revision),
         patch: w.patch.as_ref().map(value),
         previous_template: w.previous_template.as_ref().map(value),
@@ -122,6 +123,7 @@ pub fn report(r: &Report) -> Report {
             p
         }),
         stability: opt(&r.stability),
+        canary: opt(&r.canary),
         revision: opt(&r.revision),
         inputs: r
             .inputs

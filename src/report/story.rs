@@ -99,7 +99,7 @@ pub(super) fn heading_has_cause(r: &Report, cause_max: usize) -> bool {
 /// long the new version served before failing. None without a timeline.
 pub fn exposure_text(r: &Report) -> Option<String> {
     if r.timeline.is_empty() {
-        return None;
+        return r.canary.clone();
     }
     let e: Exposure = timeline::exposure(&r.timeline);
     let desired = r
@@ -148,6 +148,9 @@ pub fn exposure_text(r: &Report) -> Option<String> {
         .as_ref()
         .map(|w| format!("{w}: "))
         .unwrap_or_default();
+    if let Some(c) = &r.canary {
+        parts.insert(0, c.clone());
+    }
     (!parts.is_empty()).then(|| format!("{of}{}", parts.join("; ")))
 }
 

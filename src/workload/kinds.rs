@@ -10,8 +10,11 @@ use std::io::Write;
 use tokio::time::Instant;
 
 use crate::Stop;
+use crate::config::Canary;
+use crate::exit::ExitCode;
 use crate::model::Finding;
 use crate::model::Sample;
+use crate::report::Conclusion;
 use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::daemonset::rollout::DaemonSetKind;
@@ -68,6 +71,17 @@ impl AnyRollout {
 
     pub fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
         each!(self, r => r.dry_run_text(w, ns))
+    }
+
+    pub async fn canary(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        canary: Canary,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        each!(self, r => r.canary(ctx, w, rep, canary, out).await)
     }
 
     pub async fn apply(

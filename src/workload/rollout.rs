@@ -9,11 +9,13 @@ use tokio::time::Instant;
 
 use crate::Stop;
 use crate::cancel;
-use crate::config::Settings;
+use crate::config::{Canary, Settings};
+use crate::exit::ExitCode;
 use crate::model::Progress;
 use crate::model::Sample;
 use crate::model::{Cause, Finding, Signal};
 use crate::recovery::Marker;
+use crate::report::Conclusion;
 use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::{Limits, WorkloadRef};
@@ -113,6 +115,23 @@ pub(crate) trait Rollout: Sized {
 
     /// What a dry run says it would do.
     fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String;
+
+    /// The canary step before the change, for the kinds that have one:
+    /// `Some` is the run's end (the canary failed or was cancelled; the
+    /// stable workload never changed), `None` lets the full rollout go on.
+    async fn canary(
+        &mut self,
+        _ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        _rep: &mut WorkloadReport,
+        _canary: Canary,
+        _out: &mut (dyn Write + Send),
+    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        Err(crate::stop(
+            ExitCode::BadInput,
+            format!("canary: {w} has no canary step"),
+        ))
+    }
 
     async fn apply(
         &mut self,

@@ -4,9 +4,11 @@
 pub use crate::k8s::objects::pod_is_ready;
 pub use crate::model::progress::{Progress, Timers, Verdict};
 
+pub mod canary;
 pub mod plan;
 pub mod rollout;
 pub mod status;
+pub mod subject;
 pub mod tracker;
 
 pub use plan::*;

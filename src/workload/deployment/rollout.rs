@@ -12,6 +12,7 @@ use kube::api::ListParams;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::config::Canary;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
 use crate::guards::Guards;
@@ -19,15 +20,11 @@ use crate::image::ImageChange;
 use crate::k8s::objects::{selector_of, uid_generation};
 use crate::model::Finding;
 use crate::model::Sample;
-use crate::model::{Mark, Phase};
-use crate::model::{Timers, Verdict};
 use crate::preflight::capacity;
-use crate::report::{self, WorkloadReport};
+use crate::report::{self, Conclusion, WorkloadReport};
 use crate::stability::Stability;
-use crate::track::{self, Ended, Reading, Subject};
-use crate::workload::Limits;
+use crate::track::{self, Ended};
 use crate::workload::WorkloadRef;
-use crate::workload::deployment::Snapshot;
 use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
@@ -113,6 +110,20 @@ impl Rollout for DeploymentRollout {
         self.plan.dry_run_text(w, ns)
     }
 
+    /// A temporary `<name>-canary` Deployment, judged and held before the
+    /// stable Deployment is touched (whose tracking leaves its pods out).
+    async fn canary(
+        &mut self,
+        ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        rep: &mut WorkloadReport,
+        canary: Canary,
+        out: &mut (dyn Write + Send),
+    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        self.selector = crate::canary::without_canary(&self.selector);
+        super::canary::run(ctx, canary, w, &self.plan, &self.planned_at, rep, out).await
+    }
+
     async fn apply(
         &mut self,
         ctx: &Ctx<'_>,
@@ -186,7 +197,7 @@ impl Rollout for DeploymentRollout {
             s.scale_up_grace,
             max_unavailable,
         );
-        let mut subject = DeploymentSubject {
+        let mut subject = super::subject::DeploymentSubject {
             tracker,
             exp,
             container: &self.plan.container,
@@ -285,69 +296,5 @@ impl Rollout for DeploymentRollout {
             .as_mut()
             .map(|t| std::mem::take(&mut t.timeline))
             .unwrap_or_default()
-    }
-}
-
-/// A Deployment's rollout as the follow loop sees it.
-struct DeploymentSubject<'a> {
-    tracker: &'a mut Tracker,
-    exp: &'a Expectations,
-    /// The container we changed (another writer's change is told by it).
-    container: &'a str,
-}
-
-impl Subject for DeploymentSubject<'_> {
-    type Snap = Snapshot;
-
-    async fn next_change(&mut self) {
-        self.tracker.next_change().await;
-    }
-
-    fn is_ready(&self) -> bool {
-        self.tracker.is_ready()
-    }
-
-    fn read(&self) -> (Snapshot, Reading) {
-        let snap = self.tracker.snapshot();
-        let exp = self.exp;
-        let new_rs = dep::new_replica_set(&snap, exp);
-        let new_pods: Vec<Arc<k8s_openapi::api::core::v1::Pod>> = new_rs
-            .map(|rs| dep::pods_of(&snap, rs).into_iter().cloned().collect())
-            .unwrap_or_default();
-        let new_uid = new_rs.and_then(|rs| rs.metadata.uid.clone());
-        let old_pods = snap
-            .pods
-            .iter()
-            .filter(|p| {
-                !p.metadata
-                    .owner_references
-                    .iter()
-                    .flatten()
-                    .any(|o| Some(&o.uid) == new_uid.as_ref())
-            })
-            .cloned()
-            .collect();
-        let superseded = snap.deployment.as_ref().and_then(|d| {
-            let raw = serde_json::to_value(&**d).ok()?;
-            crate::superseded::superseded(&raw, exp.generation, &exp.template, self.container)
-        });
-        let (_, signals) = dep::new_pod_signals(&snap, exp);
-        let reading = Reading {
-            progress: dep::progress(&snap, exp),
-            new_pods,
-            old_pods,
-            signals,
-            events: snap.events.clone(),
-            superseded,
-        };
-        (snap, reading)
-    }
-
-    fn judge(&self, snap: &Snapshot, _r: &Reading, _limits: &Limits, timers: &Timers) -> Verdict {
-        dep::judge(snap, self.exp, timers)
-    }
-
-    fn mark(&mut self, mark: Option<Mark>, phase: Phase) {
-        self.tracker.mark(mark, phase);
     }
 }

@@ -57,6 +57,15 @@ impl crate::workload::template::TemplateKind for StatefulSetKind {
         update_revision(obj, generation)
     }
 
+    fn canary_partition(
+        raw: &Value,
+        canary: crate::config::Canary,
+        w: &crate::workload::WorkloadRef,
+        patch: &mut Value,
+    ) -> Result<(), crate::Stop> {
+        crate::workload::template::canary_partition(raw, canary, w, patch).map(|_| ())
+    }
+
     fn stuck(pods: &[Arc<Pod>], bad_revision: &str) -> (usize, Vec<String>) {
         (
             pods_of_revision(pods, bad_revision).len(),

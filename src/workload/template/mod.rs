@@ -2,6 +2,12 @@
 //! replaces the pods itself (StatefulSet, DaemonSet): the same rollout for
 //! each, the differences a [`TemplateKind`] says.
 
+mod canary;
+mod subject;
+
+pub(crate) use canary::plan as canary_partition;
+pub(crate) use subject::TemplateSubject;
+
 use std::io::Write;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -13,21 +19,22 @@ use kube::api::DeleteParams;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::config::Canary;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
 use crate::guards::Guards;
 use crate::image::ImageChange;
 use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, uid_generation};
-use crate::model::{Finding, Signal};
-use crate::model::{Progress, Timers, Verdict};
+use crate::model::Finding;
+use crate::model::Progress;
 use crate::preflight::capacity;
-use crate::report::{self, WorkloadReport};
+use crate::report::{self, Conclusion, WorkloadReport};
 use crate::stability::Stability;
-use crate::track::{self, Ended, Poll, Reading, Subject, Watch, WatchSnapshot};
-use crate::workload::deployment::{self as dep, NotRollable, Plan};
+use crate::track::{self, Ended, Poll, Watch};
+use crate::workload::deployment::{NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
 use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
-use crate::workload::{self, Limits, WorkloadRef, patch};
+use crate::workload::{WorkloadRef, patch};
 use crate::{Stop, stop};
 
 /// What tells one template kind from another.
@@ -62,6 +69,19 @@ pub trait TemplateKind {
     fn revision(_obj: &Value, _generation: i64) -> Option<String> {
         None
     }
+    /// Put a canary's partition into the template patch (the kinds whose
+    /// rolling update has one).
+    fn canary_partition(
+        _raw: &Value,
+        _canary: Canary,
+        w: &WorkloadRef,
+        _patch: &mut Value,
+    ) -> Result<(), Stop> {
+        Err(stop(
+            ExitCode::BadInput,
+            format!("canary: {w} has no partition to run a canary with"),
+        ))
+    }
     /// Of the pods of the bad revision: how many are left, and which are
     /// stuck in a state the controller will not replace by itself.
     fn stuck(_pods: &[Arc<Pod>], _bad_revision: &str) -> (usize, Vec<String>) {
@@ -79,6 +99,8 @@ pub(crate) struct TemplateRollout<K: TemplateKind> {
     generation: i64,
     /// The controller's revision of our patch (the bad one on failure).
     revision: Option<String>,
+    /// The canary to hold before the full rollout (its partition is in the patch).
+    canary: Option<Canary>,
     kind: PhantomData<K>,
 }
 
@@ -125,12 +147,28 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             patched: None,
             generation: 0,
             revision: None,
+            canary: None,
             kind: PhantomData,
         })
     }
 
     fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
         self.plan.dry_run_text(w, ns)
+    }
+
+    /// The partition of the rolling update: only the highest ordinals take
+    /// the patch until the canary passed (kinds with a partition).
+    async fn canary(
+        &mut self,
+        _ctx: &Ctx<'_>,
+        w: &WorkloadRef,
+        _rep: &mut WorkloadReport,
+        canary: Canary,
+        _out: &mut (dyn Write + Send),
+    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        K::canary_partition(&self.raw, canary, w, &mut self.plan.patch)?;
+        self.canary = Some(canary);
+        Ok(None)
     }
 
     async fn apply(
@@ -204,15 +242,30 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             .and_then(|p| p.pointer("/spec/template"))
             .cloned()
             .unwrap_or(Value::Null);
+        if let Some(c) = self.canary.take() {
+            let held = canary::hold::<K>(
+                ctx,
+                c,
+                w,
+                &self.raw,
+                self.generation,
+                &ours,
+                &self.plan,
+                rep,
+                out,
+            )
+            .await;
+            if let canary::Hold::Failed { ended, revision } = held {
+                self.revision = revision.clone();
+                if revision.is_some() {
+                    rep.revision = revision;
+                }
+                return ended;
+            }
+        }
         let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
-        let mut subject = TemplateSubject::<K> {
-            watch,
-            name: &w.name,
-            generation: self.generation,
-            ours: &ours,
-            container: &self.plan.container,
-            kind: PhantomData,
-        };
+        let mut subject =
+            TemplateSubject::<K>::new(watch, &w.name, self.generation, &ours, &self.plan.container);
         let ended = track::follow(
             &mut subject,
             &ctx.limits,
@@ -374,84 +427,6 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
                 "{} is serving again (every pod updated and ready{forced})",
                 self.plan.old_image
             ),
-        )
-    }
-}
-
-/// A template kind's rollout as the follow loop sees it.
-struct TemplateSubject<'a, K> {
-    watch: &'a mut Watch,
-    name: &'a str,
-    generation: i64,
-    /// The template our patch wrote.
-    ours: &'a Value,
-    container: &'a str,
-    kind: PhantomData<K>,
-}
-
-impl<K: TemplateKind> Subject for TemplateSubject<'_, K> {
-    type Snap = Option<String>;
-
-    async fn next_change(&mut self) {
-        self.watch.next_change().await;
-    }
-
-    fn is_ready(&self) -> bool {
-        self.watch.is_ready()
-    }
-
-    /// The snapshot handed to the judge is the controller's rule's answer.
-    fn read(&self) -> (Option<String>, Reading) {
-        let snap: WatchSnapshot = self.watch.snapshot();
-        let Some(obj) = snap.object(self.name) else {
-            return (
-                Some("the workload to be seen".into()),
-                Reading {
-                    events: snap.events,
-                    ..Default::default()
-                },
-            );
-        };
-        let new_pods = K::new_pods(obj, &snap.pods, self.generation);
-        let new_ready = new_pods.iter().filter(|p| dep::pod_is_ready(p)).count() as i32;
-        let new_names: Vec<&str> = new_pods
-            .iter()
-            .filter_map(|p| p.metadata.name.as_deref())
-            .collect();
-        let old_pods = snap
-            .pods
-            .iter()
-            .filter(|p| !new_names.contains(&p.metadata.name.as_deref().unwrap_or_default()))
-            .cloned()
-            .collect();
-        let superseded: Option<Signal> =
-            crate::superseded::superseded(obj, self.generation, self.ours, self.container);
-        let waiting_for = K::still_waiting_for(obj, self.generation);
-        let signals = workload::signals_of(&new_pods, &snap.events);
-        let reading = Reading {
-            progress: K::progress(obj, new_ready),
-            new_pods,
-            old_pods,
-            signals,
-            events: snap.events.clone(),
-            superseded,
-        };
-        (waiting_for, reading)
-    }
-
-    fn judge(
-        &self,
-        waiting_for: &Option<String>,
-        r: &Reading,
-        limits: &Limits,
-        timers: &Timers,
-    ) -> Verdict {
-        workload::judge_pods(
-            r.progress.clone(),
-            waiting_for.clone(),
-            r.signals.clone(),
-            limits,
-            timers,
         )
     }
 }

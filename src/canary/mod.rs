@@ -71,6 +71,14 @@ pub fn exposure(pods: i32, replicas: i32, exposed: Duration) -> String {
     format!("canary: {pods} of {replicas} pods for {took}")
 }
 
+/// The line that opens a canary's hold.
+pub fn hold_line(hold: Duration) -> String {
+    format!(
+        "canary rolled out; holding it for {}",
+        humantime::format_duration(hold)
+    )
+}
+
 /// The canary marker annotation's value.
 pub fn marker(run: &str, started: &str, workload: &str) -> String {
     serde_json::json!({"run": run, "started": started, "workload": workload}).to_string()

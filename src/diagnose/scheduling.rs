@@ -295,7 +295,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_000_numbers() {
+    fn the_schedulers_numbers_for_a_full_node() {
         let spec: PodTemplateSpec = serde_json::from_value(json!({"spec": {"containers": [
             {"name": "web", "resources": {"requests": {"cpu": "100m"}}}]}}))
         .unwrap();

@@ -19,7 +19,7 @@ use crate::{Stop, cluster_error, stop};
 enum For<'a> {
     Workload(&'a WorkloadRef),
     Lock,
-    Canary,
+    Canary(&'a WorkloadRef),
 }
 
 /// Every permission a run needs in `ns`: each workload's (its kind's list,
@@ -39,7 +39,7 @@ fn needed_permissions(
         // deleted: never made when this identity could not remove it.
         if canary && w.kind == Kind::Deployment {
             for verb in ["create", "delete"] {
-                needed.push((For::Canary, verb, "apps", "deployments"));
+                needed.push((For::Canary(w), verb, "apps", "deployments"));
             }
         }
     }
@@ -155,7 +155,10 @@ pub(crate) async fn check_permissions(
             For::Workload(w) if !single => format!(" (for {w})"),
             For::Workload(_) => String::new(),
             For::Lock => " (the deploy lock; or set lock=false)".to_string(),
-            For::Canary => " (the canary; or deploy without canary)".to_string(),
+            For::Canary(w) => format!(
+                " (the canary deployment/{}; or deploy without canary)",
+                crate::canary::name_of(&w.name)
+            ),
         };
         // One entry per resource: "list, watch deployments.apps".
         let what = format!("{resource}{g}{whose}");

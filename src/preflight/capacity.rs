@@ -451,7 +451,7 @@ mod tests {
     }
 
     #[test]
-    fn seed_000_one_more_pod_does_not_fit() {
+    fn one_more_pod_does_not_fit_on_a_full_node() {
         let nodes = [node("node-1", "1")];
         let pods = [pod("node-1", "870m", "other"), pod("node-1", "100m", "web")];
         let old = [&pods[1]];

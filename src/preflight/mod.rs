@@ -1,5 +1,5 @@
-//! Pre-flight checks that stop a bad rollout before anything changes
-//! (issue #9): the new image's tag exists in its registry ([`registry`]),
+//! Pre-flight checks that stop a bad rollout before anything changes:
+//! the new image's tag exists in its registry ([`registry`]),
 //! and the new pods fit on the nodes ([`capacity`]).
 //!
 //! A failed check is a [`Finding`] (exit 2, cluster untouched). What cannot

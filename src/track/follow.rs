@@ -65,6 +65,13 @@ pub(crate) trait Subject {
     async fn act(&mut self, _snap: &Self::Snap, _out: &mut (dyn Write + Send)) -> bool {
         false
     }
+    /// The line that opens the bake (a canary's hold says so).
+    fn bake_line(&self, bake: Duration) -> String {
+        format!(
+            "rollout complete; baking for {}",
+            humantime::format_duration(bake)
+        )
+    }
     /// A moment of the run, for a kind that keeps a timeline.
     fn mark(&mut self, _mark: Option<Mark>, _phase: Phase) {}
 }
@@ -225,11 +232,7 @@ pub(crate) async fn follow<S: Subject>(
                     if bake.is_zero() {
                         return Ended::Succeeded(progress);
                     }
-                    let _ = writeln!(
-                        lines.out,
-                        "rollout complete; baking for {}",
-                        humantime::format_duration(bake)
-                    );
+                    let _ = writeln!(lines.out, "{}", s.bake_line(bake));
                     baked_from = Some((now, restarts));
                     if let Some(g) = gate.as_deref_mut() {
                         g.begin(now, lines.out);

@@ -241,6 +241,7 @@ pub(crate) async fn run(
             tracker: &mut tracker,
             exp: &exp,
             container: &plan.container,
+            canary: true,
         };
         let follow = track::follow(
             &mut subject,

@@ -201,6 +201,7 @@ impl Rollout for DeploymentRollout {
             tracker,
             exp,
             container: &self.plan.container,
+            canary: false,
         };
         let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
         let ended = track::follow(

@@ -18,6 +18,8 @@ pub(crate) struct DeploymentSubject<'a> {
     pub exp: &'a Expectations,
     /// The container we changed (another writer's change is told by it).
     pub container: &'a str,
+    /// Following a canary: its bake is the hold.
+    pub canary: bool,
 }
 
 impl Subject for DeploymentSubject<'_> {
@@ -69,6 +71,17 @@ impl Subject for DeploymentSubject<'_> {
 
     fn judge(&self, snap: &Snapshot, _r: &Reading, _limits: &Limits, timers: &Timers) -> Verdict {
         dep::judge(snap, self.exp, timers)
+    }
+
+    fn bake_line(&self, bake: std::time::Duration) -> String {
+        if self.canary {
+            crate::canary::hold_line(bake)
+        } else {
+            format!(
+                "rollout complete; baking for {}",
+                humantime::format_duration(bake)
+            )
+        }
     }
 
     fn mark(&mut self, mark: Option<Mark>, phase: Phase) {

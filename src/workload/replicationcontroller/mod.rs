@@ -1,5 +1,6 @@
 //! ReplicationControllers: a client-side rolling update in the spirit of
-//! kubectl's removed `rolling-update`, fixed for seed 001. Pure: the plan
+//! kubectl's removed `rolling-update`, fixed for multi-container pods
+//! whose selector carries a `version` label. Pure: the plan
 //! (new RC, the label that tells the old RC apart), the scaling
 //! arithmetic, and what an interrupted run left behind.
 //!
@@ -456,7 +457,7 @@ pub fn still_waiting_for(rc: &Value) -> Option<String> {
 mod tests {
     use super::*;
 
-    fn seed_001() -> Value {
+    fn multi_container_rc() -> Value {
         json!({
             "kind": "ReplicationController", "apiVersion": "v1",
             "metadata": {"name": "api-rc", "namespace": "default", "labels": {"name": "api-rc"}, "resourceVersion": "7"},
@@ -468,7 +469,7 @@ mod tests {
         })
     }
 
-    fn plan_seed(old: &Value, tag: &str) -> RcPlan {
+    fn plan_for(old: &Value, tag: &str) -> RcPlan {
         plan(
             old,
             Some("node-api-container"),
@@ -482,9 +483,9 @@ mod tests {
     }
 
     #[test]
-    fn seed_001_selectors_become_disjoint() {
-        let old = seed_001();
-        let p = plan_seed(&old, "1.0.1");
+    fn version_selectors_become_disjoint() {
+        let old = multi_container_rc();
+        let p = plan_for(&old, "1.0.1");
         assert_eq!(p.new_name, "api-rc-1.0.1");
         assert_eq!(p.adopt, Some(("version".into(), "1.0.0".into())));
         assert_eq!(
@@ -530,7 +531,7 @@ mod tests {
         // The next update starts from the versioned RC: base name kept.
         let mut next = p.new_rc.clone();
         next["spec"]["replicas"] = json!(3);
-        let p2 = plan_seed(&next, "1.0.2");
+        let p2 = plan_for(&next, "1.0.2");
         assert_eq!(p2.new_name, "api-rc-1.0.2");
         assert_eq!(p2.adopt, None);
         assert!(
@@ -549,8 +550,8 @@ mod tests {
 
     #[test]
     fn interrupted_updates_resume_or_roll_back() {
-        let old = seed_001();
-        let p = plan_seed(&old, "1.0.1");
+        let old = multi_container_rc();
+        let p = plan_for(&old, "1.0.1");
         assert_eq!(interrupted(&old, None, &p), Interrupted::No);
         let mut marked = old.clone();
         marked["metadata"]["annotations"] =
@@ -561,7 +562,7 @@ mod tests {
                 new_name: "api-rc-1.0.1".into()
             }
         );
-        let other = plan_seed(&old, "1.0.2");
+        let other = plan_for(&old, "1.0.2");
         assert_eq!(
             interrupted(&marked, Some(&p.new_rc), &other),
             Interrupted::RollBackFirst {

@@ -126,7 +126,8 @@ pub(crate) async fn hold<K: TemplateKind>(
     let deadline = started + s.timeout;
     let mut gate = gate_for(ctx, w, &plan.version, &plan.container, out);
     let mut subject =
-        TemplateSubject::<K>::new(&mut watch, &name, generation, ours, &plan.container);
+        TemplateSubject::<K>::new(&mut watch, &name, generation, ours, &plan.container)
+            .for_canary();
     let ended = track::follow(
         &mut subject,
         &ctx.limits,

@@ -20,6 +20,8 @@ pub(crate) struct TemplateSubject<'a, K> {
     /// The template our patch wrote.
     ours: &'a Value,
     container: &'a str,
+    /// Following a canary: its bake is the hold.
+    canary: bool,
     kind: PhantomData<K>,
 }
 
@@ -37,8 +39,15 @@ impl<'a, K> TemplateSubject<'a, K> {
             generation,
             ours,
             container,
+            canary: false,
             kind: PhantomData,
         }
+    }
+
+    /// Following a canary's pods: its bake is the hold.
+    pub fn for_canary(mut self) -> Self {
+        self.canary = true;
+        self
     }
 }
 
@@ -90,6 +99,17 @@ impl<K: TemplateKind> Subject for TemplateSubject<'_, K> {
             superseded,
         };
         (waiting_for, reading)
+    }
+
+    fn bake_line(&self, bake: std::time::Duration) -> String {
+        if self.canary {
+            crate::canary::hold_line(bake)
+        } else {
+            format!(
+                "rollout complete; baking for {}",
+                humantime::format_duration(bake)
+            )
+        }
     }
 
     fn judge(

@@ -111,7 +111,7 @@ fn out_of(out: std::process::Output) -> Out {
 #[macro_export]
 macro_rules! require_tool {
     ($name:expr) => {
-        match common::tool($name) {
+        match $crate::common::tool($name) {
             Some(p) => p,
             None => {
                 eprintln!("SKIP: {} not installed (run .ci/install-tools.sh)", $name);

@@ -4,7 +4,7 @@
 //! stuck after undo until its broken pod is deleted, as fixture 11 shows),
 //! and Endpoints / EndpointSlices following readiness.
 
-mod common;
+use crate::common;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -4,7 +4,7 @@
 //! gives. A kubectl command that behaves differently from a real cluster is
 //! a kubesim bug.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 

@@ -110,12 +110,8 @@ pub fn read_crate(src_root: &Path, crate_root_file: &str) -> Graph {
         sources.insert(module, text);
     }
     let files: BTreeSet<ModPath> = sources.keys().cloned().collect();
-    let mut graph = Graph::default();
-    for (module, text) in &sources {
-        let deps = dependencies(module, text, &files);
-        graph.edges.insert(module.clone(), deps);
-    }
-    graph
+    let collected = sources.iter().map(|(m, text)| collect(m, text)).collect();
+    resolve_all(collected, &files)
 }
 
 /// `mod x;` declarations (not inline modules) with the inline modules they
@@ -145,6 +141,12 @@ pub fn dependencies(
     text: &str,
     files: &BTreeSet<ModPath>,
 ) -> BTreeMap<ModPath, String> {
+    let mut graph = resolve_all(vec![collect(module, text)], files);
+    graph.edges.remove(module).unwrap_or_default()
+}
+
+/// The scopes and candidate paths of one file.
+fn collect(module: &[String], text: &str) -> Collector {
     let ast = syn::parse_file(text).unwrap_or_else(|e| panic!("{}: {e}", name(module)));
     let mut c = Collector {
         scope: module.to_vec(),
@@ -155,24 +157,40 @@ pub fn dependencies(
     c.visit_file(&ast);
     c.declarations_only = false;
     c.visit_file(&ast);
-    let mut out = BTreeMap::new();
-    for found in &c.found {
-        let Some(abs) = c.resolve(&found.scope, &found.segs) else {
-            continue;
-        };
-        if found.imported && files.contains(&abs) {
-            // `use self::child;` / `use crate::x;` only brings a module's
-            // name in; the paths through it make the edges.
-            continue;
-        }
-        let Some(target) = owning_file(&abs, files) else {
-            continue;
-        };
-        if target != module {
-            out.entry(target).or_insert_with(|| found.segs.join("::"));
+    c
+}
+
+/// Resolve every file's paths against the scopes of all files (a
+/// `super::x` may go through a name the parent file imports).
+fn resolve_all(collected: Vec<Collector>, files: &BTreeSet<ModPath>) -> Graph {
+    let mut all = Collector::default();
+    let mut found = Vec::new();
+    for c in collected {
+        let module = c.scope.clone();
+        all.scopes.extend(c.scopes);
+        found.push((module, c.found));
+    }
+    let mut graph = Graph::default();
+    for (module, paths) in found {
+        let out = graph.edges.entry(module.clone()).or_default();
+        for f in &paths {
+            let Some(abs) = all.resolve(&f.scope, &f.segs) else {
+                continue;
+            };
+            if f.imported && files.contains(&abs) {
+                // `use self::child;` / `use crate::x;` only brings a module's
+                // name in; the paths through it make the edges.
+                continue;
+            }
+            let Some(target) = owning_file(&abs, files) else {
+                continue;
+            };
+            if target != module {
+                out.entry(target).or_insert_with(|| f.segs.join("::"));
+            }
         }
     }
-    out
+    graph
 }
 
 /// The longest prefix of `abs` that is a file module.
@@ -624,15 +642,19 @@ mod tests {
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, s).unwrap();
         };
-        w("lib.rs", "pub mod a; pub mod b; mod inline { pub mod c; }");
+        w("lib.rs", "pub mod a; pub mod b; mod inline { pub mod c; } use b as bee;");
         w("a.rs", "pub mod deep; pub fn f() { crate::b::g(); }");
-        w("a/deep.rs", "pub fn h() { super::f(); }");
         w("b/mod.rs", "pub fn g() { crate::inline::c::k(); }");
         w("inline/c.rs", "pub fn k() { crate::a::deep::h(); }");
+        // `super::super::bee` goes through the name the root imports.
+        w("a/deep.rs", "pub fn h() { super::f(); } fn j() { super::super::bee::g(); }");
         w("unlisted.rs", "fn x() { crate::a::f(); }");
         let found = cycles(dir.path(), "lib.rs");
         assert_eq!(found, [["a", "b", "inline::c", "a::deep", "a"]]);
         let text = explain_cycles(dir.path(), "lib.rs");
         assert!(text.contains("b -> inline::c   (crate::inline::c::k)"), "{text}");
+        let graph = read_crate(dir.path(), "lib.rs");
+        let deep = &graph.edges[&path("a::deep")];
+        assert_eq!(deep.keys().map(|m| name(m)).collect::<Vec<_>>(), ["a", "b"]);
     }
 }

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::http::Req;
 use super::patch::{ListStrategy, merge_map, strategy};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -19,7 +19,7 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::Sim;
+use crate::sim::Sim;
 use crate::error::ApiError;
 
 pub type Body = BoxBody<Bytes, Infallible>;
@@ -27,63 +27,6 @@ pub type Resp = Response<Body>;
 
 /// Largest request body accepted.
 const MAX_BODY: usize = 16 << 20;
-
-/// Requests and response bytes per User-Agent (for benchmarks).
-#[derive(Debug, Default)]
-pub struct Metrics {
-    by_agent: Mutex<BTreeMap<String, AgentStats>>,
-    /// Requests per User-Agent and request shape ([`request_shape`]).
-    by_request: Mutex<BTreeMap<String, BTreeMap<String, u64>>>,
-}
-
-/// Counters of one User-Agent.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "camelCase")]
-pub struct AgentStats {
-    pub requests: u64,
-    pub response_bytes: u64,
-    pub watch_events: u64,
-}
-
-impl Metrics {
-    pub fn record(&self, agent: &str, bytes: u64) {
-        let mut m = self.by_agent.lock().expect("metrics lock");
-        let s = m.entry(agent.to_string()).or_default();
-        s.requests += 1;
-        s.response_bytes += bytes;
-    }
-
-    pub fn record_stream(&self, agent: &str, bytes: u64) {
-        let mut m = self.by_agent.lock().expect("metrics lock");
-        let s = m.entry(agent.to_string()).or_default();
-        s.watch_events += 1;
-        s.response_bytes += bytes;
-    }
-
-    /// Count one request under its shape (see [`request_shape`]).
-    pub fn record_shape(&self, agent: &str, shape: String) {
-        let mut m = self.by_request.lock().expect("metrics lock");
-        *m.entry(agent.to_string())
-            .or_default()
-            .entry(shape)
-            .or_default() += 1;
-    }
-
-    /// A copy of the counters, by User-Agent.
-    pub fn snapshot(&self) -> BTreeMap<String, AgentStats> {
-        self.by_agent.lock().expect("metrics lock").clone()
-    }
-
-    /// Requests by User-Agent, then by request shape (`LIST /api/v1/namespaces/{ns}/pods?labelSelector`).
-    pub fn breakdown(&self) -> BTreeMap<String, BTreeMap<String, u64>> {
-        self.by_request.lock().expect("metrics lock").clone()
-    }
-
-    pub fn reset(&self) {
-        self.by_agent.lock().expect("metrics lock").clear();
-        self.by_request.lock().expect("metrics lock").clear();
-    }
-}
 
 /// A request as a verb and a path pattern, the way the API server's audit
 /// log groups them: the verb (`GET`/`LIST`/`WATCH` for reads, else the

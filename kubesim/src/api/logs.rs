@@ -3,7 +3,7 @@
 use serde_json::Value;
 
 use super::http::{self, Req, Resp};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::clock::fmt_micro_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;

@@ -7,7 +7,9 @@ pub mod defaults;
 pub mod discovery;
 pub mod http;
 pub mod listener;
+pub mod listener_ctl;
 pub mod logs;
+pub mod metrics;
 pub mod openapi;
 pub mod patch;
 pub mod protobuf;
@@ -19,7 +21,7 @@ pub mod table;
 pub mod validate;
 pub mod watch;
 
-pub use http::{AgentStats, Metrics};
+pub use metrics::{AgentStats, Metrics};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 use tokio::net::TcpListener;
 use tokio::sync::watch as wch;
 
-use crate::Sim;
+use crate::sim::Sim;
 use crate::clock::fmt_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{self, ResourceType};

@@ -12,7 +12,7 @@ use super::patch::{self, PatchType};
 use super::routes::ResourceReq;
 use super::selectors::{FieldSelector, LabelSelector};
 use super::{DeleteOptions, defaults, logs, ssar, validate};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{ResourceType, res};

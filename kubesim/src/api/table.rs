@@ -5,7 +5,7 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::http::Req;
-use crate::Sim;
+use crate::sim::Sim;
 use crate::resources::ResourceType;
 
 pub fn wants_table(req: &Req) -> bool {

@@ -19,7 +19,7 @@ use super::http::{Req, Resp};
 use super::rest::render;
 use super::routes::ResourceReq;
 use super::selectors::{FieldSelector, LabelSelector};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
 use crate::store::{Change, EventType};

@@ -21,7 +21,7 @@ use super::deployment::util::{
 use super::history::{self, REVISION_HASH_LABEL};
 use super::replicaset::{is_available, is_ready, pod_from_template};
 use super::{Next, controller_uid, pods, scheduler, write_status};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;

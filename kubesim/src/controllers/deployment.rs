@@ -35,7 +35,7 @@ use self::util::{
 };
 use super::events::{self, Source};
 use super::{Next, controller_ref, controller_uid, push_owner_ref, remove_owner_ref};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::api::{self, DeleteOptions};
 use crate::clock::fmt_time;
 use crate::error::{ApiError, ApiResult};

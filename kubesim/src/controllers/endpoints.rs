@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 use super::Next;
 use super::deployment::util::{is_deleting, name, uid};
 use super::replicaset::is_ready;
-use crate::Sim;
+use crate::sim::Sim;
 use crate::error::ApiResult;
 use crate::resources::res;
 

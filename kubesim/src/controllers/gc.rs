@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::Next;
-use crate::Sim;
+use crate::sim::Sim;
 use crate::api::{self, DeleteOptions};
 use crate::resources::{RESOURCES, ResourceType};
 

@@ -11,7 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::deployment::util::{compute_hash, is_deleting, name, selector_matches, uid};
 use super::{controller_ref, controller_uid, push_owner_ref};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::error::ApiResult;
 use crate::resources::res;
 

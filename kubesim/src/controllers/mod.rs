@@ -18,6 +18,7 @@ pub mod quantity;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod scheduler;
+pub mod state;
 pub mod statefulset;
 
 use std::future::Future;
@@ -27,7 +28,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::Sim;
+use crate::sim::Sim;
 use crate::error::ApiResult;
 use crate::resources::res;
 

@@ -12,7 +12,7 @@ use super::deployment::util::{is_deleting, name};
 use super::events::{self, Source};
 use super::replicaset::{is_available, is_ready};
 use super::{controller_ref, controller_uid, push_owner_ref};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::api::{self, DeleteOptions};
 use crate::clock::fmt_time;
 use crate::error::{ApiError, ApiResult};

@@ -15,7 +15,7 @@ use serde_json::{Map, Value, json};
 
 use super::deployment::util::{is_deleting, name, rs_replicas, selector_matches, uid};
 use super::{Next, controller_ref, controller_uid, pods, remove_owner_ref, write_status};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;

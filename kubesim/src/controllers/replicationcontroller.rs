@@ -19,7 +19,7 @@ use super::replicaset::{
     compare_for_deletion, is_active, is_available, is_ready, pod_from_template,
 };
 use super::{Next, controller_uid, pods, remove_owner_ref, write_status};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;

@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 use super::Next;
 use super::events;
 use super::quantity;
-use crate::Sim;
+use crate::sim::Sim;
 use crate::clock::fmt_time;
 use crate::resources::res;
 

@@ -23,7 +23,7 @@ use super::events::{self, Source};
 use super::history::{self, REVISION_HASH_LABEL, STS_HASH_LABEL};
 use super::replicaset::{is_available, is_ready, pod_from_template};
 use super::{Next, controller_uid, pods, write_status};
-use crate::Sim;
+use crate::sim::Sim;
 use crate::api::{self, DeleteOptions};
 use crate::clock::parse_time;
 use crate::error::ApiResult;

@@ -781,3 +781,34 @@ async fn plain_http_and_events_v1_view() {
     assert_eq!(l["items"].as_array().unwrap().len(), 1);
     api.h.shutdown().await;
 }
+
+/// ResourceQuota admission through the library entry point.
+#[tokio::test]
+async fn quota_forbids_the_pod_that_does_not_fit() {
+    let h = kubesim::start(Config {
+        tls: false,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    h.create(json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "compute", "namespace": "default"},
+        "spec": {"hard": {"requests.cpu": "1", "pods": "10"}}}))
+        .unwrap();
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "web", "image": "example/web:v1",
+                "resources": {"requests": {"cpu": "600m"}}}]}})
+    };
+    h.create(pod("a")).unwrap();
+    let err = h.create(pod("b")).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        "pods \"b\" is forbidden: exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"
+    );
+    let q = h.get("v1", "ResourceQuota", "default", "compute").unwrap();
+    assert_eq!(q["status"]["used"]["requests.cpu"], "600m");
+    assert_eq!(q["status"]["used"]["pods"], "1");
+    h.shutdown().await;
+}

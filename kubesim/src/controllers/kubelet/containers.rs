@@ -6,12 +6,14 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::images::{begin_image_at, new_container_id, pull_done, start_pull};
-use super::{
-    BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET, CONFIG_RETRY, CState, Ctr, Ctx, PodRt, RELIST,
-    Term, add, draw, go_duration, ms,
+use super::ctx::Ctx;
+use super::images::{go_duration, new_container_id};
+use super::pull::{begin_image_at, pull_done, start_pull};
+use super::state::{
+    BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET, CONFIG_RETRY, CState, Ctr, PodRt, RELIST, Term,
+    add, draw, ms,
 };
-use crate::Sim;
+use crate::sim::Sim;
 use crate::resources::res;
 use crate::scenario::ImageBehaviour;
 
@@ -126,9 +128,15 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
     for _ in 0..64 {
         let state = c.state.clone();
         match state {
-            CState::New => begin_image_at(ctx, c, images, now),
+            CState::New => {
+                if begin_image_at(ctx, c, images, now) {
+                    create(ctx, c, now);
+                }
+            }
             CState::Pulling { until, millis } if until <= now => {
-                pull_done(ctx, c, images, until, millis)
+                if pull_done(ctx, c, images, until, millis) {
+                    create(ctx, c, until);
+                }
             }
             CState::PullErr {
                 shown: false,
@@ -230,7 +238,9 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
             }
             CState::CrashBackOff { until, .. } if until <= now => {
                 c.state = CState::New;
-                begin_image_at(ctx, c, images, until);
+                if begin_image_at(ctx, c, images, until) {
+                    create(ctx, c, until);
+                }
             }
             _ => return,
         }
@@ -256,7 +266,7 @@ fn probe_failure(probe: &Value) -> String {
 
 /// Config check, then `Created`; the runtime starts the container a moment
 /// later (`start`).
-pub(super) fn create(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
+fn create(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
     let spec = ctx.spec_of(c).clone();
     if let Some(msg) = config_error(ctx.sim, &ctx.ns, &spec) {
         ctx.event(c, "Warning", "Failed", format!("Error: {msg}"));

@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 
 use super::images::{image_id, normalize_image};
 use super::scheduler;
-use super::{CState, Ctr, Ctx, PodRt, Term};
+use super::ctx::Ctx;
+use super::state::{CState, Ctr, PodRt, Term};
 use crate::clock::fmt_time;
 
 fn term_json(t: &Term) -> Value {

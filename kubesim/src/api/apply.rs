@@ -396,7 +396,7 @@ pub fn apply(
                 }
                 obj["metadata"]["managedFields"] =
                     json!([entry(&manager, "Apply", &api_version, None, &now, &new_set)]);
-                match super::rest::create_in(sim, rt, ns, obj, req.dry_run()) {
+                match super::objects::create_in(sim, rt, ns, obj, req.dry_run()) {
                     Err(e) if e.code == 409 && e.reason == "AlreadyExists" && attempt < 4 => {
                         continue;
                     }
@@ -483,7 +483,7 @@ pub fn apply(
             .collect();
         fields.push(entry(&manager, "Apply", &api_version, sub, &now, &new_set));
         next["metadata"]["managedFields"] = Value::Array(fields);
-        match super::rest::write_update(sim, rt, ns, name, sub, next, Some(&old_rv), req.dry_run())
+        match super::objects::write_update(sim, rt, ns, name, sub, next, Some(&old_rv), req.dry_run())
         {
             Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 8 => continue,
             r => return r.map(|o| (200, o)),

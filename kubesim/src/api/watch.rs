@@ -16,7 +16,7 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::http::{Req, Resp};
-use super::rest::render;
+use super::views::render;
 use super::routes::ResourceReq;
 use super::selectors::{FieldSelector, LabelSelector};
 use crate::sim::Sim;

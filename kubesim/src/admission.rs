@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::sim::Sim;
 use crate::controllers::quantity;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// The quota resources tracked for pods.
 const TRACKED: &[&str] = &[

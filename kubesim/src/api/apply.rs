@@ -21,9 +21,9 @@ use serde_json::{Map, Value, json};
 
 use super::http::Req;
 use super::patch::{ListStrategy, merge_map, strategy};
-use crate::sim::Sim;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
+use crate::sim::Sim;
 
 /// One path element in FieldsV1 form: `f:name`, `k:{"name":"web"}`, `v:"x"`.
 type Path = Vec<String>;
@@ -483,8 +483,16 @@ pub fn apply(
             .collect();
         fields.push(entry(&manager, "Apply", &api_version, sub, &now, &new_set));
         next["metadata"]["managedFields"] = Value::Array(fields);
-        match super::objects::write_update(sim, rt, ns, name, sub, next, Some(&old_rv), req.dry_run())
-        {
+        match super::objects::write_update(
+            sim,
+            rt,
+            ns,
+            name,
+            sub,
+            next,
+            Some(&old_rv),
+            req.dry_run(),
+        ) {
             Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 8 => continue,
             r => return r.map(|o| (200, o)),
         }

@@ -40,7 +40,12 @@ fn spawn(sim: &Arc<Sim>, listener: TcpListener) {
             }
         });
     }
-    let task = tokio::spawn(super::server::serve(sim.clone(), listener, g.tls.clone(), rx));
+    let task = tokio::spawn(super::server::serve(
+        sim.clone(),
+        listener,
+        g.tls.clone(),
+        rx,
+    ));
     g.stop = Some(tx);
     g.task = Some(task);
 }

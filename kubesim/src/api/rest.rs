@@ -8,16 +8,16 @@ use serde_json::{Value, json};
 use tokio::sync::watch as wch;
 
 use super::http::{self, Req, Resp};
+use super::objects::{DeleteOptions, create_in, delete_object, write_update};
 use super::patch::{self, PatchType};
 use super::routes::ResourceReq;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::objects::{DeleteOptions, create_in, delete_object, write_update};
 use super::views::{from_view, render, respond_view, scale_view};
 use super::{logs, ssar};
-use crate::sim::Sim;
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{ResourceType, res};
+use crate::sim::Sim;
 
 pub async fn handle(
     sim: &Arc<Sim>,

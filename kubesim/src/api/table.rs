@@ -5,8 +5,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::http::Req;
-use crate::sim::Sim;
 use crate::resources::ResourceType;
+use crate::sim::Sim;
 
 pub fn wants_table(req: &Req) -> bool {
     let accept = req.header(::http::header::ACCEPT).replace(' ', "");

@@ -26,13 +26,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::Next;
 use super::events::{self, Source};
+use super::next::Next;
 use super::scheduler::WhatIfNode;
 use super::state::AutoscalerState;
-use crate::sim::Sim;
 use crate::clock::fmt_time;
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// Upstream `--scan-interval` default.
 const SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -56,7 +56,7 @@ pub fn reconcile(sim: &Sim) -> Next {
     for (_, name) in due {
         let _ = sim
             .store
-            .create(res("nodes"), "", super::node_object(sim, &name));
+            .create(res("nodes"), "", super::scheduler::node_object(sim, &name));
     }
     let started = *st.started.get_or_insert(now);
     if st.next_loop.is_none_or(|t| t <= now) {

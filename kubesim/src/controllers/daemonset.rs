@@ -15,16 +15,19 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::deployment::util::{
-    by_creation, is_deleting, name, scaled_value, selector_matches, uid,
-};
 use super::history::{self, REVISION_HASH_LABEL};
-use super::replicaset::{is_available, is_ready, pod_from_template};
-use super::{Next, controller_uid, pods, scheduler, write_status};
-use crate::sim::Sim;
+use super::meta::{
+    by_creation, controller_uid, is_deleting, name, scaled_value, selector_matches, uid,
+    write_status,
+};
+use super::next::Next;
+use super::pods::{is_available, is_ready};
+use super::replicaset::pod_from_template;
+use super::{pods, scheduler};
 use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
+use crate::sim::Sim;
 
 const COMPONENT: &str = "daemonset-controller";
 pub const TEMPLATE_GENERATION_LABEL: &str = "pod-template-generation";

@@ -26,20 +26,24 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use self::util::{
-    Condition, HASH_LABEL, REVISION, Spec, Status, annotation, by_creation, by_revision,
-    by_size_newer, by_size_older, compute_hash, equal_ignore_hash, find_new_replica_set,
-    get_condition, is_deleting, name, proportion, replicas_annotations_need_update, revision,
-    rs_available, rs_ready, rs_replicas, rs_status_replicas, rs_terminating, scaled_value,
-    selector_is_empty, selector_matches, set_condition, set_new_rs_annotations,
-    set_replicas_annotations, uid, with_label,
+    Condition, HASH_LABEL, REVISION, Spec, Status, by_revision, by_size_newer, by_size_older,
+    equal_ignore_hash, find_new_replica_set, get_condition, proportion,
+    replicas_annotations_need_update, revision, rs_available, rs_ready, rs_replicas,
+    rs_status_replicas, rs_terminating, set_condition, set_new_rs_annotations,
+    set_replicas_annotations,
 };
 use super::events::{self, Source};
-use super::{Next, controller_ref, controller_uid, push_owner_ref, remove_owner_ref};
-use crate::sim::Sim;
+use super::meta::{
+    annotation, by_creation, compute_hash, controller_ref, controller_uid, is_deleting, name,
+    push_owner_ref, remove_owner_ref, scaled_value, selector_is_empty, selector_matches, uid,
+    with_label,
+};
+use super::next::Next;
 use crate::api::{self, DeleteOptions};
 use crate::clock::fmt_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{ResourceType, res};
+use crate::sim::Sim;
 
 const COMPONENT: &str = "deployment-controller";
 const PROGRESSING: &str = "Progressing";

@@ -12,9 +12,9 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::state::EventCache;
-use crate::sim::Sim;
 use crate::clock::{fmt_micro_time, fmt_time};
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// Who reports an event.
 #[derive(Debug, Clone, Copy)]

@@ -8,17 +8,21 @@
 use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::deployment::util::{is_deleting, name, rs_replicas, selector_matches, uid};
-use super::{Next, controller_ref, controller_uid, pods, remove_owner_ref, write_status};
-use crate::sim::Sim;
+use super::deployment::util::rs_replicas;
+use super::meta::{
+    controller_ref, controller_uid, is_deleting, name, remove_owner_ref, selector_matches, uid,
+    write_status,
+};
+use super::next::Next;
+use super::pods::{self, available_at, is_ready, ready_since};
 use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
+use crate::sim::Sim;
 
 const COMPONENT: &str = "replicaset-controller";
 /// Upstream `BurstReplicas`: at most this many creates or deletes per sync.
@@ -239,44 +243,6 @@ pub fn is_active(pod: &Value) -> bool {
     !is_terminal(pod) && !is_deleting(pod)
 }
 
-fn ready_condition(pod: &Value) -> Option<&Value> {
-    pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"].as_str() == Some("Ready"))
-}
-
-pub fn is_ready(pod: &Value) -> bool {
-    ready_condition(pod).is_some_and(|c| c["status"].as_str() == Some("True"))
-}
-
-/// When a ready pod became ready (its Ready condition's lastTransitionTime).
-fn ready_since(pod: &Value) -> Option<Timestamp> {
-    if !is_ready(pod) {
-        return None;
-    }
-    ready_condition(pod)?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)
-}
-
-/// When a ready pod counts as available: upstream `IsPodAvailable` needs
-/// `lastTransitionTime + minReadySeconds` to be strictly before now.
-fn available_at(pod: &Value, min_ready_seconds: i64) -> Option<Timestamp> {
-    let since = ready_since(pod)?;
-    Some(since + Duration::from_secs(min_ready_seconds.max(0) as u64) + Duration::from_millis(1))
-}
-
-pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
-    if !is_ready(pod) {
-        return false;
-    }
-    if min_ready_seconds <= 0 {
-        return true;
-    }
-    ready_since(pod).is_some_and(|t| t + Duration::from_secs(min_ready_seconds as u64) < now)
-}
-
 fn min_ready_seconds(rs: &Value) -> i64 {
     rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0)
 }
@@ -435,6 +401,7 @@ fn calculate_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::controllers::pods::is_available;
 
     fn pod(
         name: &str,

@@ -14,12 +14,12 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde_json::{Value, json};
 
-use super::Next;
 use super::events;
+use super::next::Next;
 use super::quantity;
-use crate::sim::Sim;
 use crate::clock::fmt_time;
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// The kubelet version the simulated nodes report.
 pub const KUBELET_VERSION: &str = "v1.36.2";

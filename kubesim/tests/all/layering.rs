@@ -17,14 +17,3 @@ fn kubesim_has_no_import_cycles() {
     assert!(graph.edges.len() > 30, "{} modules read", graph.edges.len());
     assert!(graph.edges.values().map(|e| e.len()).sum::<usize>() > 100);
 }
-
-#[test]
-fn zz_dump() {
-    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
-    let graph = layers::read_crate(&src, "lib.rs");
-    for (m, e) in &graph.edges {
-        for (t, why) in e {
-            println!("EDGE {} -> {}   ({why})", layers::name(m), layers::name(t));
-        }
-    }
-}

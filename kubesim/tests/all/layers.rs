@@ -78,7 +78,11 @@ pub fn explain(graph: &Graph, cycle: &[ModPath]) -> String {
             .and_then(|e| e.get(&pair[1]))
             .cloned()
             .unwrap_or_default();
-        out.push(format!("  {} -> {}   ({why})", name(&pair[0]), name(&pair[1])));
+        out.push(format!(
+            "  {} -> {}   ({why})",
+            name(&pair[0]),
+            name(&pair[1])
+        ));
     }
     out.join("\n")
 }
@@ -93,8 +97,8 @@ pub fn read_crate(src_root: &Path, crate_root_file: &str) -> Graph {
         src_root.to_path_buf(),
     )];
     while let Some((module, file, dir)) = todo.pop() {
-        let text = std::fs::read_to_string(&file)
-            .unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+        let text =
+            std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         let ast = syn::parse_file(&text).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
         for (child, rel) in file_mods(&ast.items, &[]) {
             let base = rel.iter().fold(dir.clone(), |d, s| d.join(s)).join(&child);
@@ -245,7 +249,12 @@ impl Collector {
         self.resolve_depth(scope, path, 0)
     }
 
-    fn resolve_depth(&self, scope: &[String], path: &[String], depth: usize) -> Option<Vec<String>> {
+    fn resolve_depth(
+        &self,
+        scope: &[String],
+        path: &[String],
+        depth: usize,
+    ) -> Option<Vec<String>> {
         let (first, rest) = path.split_first()?;
         if depth > 16 {
             return None;
@@ -342,7 +351,8 @@ impl Collector {
     /// a crate path (`$crate::x` included).
     fn tokens(&mut self, tokens: TokenStream) {
         let trees: Vec<TokenTree> = tokens.into_iter().collect();
-        let colon = |t: Option<&TokenTree>| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == ':');
+        let colon =
+            |t: Option<&TokenTree>| matches!(t, Some(TokenTree::Punct(p)) if p.as_char() == ':');
         let mut i = 0;
         while i < trees.len() {
             match &trees[i] {
@@ -413,12 +423,18 @@ impl Graph {
     /// One concrete cycle per strongly connected group of two or more files
     /// (Tarjan), each starting at the group's first module and ending there.
     pub fn cycles(&self) -> Vec<Vec<ModPath>> {
-        self.cycles_and_groups().into_iter().map(|(c, _)| c).collect()
+        self.cycles_and_groups()
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect()
     }
 
     /// The modules of each group that `cycles` gives a cycle of, same order.
     pub fn groups(&self) -> Vec<Vec<ModPath>> {
-        self.cycles_and_groups().into_iter().map(|(_, g)| g).collect()
+        self.cycles_and_groups()
+            .into_iter()
+            .map(|(_, g)| g)
+            .collect()
     }
 
     fn cycles_and_groups(&self) -> Vec<(Vec<ModPath>, Vec<ModPath>)> {
@@ -553,7 +569,15 @@ mod tests {
             .collect()
     }
 
-    const ALL: &[&str] = &["crate", "api", "api::rest", "api::watch", "store", "controllers", "controllers::pods"];
+    const ALL: &[&str] = &[
+        "crate",
+        "api",
+        "api::rest",
+        "api::watch",
+        "store",
+        "controllers",
+        "controllers::pods",
+    ];
 
     #[test]
     fn use_paths_resolve_to_the_owning_file() {
@@ -563,9 +587,18 @@ mod tests {
 
     #[test]
     fn super_and_self_are_relative_to_the_file() {
-        assert_eq!(deps("api::watch", "use super::rest::render;", ALL), ["api::rest"]);
-        assert_eq!(deps("api", "fn f() { self::rest::render(); }", ALL), ["api::rest"]);
-        assert_eq!(deps("api::watch", "fn f() { super::super::store::x(); }", ALL), ["store"]);
+        assert_eq!(
+            deps("api::watch", "use super::rest::render;", ALL),
+            ["api::rest"]
+        );
+        assert_eq!(
+            deps("api", "fn f() { self::rest::render(); }", ALL),
+            ["api::rest"]
+        );
+        assert_eq!(
+            deps("api::watch", "fn f() { super::super::store::x(); }", ALL),
+            ["store"]
+        );
         assert_eq!(deps("api::watch", "use super::Thing;", ALL), ["api"]);
     }
 
@@ -579,10 +612,34 @@ mod tests {
 
     #[test]
     fn paths_in_code_types_and_macros_count() {
-        assert_eq!(deps("controllers::pods", "fn f(s: &crate::store::Store) {}", ALL), ["store"]);
-        assert_eq!(deps("controllers::pods", "fn f() { let x = crate::api::rest::g(1); }", ALL), ["api::rest"]);
-        assert_eq!(deps("controllers::pods", "fn f() { vec![crate::api::h()]; }", ALL), ["api"]);
-        assert_eq!(deps("store", "macro_rules! m { () => { $crate::api::watch::w() } }", ALL), ["api::watch"]);
+        assert_eq!(
+            deps("controllers::pods", "fn f(s: &crate::store::Store) {}", ALL),
+            ["store"]
+        );
+        assert_eq!(
+            deps(
+                "controllers::pods",
+                "fn f() { let x = crate::api::rest::g(1); }",
+                ALL
+            ),
+            ["api::rest"]
+        );
+        assert_eq!(
+            deps(
+                "controllers::pods",
+                "fn f() { vec![crate::api::h()]; }",
+                ALL
+            ),
+            ["api"]
+        );
+        assert_eq!(
+            deps(
+                "store",
+                "macro_rules! m { () => { $crate::api::watch::w() } }",
+                ALL
+            ),
+            ["api::watch"]
+        );
     }
 
     #[test]
@@ -616,7 +673,10 @@ mod tests {
     fn cycles_are_found_and_named_along_the_path() {
         let mut g = Graph::default();
         let edge = |g: &mut Graph, a: &str, b: &str| {
-            g.edges.entry(path(a)).or_default().insert(path(b), format!("{a}->{b}"));
+            g.edges
+                .entry(path(a))
+                .or_default()
+                .insert(path(b), format!("{a}->{b}"));
             g.edges.entry(path(b)).or_default();
         };
         edge(&mut g, "api::rest", "api::watch");
@@ -642,17 +702,26 @@ mod tests {
             std::fs::create_dir_all(f.parent().unwrap()).unwrap();
             std::fs::write(f, s).unwrap();
         };
-        w("lib.rs", "pub mod a; pub mod b; mod inline { pub mod c; } use b as bee;");
+        w(
+            "lib.rs",
+            "pub mod a; pub mod b; mod inline { pub mod c; } use b as bee;",
+        );
         w("a.rs", "pub mod deep; pub fn f() { crate::b::g(); }");
         w("b/mod.rs", "pub fn g() { crate::inline::c::k(); }");
         w("inline/c.rs", "pub fn k() { crate::a::deep::h(); }");
         // `super::super::bee` goes through the name the root imports.
-        w("a/deep.rs", "pub fn h() { super::f(); } fn j() { super::super::bee::g(); }");
+        w(
+            "a/deep.rs",
+            "pub fn h() { super::f(); } fn j() { super::super::bee::g(); }",
+        );
         w("unlisted.rs", "fn x() { crate::a::f(); }");
         let found = cycles(dir.path(), "lib.rs");
         assert_eq!(found, [["a", "b", "inline::c", "a::deep", "a"]]);
         let text = explain_cycles(dir.path(), "lib.rs");
-        assert!(text.contains("b -> inline::c   (crate::inline::c::k)"), "{text}");
+        assert!(
+            text.contains("b -> inline::c   (crate::inline::c::k)"),
+            "{text}"
+        );
         let graph = read_crate(dir.path(), "lib.rs");
         let deep = &graph.edges[&path("a::deep")];
         assert_eq!(deep.keys().map(|m| name(m)).collect::<Vec<_>>(), ["a", "b"]);

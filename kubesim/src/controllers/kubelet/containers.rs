@@ -13,9 +13,9 @@ use super::state::{
     BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET, CONFIG_RETRY, CState, Ctr, PodRt, RELIST, Term,
     add, draw, ms,
 };
-use crate::sim::Sim;
 use crate::resources::res;
 use crate::scenario::ImageBehaviour;
+use crate::sim::Sim;
 
 /// FallbackToLogsOnError reads at most this many lines and bytes of the
 /// log tail (upstream `MaxContainerTerminationMessageLogLines`/`...Length`).

@@ -20,7 +20,13 @@ pub(super) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    pub(super) fn event(&mut self, c: &Ctr, type_: &'static str, reason: &'static str, msg: String) {
+    pub(super) fn event(
+        &mut self,
+        c: &Ctr,
+        type_: &'static str,
+        reason: &'static str,
+        msg: String,
+    ) {
         self.events.push((c.field_path(), type_, reason, msg));
     }
 

@@ -1,7 +1,5 @@
 //! Images: reference normalisation, ids and pull error messages.
 
-
-
 use crate::scenario::ImageBehaviour;
 
 /// `docker.io/library/nginx:latest` for `nginx`, `docker.io/example/web:1`

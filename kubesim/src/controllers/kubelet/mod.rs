@@ -45,12 +45,12 @@ use self::ctx::Ctx;
 pub use self::images::{go_duration, normalize_image};
 use self::state::{CState, Ctr, EXIT_ON_SIGTERM, KubeletState, PodRt, Term, add, draw};
 use self::status::render_status;
-use super::Next;
 use super::events::{self, Source};
+use super::next::Next;
 use super::scheduler;
-use crate::sim::Sim;
 use crate::clock::parse_time;
 use crate::resources::res;
+use crate::sim::Sim;
 
 pub fn reconcile(sim: &Sim) -> Next {
     let mut next = Next::default();

@@ -44,7 +44,13 @@ impl Default for KubeletState {
 
 /// A delay in milliseconds: `base..base+spread`, plus `tail..tail+spread`
 /// one time in `tail_one_in` (a slow registry, a busy node).
-pub(super) fn draw(rng: &mut StdRng, base: u64, spread: u64, tail: u64, tail_one_in: u32) -> Duration {
+pub(super) fn draw(
+    rng: &mut StdRng,
+    base: u64,
+    spread: u64,
+    tail: u64,
+    tail_one_in: u32,
+) -> Duration {
     let mut ms = base + rng.random_range(0..spread.max(1));
     if tail > 0 && rng.random_ratio(1, tail_one_in.max(1)) {
         ms += tail + rng.random_range(0..spread.max(1));

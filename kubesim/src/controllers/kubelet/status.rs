@@ -4,9 +4,9 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use super::ctx::Ctx;
 use super::images::{image_id, normalize_image};
 use super::scheduler;
-use super::ctx::Ctx;
 use super::state::{CState, Ctr, PodRt, Term};
 use crate::clock::fmt_time;
 

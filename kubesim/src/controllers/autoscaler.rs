@@ -56,7 +56,7 @@ pub fn reconcile(sim: &Sim) -> Next {
     for (_, name) in due {
         let _ = sim
             .store
-            .create(res("nodes"), "", super::scheduler::node_object(sim, &name));
+            .create(res("nodes"), "", super::nodes::node_object(sim, &name));
     }
     let started = *st.started.get_or_insert(now);
     if st.next_loop.is_none_or(|t| t <= now) {

@@ -18,6 +18,7 @@ pub mod history;
 pub mod kubelet;
 pub mod meta;
 pub mod next;
+pub mod nodes;
 pub mod pods;
 pub mod quantity;
 pub mod replicaset;
@@ -146,5 +147,5 @@ fn sleep_until_opt(sim: &Sim, t: Option<Timestamp>) -> impl Future<Output = ()> 
 
 /// A Node object for a simulated node with the configured capacity.
 pub fn node_object(sim: &Sim, name: &str) -> Value {
-    scheduler::node_object(sim, name)
+    nodes::node_object(sim, name)
 }

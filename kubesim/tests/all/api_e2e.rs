@@ -1,8 +1,8 @@
 //! End-to-end tests of the API server over HTTPS against `kubesim::start`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common;
 use kubesim::{Config, Handle, Rule};
 use serde_json::{Value, json};
 
@@ -11,32 +11,9 @@ struct Api {
     c: reqwest::Client,
 }
 
-fn client(ca_pem: Option<&str>) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder();
-    if let Some(pem) = ca_pem {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-            .unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        b = b.tls_backend_preconfigured(cfg);
-    }
-    b.build().unwrap()
-}
-
 async fn start() -> Api {
     let h = kubesim::start(Config::default()).await.unwrap();
-    let c = client(h.ca_pem.as_deref());
+    let c = common::api_client(h.ca_pem.as_deref(), true);
     Api { h, c }
 }
 
@@ -757,7 +734,10 @@ async fn plain_http_and_events_v1_view() {
     .await
     .unwrap();
     assert!(h.base_url.starts_with("http://"));
-    let api = Api { c: client(None), h };
+    let api = Api {
+        c: common::api_client(None, true),
+        h,
+    };
     let ev = json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
         "reason": "Failed", "message": "boom", "type": "Warning", "source": {"component": "kubelet"}, "count": 2});
     let (code, _) = api.post("/api/v1/namespaces/default/events", ev).await;

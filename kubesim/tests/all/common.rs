@@ -1,8 +1,93 @@
-//! Helpers for driving kubesim with real clients (kubectl, helm) in tests.
+//! Helpers the suites share: real clients (kubectl, helm), an HTTPS client
+//! trusting the cluster's CA, and Deployment and pod helpers.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use std::sync::Arc;
+
+use kubesim::Handle;
+use serde_json::{Value, json};
+
+/// A client for the cluster's API (HTTPS trusting `ca_pem`, or plain HTTP
+/// when None); `h2` offers HTTP/2 by ALPN, else HTTP/1.1 only.
+pub fn api_client(ca_pem: Option<&str>, h2: bool) -> reqwest::Client {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let mut b = reqwest::Client::builder();
+    if let Some(pem) = ca_pem {
+        let mut roots = rustls::RootCertStore::empty();
+        roots
+            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
+            .unwrap();
+        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+        if h2 {
+            cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        }
+        b = b.tls_backend_preconfigured(cfg);
+    }
+    b.build().unwrap()
+}
+
+/// A Deployment `name` of `replicas` pods running `image` in `default`.
+pub fn deployment(name: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+        "spec": {
+            "replicas": replicas,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": "web", "image": image}]}},
+        },
+    })
+}
+
+/// Set the first container's image of Deployment `name` in the store.
+pub fn set_image(h: &Handle, name: &str, image: &str) {
+    h.store()
+        .modify(
+            kubesim::resources::res("deployments.apps"),
+            "default",
+            name,
+            |d| {
+                d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+                Ok(true)
+            },
+        )
+        .unwrap();
+}
+
+/// kubectl's rollout-complete rule on one Deployment object.
+pub fn rollout_complete(d: &Value) -> bool {
+    let st = &d["status"];
+    let n = |k: &str| st[k].as_i64().unwrap_or(0);
+    st["observedGeneration"] == d["metadata"]["generation"]
+        && n("updatedReplicas") == d["spec"]["replicas"].as_i64().unwrap()
+        && n("replicas") == n("updatedReplicas")
+        && n("availableReplicas") == n("updatedReplicas")
+}
+
+/// kubectl's rollout-complete rule on Deployment `name` in `default`.
+pub fn rolled_out(h: &Handle, name: &str) -> bool {
+    h.get("apps/v1", "Deployment", "default", name)
+        .is_some_and(|d| rollout_complete(&d))
+}
+
+/// Whether a pod's Ready condition is True.
+pub fn pod_ready(p: &Value) -> bool {
+    p["status"]["conditions"].as_array().is_some_and(|cs| {
+        cs.iter()
+            .any(|c| c["type"] == "Ready" && c["status"] == "True")
+    })
+}
 
 /// Where `.ci/install-tools.sh` puts kubectl and helm.
 pub fn tool(name: &str) -> Option<PathBuf> {

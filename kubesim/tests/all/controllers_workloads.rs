@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::pod_ready;
 use kubesim::api::{self, DeleteOptions};
 use kubesim::resources::res;
 use kubesim::{Config, Handle};
@@ -28,13 +29,6 @@ fn pods_with(h: &Handle, key: &str, value: &str) -> Vec<Arc<Value>> {
         .into_iter()
         .filter(|p| p["metadata"]["labels"][key] == value)
         .collect()
-}
-
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
 }
 
 fn live(p: &Value) -> bool {
@@ -81,7 +75,7 @@ fn delete_pod(h: &Handle, name: &str) {
 
 // ---------------------------------------------------------------- ReplicationController
 
-fn seed_001_rc() -> Value {
+fn two_container_rc() -> Value {
     json!({
         "kind": "ReplicationController", "apiVersion": "v1",
         "metadata": {"name": "api-rc", "namespace": "default", "labels": {"name": "api-rc"}},
@@ -104,7 +98,7 @@ fn seed_001_rc() -> Value {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc_creates_scales_and_replaces_pods() {
     let h = start(2).await;
-    h.create(seed_001_rc()).unwrap();
+    h.create(two_container_rc()).unwrap();
     let rc = |h: &Handle| {
         h.get("v1", "ReplicationController", "default", "api-rc")
             .unwrap()
@@ -163,7 +157,7 @@ async fn rc_creates_scales_and_replaces_pods() {
             let pods = pods_with(h, "name", "api-pods");
             pods.iter()
                 .all(|p| p["metadata"]["name"] != victim.as_str())
-                && pods.iter().filter(|p| ready(p)).count() == 5
+                && pods.iter().filter(|p| pod_ready(p)).count() == 5
         })
         .await
     );
@@ -235,11 +229,11 @@ async fn statefulset_ordered_creation_and_revisions() {
             let p0 = sts_pod(h, "db-0");
             let p1 = sts_pod(h, "db-1");
             assert!(
-                p1.is_none() || p0.as_deref().is_some_and(ready),
+                p1.is_none() || p0.as_deref().is_some_and(pod_ready),
                 "db-1 created before db-0 was ready"
             );
             let p2 = sts_pod(h, "db-2");
-            assert!(p2.is_none() || p1.as_deref().is_some_and(ready));
+            assert!(p2.is_none() || p1.as_deref().is_some_and(pod_ready));
             settled(h, "db", 3)
         })
         .await,
@@ -315,7 +309,8 @@ async fn statefulset_rolling_update_with_partition() {
             let s = sts(h, "web");
             s["status"]["updatedReplicas"] == 1
                 && s["status"]["readyReplicas"] == 3
-                && sts_pod(h, "web-2").is_some_and(|p| image(&p) == "example/web:2" && ready(&p))
+                && sts_pod(h, "web-2")
+                    .is_some_and(|p| image(&p) == "example/web:2" && pod_ready(&p))
         })
         .await,
         "{}",
@@ -530,7 +525,7 @@ async fn daemonset_one_pod_per_node_rolling_update_and_taints() {
         h.wait_for(WAIT, |h| {
             let up = pods_with(h, "app", "agent")
                 .iter()
-                .filter(|p| ready(p) && live(p))
+                .filter(|p| pod_ready(p) && live(p))
                 .count();
             min_ready = min_ready.min(up);
             ds_done(h, "agent", 3)
@@ -567,7 +562,7 @@ async fn daemonset_one_pod_per_node_rolling_update_and_taints() {
     assert_eq!(
         pods_with(&h, "app", "agent")
             .iter()
-            .filter(|p| image(p) == "example/agent:2" && ready(p))
+            .filter(|p| image(p) == "example/agent:2" && pod_ready(p))
             .count(),
         2
     );

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{api_client, deployment, pod_ready, rolled_out, set_image};
 use jiff::Timestamp;
 use kubesim::store::{Change, EventType};
 use kubesim::{AutoscalerConfig, Config, Handle, ImageBehaviour};
@@ -16,27 +17,6 @@ use serde_json::{Value, json};
 use tokio::sync::{broadcast, mpsc};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn client(ca_pem: &str) -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_slice(ca_pem.as_bytes()).unwrap())
-        .unwrap();
-    let cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_root_certificates(roots)
-    .with_no_client_auth();
-    reqwest::Client::builder()
-        .tls_backend_preconfigured(cfg)
-        .build()
-        .unwrap()
-}
 
 async fn start(config: Config) -> Handle {
     kubesim::start(Config {
@@ -49,7 +29,7 @@ async fn start(config: Config) -> Handle {
 
 /// GET over HTTPS as the admin.
 async fn get(h: &Handle, path: &str) -> Value {
-    let c = client(h.ca_pem.as_deref().unwrap());
+    let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
     let r = c
         .get(format!("{}{path}", h.base_url))
         .bearer_auth(&h.token)
@@ -62,7 +42,7 @@ async fn get(h: &Handle, path: &str) -> Value {
 
 /// A watch over HTTPS whose events (type, object) arrive on a channel.
 async fn watch(h: &Handle, path: &str) -> mpsc::UnboundedReceiver<(String, Value)> {
-    let c = client(h.ca_pem.as_deref().unwrap());
+    let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
     let mut resp = c
         .get(format!("{}{path}", h.base_url))
         .bearer_auth(&h.token)
@@ -115,50 +95,11 @@ fn pod(name: &str, image: &str) -> Value {
     })
 }
 
-fn deployment(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "web", "image": image}]}},
-        },
-    })
-}
-
 fn condition(o: &Value, type_: &str) -> Value {
     o["status"]["conditions"]
         .as_array()
         .and_then(|cs| cs.iter().find(|c| c["type"] == type_).cloned())
         .unwrap_or(Value::Null)
-}
-
-fn set_image(h: &Handle, name: &str, image: &str) {
-    h.store()
-        .modify(
-            kubesim::resources::res("deployments.apps"),
-            "default",
-            name,
-            |d| {
-                d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-                Ok(true)
-            },
-        )
-        .unwrap();
-}
-
-fn rolled_out(h: &Handle, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
-        return false;
-    };
-    let st = &d["status"];
-    let n = |k: &str| st[k].as_i64().unwrap_or(0);
-    st["observedGeneration"] == d["metadata"]["generation"]
-        && n("updatedReplicas") == d["spec"]["replicas"].as_i64().unwrap()
-        && n("replicas") == n("updatedReplicas")
-        && n("availableReplicas") == n("updatedReplicas")
 }
 
 /// Every store change, stamped with the simulated time it was made at
@@ -193,10 +134,6 @@ impl Timeline {
     }
 }
 
-fn ready(p: &Value) -> bool {
-    condition(p, "Ready")["status"] == "True"
-}
-
 #[tokio::test]
 async fn created_started_and_ready_are_separate_instants_in_order() {
     let h = start(Config {
@@ -217,7 +154,7 @@ async fn created_started_and_ready_are_separate_instants_in_order() {
         } else if cs["state"]["running"].is_object() && cs["ready"] == false {
             assert_eq!(condition(p, "Ready")["reason"], "ContainersNotReady");
             "running"
-        } else if cs["ready"] == true && ready(p) {
+        } else if cs["ready"] == true && pod_ready(p) {
             "ready"
         } else {
             "other"
@@ -245,7 +182,7 @@ async fn created_started_and_ready_are_separate_instants_in_order() {
     };
     let scheduled = at(&|p| p["spec"]["nodeName"].is_string());
     let running = at(&|p| p["status"]["containerStatuses"][0]["state"]["running"].is_object());
-    let is_ready = at(&|p| ready(p));
+    let is_ready = at(&|p| pod_ready(p));
     let startup = running.duration_since(scheduled).as_secs_f64();
     let sync = is_ready.duration_since(running).as_secs_f64();
     assert!(
@@ -291,7 +228,10 @@ async fn startup_order(seed: u64) -> (bool, f64) {
     let mut a_first = None;
     assert!(
         h.wait_for(WAIT, |h| {
-            let r = |n: &str| h.get("v1", "Pod", "default", n).is_some_and(|p| ready(&p));
+            let r = |n: &str| {
+                h.get("v1", "Pod", "default", n)
+                    .is_some_and(|p| pod_ready(&p))
+            };
             if a_first.is_none() && (r("a") || r("b")) {
                 a_first = Some(r("a"));
             }

@@ -20,7 +20,7 @@
 //! Readiness (documented deviations): without a readinessProbe a container
 //! is Ready one status sync after it starts, except that an `Ok { ready_after }`
 //! image slower than 1 s (the `slow` tag) is Ready only after `ready_after`,
-//! as the captured fixture shows; `Unready` without a probe is Ready (a real
+//! as a captured real node shows; `Unready` without a probe is Ready (a real
 //! kubelet has nothing to fail). With a readinessProbe a container is Ready
 //! after `max(initialDelaySeconds, ready_after)`, and `Unready` never is,
 //! with an `Unhealthy` event every `periodSeconds`. Liveness and startup
@@ -47,7 +47,6 @@ use self::state::{CState, Ctr, EXIT_ON_SIGTERM, KubeletState, PodRt, Term, add, 
 use self::status::render_status;
 use super::events::{self, Source};
 use super::next::Next;
-use super::scheduler;
 use crate::clock::parse_time;
 use crate::resources::res;
 use crate::sim::Sim;
@@ -136,7 +135,7 @@ fn sync_pod(
             .unwrap_or(now);
         PodRt {
             node: node.to_string(),
-            ip: format!("10.244.{}.{}", scheduler::node_index(node), n),
+            ip: format!("10.244.{}.{}", super::nodes::node_index(node), n),
             start: now,
             sandbox_at: add(now, draw(rng, 150, 200, 0, 1)),
             seen_rv: String::new(),

@@ -10,6 +10,7 @@
 
 pub mod autoscaler;
 pub mod daemonset;
+pub mod deletion;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;

@@ -214,3 +214,18 @@ pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool
     }
     ready_since(pod).is_some_and(|t| t + Duration::from_secs(min_ready_seconds as u64) < now)
 }
+
+// ---------------------------------------------------------------- pod state
+
+pub fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+pub fn is_terminal(pod: &Value) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// Upstream `IsPodActive`: not terminal, not being deleted.
+pub fn is_active(pod: &Value) -> bool {
+    !is_terminal(pod) && !is_deleting(pod)
+}

@@ -19,6 +19,7 @@ mod new_rs;
 mod progress;
 mod rolling;
 mod scale;
+pub mod status;
 pub mod util;
 
 use std::collections::HashMap;
@@ -28,7 +29,8 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use self::util::{Condition, REVISION, Spec, Status, get_condition, rs_replicas, set_condition};
+use self::status::{Condition, Status, get_condition, set_condition};
+use self::util::{REVISION, Spec, rs_replicas};
 use super::events::{self, Source};
 use super::meta::{
     annotation, controller_ref, controller_uid, is_deleting, name, push_owner_ref,

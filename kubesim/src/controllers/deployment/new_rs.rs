@@ -6,9 +6,10 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::status::get_condition;
 use super::util::{
-    HASH_LABEL, REVISION, equal_ignore_hash, find_new_replica_set, get_condition, revision,
-    rs_replicas, set_new_rs_annotations,
+    HASH_LABEL, REVISION, equal_ignore_hash, find_new_replica_set, revision, rs_replicas,
+    set_new_rs_annotations,
 };
 use super::{DeploymentSync, NewAndOld, PROGRESSING, rs_type, set_min_ready_seconds};
 use crate::controllers::meta::{

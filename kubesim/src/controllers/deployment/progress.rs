@@ -7,7 +7,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use super::super::meta::name;
-use super::util::{
+use super::status::{
     Condition, Status, deployment_complete, deployment_progressing, get_condition,
     parse_conditions, remove_condition, set_condition,
 };

@@ -6,10 +6,11 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
+use super::status::{Condition, Status, set_condition};
 use super::util::{
-    self, Condition, Status, by_revision, by_size_newer, by_size_older, proportion,
-    replicas_annotations_need_update, rs_available, rs_ready, rs_replicas, rs_status_replicas,
-    rs_terminating, set_condition, set_replicas_annotations,
+    self, by_revision, by_size_newer, by_size_older, proportion, replicas_annotations_need_update,
+    rs_available, rs_ready, rs_replicas, rs_status_replicas, rs_terminating,
+    set_replicas_annotations,
 };
 use super::{AVAILABLE, DeploymentSync, active, all_of, rs_type, sum};
 use crate::api::{self, DeleteOptions};

@@ -1,3 +1,4 @@
+// Slightly over 500 lines only with its unit tests: one algorithm (managed fields and the merge), kept whole.
 //! Server-side apply (`PATCH` with `application/apply-patch+yaml`), as far
 //! as helm v4 and `kubectl apply --server-side` need it:
 //!

@@ -1,3 +1,4 @@
+// Slightly over 500 lines only with its unit tests: the columns of every resource type side by side.
 //! Server-side printing (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`),
 //! the columns `kubectl get` shows, computed on the simulated clock.
 

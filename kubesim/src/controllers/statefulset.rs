@@ -1,3 +1,4 @@
+// Slightly over 500 lines only with its unit tests: one controller, kept whole.
 //! The StatefulSet controller, after upstream
 //! `pkg/controller/statefulset/{stateful_set_control.go,
 //! stateful_set_utils.go, stateful_pod_control.go}`: pods `<set>-<ordinal>`

@@ -1,3 +1,4 @@
+// Over 500 lines with its unit tests: kept one self-contained file so another crate can copy it whole.
 //! The module graph of a crate, read from its sources, and the import cycles
 //! in it.
 //!

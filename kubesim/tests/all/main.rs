@@ -9,6 +9,7 @@ mod common;
 
 mod api_e2e;
 mod api_kubectl;
+mod control_plane_fidelity;
 mod controllers_deployment;
 mod controllers_kubelet;
 mod controllers_workloads;

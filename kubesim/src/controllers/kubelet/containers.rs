@@ -1,3 +1,4 @@
+// Slightly over 500 lines only with its unit tests: the container state machine, kept whole.
 //! Containers: config checks, create/start, readiness, exits and restarts.
 
 use std::collections::HashSet;

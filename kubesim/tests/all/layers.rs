@@ -309,7 +309,7 @@ impl Collector {
                     let alias = prefix.last().cloned();
                     self.use_leaf(prefix.clone(), alias);
                 } else {
-                    let full = [prefix.as_slice(), &[ident.clone()]].concat();
+                    let full = [prefix.as_slice(), std::slice::from_ref(&ident)].concat();
                     self.use_leaf(full, Some(ident));
                 }
             }

@@ -1,3 +1,4 @@
+// Over 500 lines: one suite on one set-up (a fake kubelet), a test per rollout rule of the Deployment controller.
 //! The Deployment and ReplicaSet controllers and the garbage collector,
 //! driven through the store of a simulated cluster at 50× speed.
 //!

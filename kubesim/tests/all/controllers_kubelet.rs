@@ -1,3 +1,4 @@
+// Over 500 lines: one suite on one set-up, a test per container state the kubelet reproduces.
 //! The scheduler and the simulated kubelet, driven through the library API
 //! with bare pods (no owners), on a fast simulated clock.
 

@@ -9,7 +9,9 @@ mod common;
 
 mod api_e2e;
 mod api_kubectl;
+mod api_reads;
 mod control_plane_fidelity;
+mod controllers_daemons;
 mod controllers_deployment;
 mod controllers_kubelet;
 mod controllers_workloads;

@@ -1,3 +1,4 @@
+// Slightly over 500 lines: one suite whose tests share the watch and timeline helpers.
 //! Where timing and container state decide a deploy tool's verdict, kubesim
 //! behaves as a real node and control plane do: start-up order and timing,
 //! crash exits published before the restart, termination-message policies

@@ -36,6 +36,18 @@ pub fn api_client(ca_pem: Option<&str>, h2: bool) -> reqwest::Client {
     b.build().unwrap()
 }
 
+/// A cluster of `nodes` nodes on plain HTTP at 50× speed.
+pub async fn fast_cluster(nodes: usize) -> Handle {
+    kubesim::start(kubesim::Config {
+        nodes,
+        speed: 50.0,
+        tls: false,
+        ..kubesim::Config::default()
+    })
+    .await
+    .expect("start kubesim")
+}
+
 /// A Deployment `name` of `replicas` pods running `image` in `default`.
 pub fn deployment(name: &str, image: &str, replicas: i64) -> Value {
     json!({

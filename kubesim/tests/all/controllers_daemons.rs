@@ -4,10 +4,8 @@
 
 use std::sync::Arc;
 
-use crate::common::pod_ready;
-use crate::controllers_workloads::{
-    WAIT, delete_pod, image, live, modify, pods_with, revisions, start,
-};
+use crate::common::{fast_cluster, pod_ready};
+use crate::controllers_workloads::{WAIT, delete_pod, image, live, modify, pods_with, revisions};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
 use kubesim::resources::res;
@@ -45,7 +43,7 @@ fn ds_done(h: &Handle, name: &str, n: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_one_pod_per_node_rolling_update_and_taints() {
-    let h = start(3).await;
+    let h = fast_cluster(3).await;
     modify(&h, "nodes", "", "node-3", |n| {
         n["spec"]["taints"] = json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
     });
@@ -174,7 +172,7 @@ fn bare_pod(name: &str, image: &str) -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_follow_readiness() {
-    let h = start(2).await;
+    let h = fast_cluster(2).await;
     h.create(json!({
         "apiVersion": "v1", "kind": "Service",
         "metadata": {"name": "web", "namespace": "default", "labels": {"team": "a"}},

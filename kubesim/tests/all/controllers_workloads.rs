@@ -5,24 +5,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::pod_ready;
+use crate::common::{fast_cluster, pod_ready};
+use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
 use kubesim::resources::res;
-use kubesim::{Config, Handle};
 use serde_json::{Value, json};
 
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
-
-pub(crate) async fn start(nodes: usize) -> Handle {
-    kubesim::start(Config {
-        nodes,
-        speed: 50.0,
-        tls: false,
-        ..Config::default()
-    })
-    .await
-    .expect("start kubesim")
-}
 
 pub(crate) fn pods_with(h: &Handle, key: &str, value: &str) -> Vec<Arc<Value>> {
     h.list("v1", "Pod", "default")
@@ -97,7 +86,7 @@ fn two_container_rc() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc_creates_scales_and_replaces_pods() {
-    let h = start(2).await;
+    let h = fast_cluster(2).await;
     h.create(two_container_rc()).unwrap();
     let rc = |h: &Handle| {
         h.get("v1", "ReplicationController", "default", "api-rc")
@@ -221,7 +210,7 @@ fn settled(h: &Handle, name: &str, n: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_ordered_creation_and_revisions() {
-    let h = start(3).await;
+    let h = fast_cluster(3).await;
     h.create(statefulset("db", "example/db:1", 3)).unwrap();
     // Ordered: while db-0 is not Ready there is no db-1.
     assert!(
@@ -295,7 +284,7 @@ async fn statefulset_ordered_creation_and_revisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_rolling_update_with_partition() {
-    let h = start(3).await;
+    let h = fast_cluster(3).await;
     h.create(statefulset("web", "example/web:1", 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| settled(h, "web", 3)).await);
     let first_rev = sts(&h, "web")["status"]["currentRevision"].clone();
@@ -346,7 +335,7 @@ async fn statefulset_rolling_update_with_partition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_stuck_after_revert_until_pod_deleted() {
-    let h = start(3).await;
+    let h = fast_cluster(3).await;
     h.create(statefulset("db", "example/db:1", 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| settled(h, "db", 3)).await);
     let good_rev = sts(&h, "db")["status"]["currentRevision"]

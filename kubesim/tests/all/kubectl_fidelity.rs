@@ -22,7 +22,7 @@ async fn cluster(speed: f64) -> kubesim::Handle {
     })
     .await
     .expect("start kubesim");
-    // The seed's registry: v1 and v2 exist, v10 does not.
+    // The app's registry: v1 and v2 exist, v10 does not.
     h.declare_registry(REPO, &["v1", "v2"]);
     h
 }
@@ -96,7 +96,7 @@ async fn deploy_story_with_real_kubectl() {
         );
     }
 
-    // The seed's strategy: 1 max unavailable, 1 max surge.
+    // The story's strategy: 1 max unavailable, 1 max surge.
     k.arun(&[
         "patch",
         "deployment",

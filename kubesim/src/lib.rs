@@ -4,6 +4,12 @@
 //! controllers (Deployment, ReplicaSet, garbage collection), a scheduler and
 //! a kubelet for simulated nodes, on one simulated clock.
 //!
+//! This file is the wiring (start, the handle). Data flows one way: the
+//! shared state (`sim`, `store`, `config`) sits below the API server and the
+//! controllers, and the controllers write objects through `api::objects`
+//! (never the other way round); `tests/all/layering.rs` keeps the module
+//! graph free of cycles.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let sim = kubesim::start(kubesim::Config::default()).await?;

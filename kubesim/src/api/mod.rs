@@ -1,5 +1,11 @@
 //! The API server: HTTP(S) transport, authentication and RBAC, discovery,
 //! OpenAPI, and the REST verbs over the store.
+//!
+//! From the bottom up: `http` (the request and response vocabulary),
+//! `views` and `objects` (how objects are shown and written, which the
+//! controllers use too), the verbs (`rest`, `apply`, `watch`, `logs`, ...),
+//! `dispatch` (authentication, authorization, routing) and `server` (the
+//! connections).
 
 pub mod admin;
 pub mod apply;

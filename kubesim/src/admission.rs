@@ -16,8 +16,8 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::controllers::quantity;
 use crate::error::{ApiError, ApiResult};
+use crate::quantity;
 use crate::resources::res;
 use crate::sim::Sim;
 

@@ -28,6 +28,7 @@ pub mod controllers;
 pub mod error;
 pub mod faults;
 pub mod inject;
+pub mod quantity;
 pub mod resources;
 pub mod scenario;
 pub mod sim;

@@ -21,7 +21,6 @@ pub mod meta;
 pub mod next;
 pub mod nodes;
 pub mod pods;
-pub mod quantity;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod scheduler;
@@ -30,6 +29,8 @@ pub mod statefulset;
 
 pub use meta::{controller_ref, controller_uid, push_owner_ref, remove_owner_ref, write_status};
 pub use next::Next;
+// Kept at its old path for callers; the parser sits below the API server.
+pub use crate::quantity;
 
 use std::future::Future;
 use std::sync::Arc;

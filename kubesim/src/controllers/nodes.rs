@@ -3,8 +3,8 @@
 
 use serde_json::{Value, json};
 
-use super::quantity;
 use crate::clock::fmt_time;
+use crate::quantity;
 use crate::sim::Sim;
 
 /// The kubelet version the simulated nodes report.

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::controllers::quantity;
+use crate::quantity;
 
 /// Resource requests of a pod: cpu millicores, memory bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

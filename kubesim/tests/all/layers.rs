@@ -69,6 +69,26 @@ pub fn explain_cycles(src_root: &Path, crate_root_file: &str) -> String {
     out.join("\n")
 }
 
+/// The edges from modules under `from` to modules under `to` (module
+/// prefixes such as `["api"]`), as `a -> b (path)` lines: for rules like
+/// "the API server never imports the controllers".
+pub fn edges_between(graph: &Graph, from: &[&str], to: &[&str]) -> Vec<String> {
+    let under =
+        |m: &ModPath, p: &[&str]| m.len() >= p.len() && m.iter().zip(p).all(|(a, b)| a == b);
+    let mut out = Vec::new();
+    for (a, targets) in &graph.edges {
+        if !under(a, from) {
+            continue;
+        }
+        for (b, why) in targets {
+            if under(b, to) {
+                out.push(format!("{} -> {} ({why})", name(a), name(b)));
+            }
+        }
+    }
+    out
+}
+
 /// One line per edge of a cycle, with the path that made it.
 pub fn explain(graph: &Graph, cycle: &[ModPath]) -> String {
     let mut out = Vec::new();
@@ -693,6 +713,28 @@ mod tests {
         // Without the back edge there is none.
         g.edges.get_mut(&path("store")).unwrap().clear();
         assert!(g.cycles().is_empty());
+    }
+
+    #[test]
+    fn edges_between_prefixes() {
+        let mut g = Graph::default();
+        g.edges
+            .entry(path("api::rest"))
+            .or_default()
+            .insert(path("controllers::pods"), "p".into());
+        g.edges
+            .entry(path("api::rest"))
+            .or_default()
+            .insert(path("store"), "s".into());
+        g.edges
+            .entry(path("apis"))
+            .or_default()
+            .insert(path("controllers"), "x".into());
+        assert_eq!(
+            edges_between(&g, &["api"], &["controllers"]),
+            ["api::rest -> controllers::pods (p)"]
+        );
+        assert!(edges_between(&g, &["store"], &["api"]).is_empty());
     }
 
     #[test]

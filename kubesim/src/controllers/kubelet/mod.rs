@@ -26,6 +26,7 @@
 //! with an `Unhealthy` event every `periodSeconds`. Liveness and startup
 //! probes are not simulated.
 
+mod config;
 mod containers;
 mod ctx;
 mod images;

@@ -12,6 +12,7 @@ pub mod apply;
 pub mod defaults;
 pub mod discovery;
 pub mod dispatch;
+pub mod fields;
 pub mod http;
 pub mod listener;
 pub mod listener_ctl;

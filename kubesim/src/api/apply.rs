@@ -5,9 +5,9 @@
 //! - merge the applied configuration into the object with the strategic
 //!   merge keys (api/patch.rs), lists without a key are atomic;
 //! - `metadata.managedFields`: one `Apply` entry per field manager with the
-//!   fields it applied (`FieldsV1`, built in `fields.rs`), so fields the same manager applied
-//!   before but no longer applies are removed (unless another manager
-//!   owns them too);
+//!   fields it applied (`FieldsV1`, built in `fields.rs`), so fields the
+//!   same manager applied before but no longer applies are removed (unless
+//!   another manager owns them too);
 //! - conflicts with other managers' fields whose value would change → 409
 //!   with the upstream message, unless `force=true` (which takes them over).
 //!

@@ -16,10 +16,10 @@ use std::collections::BTreeMap;
 
 use serde_json::{Value, json};
 
-use crate::Sim;
-use crate::controllers::quantity;
 use crate::error::{ApiError, ApiResult};
+use crate::quantity;
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// The quota resources tracked for pods.
 const TRACKED: &[&str] = &[
@@ -294,40 +294,5 @@ mod tests {
         assert_eq!(u["memory"], Some(64 << 20));
         assert_eq!(u["limits.cpu"], None, "b states no cpu limit");
         assert_eq!(u["pods"], Some(1));
-    }
-}
-
-#[cfg(test)]
-mod sim_tests {
-    use serde_json::json;
-
-    #[tokio::test]
-    async fn quota_forbids_the_pod_that_does_not_fit() {
-        let h = crate::start(crate::Config {
-            tls: false,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        h.create(json!({"apiVersion": "v1", "kind": "ResourceQuota",
-            "metadata": {"name": "compute", "namespace": "default"},
-            "spec": {"hard": {"requests.cpu": "1", "pods": "10"}}}))
-            .unwrap();
-        let pod = |name: &str| {
-            json!({"apiVersion": "v1", "kind": "Pod",
-                "metadata": {"name": name, "namespace": "default"},
-                "spec": {"containers": [{"name": "web", "image": "example/web:v1",
-                    "resources": {"requests": {"cpu": "600m"}}}]}})
-        };
-        h.create(pod("a")).unwrap();
-        let err = h.create(pod("b")).unwrap_err().to_string();
-        assert_eq!(
-            err,
-            "pods \"b\" is forbidden: exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"
-        );
-        let q = h.get("v1", "ResourceQuota", "default", "compute").unwrap();
-        assert_eq!(q["status"]["used"]["requests.cpu"], "600m");
-        assert_eq!(q["status"]["used"]["pods"], "1");
-        h.shutdown().await;
     }
 }

@@ -4,6 +4,12 @@
 //! controllers (Deployment, ReplicaSet, garbage collection), a scheduler and
 //! a kubelet for simulated nodes, on one simulated clock.
 //!
+//! This file is the wiring (start, the handle). Data flows one way: the
+//! shared state (`sim`, `store`, `config`) sits below the API server and the
+//! controllers, and the controllers write objects through `api::objects`
+//! (never the other way round); `tests/all/layering.rs` keeps the module
+//! graph free of cycles.
+//!
 //! ```no_run
 //! # async fn demo() -> anyhow::Result<()> {
 //! let sim = kubesim::start(kubesim::Config::default()).await?;
@@ -17,12 +23,16 @@ pub mod admission;
 pub mod api;
 pub mod auth;
 pub mod clock;
+pub mod config;
 pub mod controllers;
 pub mod error;
 pub mod faults;
+pub mod inject;
 pub mod metrics;
+pub mod quantity;
 pub mod resources;
 pub mod scenario;
+pub mod sim;
 pub mod store;
 pub mod tls;
 
@@ -36,120 +46,10 @@ use tokio::sync::watch;
 
 pub use auth::Rule;
 pub use clock::Clock;
+pub use config::{AutoscalerConfig, Config};
 pub use scenario::{ImageBehaviour, Scenarios};
+pub use sim::{ContainerLogs, Sim};
 pub use store::Store;
-
-/// How to start a simulated cluster.
-#[derive(Clone, Debug)]
-pub struct Config {
-    /// Number of simulated nodes (`node-1` … `node-N`).
-    pub nodes: usize,
-    /// Allocatable cpu per node (a Kubernetes quantity, e.g. "2" or "1500m").
-    pub node_cpu: String,
-    /// Allocatable memory per node (e.g. "4Gi").
-    pub node_memory: String,
-    /// Allocatable pods per node.
-    pub node_pods: u32,
-    /// Simulated-time factor: 10 means ten simulated seconds per real second.
-    pub speed: f64,
-    /// Serve HTTPS with a generated CA (default) or plain HTTP.
-    pub tls: bool,
-    /// Address to bind; port 0 picks a free one.
-    pub bind: SocketAddr,
-    /// The kubelet's image vocabulary, overrides and declared registry.
-    pub scenarios: Scenarios,
-    /// The namespace created besides `default`, `kube-system`, `kube-public`.
-    pub namespaces: Vec<String>,
-    /// Seed of the kubelet's start-up variation (sandbox, pull, container
-    /// start, status sync): the same seed gives the same sequence of delays.
-    pub startup_seed: u64,
-    /// A simulated cluster autoscaler (off when None).
-    pub autoscaler: Option<AutoscalerConfig>,
-    /// Serve the simulated pods' metrics ([`metrics`]) over plain HTTP on
-    /// this address (port 0 picks a free one); off when None.
-    pub metrics_listen: Option<SocketAddr>,
-}
-
-/// The simulated cluster autoscaler: one node group of the configured node
-/// shape, scaled up (never down) for pods the scheduler cannot place.
-#[derive(Clone, Debug, PartialEq)]
-pub struct AutoscalerConfig {
-    /// The node group's maximum size (all nodes of the cluster).
-    pub max_nodes: usize,
-    /// Simulated time from the scale-up decision to the new node being Ready.
-    pub scale_up_delay: Duration,
-}
-
-impl Default for AutoscalerConfig {
-    /// Two nodes more than the default cluster, 30 s per scale-up.
-    fn default() -> Self {
-        Self {
-            max_nodes: Config::default().nodes + 2,
-            scale_up_delay: Duration::from_secs(30),
-        }
-    }
-}
-
-impl Default for Config {
-    fn default() -> Self {
-        Self {
-            nodes: 3,
-            node_cpu: "2".into(),
-            node_memory: "4Gi".into(),
-            node_pods: 110,
-            speed: 1.0,
-            tls: true,
-            bind: SocketAddr::from(([127, 0, 0, 1], 0)),
-            scenarios: Scenarios::default(),
-            namespaces: Vec::new(),
-            startup_seed: 0x6b75_6265_7369_6d00,
-            autoscaler: None,
-            metrics_listen: None,
-        }
-    }
-}
-
-/// Shared state of one simulated cluster: what the API server and the
-/// controllers both see.
-pub struct Sim {
-    pub store: Arc<Store>,
-    pub clock: Arc<Clock>,
-    pub identities: RwLock<auth::Identities>,
-    pub scenarios: RwLock<Scenarios>,
-    /// Container logs the kubelet wrote: (namespace, pod, container) → lines.
-    pub logs: std::sync::Mutex<std::collections::BTreeMap<(String, String, String), ContainerLogs>>,
-    /// The kubelet's private runtime state (containers, back-offs, timers).
-    pub kubelet: std::sync::Mutex<controllers::kubelet::KubeletState>,
-    /// The event recorder's correlation state (repeats, similar events).
-    pub event_cache: std::sync::Mutex<controllers::events::EventCache>,
-    /// The simulated cluster autoscaler's state (unused when disabled).
-    pub autoscaler: std::sync::Mutex<controllers::autoscaler::AutoscalerState>,
-    pub config: Config,
-    /// Requests and response bytes per User-Agent, counted by the API server.
-    pub metrics: api::Metrics,
-    /// Injected faults (see [`faults`]).
-    pub faults: faults::Faults,
-    /// The API server's listener (stoppable by fault injection).
-    pub listener: api::listener::ListenerCtl,
-}
-
-/// The log lines of one container: the running instance and the previous
-/// (terminated) one, as `kubectl logs` and `logs --previous` read them.
-#[derive(Debug, Clone, Default)]
-pub struct ContainerLogs {
-    pub current: Vec<String>,
-    pub previous: Option<Vec<String>>,
-}
-
-impl Sim {
-    /// The kubelet's behaviour for an image.
-    pub fn behaviour(&self, image: &str) -> ImageBehaviour {
-        self.scenarios
-            .read()
-            .expect("scenarios lock")
-            .behaviour(image)
-    }
-}
 
 /// A running cluster. Dropping it without `shutdown` leaves the tasks to die
 /// with the runtime.
@@ -188,7 +88,7 @@ pub async fn start(config: Config) -> anyhow::Result<Handle> {
         identities: RwLock::new(ids),
         scenarios: RwLock::new(config.scenarios.clone()),
         logs: Default::default(),
-        kubelet: std::sync::Mutex::new(controllers::kubelet::KubeletState::new(
+        kubelet: std::sync::Mutex::new(controllers::kubelet::state::KubeletState::new(
             config.startup_seed,
         )),
         event_cache: Default::default(),
@@ -389,8 +289,8 @@ impl Handle {
 
     /// Fault injection: drop watches, fail requests, add latency, force
     /// conflicts, compact history, stop and restart the listener.
-    pub fn faults(&self) -> faults::FaultHandle {
-        faults::FaultHandle::new(self.sim.clone())
+    pub fn faults(&self) -> inject::FaultHandle {
+        inject::FaultHandle::new(self.sim.clone())
     }
 
     /// Requests, response bytes and watch events per User-Agent.

@@ -37,7 +37,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::Sim;
+use crate::sim::Sim;
 
 /// Requests per second of simulated time each Ready pod serves.
 pub const REQUESTS_PER_SECOND: f64 = 10.0;
@@ -80,7 +80,7 @@ pub struct PodMetrics {
 
 fn is_serving(pod: &Value) -> bool {
     pod["status"]["phase"].as_str() == Some("Running")
-        && crate::controllers::replicaset::is_ready(pod)
+        && crate::controllers::pods::is_ready(pod)
         && pod["metadata"]["deletionTimestamp"].is_null()
 }
 

@@ -4,50 +4,13 @@
 
 use std::time::Duration;
 
+#[path = "all/common.rs"]
+mod common;
+
+use common::{deployment, rolled_out, set_image};
 use kubesim::{Config, Handle};
-use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(20);
-
-fn deployment(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "web", "image": image}]}},
-        },
-    })
-}
-
-fn set_image(h: &Handle, name: &str, image: &str) {
-    h.store()
-        .modify(
-            kubesim::resources::res("deployments.apps"),
-            "default",
-            name,
-            |d| {
-                d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-                Ok(true)
-            },
-        )
-        .unwrap();
-}
-
-/// kubectl's rollout-complete rule.
-fn rolled_out(h: &Handle, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
-        return false;
-    };
-    let st = &d["status"];
-    let n = |k: &str| st[k].as_i64().unwrap_or(0);
-    st["observedGeneration"] == d["metadata"]["generation"]
-        && n("updatedReplicas") == d["spec"]["replicas"].as_i64().unwrap()
-        && n("replicas") == n("updatedReplicas")
-        && n("availableReplicas") == n("updatedReplicas")
-}
 
 /// Simulated seconds from a template change to kubectl's rollout-complete rule.
 async fn time_rollout(h: &Handle, name: &str, image: &str) -> f64 {

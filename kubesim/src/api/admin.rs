@@ -30,8 +30,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use super::http::{Resp, json as json_resp};
-use crate::Sim;
-use crate::faults::{ConflictRule, DEFAULT_SEED, FailRule, FaultHandle};
+use crate::faults::{ConflictRule, DEFAULT_SEED, FailRule};
+use crate::inject::FaultHandle;
+use crate::sim::Sim;
 
 /// Serve the admin API on `listener` until `shutdown` turns true.
 pub async fn serve(sim: Arc<Sim>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {

@@ -5,193 +5,26 @@
 //! - merge the applied configuration into the object with the strategic
 //!   merge keys (api/patch.rs), lists without a key are atomic;
 //! - `metadata.managedFields`: one `Apply` entry per field manager with the
-//!   fields it applied (`FieldsV1`), so fields the same manager applied
-//!   before but no longer applies are removed (unless another manager
-//!   owns them too);
+//!   fields it applied (`FieldsV1`, built in `fields.rs`), so fields the
+//!   same manager applied before but no longer applies are removed (unless
+//!   another manager owns them too);
 //! - conflicts with other managers' fields whose value would change → 409
 //!   with the upstream message, unless `force=true` (which takes them over).
 //!
 //! Not simulated: `Update` entries for non-apply writes (so only apply
 //! managers can conflict), merge keys beyond patch.rs, `x-kubernetes-map-type`.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
+use super::fields::{FieldSet, Path, decode, encode, field_set, managed_part};
 use super::http::Req;
-use super::patch::{ListStrategy, merge_map, strategy};
-use crate::Sim;
+use super::patch::merge_map;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
-
-/// One path element in FieldsV1 form: `f:name`, `k:{"name":"web"}`, `v:"x"`.
-type Path = Vec<String>;
-/// A set of owned field paths (leaves and list items).
-pub type FieldSet = BTreeSet<Path>;
-
-/// Metadata the server owns: never part of an applied field set.
-const SERVER_META: &[&str] = &[
-    "name",
-    "namespace",
-    "uid",
-    "resourceVersion",
-    "generation",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "managedFields",
-    "selfLink",
-];
-
-/// Fields that are atomic in the upstream schema (replaced as a whole).
-fn atomic_map(names: &[String], field: &str) -> bool {
-    field == "selector" && names.last().is_some_and(|p| p == "spec")
-}
-
-/// The applied configuration without the fields apply does not manage.
-fn managed_part(cfg: &Value, keep_status: bool) -> Value {
-    let mut c = cfg.clone();
-    if let Some(m) = c.as_object_mut() {
-        m.remove("apiVersion");
-        m.remove("kind");
-        if !keep_status {
-            m.remove("status");
-        }
-        if let Some(Value::Object(meta)) = m.get_mut("metadata") {
-            for k in SERVER_META {
-                meta.remove(*k);
-            }
-            if meta.is_empty() {
-                m.remove("metadata");
-            }
-        }
-    }
-    c
-}
-
-/// The field set of an applied configuration.
-pub fn field_set(cfg: &Value) -> FieldSet {
-    let mut out = FieldSet::new();
-    if let Value::Object(m) = cfg {
-        collect_map(m, &mut Vec::new(), &mut Vec::new(), &mut out);
-    }
-    out
-}
-
-fn collect_map(
-    m: &Map<String, Value>,
-    path: &mut Path,
-    names: &mut Vec<String>,
-    out: &mut FieldSet,
-) {
-    for (k, v) in m {
-        if v.is_null() {
-            continue;
-        }
-        path.push(format!("f:{k}"));
-        collect_field(v, k, path, names, out);
-        path.pop();
-    }
-}
-
-fn collect_field(
-    v: &Value,
-    field: &str,
-    path: &mut Path,
-    names: &mut Vec<String>,
-    out: &mut FieldSet,
-) {
-    match v {
-        Value::Object(m) if !m.is_empty() && !atomic_map(names, field) => {
-            names.push(field.to_string());
-            collect_map(m, path, names, out);
-            names.pop();
-        }
-        Value::Array(items) => match strategy(names, field) {
-            ListStrategy::Key(key) => {
-                names.push(field.to_string());
-                for it in items {
-                    let Value::Object(im) = it else { continue };
-                    let Some(kv) = im.get(key) else { continue };
-                    path.push(format!("k:{}", json!({ key: kv })));
-                    out.insert(path.clone());
-                    collect_map(im, path, names, out);
-                    path.pop();
-                }
-                names.pop();
-            }
-            ListStrategy::Primitive => {
-                for it in items {
-                    path.push(format!("v:{it}"));
-                    out.insert(path.clone());
-                    path.pop();
-                }
-            }
-            ListStrategy::Atomic => {
-                out.insert(path.clone());
-            }
-        },
-        _ => {
-            out.insert(path.clone());
-        }
-    }
-}
-
-/// Encode a field set as `fieldsV1`.
-pub fn encode(set: &FieldSet) -> Value {
-    let mut root = Map::new();
-    for p in set {
-        let mut node = &mut root;
-        for el in p {
-            let next = node
-                .entry(el.clone())
-                .or_insert_with(|| Value::Object(Map::new()));
-            node = match next {
-                Value::Object(m) => m,
-                _ => unreachable!("fieldsV1 nodes are objects"),
-            };
-        }
-    }
-    // A node that is itself owned and has children gets a "." entry.
-    fn mark(node: &mut Map<String, Value>, path: &mut Path, set: &FieldSet) {
-        for (k, v) in node.iter_mut() {
-            path.push(k.clone());
-            if let Value::Object(m) = v
-                && !m.is_empty()
-            {
-                mark(m, path, set);
-                if set.contains(path) {
-                    m.insert(".".into(), json!({}));
-                }
-            }
-            path.pop();
-        }
-    }
-    mark(&mut root, &mut Vec::new(), set);
-    Value::Object(root)
-}
-
-/// Decode `fieldsV1` into a field set.
-pub fn decode(v: &Value) -> FieldSet {
-    fn walk(v: &Value, path: &mut Path, out: &mut FieldSet) {
-        let Value::Object(m) = v else { return };
-        if (m.is_empty() || m.contains_key(".")) && !path.is_empty() {
-            out.insert(path.clone());
-        }
-        for (k, x) in m {
-            if k == "." {
-                continue;
-            }
-            path.push(k.clone());
-            walk(x, path, out);
-            path.pop();
-        }
-    }
-    let mut out = FieldSet::new();
-    walk(v, &mut Vec::new(), &mut out);
-    out
-}
+use crate::sim::Sim;
 
 /// Whether a list item matches a `k:`/`v:` path element.
 fn item_matches(item: &Value, el: &str) -> bool {
@@ -396,7 +229,7 @@ pub fn apply(
                 }
                 obj["metadata"]["managedFields"] =
                     json!([entry(&manager, "Apply", &api_version, None, &now, &new_set)]);
-                match super::rest::create_in(sim, rt, ns, obj, req.dry_run()) {
+                match super::objects::create_in(sim, rt, ns, obj, req.dry_run()) {
                     Err(e) if e.code == 409 && e.reason == "AlreadyExists" && attempt < 4 => {
                         continue;
                     }
@@ -483,8 +316,16 @@ pub fn apply(
             .collect();
         fields.push(entry(&manager, "Apply", &api_version, sub, &now, &new_set));
         next["metadata"]["managedFields"] = Value::Array(fields);
-        match super::rest::write_update(sim, rt, ns, name, sub, next, Some(&old_rv), req.dry_run())
-        {
+        match super::objects::write_update(
+            sim,
+            rt,
+            ns,
+            name,
+            sub,
+            next,
+            Some(&old_rv),
+            req.dry_run(),
+        ) {
             Err(e) if e.code == 409 && e.reason == "Conflict" && attempt < 8 => continue,
             r => return r.map(|o| (200, o)),
         }

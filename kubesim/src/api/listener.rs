@@ -1,31 +1,12 @@
 //! The API server's listener, which fault injection can stop and restart on
 //! the same address while the store (and controllers) keep running.
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::net::TcpListener;
 use tokio::sync::watch;
-use tokio::task::JoinHandle;
 
-use crate::Sim;
-
-/// The running (or stopped) listener of one cluster.
-#[derive(Default)]
-pub struct ListenerCtl {
-    inner: Mutex<Inner>,
-}
-
-#[derive(Default)]
-struct Inner {
-    addr: Option<SocketAddr>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-    /// The cluster-wide shutdown (the Handle's).
-    global: Option<watch::Receiver<bool>>,
-    /// Stops this incarnation of the listener and its connections.
-    stop: Option<Arc<watch::Sender<bool>>>,
-    task: Option<JoinHandle<()>>,
-}
+use crate::sim::Sim;
 
 /// Serve on `listener` (first start, from `kubesim::start`).
 pub fn install(
@@ -59,7 +40,12 @@ fn spawn(sim: &Arc<Sim>, listener: TcpListener) {
             }
         });
     }
-    let task = tokio::spawn(super::http::serve(sim.clone(), listener, g.tls.clone(), rx));
+    let task = tokio::spawn(super::server::serve(
+        sim.clone(),
+        listener,
+        g.tls.clone(),
+        rx,
+    ));
     g.stop = Some(tx);
     g.task = Some(task);
 }

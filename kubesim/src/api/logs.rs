@@ -3,10 +3,10 @@
 use serde_json::Value;
 
 use super::http::{self, Req, Resp};
-use crate::Sim;
 use crate::clock::fmt_micro_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
+use crate::sim::Sim;
 
 fn names(pod: &Value, key: &str) -> Vec<String> {
     pod["spec"][key]

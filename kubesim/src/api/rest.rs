@@ -4,18 +4,20 @@
 use std::sync::Arc;
 
 use base64::Engine as _;
-use serde_json::{Map, Value, json};
+use serde_json::{Value, json};
 use tokio::sync::watch as wch;
 
 use super::http::{self, Req, Resp};
+use super::objects::{DeleteOptions, create_in, delete_object, write_update};
 use super::patch::{self, PatchType};
 use super::routes::ResourceReq;
 use super::selectors::{FieldSelector, LabelSelector};
-use super::{DeleteOptions, defaults, logs, ssar, validate};
-use crate::Sim;
+use super::views::{from_view, render, respond_view, scale_view};
+use super::{logs, ssar};
 use crate::auth::Identity;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::{ResourceType, res};
+use crate::sim::Sim;
 
 pub async fn handle(
     sim: &Arc<Sim>,
@@ -132,342 +134,6 @@ fn decode_body(req: &Req) -> ApiResult<Value> {
         }
         other => Err(patch::unsupported(other)),
     }
-}
-
-/// How an object is served for a resource type: the events.k8s.io/v1 view
-/// of a stored core Event, or the object itself.
-pub fn render(rt: &ResourceType, obj: &Value) -> Value {
-    if rt.group == "events.k8s.io" {
-        return core_to_events_v1(obj);
-    }
-    let mut o = obj.clone();
-    o["apiVersion"] = json!(rt.api_version());
-    o["kind"] = json!(rt.kind);
-    o
-}
-
-/// A written object in the resource's own view back to its stored form.
-fn from_view(rt: &ResourceType, obj: Value) -> Value {
-    if rt.group == "events.k8s.io" {
-        events_v1_to_core(&obj)
-    } else {
-        obj
-    }
-}
-
-fn respond_view(rt: &ResourceType, sub: Option<&str>, obj: &Value) -> Value {
-    match sub {
-        Some("scale") => scale_view(rt, obj),
-        _ => render(rt, obj),
-    }
-}
-
-fn copy(dst: &mut Map<String, Value>, to: &str, src: &Value, from: &str) {
-    if let Some(v) = src.get(from).filter(|v| !v.is_null()) {
-        dst.insert(to.to_string(), v.clone());
-    }
-}
-
-pub fn core_to_events_v1(e: &Value) -> Value {
-    let mut m = Map::new();
-    m.insert("kind".into(), json!("Event"));
-    m.insert("apiVersion".into(), json!("events.k8s.io/v1"));
-    copy(&mut m, "metadata", e, "metadata");
-    m.insert(
-        "eventTime".into(),
-        e.get("eventTime").cloned().unwrap_or(Value::Null),
-    );
-    copy(&mut m, "series", e, "series");
-    let controller = e["reportingComponent"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or_else(|| e["source"]["component"].as_str());
-    if let Some(c) = controller {
-        m.insert("reportingController".into(), json!(c));
-    }
-    let instance = e["reportingInstance"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or_else(|| e["source"]["host"].as_str());
-    if let Some(i) = instance {
-        m.insert("reportingInstance".into(), json!(i));
-    }
-    copy(&mut m, "action", e, "action");
-    copy(&mut m, "reason", e, "reason");
-    copy(&mut m, "regarding", e, "involvedObject");
-    copy(&mut m, "related", e, "related");
-    copy(&mut m, "note", e, "message");
-    copy(&mut m, "type", e, "type");
-    if e["source"].as_object().is_some_and(|s| !s.is_empty()) {
-        copy(&mut m, "deprecatedSource", e, "source");
-    }
-    copy(&mut m, "deprecatedFirstTimestamp", e, "firstTimestamp");
-    copy(&mut m, "deprecatedLastTimestamp", e, "lastTimestamp");
-    if let Some(c) = e["count"].as_i64().filter(|c| *c > 0) {
-        m.insert("deprecatedCount".into(), json!(c));
-    }
-    Value::Object(m)
-}
-
-pub fn events_v1_to_core(e: &Value) -> Value {
-    let mut m = Map::new();
-    m.insert("kind".into(), json!("Event"));
-    m.insert("apiVersion".into(), json!("v1"));
-    copy(&mut m, "metadata", e, "metadata");
-    copy(&mut m, "involvedObject", e, "regarding");
-    copy(&mut m, "reason", e, "reason");
-    copy(&mut m, "message", e, "note");
-    m.insert(
-        "source".into(),
-        e.get("deprecatedSource").cloned().unwrap_or(json!({})),
-    );
-    m.insert(
-        "firstTimestamp".into(),
-        e.get("deprecatedFirstTimestamp")
-            .cloned()
-            .unwrap_or(Value::Null),
-    );
-    m.insert(
-        "lastTimestamp".into(),
-        e.get("deprecatedLastTimestamp")
-            .cloned()
-            .unwrap_or(Value::Null),
-    );
-    copy(&mut m, "count", e, "deprecatedCount");
-    copy(&mut m, "type", e, "type");
-    m.insert(
-        "eventTime".into(),
-        e.get("eventTime").cloned().unwrap_or(Value::Null),
-    );
-    copy(&mut m, "series", e, "series");
-    copy(&mut m, "action", e, "action");
-    copy(&mut m, "related", e, "related");
-    copy(&mut m, "reportingComponent", e, "reportingController");
-    copy(&mut m, "reportingInstance", e, "reportingInstance");
-    Value::Object(m)
-}
-
-/// The label selector of a workload, as Scale's `status.selector` string.
-fn selector_string(obj: &Value) -> String {
-    LabelSelector::from_json(&obj["spec"]["selector"]).to_string()
-}
-
-/// The autoscaling/v1 Scale view of a workload.
-pub fn scale_view(_rt: &ResourceType, obj: &Value) -> Value {
-    let m = &obj["metadata"];
-    json!({
-        "kind": "Scale",
-        "apiVersion": "autoscaling/v1",
-        "metadata": {
-            "name": m["name"],
-            "namespace": m["namespace"],
-            "uid": m["uid"],
-            "resourceVersion": m["resourceVersion"],
-            "creationTimestamp": m["creationTimestamp"],
-        },
-        "spec": {"replicas": obj["spec"]["replicas"].as_i64().unwrap_or(0)},
-        "status": {
-            "replicas": obj["status"]["replicas"].as_i64().unwrap_or(0),
-            "selector": selector_string(obj),
-        },
-    })
-}
-
-fn has_status(rt: &ResourceType) -> bool {
-    rt.has_subresource("status")
-}
-
-/// Clear what a client may not set on create and default/validate.
-pub(crate) fn create_in(
-    sim: &Sim,
-    rt: &'static ResourceType,
-    ns: &str,
-    body: Value,
-    dry_run: bool,
-) -> ApiResult<Arc<Value>> {
-    let mut obj = from_view(rt, body);
-    if !obj.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request is not a JSON object",
-        ));
-    }
-    if !obj["metadata"].is_object() {
-        obj["metadata"] = json!({});
-    }
-    if rt.namespaced {
-        if let Some(bns) = obj["metadata"]["namespace"].as_str()
-            && !bns.is_empty()
-            && bns != ns
-        {
-            return Err(ApiError::bad_request(
-                "the namespace of the provided object does not match the namespace sent on the request",
-            ));
-        }
-        if sim.store.get(res("namespaces"), "", ns).is_err() {
-            return Err(ApiError::not_found(res("namespaces"), ns));
-        }
-    }
-    if let Some(m) = obj["metadata"].as_object_mut() {
-        for k in [
-            "uid",
-            "resourceVersion",
-            "creationTimestamp",
-            "deletionTimestamp",
-            "deletionGracePeriodSeconds",
-            "generation",
-            "selfLink",
-        ] {
-            m.remove(k);
-        }
-    }
-    if has_status(rt)
-        && let Some(m) = obj.as_object_mut()
-    {
-        m.remove("status");
-    }
-    defaults::apply(rt, &mut obj);
-    if obj["metadata"]["name"].as_str().is_none_or(str::is_empty)
-        && obj["metadata"]["generateName"]
-            .as_str()
-            .is_none_or(str::is_empty)
-    {
-        return Err(ApiError::invalid(
-            rt,
-            "",
-            &[(
-                "metadata.name",
-                "Required value: name or generateName is required".into(),
-            )],
-        ));
-    }
-    validate::validate(rt, &obj, None)?;
-    if rt.group.is_empty() && rt.plural == "pods" {
-        crate::admission::admit_pod(sim, ns, &mut obj)?;
-    }
-    if dry_run {
-        if obj["metadata"]["name"].as_str().is_none_or(str::is_empty) {
-            let prefix = obj["metadata"]["generateName"]
-                .as_str()
-                .unwrap_or("")
-                .to_string();
-            obj["metadata"]["name"] = json!(format!("{prefix}{}", crate::store::random_suffix(5)));
-        }
-        obj["metadata"]["uid"] = json!(uuid::Uuid::new_v4().to_string());
-        obj["metadata"]["creationTimestamp"] = json!(crate::clock::fmt_time(sim.clock.now()));
-        if rt.namespaced {
-            obj["metadata"]["namespace"] = json!(ns);
-        }
-        if rt.has_generation {
-            obj["metadata"]["generation"] = json!(1);
-        }
-        return Ok(Arc::new(render(rt, &obj)));
-    }
-    sim.store.create(rt, ns, obj)
-}
-
-/// Compose the next stored object from a write to the main resource or a
-/// subresource, then default, validate and store it.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn write_update(
-    sim: &Sim,
-    rt: &'static ResourceType,
-    ns: &str,
-    name: &str,
-    sub: Option<&str>,
-    view: Value,
-    expect_rv: Option<&str>,
-    dry_run: bool,
-) -> ApiResult<Arc<Value>> {
-    let old = sim.store.get(rt, ns, name)?;
-    if !view.is_object() {
-        return Err(ApiError::bad_request(
-            "the body of the request is not a JSON object",
-        ));
-    }
-    if let Some(n) = view["metadata"]["name"].as_str()
-        && n != name
-    {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({n}) does not match the name on the URL ({name})"
-        )));
-    }
-    if rt.namespaced
-        && let Some(bns) = view["metadata"]["namespace"].as_str()
-        && !bns.is_empty()
-        && bns != ns
-    {
-        return Err(ApiError::bad_request(
-            "the namespace of the provided object does not match the namespace sent on the request",
-        ));
-    }
-    let mut next = match sub {
-        Some("status") => {
-            let mut n = (*old).clone();
-            n["status"] = view.get("status").cloned().unwrap_or(json!({}));
-            n
-        }
-        Some("scale") => {
-            let replicas = view["spec"]["replicas"].as_i64().unwrap_or(0);
-            if replicas < 0 {
-                return Err(ApiError::invalid(
-                    rt,
-                    name,
-                    &[(
-                        "spec.replicas",
-                        format!("Invalid value: {replicas}: must be greater than or equal to 0"),
-                    )],
-                ));
-            }
-            let mut n = (*old).clone();
-            n["spec"]["replicas"] = json!(replicas);
-            n
-        }
-        _ => {
-            let mut n = view;
-            if has_status(rt) {
-                match old.get("status") {
-                    Some(s) => n["status"] = s.clone(),
-                    None => {
-                        if let Some(m) = n.as_object_mut() {
-                            m.remove("status");
-                        }
-                    }
-                }
-            }
-            n
-        }
-    };
-    // Server-managed metadata survives client writes.
-    for k in [
-        "deletionTimestamp",
-        "deletionGracePeriodSeconds",
-        "generation",
-    ] {
-        match old["metadata"].get(k) {
-            Some(v) => next["metadata"][k] = v.clone(),
-            None => {
-                if let Some(m) = next["metadata"].as_object_mut() {
-                    m.remove(k);
-                }
-            }
-        }
-    }
-    defaults::apply(rt, &mut next);
-    validate::validate(rt, &next, Some(&old))?;
-    if let Some(want) = expect_rv
-        && !want.is_empty()
-        && old["metadata"]["resourceVersion"].as_str() != Some(want)
-    {
-        return Err(ApiError::conflict(rt, name));
-    }
-    if dry_run {
-        next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-        next["metadata"]["uid"] = old["metadata"]["uid"].clone();
-        next["metadata"]["creationTimestamp"] = old["metadata"]["creationTimestamp"].clone();
-        return Ok(Arc::new(render(rt, &next)));
-    }
-    next["metadata"]["resourceVersion"] = old["metadata"]["resourceVersion"].clone();
-    sim.store.update(rt, ns, name, next, expect_rv)
 }
 
 /// An `Update` entry in `metadata.managedFields` for a PUT or PATCH, as the
@@ -624,7 +290,7 @@ fn delete(
     let gone = if rt.group.is_empty() && rt.plural == "namespaces" {
         delete_namespace(sim, name, &opts)?
     } else {
-        super::delete_object(sim, rt, ns, name, &opts)?
+        delete_object(sim, rt, ns, name, &opts)?
     };
     let still_there = sim.store.get(rt, ns, name).is_ok();
     if still_there || returns_object(rt) {
@@ -648,7 +314,7 @@ fn delete_namespace(sim: &Sim, name: &str, opts: &DeleteOptions) -> ApiResult<Ar
             let _ = sim.store.delete(rt, name, n);
         }
     }
-    super::delete_object(sim, nsr, "", name, opts)
+    delete_object(sim, nsr, "", name, opts)
 }
 
 fn delete_collection(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
@@ -668,7 +334,7 @@ fn delete_collection(sim: &Sim, req: &Req, r: &ResourceReq) -> ApiResult<Resp> {
             out.push(render(rt, &it));
             continue;
         }
-        match super::delete_object(sim, rt, ns, name, &opts) {
+        match delete_object(sim, rt, ns, name, &opts) {
             Ok(o) => out.push(render(rt, &o)),
             Err(e) if e.code == 404 => {}
             Err(e) => return Err(e),
@@ -693,7 +359,7 @@ fn evict(
         opts.grace_period_seconds = d["gracePeriodSeconds"].as_i64();
     }
     if !req.dry_run() {
-        super::delete_object(sim, rt, ns, name, &opts)?;
+        delete_object(sim, rt, ns, name, &opts)?;
     } else {
         sim.store.get(rt, ns, name)?;
     }

@@ -1,3 +1,4 @@
+// Slightly over 500 lines only with its unit tests: the columns of every resource type side by side.
 //! Server-side printing (`Accept: application/json;as=Table;g=meta.k8s.io;v=v1`),
 //! the columns `kubectl get` shows, computed on the simulated clock.
 
@@ -5,8 +6,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 
 use super::http::Req;
-use crate::Sim;
 use crate::resources::ResourceType;
+use crate::sim::Sim;
 
 pub fn wants_table(req: &Req) -> bool {
     let accept = req.header(::http::header::ACCEPT).replace(' ', "");

@@ -16,12 +16,12 @@ use tokio_stream::StreamExt;
 use tokio_stream::wrappers::ReceiverStream;
 
 use super::http::{Req, Resp};
-use super::rest::render;
 use super::routes::ResourceReq;
 use super::selectors::{FieldSelector, LabelSelector};
-use crate::Sim;
+use super::views::render;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
+use crate::sim::Sim;
 use crate::store::{Change, EventType};
 
 /// Which objects one watcher sees.

@@ -26,12 +26,13 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use super::Next;
 use super::events::{self, Source};
+use super::next::Next;
 use super::scheduler::WhatIfNode;
-use crate::Sim;
+use super::state::AutoscalerState;
 use crate::clock::fmt_time;
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// Upstream `--scan-interval` default.
 const SCAN_INTERVAL: Duration = Duration::from_secs(10);
@@ -40,18 +41,6 @@ pub const NODE_GROUP: &str = "kubesim-nodes";
 pub const STATUS_CONFIGMAP: &str = "cluster-autoscaler-status";
 const COMPONENT: &str = "cluster-autoscaler";
 const LAST_UPDATED: &str = "cluster-autoscaler.kubernetes.io/last-updated";
-
-/// The autoscaler's own state between loops.
-#[derive(Debug, Default)]
-pub struct AutoscalerState {
-    next_loop: Option<Timestamp>,
-    /// Nodes being provisioned: (Ready at, name).
-    provisioning: Vec<(Timestamp, String)>,
-    /// When the autoscaler started (health and scale-down transitions).
-    started: Option<Timestamp>,
-    /// The scale-up status ("NoActivity" / "InProgress") and since when.
-    scale_up: Option<(&'static str, Timestamp)>,
-}
 
 pub fn reconcile(sim: &Sim) -> Next {
     let mut next = Next::default();
@@ -67,7 +56,7 @@ pub fn reconcile(sim: &Sim) -> Next {
     for (_, name) in due {
         let _ = sim
             .store
-            .create(res("nodes"), "", super::node_object(sim, &name));
+            .create(res("nodes"), "", super::nodes::node_object(sim, &name));
     }
     let started = *st.started.get_or_insert(now);
     if st.next_loop.is_none_or(|t| t <= now) {
@@ -110,7 +99,7 @@ fn reasons_message(reasons: &[String]) -> String {
 fn run_once(
     sim: &Sim,
     st: &mut AutoscalerState,
-    cfg: &crate::AutoscalerConfig,
+    cfg: &crate::config::AutoscalerConfig,
     now: Timestamp,
     started: Timestamp,
 ) {
@@ -235,7 +224,7 @@ pub fn go_time(t: Timestamp) -> String {
 #[allow(clippy::too_many_arguments)]
 fn write_status(
     sim: &Sim,
-    cfg: &crate::AutoscalerConfig,
+    cfg: &crate::config::AutoscalerConfig,
     now: Timestamp,
     started: Timestamp,
     registered: usize,

@@ -1,6 +1,7 @@
 //! The Deployment controller, after upstream `pkg/controller/deployment/`:
-//! `sync.go` (new ReplicaSet, revisions, scaling, history clean-up, status)
-//! lives here, the strategies in `rolling.rs`, the Progressing/Available
+//! the sync of one Deployment lives here, finding or creating the new
+//! ReplicaSet in `new_rs.rs`, scaling, clean-up and status in `scale.rs`,
+//! the strategies in `rolling.rs`, the Progressing/Available
 //! conditions in `progress.rs`, the pure helpers in `util.rs`.
 //!
 //! Each pass syncs every Deployment against a snapshot of the store. A
@@ -14,8 +15,11 @@
 //! resourceVersion: the counts and observedGeneration come with the next
 //! sync.
 
+mod new_rs;
 mod progress;
 mod rolling;
+mod scale;
+pub mod status;
 pub mod util;
 
 use std::collections::HashMap;
@@ -25,21 +29,18 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use self::util::{
-    Condition, HASH_LABEL, REVISION, Spec, Status, annotation, by_creation, by_revision,
-    by_size_newer, by_size_older, compute_hash, equal_ignore_hash, find_new_replica_set,
-    get_condition, is_deleting, name, proportion, replicas_annotations_need_update, revision,
-    rs_available, rs_ready, rs_replicas, rs_status_replicas, rs_terminating, scaled_value,
-    selector_is_empty, selector_matches, set_condition, set_new_rs_annotations,
-    set_replicas_annotations, uid, with_label,
-};
+use self::status::{Condition, Status, get_condition, set_condition};
+use self::util::{REVISION, Spec, rs_replicas};
 use super::events::{self, Source};
-use super::{Next, controller_ref, controller_uid, push_owner_ref, remove_owner_ref};
-use crate::Sim;
-use crate::api::{self, DeleteOptions};
+use super::meta::{
+    annotation, controller_ref, controller_uid, is_deleting, name, push_owner_ref,
+    remove_owner_ref, selector_is_empty, selector_matches, uid,
+};
+use super::next::Next;
 use crate::clock::fmt_time;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::resources::{ResourceType, res};
+use crate::sim::Sim;
 
 const COMPONENT: &str = "deployment-controller";
 const PROGRESSING: &str = "Progressing";
@@ -297,187 +298,6 @@ impl<'a> DeploymentSync<'a> {
 
     // ------------------------------------------------------------ new and old ReplicaSets
 
-    /// Upstream `getAllReplicaSetsAndSyncRevision`: (new RS, all old RSes).
-    fn get_all_replica_sets_and_sync_revision(&mut self, create: bool) -> ApiResult<NewAndOld> {
-        let existing = find_new_replica_set(&self.d, &self.rs_list).cloned();
-        let old: Vec<Arc<Value>> = self
-            .rs_list
-            .iter()
-            .filter(|rs| existing.as_ref().is_none_or(|n| uid(n) != uid(rs)))
-            .cloned()
-            .collect();
-        let new = self.get_new_replica_set(existing, &old, create)?;
-        Ok((new, old))
-    }
-
-    /// Upstream `getNewReplicaSet`: bring the existing new RS's annotations
-    /// up to date, or create it (when asked) as `<name>-<pod-template-hash>`.
-    fn get_new_replica_set(
-        &mut self,
-        existing: Option<Arc<Value>>,
-        old: &[Arc<Value>],
-        create: bool,
-    ) -> ApiResult<Option<Arc<Value>>> {
-        let new_revision = old.iter().map(|rs| revision(rs)).max().unwrap_or(0) + 1;
-        if let Some(rs) = existing {
-            let mut copy = (*rs).clone();
-            let annotations_changed =
-                set_new_rs_annotations(&self.d, &mut copy, new_revision, true, &self.spec);
-            let min_ready = copy["spec"]["minReadySeconds"].as_i64().unwrap_or(0);
-            if annotations_changed || min_ready != self.spec.min_ready_seconds {
-                set_min_ready_seconds(&mut copy, self.spec.min_ready_seconds);
-                return self.update_rs(copy).map(Some);
-            }
-            let rev = annotation(&copy, REVISION).unwrap_or("").to_string();
-            let mut needs_update = self.set_revision(&rev);
-            if self.spec.has_progress_deadline()
-                && get_condition(&self.status.conditions, PROGRESSING).is_none()
-            {
-                let msg = format!("Found new replica set {:?}", name(&rs));
-                self.set_condition(PROGRESSING, "True", "FoundNewReplicaSet", msg);
-                needs_update = true;
-            }
-            if needs_update {
-                self.update_status_mid_sync()?;
-            }
-            return Ok(Some(rs));
-        }
-        if !create {
-            return Ok(None);
-        }
-        let new_rs = self.new_replica_set_object(new_revision, old);
-        let replicas = rs_replicas(&new_rs);
-        let (created, already_existed) =
-            match self
-                .sim
-                .store
-                .create(rs_type(), &self.namespace(), new_rs.clone())
-            {
-                Ok(created) => (created, false),
-                Err(e) if e.reason == "AlreadyExists" => {
-                    (self.on_name_collision(&new_rs, e)?, true)
-                }
-                Err(e) => {
-                    let msg = format!(
-                        "Failed to create new replica set {:?}: {}",
-                        name(&new_rs),
-                        e.message
-                    );
-                    if self.spec.has_progress_deadline() {
-                        self.set_condition(
-                            PROGRESSING,
-                            "False",
-                            "ReplicaSetCreateError",
-                            msg.clone(),
-                        );
-                    }
-                    self.event("Warning", "ReplicaSetCreateError", &msg);
-                    return Err(e);
-                }
-            };
-        let created = self.remember(created);
-        if !already_existed && replicas > 0 {
-            let msg = format!(
-                "Scaled up replica set {} from 0 to {replicas}",
-                name(&created)
-            );
-            self.event("Normal", "ScalingReplicaSet", &msg);
-        }
-        let mut needs_update = self.set_revision(&new_revision.to_string());
-        if !already_existed && self.spec.has_progress_deadline() {
-            let msg = format!("Created new replica set {:?}", name(&created));
-            self.set_condition(PROGRESSING, "True", "NewReplicaSetCreated", msg);
-            needs_update = true;
-        }
-        if needs_update {
-            self.update_status_mid_sync()?;
-        }
-        Ok(Some(created))
-    }
-
-    /// The ReplicaSet upstream's `getNewReplicaSet` would create.
-    fn new_replica_set_object(&self, new_revision: i64, old: &[Arc<Value>]) -> Value {
-        let template = &self.d["spec"]["template"];
-        let hash = compute_hash(template, self.status.collision_count);
-        let mut new_template = template.clone();
-        new_template["metadata"]["labels"] =
-            with_label(&template["metadata"]["labels"], HASH_LABEL, &hash);
-        let mut selector = self.d["spec"]["selector"].clone();
-        selector["matchLabels"] = with_label(&selector["matchLabels"], HASH_LABEL, &hash);
-        let mut rs = json!({
-            "apiVersion": "apps/v1",
-            "kind": "ReplicaSet",
-            "metadata": {
-                "name": format!("{}-{hash}", name(&self.d)),
-                "namespace": self.namespace(),
-                "labels": new_template["metadata"]["labels"],
-                "ownerReferences": [controller_ref(&self.d)],
-            },
-            "spec": {"replicas": 0, "selector": selector, "template": new_template},
-        });
-        set_min_ready_seconds(&mut rs, self.spec.min_ready_seconds);
-        let mut all: Vec<&Value> = old.iter().map(|r| r.as_ref()).collect();
-        all.push(&rs);
-        let replicas = self.new_rs_new_replicas(&all, &rs);
-        rs["spec"]["replicas"] = json!(replicas);
-        set_new_rs_annotations(&self.d, &mut rs, new_revision, false, &self.spec);
-        rs
-    }
-
-    /// A ReplicaSet of the new name exists: ours with our template (use it),
-    /// or a hash collision (bump `collisionCount` and retry next pass).
-    fn on_name_collision(&mut self, new_rs: &Value, err: ApiError) -> ApiResult<Arc<Value>> {
-        let existing = self
-            .sim
-            .store
-            .get(rs_type(), &self.namespace(), name(new_rs))?;
-        if controller_uid(&existing) == Some(uid(&self.d))
-            && equal_ignore_hash(&existing["spec"]["template"], &self.d["spec"]["template"])
-        {
-            return Ok(existing);
-        }
-        self.status.collision_count = Some(self.status.collision_count.unwrap_or(0) + 1);
-        Err(err)
-    }
-
-    /// Upstream `NewRSNewReplicas`.
-    fn new_rs_new_replicas(&self, all: &[&Value], new_rs: &Value) -> i32 {
-        if self.spec.recreate {
-            return self.spec.replicas;
-        }
-        let max_surge = scaled_value(&self.spec.max_surge, self.spec.replicas, true).unwrap_or(0);
-        let current: i32 = all.iter().map(|rs| rs_replicas(rs)).sum();
-        let max_total = self.spec.replicas + max_surge;
-        if current >= max_total {
-            return rs_replicas(new_rs);
-        }
-        let scale_up = (max_total - current).min(self.spec.replicas - rs_replicas(new_rs));
-        rs_replicas(new_rs) + scale_up
-    }
-
-    /// Upstream `SetDeploymentRevision`: whether the annotation changed.
-    fn set_revision(&mut self, rev: &str) -> bool {
-        if annotation(&self.d, REVISION) != Some(rev) {
-            self.d["metadata"]["annotations"][REVISION] = json!(rev);
-            return true;
-        }
-        false
-    }
-
-    /// getNewReplicaSet's own UpdateStatus: the Deployment as this sync has
-    /// changed it so far (old counts and observedGeneration, the new
-    /// revision and condition). Upstream drops the returned object, so the
-    /// sync's final UpdateStatus carries a stale resourceVersion and fails
-    /// with a conflict; the next sync writes the counts.
-    fn update_status_mid_sync(&mut self) -> ApiResult<()> {
-        if self.stale {
-            return Ok(());
-        }
-        self.write_status()?;
-        self.stale = true;
-        Ok(())
-    }
-
     fn set_condition(&mut self, type_: &str, status: &str, reason: &str, message: String) {
         let c = Condition::new(type_, status, reason, message, &self.now);
         set_condition(&mut self.status.conditions, c);
@@ -513,200 +333,7 @@ impl<'a> DeploymentSync<'a> {
         }
     }
 
-    /// Upstream `isScalingEvent`: an active RS was sized for another replica count.
-    fn is_scaling_event(&mut self) -> ApiResult<bool> {
-        let (new, old) = self.get_all_replica_sets_and_sync_revision(false)?;
-        Ok(active(&all_of(&new, &old)).iter().any(|rs| {
-            annotation(rs, util::DESIRED_REPLICAS)
-                .and_then(|v| v.parse::<i32>().ok())
-                .is_some_and(|desired| desired != self.spec.replicas)
-        }))
-    }
-
-    /// Upstream `sync`: scale (paused or resized Deployments), clean up, status.
-    fn sync(&mut self) -> ApiResult<()> {
-        let (new, old) = self.get_all_replica_sets_and_sync_revision(false)?;
-        self.scale(new.clone(), old.clone())?;
-        let new = new.map(|rs| self.fresh(&rs));
-        let old: Vec<Arc<Value>> = old.iter().map(|rs| self.fresh(rs)).collect();
-        if self.spec.paused {
-            self.cleanup_deployment(&old)?;
-        }
-        self.sync_deployment_status(&all_of(&new, &old), &new);
-        Ok(())
-    }
-
-    /// Upstream `scale`: one active RS takes the whole size; otherwise spread
-    /// the difference proportionally (largest first) during a rolling update.
-    fn scale(&mut self, new: Option<Arc<Value>>, mut old: Vec<Arc<Value>>) -> ApiResult<()> {
-        if let Some(target) = find_active_or_latest(&new, &mut old) {
-            if rs_replicas(&target) != self.spec.replicas {
-                self.scale_rs_and_record(&target, self.spec.replicas)?;
-            }
-            return Ok(());
-        }
-        if self.is_saturated(&new) {
-            for rs in active(&old) {
-                self.scale_rs_and_record(&rs, 0)?;
-            }
-            return Ok(());
-        }
-        if self.spec.recreate {
-            return Ok(());
-        }
-        let mut all = active(&all_of(&new, &old));
-        let current = sum(&all, rs_replicas);
-        let allowed = if self.spec.replicas > 0 {
-            self.spec.replicas + self.spec.max_surge()
-        } else {
-            0
-        };
-        let to_add = allowed - current;
-        match to_add.cmp(&0) {
-            std::cmp::Ordering::Greater => all.sort_by(|a, b| by_size_newer(a, b)),
-            std::cmp::Ordering::Less => all.sort_by(|a, b| by_size_older(a, b)),
-            std::cmp::Ordering::Equal => {}
-        }
-        let mut added = 0;
-        let mut sizes = Vec::with_capacity(all.len());
-        for rs in &all {
-            let p = proportion(rs, &self.spec, self.status.replicas, to_add, added);
-            sizes.push(rs_replicas(rs) + p);
-            added += p;
-        }
-        if let Some(first) = sizes.first_mut()
-            && to_add != 0
-        {
-            *first = (*first + to_add - added).max(0);
-        }
-        for (rs, size) in all.iter().zip(sizes) {
-            self.scale_rs(rs, size)?;
-        }
-        Ok(())
-    }
-
-    /// Upstream `IsSaturated`.
-    fn is_saturated(&self, rs: &Option<Arc<Value>>) -> bool {
-        let Some(rs) = rs else { return false };
-        let desired = annotation(rs, util::DESIRED_REPLICAS).and_then(|v| v.parse::<i32>().ok());
-        rs_replicas(rs) == self.spec.replicas
-            && desired == Some(self.spec.replicas)
-            && rs_available(rs) == self.spec.replicas
-    }
-
-    /// Upstream `scaleReplicaSetAndRecordEvent`.
-    fn scale_rs_and_record(
-        &mut self,
-        rs: &Arc<Value>,
-        new_scale: i32,
-    ) -> ApiResult<(bool, Arc<Value>)> {
-        if rs_replicas(rs) == new_scale {
-            return Ok((false, rs.clone()));
-        }
-        self.scale_rs(rs, new_scale)
-    }
-
-    /// Upstream `scaleReplicaSet`: size and replica annotations, and the
-    /// `ScalingReplicaSet` event when the size changed.
-    fn scale_rs(&mut self, rs: &Arc<Value>, new_scale: i32) -> ApiResult<(bool, Arc<Value>)> {
-        let rs = self.fresh(rs);
-        let old_scale = rs_replicas(&rs);
-        let max = self.spec.replicas + self.spec.max_surge();
-        let size_changes = old_scale != new_scale;
-        if !size_changes && !replicas_annotations_need_update(&rs, self.spec.replicas, max) {
-            return Ok((false, rs));
-        }
-        let mut copy = (*rs).clone();
-        copy["spec"]["replicas"] = json!(new_scale);
-        set_replicas_annotations(&mut copy, self.spec.replicas, max);
-        let updated = self.update_rs(copy)?;
-        if size_changes {
-            let direction = if old_scale < new_scale { "up" } else { "down" };
-            let msg = format!(
-                "Scaled {direction} replica set {} from {old_scale} to {new_scale}",
-                name(&updated)
-            );
-            self.event("Normal", "ScalingReplicaSet", &msg);
-        }
-        Ok((size_changes, updated))
-    }
-
-    /// Upstream `cleanupDeployment`: delete the oldest fully scaled-down
-    /// ReplicaSets beyond `revisionHistoryLimit`.
-    fn cleanup_deployment(&mut self, old: &[Arc<Value>]) -> ApiResult<()> {
-        let Some(limit) = self.spec.revision_history_limit else {
-            return Ok(());
-        };
-        let mut cleanable: Vec<Arc<Value>> =
-            old.iter().filter(|rs| !is_deleting(rs)).cloned().collect();
-        let excess = cleanable.len() as i64 - i64::from(limit);
-        if excess <= 0 {
-            return Ok(());
-        }
-        cleanable.sort_by(|a, b| by_revision(a, b));
-        for rs in cleanable.iter().take(excess as usize) {
-            let generation = rs["metadata"]["generation"].as_i64().unwrap_or(0);
-            let observed = rs["status"]["observedGeneration"].as_i64().unwrap_or(0);
-            if rs_status_replicas(rs) != 0 || rs_replicas(rs) != 0 || generation > observed {
-                continue;
-            }
-            match api::delete_object(
-                self.sim,
-                rs_type(),
-                &self.namespace(),
-                name(rs),
-                &DeleteOptions::default(),
-            ) {
-                Ok(_) => self.rs_list.retain(|r| uid(r) != uid(rs)),
-                Err(e) if e.code == 404 => {}
-                Err(e) => return Err(e),
-            }
-        }
-        Ok(())
-    }
-
     // ------------------------------------------------------------ status
-
-    /// Upstream `calculateStatus` (counters, then the Available condition).
-    fn calculate_status(&self, all: &[Arc<Value>], new: &Option<Arc<Value>>) -> Status {
-        let available = sum(all, rs_available);
-        let total = sum(all, rs_replicas);
-        let mut st = Status {
-            observed_generation: self.generation,
-            replicas: sum(all, rs_status_replicas),
-            updated_replicas: new.as_ref().map(|rs| rs_status_replicas(rs)).unwrap_or(0),
-            ready_replicas: sum(all, rs_ready),
-            available_replicas: available,
-            unavailable_replicas: (total - available).max(0),
-            terminating_replicas: Some(sum(all, rs_terminating)),
-            collision_count: self.status.collision_count,
-            conditions: self.status.conditions.clone(),
-        };
-        let c = if available >= self.spec.replicas - self.spec.max_unavailable() {
-            Condition::new(
-                AVAILABLE,
-                "True",
-                "MinimumReplicasAvailable",
-                "Deployment has minimum availability.".into(),
-                &self.now,
-            )
-        } else {
-            Condition::new(
-                AVAILABLE,
-                "False",
-                "MinimumReplicasUnavailable",
-                "Deployment does not have minimum availability.".into(),
-                &self.now,
-            )
-        };
-        set_condition(&mut st.conditions, c);
-        st
-    }
-
-    /// Upstream `syncDeploymentStatus`.
-    fn sync_deployment_status(&mut self, all: &[Arc<Value>], new: &Option<Arc<Value>>) {
-        self.status = self.calculate_status(all, new);
-    }
 }
 
 fn set_min_ready_seconds(rs: &mut Value, secs: i64) {
@@ -714,21 +341,6 @@ fn set_min_ready_seconds(rs: &mut Value, secs: i64) {
         rs["spec"]["minReadySeconds"] = json!(secs);
     } else if let Some(spec) = rs["spec"].as_object_mut() {
         spec.remove("minReadySeconds");
-    }
-}
-
-/// Upstream `FindActiveOrLatest`: the only active RS; the newest when none
-/// is active; None when several are.
-fn find_active_or_latest(new: &Option<Arc<Value>>, old: &mut [Arc<Value>]) -> Option<Arc<Value>> {
-    if new.is_none() && old.is_empty() {
-        return None;
-    }
-    old.sort_by(|a, b| by_creation(b, a));
-    let all = active(&all_of(new, old));
-    match all.len() {
-        0 => new.clone().or_else(|| old.first().cloned()),
-        1 => all.first().cloned(),
-        _ => None,
     }
 }
 

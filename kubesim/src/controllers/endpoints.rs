@@ -12,12 +12,12 @@ use std::time::Duration;
 
 use serde_json::{Map, Value, json};
 
-use super::Next;
-use super::deployment::util::{is_deleting, name, uid};
-use super::replicaset::is_ready;
-use crate::Sim;
+use super::meta::{is_deleting, name, uid};
+use super::next::Next;
+use super::pods::is_ready;
 use crate::error::ApiResult;
 use crate::resources::res;
+use crate::sim::Sim;
 
 pub const SERVICE_NAME_LABEL: &str = "kubernetes.io/service-name";
 pub const SLICE_MANAGED_BY_LABEL: &str = "endpointslice.kubernetes.io/managed-by";

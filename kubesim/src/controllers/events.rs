@@ -6,14 +6,15 @@
 //! client-go's `<involvedObject name>.<hex unix nanos>` of the first
 //! occurrence, so a list comes back in time order per object.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
-use crate::Sim;
+use super::state::EventCache;
 use crate::clock::{fmt_micro_time, fmt_time};
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// Who reports an event.
 #[derive(Debug, Clone, Copy)]
@@ -49,16 +50,6 @@ const AGGREGATE_MAX_EVENTS: usize = 10;
 const AGGREGATE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
 /// Bound on the remembered keys (upstream's LRU caches hold 4096).
 const CACHE_SIZE: usize = 4096;
-
-/// The recorder's correlation state (upstream client-go `EventCorrelator`):
-/// which event a repeat updates, and the similar-event sets of the aggregator.
-#[derive(Debug, Default)]
-pub struct EventCache {
-    /// Dedupe key → (namespace, event name, count so far).
-    by_key: HashMap<String, (String, String, i64)>,
-    /// Aggregate key (object, type, reason, source) → (distinct messages, last seen).
-    similar: HashMap<String, (HashSet<String>, Timestamp)>,
-}
 
 /// `<involvedObject name>.<hex unix nanos>`, as client-go names events, so
 /// a list (sorted by name) of one object's events is in time order.

@@ -12,10 +12,10 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::Next;
-use crate::Sim;
+use super::next::Next;
 use crate::api::{self, DeleteOptions};
 use crate::resources::{RESOURCES, ResourceType};
+use crate::sim::Sim;
 
 pub fn reconcile(sim: &Sim) -> Next {
     let mut next = Next::default();

@@ -9,11 +9,13 @@ use std::sync::Arc;
 
 use serde_json::{Map, Value, json};
 
-use super::deployment::util::{compute_hash, is_deleting, name, selector_matches, uid};
-use super::{controller_ref, controller_uid, push_owner_ref};
-use crate::Sim;
+use super::meta::{
+    compute_hash, controller_ref, controller_uid, is_deleting, name, push_owner_ref,
+    selector_matches, uid,
+};
 use crate::error::ApiResult;
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// The StatefulSet revision label (v1.36: `controller.kubernetes.io/hash`).
 pub const STS_HASH_LABEL: &str = "controller.kubernetes.io/hash";

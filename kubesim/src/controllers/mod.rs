@@ -4,21 +4,33 @@
 //! owns, then sleeps until the store changes, its next simulated-time
 //! deadline passes, or the cluster shuts down. They all write through the
 //! store directly (as the real controllers write through the API server).
+//!
+//! This module is the wiring (the loops); what the controllers share lives
+//! below them in `meta` (object helpers), `next` and `state`.
 
 pub mod autoscaler;
 pub mod daemonset;
+pub mod deletion;
 pub mod deployment;
 pub mod endpoints;
 pub mod events;
 pub mod gc;
 pub mod history;
 pub mod kubelet;
+pub mod meta;
+pub mod next;
+pub mod nodes;
 pub mod pods;
-pub mod quantity;
 pub mod replicaset;
 pub mod replicationcontroller;
 pub mod scheduler;
+pub mod state;
 pub mod statefulset;
+
+pub use meta::{controller_ref, controller_uid, push_owner_ref, remove_owner_ref, write_status};
+pub use next::Next;
+// Kept at its old path for callers; the parser sits below the API server.
+pub use crate::quantity;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -27,9 +39,7 @@ use jiff::Timestamp;
 use serde_json::Value;
 use tokio::sync::watch;
 
-use crate::Sim;
-use crate::error::ApiResult;
-use crate::resources::res;
+use crate::sim::Sim;
 
 /// Start every controller loop; returns their tasks.
 pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task::JoinHandle<()>> {
@@ -96,41 +106,6 @@ pub fn spawn(sim: Arc<Sim>, shutdown: watch::Receiver<bool>) -> Vec<tokio::task:
     tasks
 }
 
-/// What one reconcile pass asks of the loop.
-#[derive(Debug, Default, Clone, Copy)]
-pub struct Next {
-    /// Wake at this simulated time even if nothing changes.
-    pub wake_at: Option<Timestamp>,
-}
-
-impl Next {
-    /// Keep the earliest of two wake-up times.
-    pub fn at(&mut self, t: Timestamp) {
-        self.wake_at = Some(match self.wake_at {
-            Some(cur) if cur <= t => cur,
-            _ => t,
-        });
-    }
-
-    /// Fold in the outcome of one object's sync: wake at its deadline, or
-    /// (after `log` reports the error) retry one simulated second from `now`.
-    pub fn after_sync(
-        &mut self,
-        now: Timestamp,
-        result: ApiResult<Option<Timestamp>>,
-        log: impl FnOnce(&crate::error::ApiError),
-    ) {
-        match result {
-            Ok(Some(t)) => self.at(t),
-            Ok(None) => {}
-            Err(e) => {
-                log(&e);
-                self.at(now + std::time::Duration::from_secs(1));
-            }
-        }
-    }
-}
-
 /// Run `reconcile` whenever the store changes or a requested deadline passes.
 pub async fn run_loop<F>(
     sim: Arc<Sim>,
@@ -174,68 +149,5 @@ fn sleep_until_opt(sim: &Sim, t: Option<Timestamp>) -> impl Future<Output = ()> 
 
 /// A Node object for a simulated node with the configured capacity.
 pub fn node_object(sim: &Sim, name: &str) -> Value {
-    scheduler::node_object(sim, name)
-}
-
-/// `metadata.ownerReferences` entry for a controller owner.
-pub fn controller_ref(owner: &Value) -> Value {
-    serde_json::json!({
-        "apiVersion": owner["apiVersion"],
-        "kind": owner["kind"],
-        "name": owner["metadata"]["name"],
-        "uid": owner["metadata"]["uid"],
-        "controller": true,
-        "blockOwnerDeletion": true,
-    })
-}
-
-/// The uid of an object's controller owner, if any.
-pub fn controller_uid(obj: &Value) -> Option<&str> {
-    obj["metadata"]["ownerReferences"]
-        .as_array()?
-        .iter()
-        .find(|r| r["controller"].as_bool() == Some(true))
-        .and_then(|r| r["uid"].as_str())
-}
-
-/// Append `owner_ref` to an object's `metadata.ownerReferences`.
-pub fn push_owner_ref(obj: &mut Value, owner_ref: &Value) {
-    match obj["metadata"]["ownerReferences"].as_array_mut() {
-        Some(refs) => refs.push(owner_ref.clone()),
-        None => obj["metadata"]["ownerReferences"] = serde_json::json!([owner_ref.clone()]),
-    }
-}
-
-/// Drop the ownerReferences to `owner_uid` (the whole field when none is
-/// left); false when the object has no ownerReferences at all.
-pub fn remove_owner_ref(obj: &mut Value, owner_uid: &str) -> bool {
-    let Some(refs) = obj["metadata"]["ownerReferences"].as_array_mut() else {
-        return false;
-    };
-    refs.retain(|r| r["uid"].as_str() != Some(owner_uid));
-    if refs.is_empty()
-        && let Some(m) = obj["metadata"].as_object_mut()
-    {
-        m.remove("ownerReferences");
-    }
-    true
-}
-
-/// Write `status` to `obj` (of resource `resource`) unless it is already
-/// there; a same-named object with another uid is left alone.
-pub fn write_status(sim: &Sim, resource: &str, obj: &Value, status: &Value) -> ApiResult<()> {
-    if obj["status"] == *status {
-        return Ok(());
-    }
-    let my_uid = deployment::util::uid(obj);
-    let ns = obj["metadata"]["namespace"].as_str().unwrap_or("");
-    sim.store
-        .modify(res(resource), ns, deployment::util::name(obj), |cur| {
-            if deployment::util::uid(cur) != my_uid {
-                return Ok(false);
-            }
-            cur["status"] = status.clone();
-            Ok(true)
-        })?;
-    Ok(())
+    nodes::node_object(sim, name)
 }

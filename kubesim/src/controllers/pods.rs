@@ -4,19 +4,18 @@
 //! counters of a ReplicaSet-shaped status.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::deployment::util::{is_deleting, name};
 use super::events::{self, Source};
-use super::replicaset::{is_available, is_ready};
-use super::{controller_ref, controller_uid, push_owner_ref};
-use crate::Sim;
+use super::meta::{controller_ref, controller_uid, is_deleting, name, push_owner_ref};
 use crate::api::{self, DeleteOptions};
-use crate::clock::fmt_time;
+use crate::clock::{fmt_time, parse_time};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
+use crate::sim::Sim;
 
 /// Adopt `pod` for `owner`: add the controllerRef unless the pod already
 /// has a controller or is being deleted.
@@ -173,4 +172,60 @@ fn labels_contain(labels: &Value, wanted: &Value) -> bool {
     wanted
         .as_object()
         .is_none_or(|w| w.iter().all(|(k, v)| labels.get(k) == Some(v)))
+}
+
+// ---------------------------------------------------------------- readiness
+
+/// The pod's Ready condition.
+fn ready_condition(pod: &Value) -> Option<&Value> {
+    pod["status"]["conditions"]
+        .as_array()?
+        .iter()
+        .find(|c| c["type"].as_str() == Some("Ready"))
+}
+
+pub fn is_ready(pod: &Value) -> bool {
+    ready_condition(pod).is_some_and(|c| c["status"].as_str() == Some("True"))
+}
+
+/// When a ready pod became ready (its Ready condition's lastTransitionTime).
+pub fn ready_since(pod: &Value) -> Option<Timestamp> {
+    if !is_ready(pod) {
+        return None;
+    }
+    ready_condition(pod)?["lastTransitionTime"]
+        .as_str()
+        .and_then(parse_time)
+}
+
+/// When a ready pod counts as available: upstream `IsPodAvailable` needs
+/// `lastTransitionTime + minReadySeconds` to be strictly before now.
+pub fn available_at(pod: &Value, min_ready_seconds: i64) -> Option<Timestamp> {
+    let since = ready_since(pod)?;
+    Some(since + Duration::from_secs(min_ready_seconds.max(0) as u64) + Duration::from_millis(1))
+}
+
+pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
+    if !is_ready(pod) {
+        return false;
+    }
+    if min_ready_seconds <= 0 {
+        return true;
+    }
+    ready_since(pod).is_some_and(|t| t + Duration::from_secs(min_ready_seconds as u64) < now)
+}
+
+// ---------------------------------------------------------------- pod state
+
+pub fn phase(pod: &Value) -> &str {
+    pod["status"]["phase"].as_str().unwrap_or("")
+}
+
+pub fn is_terminal(pod: &Value) -> bool {
+    matches!(phase(pod), "Succeeded" | "Failed")
+}
+
+/// Upstream `IsPodActive`: not terminal, not being deleted.
+pub fn is_active(pod: &Value) -> bool {
+    !is_terminal(pod) && !is_deleting(pod)
 }

@@ -5,22 +5,26 @@
 //! delete surplus ones in upstream's ranking order, and keep the status
 //! counters (availability after `minReadySeconds`) current.
 
-use std::cmp::Ordering;
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::deployment::util::{is_deleting, name, rs_replicas, selector_matches, uid};
-use super::{Next, controller_ref, controller_uid, pods, remove_owner_ref, write_status};
-use crate::Sim;
-use crate::clock::parse_time;
+use super::deletion::pods_to_delete;
+use super::deployment::util::rs_replicas;
+use super::meta::{
+    controller_ref, controller_uid, is_deleting, name, remove_owner_ref, selector_matches, uid,
+    write_status,
+};
+use super::next::Next;
+use super::pods::{self, available_at, is_active, is_terminal};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
+use crate::sim::Sim;
 
 const COMPONENT: &str = "replicaset-controller";
+
 /// Upstream `BurstReplicas`: at most this many creates or deletes per sync.
 const BURST_REPLICAS: usize = 500;
 
@@ -224,189 +228,8 @@ pub fn pod_from_template(rs: &Value) -> Value {
     json!({"apiVersion": "v1", "kind": "Pod", "metadata": meta, "spec": t["spec"]})
 }
 
-// ---------------------------------------------------------------- pod state
-
-fn phase(pod: &Value) -> &str {
-    pod["status"]["phase"].as_str().unwrap_or("")
-}
-
-fn is_terminal(pod: &Value) -> bool {
-    matches!(phase(pod), "Succeeded" | "Failed")
-}
-
-/// Upstream `IsPodActive`: not terminal, not being deleted.
-pub fn is_active(pod: &Value) -> bool {
-    !is_terminal(pod) && !is_deleting(pod)
-}
-
-fn ready_condition(pod: &Value) -> Option<&Value> {
-    pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"].as_str() == Some("Ready"))
-}
-
-pub fn is_ready(pod: &Value) -> bool {
-    ready_condition(pod).is_some_and(|c| c["status"].as_str() == Some("True"))
-}
-
-/// When a ready pod became ready (its Ready condition's lastTransitionTime).
-fn ready_since(pod: &Value) -> Option<Timestamp> {
-    if !is_ready(pod) {
-        return None;
-    }
-    ready_condition(pod)?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)
-}
-
-/// When a ready pod counts as available: upstream `IsPodAvailable` needs
-/// `lastTransitionTime + minReadySeconds` to be strictly before now.
-fn available_at(pod: &Value, min_ready_seconds: i64) -> Option<Timestamp> {
-    let since = ready_since(pod)?;
-    Some(since + Duration::from_secs(min_ready_seconds.max(0) as u64) + Duration::from_millis(1))
-}
-
-pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
-    if !is_ready(pod) {
-        return false;
-    }
-    if min_ready_seconds <= 0 {
-        return true;
-    }
-    ready_since(pod).is_some_and(|t| t + Duration::from_secs(min_ready_seconds as u64) < now)
-}
-
 fn min_ready_seconds(rs: &Value) -> i64 {
     rs["spec"]["minReadySeconds"].as_i64().unwrap_or(0)
-}
-
-// ---------------------------------------------------------------- deletion ranking
-
-/// Upstream `getPodsToDelete`: the `n` lowest-ranked pods.
-fn pods_to_delete(
-    active: &[Arc<Value>],
-    related: &[Arc<Value>],
-    n: usize,
-    now: Timestamp,
-) -> Vec<Arc<Value>> {
-    let mut on_node: HashMap<&str, usize> = HashMap::new();
-    for p in related.iter().filter(|p| is_active(p)) {
-        *on_node
-            .entry(p["spec"]["nodeName"].as_str().unwrap_or(""))
-            .or_default() += 1;
-    }
-    let rank = |p: &Value| {
-        on_node
-            .get(p["spec"]["nodeName"].as_str().unwrap_or(""))
-            .copied()
-            .unwrap_or(0)
-    };
-    let mut ranked: Vec<(usize, Arc<Value>)> =
-        active.iter().map(|p| (rank(p), p.clone())).collect();
-    if n < ranked.len() {
-        ranked.sort_by(|(ra, a), (rb, b)| compare_for_deletion(a, *ra, b, *rb, now));
-    }
-    ranked.into_iter().take(n).map(|(_, p)| p).collect()
-}
-
-/// Upstream `ActivePodsWithRanks.Less` as an ordering (smaller = deleted
-/// first): unassigned, pending < unknown < running, not ready, lower
-/// deletion cost, more pods of the family on the node, ready more
-/// recently, more restarts, created more recently (both times compared on
-/// the logarithmic scale of `LogarithmicScaleDown`).
-pub fn compare_for_deletion(
-    a: &Value,
-    rank_a: usize,
-    b: &Value,
-    rank_b: usize,
-    now: Timestamp,
-) -> Ordering {
-    let node = |p: &Value| p["spec"]["nodeName"].as_str().unwrap_or("").to_string();
-    let (na, nb) = (node(a), node(b));
-    if na != nb && (na.is_empty() || nb.is_empty()) {
-        return if na.is_empty() {
-            Ordering::Less
-        } else {
-            Ordering::Greater
-        };
-    }
-    let phase_ord = |p: &Value| match phase(p) {
-        "Unknown" => 1,
-        "Running" => 2,
-        _ => 0,
-    };
-    let by_phase = phase_ord(a).cmp(&phase_ord(b));
-    if by_phase != Ordering::Equal {
-        return by_phase;
-    }
-    if is_ready(a) != is_ready(b) {
-        return if is_ready(a) {
-            Ordering::Greater
-        } else {
-            Ordering::Less
-        };
-    }
-    let cost = |p: &Value| {
-        p["metadata"]["annotations"]["controller.kubernetes.io/pod-deletion-cost"]
-            .as_str()
-            .and_then(|v| v.parse::<i32>().ok())
-            .unwrap_or(0)
-    };
-    let by_cost = cost(a).cmp(&cost(b));
-    if by_cost != Ordering::Equal {
-        return by_cost;
-    }
-    if rank_a != rank_b {
-        return rank_b.cmp(&rank_a);
-    }
-    // The remaining criteria compare per-pod keys, so the order is total
-    // (sort_by panics on an inconsistent one): ready more recently, more
-    // restarts, created more recently (log scale), then the uid.
-    let ready = |p: &Value| ready_since(p).map(|t| log_rank(t, now));
-    let by_ready = ready(a).cmp(&ready(b));
-    if by_ready != Ordering::Equal {
-        return by_ready;
-    }
-    let by_restarts = restarts(b).cmp(&restarts(a));
-    if by_restarts != Ordering::Equal {
-        return by_restarts;
-    }
-    let created = |p: &Value| {
-        p["metadata"]["creationTimestamp"]
-            .as_str()
-            .and_then(parse_time)
-            .map(|t| log_rank(t, now))
-    };
-    created(a).cmp(&created(b)).then_with(|| uid(a).cmp(uid(b)))
-}
-
-/// `floor(log2(age in ns))`, -1 for no age: upstream `logarithmicRankDiff`'s
-/// terms. A younger time has a smaller rank.
-fn log_rank(t: Timestamp, now: Timestamp) -> i64 {
-    let age = now.as_nanosecond() - t.as_nanosecond();
-    if age <= 0 {
-        -1
-    } else {
-        (age as f64).log2() as i64
-    }
-}
-
-/// Upstream `maxContainerRestarts` (regular containers, then restartable
-/// init containers) as a comparable pair.
-fn restarts(pod: &Value) -> (i64, i64) {
-    let max_of = |key: &str| {
-        pod["status"][key]
-            .as_array()
-            .map(|a| {
-                a.iter()
-                    .filter_map(|c| c["restartCount"].as_i64())
-                    .max()
-                    .unwrap_or(0)
-            })
-            .unwrap_or(0)
-    };
-    (max_of("containerStatuses"), max_of("initContainerStatuses"))
 }
 
 // ---------------------------------------------------------------- status
@@ -435,6 +258,10 @@ fn calculate_status(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::cmp::Ordering;
+
+    use crate::controllers::deletion::compare_for_deletion;
+    use crate::controllers::pods::is_available;
 
     fn pod(
         name: &str,

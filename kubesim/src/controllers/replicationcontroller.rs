@@ -14,15 +14,17 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::deployment::util::{is_deleting, name, uid};
-use super::replicaset::{
-    compare_for_deletion, is_active, is_available, is_ready, pod_from_template,
-};
-use super::{Next, controller_uid, pods, remove_owner_ref, write_status};
-use crate::Sim;
+use super::deletion::compare_for_deletion;
+use super::meta::{controller_uid, is_deleting, name, remove_owner_ref, uid, write_status};
+use super::next::Next;
+use super::pods;
+use super::pods::is_active;
+use super::pods::{is_available, is_ready};
+use super::replicaset::pod_from_template;
 use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
+use crate::sim::Sim;
 
 const COMPONENT: &str = "replication-controller";
 const BURST_REPLICAS: usize = 500;

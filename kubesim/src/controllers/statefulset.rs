@@ -1,3 +1,4 @@
+// Slightly over 500 lines only with its unit tests: one controller, kept whole.
 //! The StatefulSet controller, after upstream
 //! `pkg/controller/statefulset/{stateful_set_control.go,
 //! stateful_set_utils.go, stateful_pod_control.go}`: pods `<set>-<ordinal>`
@@ -18,16 +19,18 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
-use super::deployment::util::{is_deleting, name, selector_matches, uid};
 use super::events::{self, Source};
 use super::history::{self, REVISION_HASH_LABEL, STS_HASH_LABEL};
-use super::replicaset::{is_available, is_ready, pod_from_template};
-use super::{Next, controller_uid, pods, write_status};
-use crate::Sim;
+use super::meta::{controller_uid, is_deleting, name, selector_matches, uid, write_status};
+use super::next::Next;
+use super::pods;
+use super::pods::{is_available, is_ready};
+use super::replicaset::pod_from_template;
 use crate::api::{self, DeleteOptions};
 use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
+use crate::sim::Sim;
 
 const COMPONENT: &str = "statefulset-controller";
 pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";

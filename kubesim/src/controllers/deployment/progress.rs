@@ -6,8 +6,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use super::util::{
-    Condition, Status, deployment_complete, deployment_progressing, get_condition, name,
+use super::super::meta::name;
+use super::status::{
+    Condition, Status, deployment_complete, deployment_progressing, get_condition,
     parse_conditions, remove_condition, set_condition,
 };
 use super::{DeploymentSync, PROGRESSING, REPLICA_FAILURE};

@@ -5,9 +5,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::util::{
-    by_creation, deployment_complete, rs_available, rs_replicas, rs_status_replicas, uid,
-};
+use super::super::meta::{by_creation, uid};
+use super::status::deployment_complete;
+use super::util::{rs_available, rs_replicas, rs_status_replicas};
 use super::{DeploymentSync, PodIndex, active, all_of, sum};
 use crate::error::ApiResult;
 

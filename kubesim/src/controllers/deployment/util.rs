@@ -1,12 +1,13 @@
 //! Pure helpers of the Deployment controller, after upstream
-//! `pkg/controller/deployment/util/deployment_util.go`,
-//! `pkg/controller/controller_utils.go` and apimachinery's label selectors.
+//! `pkg/controller/deployment/util/deployment_util.go` (the general object
+//! helpers are in `controllers::meta`).
 //! Objects are JSON values; nothing here does I/O.
 
 use std::cmp::Ordering;
 
-use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
+
+use crate::controllers::meta::{annotation, by_creation, scaled_value};
 
 pub const REVISION: &str = "deployment.kubernetes.io/revision";
 pub const REVISION_HISTORY: &str = "deployment.kubernetes.io/revision-history";
@@ -15,72 +16,9 @@ pub const MAX_REPLICAS: &str = "deployment.kubernetes.io/max-replicas";
 pub const HASH_LABEL: &str = "pod-template-hash";
 const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration";
 const ROLLBACK_TO: &str = "deprecated.deployment.rollback.to";
+
 /// Upstream `maxRevHistoryLengthInChars`.
 const MAX_REV_HISTORY_CHARS: usize = 2000;
-
-// ---------------------------------------------------------------- hashing
-
-/// 32-bit FNV-1a (Go's `hash/fnv.New32a`).
-pub fn fnv32a(bytes: &[u8]) -> u32 {
-    bytes.iter().fold(0x811c_9dc5_u32, |h, b| {
-        (h ^ u32::from(*b)).wrapping_mul(0x0100_0193)
-    })
-}
-
-/// apimachinery `rand.SafeEncodeString`: map every byte onto consonants and
-/// digits so the result never spells words.
-pub fn safe_encode(s: &str) -> String {
-    const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    s.bytes()
-        .map(|b| ALPHANUMS[usize::from(b) % ALPHANUMS.len()] as char)
-        .collect()
-}
-
-/// JSON with object keys sorted, whatever serde_json's map order is.
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Object(m) => {
-            let mut keys: Vec<&String> = m.keys().collect();
-            keys.sort();
-            out.push('{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                out.push_str(&Value::String(k.clone()).to_string());
-                out.push(':');
-                write_canonical(&m[k], out);
-            }
-            out.push('}');
-        }
-        Value::Array(a) => {
-            out.push('[');
-            for (i, x) in a.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(x, out);
-            }
-            out.push(']');
-        }
-        other => out.push_str(&other.to_string()),
-    }
-}
-
-/// Upstream `controller.ComputeHash`: FNV-1a of the pod template (here its
-/// canonical JSON instead of Go's spew dump), plus the collision count as
-/// 8 little-endian bytes, printed in decimal and safe-encoded.
-pub fn compute_hash(template: &Value, collision_count: Option<i32>) -> String {
-    let mut s = String::new();
-    write_canonical(template, &mut s);
-    let mut bytes = s.into_bytes();
-    if let Some(c) = collision_count {
-        let mut cc = [0u8; 8];
-        cc[..4].copy_from_slice(&(c as u32).to_le_bytes());
-        bytes.extend_from_slice(&cc);
-    }
-    safe_encode(&fnv32a(&bytes).to_string())
-}
 
 // ---------------------------------------------------------------- templates and labels
 
@@ -101,64 +39,6 @@ fn strip_hash(t: &Value) -> Value {
         }
     }
     t
-}
-
-/// Whether a `metav1.LabelSelector` matches a label map (matchLabels and
-/// matchExpressions In/NotIn/Exists/DoesNotExist). An empty selector matches everything.
-pub fn selector_matches(selector: &Value, labels: &Value) -> bool {
-    let label = |k: &str| labels.get(k).and_then(Value::as_str);
-    let labels_ok = selector["matchLabels"].as_object().is_none_or(|m| {
-        m.iter()
-            .all(|(k, v)| label(k).is_some() && label(k) == v.as_str())
-    });
-    let exprs_ok = selector["matchExpressions"].as_array().is_none_or(|exprs| {
-        exprs.iter().all(|e| {
-            let key = e["key"].as_str().unwrap_or("");
-            let values: Vec<&str> = e["values"]
-                .as_array()
-                .map(|a| a.iter().filter_map(Value::as_str).collect())
-                .unwrap_or_default();
-            match e["operator"].as_str().unwrap_or("") {
-                "In" => label(key).is_some_and(|v| values.contains(&v)),
-                "NotIn" => label(key).is_none_or(|v| !values.contains(&v)),
-                "Exists" => label(key).is_some(),
-                "DoesNotExist" => label(key).is_none(),
-                _ => false,
-            }
-        })
-    });
-    labels_ok && exprs_ok
-}
-
-/// Whether a selector selects everything (`{}`), which a Deployment refuses.
-pub fn selector_is_empty(selector: &Value) -> bool {
-    let empty = |k: &str| match &selector[k] {
-        Value::Null => true,
-        Value::Object(m) => m.is_empty(),
-        Value::Array(a) => a.is_empty(),
-        _ => false,
-    };
-    empty("matchLabels") && empty("matchExpressions")
-}
-
-/// A copy of `labels` (an object or null) with one more label.
-pub fn with_label(labels: &Value, key: &str, value: &str) -> Value {
-    let mut m = labels.as_object().cloned().unwrap_or_default();
-    m.insert(key.to_string(), json!(value));
-    Value::Object(m)
-}
-
-// ---------------------------------------------------------------- surge and unavailability
-
-/// apimachinery `GetScaledValueFromIntOrPercent`: an int, or "N%" of `total`
-/// rounded up or down. None when the string is not a percentage.
-pub fn scaled_value(v: &Value, total: i32, round_up: bool) -> Option<i32> {
-    if let Some(i) = v.as_i64() {
-        return Some(i as i32);
-    }
-    let pct: f64 = v.as_str()?.strip_suffix('%')?.parse::<i64>().ok()? as f64;
-    let x = pct * f64::from(total) / 100.0;
-    Some(if round_up { x.ceil() } else { x.floor() } as i32)
 }
 
 /// Upstream `ResolveFenceposts`: (maxSurge rounded up, maxUnavailable rounded
@@ -229,7 +109,7 @@ impl Spec {
 
 // ---------------------------------------------------------------- ReplicaSet accessors
 
-fn int(v: &Value) -> i32 {
+pub(super) fn int(v: &Value) -> i32 {
     v.as_i64().unwrap_or(0) as i32
 }
 
@@ -237,47 +117,28 @@ fn int(v: &Value) -> i32 {
 pub fn rs_replicas(rs: &Value) -> i32 {
     rs["spec"]["replicas"].as_i64().unwrap_or(1) as i32
 }
+
 pub fn rs_status_replicas(rs: &Value) -> i32 {
     int(&rs["status"]["replicas"])
 }
+
 pub fn rs_available(rs: &Value) -> i32 {
     int(&rs["status"]["availableReplicas"])
 }
+
 pub fn rs_ready(rs: &Value) -> i32 {
     int(&rs["status"]["readyReplicas"])
 }
+
 pub fn rs_terminating(rs: &Value) -> i32 {
     int(&rs["status"]["terminatingReplicas"])
 }
-pub fn annotation<'a>(obj: &'a Value, key: &str) -> Option<&'a str> {
-    obj["metadata"]["annotations"][key].as_str()
-}
+
 /// The revision annotation as a number (0 when absent or malformed).
 pub fn revision(obj: &Value) -> i64 {
     annotation(obj, REVISION)
         .and_then(|r| r.parse().ok())
         .unwrap_or(0)
-}
-pub fn name(obj: &Value) -> &str {
-    obj["metadata"]["name"].as_str().unwrap_or("")
-}
-pub fn uid(obj: &Value) -> &str {
-    obj["metadata"]["uid"].as_str().unwrap_or("")
-}
-pub fn is_deleting(obj: &Value) -> bool {
-    !obj["metadata"]["deletionTimestamp"].is_null()
-}
-
-/// Upstream `ReplicaSetsByCreationTimestamp` (timestamps are fixed-width
-/// RFC 3339, so string order is time order; ties by name).
-pub fn by_creation(a: &Value, b: &Value) -> Ordering {
-    let ts = |o: &Value| {
-        o["metadata"]["creationTimestamp"]
-            .as_str()
-            .unwrap_or("")
-            .to_string()
-    };
-    ts(a).cmp(&ts(b)).then_with(|| name(a).cmp(name(b)))
 }
 
 /// Upstream `ReplicaSetsByRevision` (ties by creation).
@@ -466,181 +327,9 @@ fn replica_set_fraction(rs: &Value, spec: &Spec, status_replicas: i32) -> i32 {
     scaled.round() as i32 - size
 }
 
-// ---------------------------------------------------------------- conditions
-
-/// A Deployment condition (ReplicaSet conditions have no `lastUpdateTime`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
-pub struct Condition {
-    #[serde(rename = "type")]
-    pub type_: String,
-    pub status: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_update_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub last_transition_time: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub reason: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-}
-
-impl Condition {
-    /// Upstream `NewDeploymentCondition`: both times now.
-    pub fn new(type_: &str, status: &str, reason: &str, message: String, now: &str) -> Self {
-        Self {
-            type_: type_.into(),
-            status: status.into(),
-            last_update_time: Some(now.into()),
-            last_transition_time: Some(now.into()),
-            reason: Some(reason.into()),
-            message: Some(message),
-        }
-    }
-}
-
-pub fn get_condition<'a>(conds: &'a [Condition], type_: &str) -> Option<&'a Condition> {
-    conds.iter().find(|c| c.type_ == type_)
-}
-
-/// Upstream `SetDeploymentCondition`: no-op when status and reason are
-/// unchanged; keeps lastTransitionTime when only the reason changes; the
-/// condition moves to the end of the list.
-pub fn set_condition(conds: &mut Vec<Condition>, mut c: Condition) {
-    if let Some(cur) = get_condition(conds, &c.type_) {
-        if cur.status == c.status && cur.reason == c.reason {
-            return;
-        }
-        if cur.status == c.status {
-            c.last_transition_time = cur.last_transition_time.clone();
-        }
-    }
-    remove_condition(conds, &c.type_.clone());
-    conds.push(c);
-}
-
-pub fn remove_condition(conds: &mut Vec<Condition>, type_: &str) {
-    conds.retain(|c| c.type_ != type_);
-}
-
-pub fn parse_conditions(v: &Value) -> Vec<Condition> {
-    v.as_array()
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| serde_json::from_value(c.clone()).ok())
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// A Deployment's status (Go's `omitempty` on the counters is applied when
-/// writing).
-#[derive(Debug, Clone, PartialEq, Default)]
-pub struct Status {
-    pub observed_generation: i64,
-    pub replicas: i32,
-    pub updated_replicas: i32,
-    pub ready_replicas: i32,
-    pub available_replicas: i32,
-    pub unavailable_replicas: i32,
-    pub terminating_replicas: Option<i32>,
-    pub collision_count: Option<i32>,
-    pub conditions: Vec<Condition>,
-}
-
-impl Status {
-    pub fn of(d: &Value) -> Self {
-        let s = &d["status"];
-        Self {
-            observed_generation: s["observedGeneration"].as_i64().unwrap_or(0),
-            replicas: int(&s["replicas"]),
-            updated_replicas: int(&s["updatedReplicas"]),
-            ready_replicas: int(&s["readyReplicas"]),
-            available_replicas: int(&s["availableReplicas"]),
-            unavailable_replicas: int(&s["unavailableReplicas"]),
-            terminating_replicas: s["terminatingReplicas"].as_i64().map(|v| v as i32),
-            collision_count: s["collisionCount"].as_i64().map(|v| v as i32),
-            conditions: parse_conditions(&s["conditions"]),
-        }
-    }
-
-    pub fn to_value(&self) -> Value {
-        let mut m = Map::new();
-        let mut put = |k: &str, v: i64| {
-            if v != 0 {
-                m.insert(k.into(), json!(v));
-            }
-        };
-        put("observedGeneration", self.observed_generation);
-        put("replicas", self.replicas.into());
-        put("updatedReplicas", self.updated_replicas.into());
-        put("readyReplicas", self.ready_replicas.into());
-        put("availableReplicas", self.available_replicas.into());
-        put("unavailableReplicas", self.unavailable_replicas.into());
-        if let Some(t) = self.terminating_replicas {
-            m.insert("terminatingReplicas".into(), json!(t));
-        }
-        if let Some(c) = self.collision_count {
-            m.insert("collisionCount".into(), json!(c));
-        }
-        if !self.conditions.is_empty() {
-            m.insert("conditions".into(), json!(self.conditions));
-        }
-        Value::Object(m)
-    }
-}
-
-/// Upstream `DeploymentComplete`.
-pub fn deployment_complete(spec: &Spec, generation: i64, st: &Status) -> bool {
-    st.updated_replicas == spec.replicas
-        && st.replicas == spec.replicas
-        && st.available_replicas == spec.replicas
-        && st.observed_generation >= generation
-}
-
-/// Upstream `DeploymentProgressing`: more updated, ready or available
-/// replicas, or fewer old ones, than last recorded.
-pub fn deployment_progressing(old: &Status, new: &Status) -> bool {
-    let old_old = old.replicas - old.updated_replicas;
-    let new_old = new.replicas - new.updated_replicas;
-    new.updated_replicas > old.updated_replicas
-        || new_old < old_old
-        || new.ready_replicas > old.ready_replicas
-        || new.available_replicas > old.available_replicas
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn fnv_and_safe_encode_match_go() {
-        // Go: fnv.New32a() of "" is the offset basis; of "a" is 0xe40c292c.
-        assert_eq!(fnv32a(b""), 0x811c9dc5);
-        assert_eq!(fnv32a(b"a"), 0xe40c292c);
-        // '0'..'9' are bytes 48..57: indexes 21..=26 then 0..=3.
-        assert_eq!(safe_encode("0123456789"), "456789bcdf");
-        let t = json!({"metadata": {"labels": {"app": "web"}}, "spec": {"containers": [{"name": "web", "image": "a"}]}});
-        let h = compute_hash(&t, None);
-        assert!(h.len() >= 8 && h.chars().all(|c| "bcdfghjklmnpqrstvwxz2456789".contains(c)));
-        assert_eq!(h, compute_hash(&t, None), "stable");
-        assert_ne!(
-            h,
-            compute_hash(&t, Some(1)),
-            "collision count changes the hash"
-        );
-    }
-
-    #[test]
-    fn canonical_form_ignores_key_order() {
-        let a: Value =
-            serde_json::from_str(r#"{"b": 1, "a": {"y": [1, {"q": 2, "p": 3}], "x": null}}"#)
-                .unwrap();
-        let b: Value =
-            serde_json::from_str(r#"{"a": {"x": null, "y": [1, {"p": 3, "q": 2}]}, "b": 1}"#)
-                .unwrap();
-        assert_eq!(compute_hash(&a, None), compute_hash(&b, None));
-    }
 
     #[test]
     fn fenceposts_round_surge_up_and_unavailable_down() {
@@ -660,30 +349,6 @@ mod tests {
         assert_eq!(spec.max_unavailable(), 3);
         spec.recreate = true;
         assert_eq!((spec.max_surge(), spec.max_unavailable()), (0, 0));
-    }
-
-    #[test]
-    fn selectors() {
-        let labels = json!({"app": "web", "tier": "fe"});
-        assert!(selector_matches(
-            &json!({"matchLabels": {"app": "web"}}),
-            &labels
-        ));
-        assert!(!selector_matches(
-            &json!({"matchLabels": {"app": "db"}}),
-            &labels
-        ));
-        let sel = json!({"matchExpressions": [
-            {"key": "tier", "operator": "In", "values": ["fe", "be"]},
-            {"key": "x", "operator": "DoesNotExist"},
-            {"key": "app", "operator": "NotIn", "values": ["db"]}]});
-        assert!(selector_matches(&sel, &labels));
-        assert!(!selector_matches(
-            &json!({"matchExpressions": [{"key": "x", "operator": "Exists"}]}),
-            &labels
-        ));
-        assert!(selector_is_empty(&json!({})));
-        assert!(!selector_is_empty(&json!({"matchLabels": {"a": "b"}})));
     }
 
     #[test]
@@ -730,54 +395,6 @@ mod tests {
     }
 
     #[test]
-    fn conditions_move_to_the_end_and_keep_transition_time() {
-        let mut conds = vec![
-            Condition::new(
-                "Progressing",
-                "True",
-                "NewReplicaSetCreated",
-                "m".into(),
-                "t0",
-            ),
-            Condition::new(
-                "Available",
-                "False",
-                "MinimumReplicasUnavailable",
-                "m".into(),
-                "t0",
-            ),
-        ];
-        set_condition(
-            &mut conds,
-            Condition::new(
-                "Progressing",
-                "True",
-                "NewReplicaSetCreated",
-                "other".into(),
-                "t1",
-            ),
-        );
-        assert_eq!(
-            conds[0].message.as_deref(),
-            Some("m"),
-            "same status and reason: no-op"
-        );
-        set_condition(
-            &mut conds,
-            Condition::new(
-                "Progressing",
-                "True",
-                "NewReplicaSetAvailable",
-                "m2".into(),
-                "t2",
-            ),
-        );
-        assert_eq!(conds[1].type_, "Progressing");
-        assert_eq!(conds[1].last_transition_time.as_deref(), Some("t0"));
-        assert_eq!(conds[1].last_update_time.as_deref(), Some("t2"));
-    }
-
-    #[test]
     fn proportional_scaling_fraction() {
         let spec = Spec::of(
             &json!({"spec": {"replicas": 20, "strategy": {"rollingUpdate": {"maxSurge": 3, "maxUnavailable": 2}}}}),
@@ -791,19 +408,5 @@ mod tests {
             2,
             "capped by what is left"
         );
-    }
-
-    #[test]
-    fn status_omits_zero_counters() {
-        let st = Status {
-            observed_generation: 2,
-            terminating_replicas: Some(0),
-            ..Default::default()
-        };
-        assert_eq!(
-            st.to_value(),
-            json!({"observedGeneration": 2, "terminatingReplicas": 0})
-        );
-        assert_eq!(Status::of(&json!({"status": st.to_value()})), st);
     }
 }

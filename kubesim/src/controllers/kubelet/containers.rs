@@ -6,74 +6,20 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::images::{begin_image_at, new_container_id, pull_done, start_pull};
-use super::{
-    BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET, CONFIG_RETRY, CState, Ctr, Ctx, PodRt, RELIST,
-    Term, add, draw, go_duration, ms,
+use super::config::config_error;
+use super::ctx::Ctx;
+use super::images::{go_duration, new_container_id};
+use super::pull::{begin_image_at, pull_done, start_pull};
+use super::state::{
+    BACKOFF_INITIAL, BACKOFF_MAX, BACKOFF_RESET, CONFIG_RETRY, CState, Ctr, PodRt, RELIST, Term,
+    add, draw, ms,
 };
-use crate::Sim;
-use crate::resources::res;
 use crate::scenario::ImageBehaviour;
 
 /// FallbackToLogsOnError reads at most this many lines and bytes of the
 /// log tail (upstream `MaxContainerTerminationMessageLogLines`/`...Length`).
 const FALLBACK_LOG_LINES: usize = 80;
 const FALLBACK_LOG_BYTES: usize = 2048;
-
-/// The missing ConfigMap/Secret/key a container's environment refers to.
-pub(super) fn config_error(sim: &Sim, ns: &str, c: &Value) -> Option<String> {
-    let cms = res("configmaps");
-    let secrets = res("secrets");
-    let lookup = |secret: bool, name: &str| {
-        let rt = if secret { secrets } else { cms };
-        sim.store.get(rt, ns, name).ok()
-    };
-    let not_found = |secret: bool, name: &str| {
-        format!(
-            "{} \"{name}\" not found",
-            if secret { "secret" } else { "configmap" }
-        )
-    };
-    for e in c["envFrom"].as_array().into_iter().flatten() {
-        for (key, secret) in [("configMapRef", false), ("secretRef", true)] {
-            let r = &e[key];
-            if !r.is_object() {
-                continue;
-            }
-            let name = r["name"].as_str().unwrap_or("");
-            if r["optional"].as_bool() != Some(true) && lookup(secret, name).is_none() {
-                return Some(not_found(secret, name));
-            }
-        }
-    }
-    for e in c["env"].as_array().into_iter().flatten() {
-        for (key, secret) in [("configMapKeyRef", false), ("secretKeyRef", true)] {
-            let r = &e["valueFrom"][key];
-            if !r.is_object() {
-                continue;
-            }
-            let name = r["name"].as_str().unwrap_or("");
-            let k = r["key"].as_str().unwrap_or("");
-            let optional = r["optional"].as_bool() == Some(true);
-            match lookup(secret, name) {
-                None if !optional => return Some(not_found(secret, name)),
-                Some(obj)
-                    if !optional
-                        && obj["data"].get(k).is_none()
-                        && obj["binaryData"].get(k).is_none()
-                        && obj["stringData"].get(k).is_none() =>
-                {
-                    return Some(format!(
-                        "couldn't find key {k} in {} {ns}/{name}",
-                        if secret { "Secret" } else { "ConfigMap" }
-                    ));
-                }
-                _ => {}
-            }
-        }
-    }
-    None
-}
 
 pub(super) fn step_containers(
     ctx: &mut Ctx<'_>,
@@ -126,9 +72,15 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
     for _ in 0..64 {
         let state = c.state.clone();
         match state {
-            CState::New => begin_image_at(ctx, c, images, now),
+            CState::New => {
+                if begin_image_at(ctx, c, images, now) {
+                    create(ctx, c, now);
+                }
+            }
             CState::Pulling { until, millis } if until <= now => {
-                pull_done(ctx, c, images, until, millis)
+                if pull_done(ctx, c, images, until, millis) {
+                    create(ctx, c, until);
+                }
             }
             CState::PullErr {
                 shown: false,
@@ -230,7 +182,9 @@ fn step(ctx: &mut Ctx<'_>, c: &mut Ctr, images: &mut HashSet<String>, now: Times
             }
             CState::CrashBackOff { until, .. } if until <= now => {
                 c.state = CState::New;
-                begin_image_at(ctx, c, images, until);
+                if begin_image_at(ctx, c, images, until) {
+                    create(ctx, c, until);
+                }
             }
             _ => return,
         }
@@ -256,7 +210,7 @@ fn probe_failure(probe: &Value) -> String {
 
 /// Config check, then `Created`; the runtime starts the container a moment
 /// later (`start`).
-pub(super) fn create(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
+fn create(ctx: &mut Ctx<'_>, c: &mut Ctr, t: Timestamp) {
     let spec = ctx.spec_of(c).clone();
     if let Some(msg) = config_error(ctx.sim, &ctx.ns, &spec) {
         ctx.event(c, "Warning", "Failed", format!("Error: {msg}"));

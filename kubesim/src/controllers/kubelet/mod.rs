@@ -20,14 +20,18 @@
 //! Readiness (documented deviations): without a readinessProbe a container
 //! is Ready one status sync after it starts, except that an `Ok { ready_after }`
 //! image slower than 1 s (the `slow` tag) is Ready only after `ready_after`,
-//! as the captured fixture shows; `Unready` without a probe is Ready (a real
+//! as a captured real node shows; `Unready` without a probe is Ready (a real
 //! kubelet has nothing to fail). With a readinessProbe a container is Ready
 //! after `max(initialDelaySeconds, ready_after)`, and `Unready` never is,
 //! with an `Unhealthy` event every `periodSeconds`. Liveness and startup
 //! probes are not simulated.
 
+mod config;
 mod containers;
+mod ctx;
 mod images;
+mod pull;
+pub mod state;
 mod status;
 
 use std::collections::{HashMap, HashSet};
@@ -35,257 +39,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use jiff::Timestamp;
-use rand::rngs::StdRng;
-use rand::{Rng, SeedableRng};
 use serde_json::Value;
 
 use self::containers::step_containers;
+use self::ctx::Ctx;
 pub use self::images::{go_duration, normalize_image};
+use self::state::{CState, Ctr, EXIT_ON_SIGTERM, KubeletState, PodRt, Term, add, draw};
 use self::status::render_status;
-use super::Next;
 use super::events::{self, Source};
-use super::scheduler;
-use crate::Sim;
+use super::next::Next;
 use crate::clock::parse_time;
 use crate::resources::res;
-
-/// How long a CreateContainerConfigError waits before the kubelet retries
-/// (and repeats its events); a ConfigMap/Secret change retries at once.
-const CONFIG_RETRY: Duration = Duration::from_secs(10);
-/// Image pull and crash-loop back-off: 10 s doubling to 300 s.
-const BACKOFF_INITIAL: u64 = 10;
-const BACKOFF_MAX: u64 = 300;
-/// A container that ran this long resets its crash back-off.
-const BACKOFF_RESET: Duration = Duration::from_secs(600);
-/// How long after SIGTERM the simulated apps exit.
-const EXIT_ON_SIGTERM: Duration = Duration::from_secs(1);
-/// From a container's exit to the kubelet acting on it (the PLEG relist
-/// that notices the exit, then the pod sync that restarts or backs off).
-const RELIST: Duration = Duration::from_secs(1);
-
-/// Per-pod runtime state the kubelet keeps outside the API objects.
-#[derive(Debug)]
-pub struct KubeletState {
-    pods: HashMap<String, PodRt>,
-    /// Images each node has pulled.
-    images: HashMap<String, HashSet<String>>,
-    /// The last pod IP host number handed out per node.
-    ips: HashMap<String, u32>,
-    /// The start-up variation: sandbox, pull, start and status-sync delays.
-    rng: StdRng,
-}
-
-impl Default for KubeletState {
-    fn default() -> Self {
-        Self::new(crate::Config::default().startup_seed)
-    }
-}
-
-/// A delay in milliseconds: `base..base+spread`, plus `tail..tail+spread`
-/// one time in `tail_one_in` (a slow registry, a busy node).
-fn draw(rng: &mut StdRng, base: u64, spread: u64, tail: u64, tail_one_in: u32) -> Duration {
-    let mut ms = base + rng.random_range(0..spread.max(1));
-    if tail > 0 && rng.random_ratio(1, tail_one_in.max(1)) {
-        ms += tail + rng.random_range(0..spread.max(1));
-    }
-    Duration::from_millis(ms)
-}
-
-impl KubeletState {
-    pub fn new(seed: u64) -> Self {
-        Self {
-            pods: HashMap::new(),
-            images: HashMap::new(),
-            ips: HashMap::new(),
-            rng: StdRng::seed_from_u64(seed),
-        }
-    }
-
-    /// Number of pods the kubelets are running (for tests and debugging).
-    pub fn pod_count(&self) -> usize {
-        self.pods.len()
-    }
-
-    /// Whether `node` has already pulled `image`.
-    pub fn has_image(&self, node: &str, image: &str) -> bool {
-        self.images.get(node).is_some_and(|s| s.contains(image))
-    }
-}
-
-#[derive(Debug)]
-struct PodRt {
-    node: String,
-    ip: String,
-    start: Timestamp,
-    /// When the pod sandbox is ready and containers may be created.
-    sandbox_at: Timestamp,
-    /// resourceVersion of the pod as last processed or written.
-    seen_rv: String,
-    wake: Option<Timestamp>,
-    init: Vec<Ctr>,
-    app: Vec<Ctr>,
-    /// Condition type → (status, lastTransitionTime).
-    conds: HashMap<&'static str, (bool, Timestamp)>,
-    /// Kill started at, containers exit at.
-    kill: Option<(Timestamp, Timestamp)>,
-    scheduled_at: Timestamp,
-}
-
-#[derive(Debug, Clone)]
-struct Term {
-    exit_code: i32,
-    reason: &'static str,
-    started: Timestamp,
-    finished: Timestamp,
-    container_id: String,
-    message: Option<String>,
-}
-
-#[derive(Debug, Clone)]
-enum CState {
-    /// Not yet looked at.
-    New,
-    /// Waiting for the previous init container.
-    Blocked,
-    Pulling {
-        until: Timestamp,
-        millis: u64,
-    },
-    /// ErrImagePull; ImagePullBackOff from `show_at`; retry at `until`.
-    PullErr {
-        msg: String,
-        show_at: Timestamp,
-        shown: bool,
-        until: Timestamp,
-    },
-    /// Permanent until the spec changes (InvalidImageName, ErrImageNeverPull).
-    Stuck,
-    ConfigErr {
-        retry_at: Timestamp,
-    },
-    /// Created; the runtime starts it at `at` (then `Started`).
-    Starting {
-        at: Timestamp,
-    },
-    Running {
-        started: Timestamp,
-        ready_at: Option<Timestamp>,
-        exit: Option<(Timestamp, i32, &'static str)>,
-        next_probe: Option<Timestamp>,
-    },
-    /// Exited and published as terminated; the kubelet restarts it or backs
-    /// off at `act_at`.
-    Exited {
-        term: Term,
-        act_at: Timestamp,
-    },
-    CrashBackOff {
-        until: Timestamp,
-    },
-    Terminated(Term),
-}
-
-#[derive(Debug)]
-struct Ctr {
-    name: String,
-    image: String,
-    init: bool,
-    state: CState,
-    /// Waiting reason and message shown while not running.
-    waiting: (String, Option<String>),
-    restarts: u32,
-    /// The last terminated instance of a restarted container.
-    last: Option<Term>,
-    /// The current (or last) instance's container id.
-    container_id: Option<String>,
-    pull_backoff: u64,
-    pull_failures: u32,
-    crash_backoff: u64,
-}
-
-impl Ctr {
-    fn new(c: &Value, init: bool, pod_has_init: bool) -> Self {
-        Ctr {
-            name: c["name"].as_str().unwrap_or("").to_string(),
-            image: c["image"].as_str().unwrap_or("").to_string(),
-            init,
-            state: if init { CState::Blocked } else { CState::New },
-            waiting: (
-                if init || pod_has_init {
-                    "PodInitializing"
-                } else {
-                    "ContainerCreating"
-                }
-                .to_string(),
-                None,
-            ),
-            restarts: 0,
-            last: None,
-            container_id: None,
-            pull_backoff: 0,
-            pull_failures: 0,
-            crash_backoff: 0,
-        }
-    }
-
-    fn field_path(&self) -> String {
-        if self.init {
-            format!("spec.initContainers{{{}}}", self.name)
-        } else {
-            format!("spec.containers{{{}}}", self.name)
-        }
-    }
-
-    fn done(&self) -> bool {
-        matches!(&self.state, CState::Terminated(t) if t.exit_code == 0)
-    }
-}
-
-/// What a pass needs about one pod.
-struct Ctx<'a> {
-    sim: &'a Sim,
-    rng: &'a mut StdRng,
-    pod: &'a Value,
-    ns: String,
-    pod_name: String,
-    uid: String,
-    node: String,
-    restart_policy: String,
-    events: Vec<(String, &'static str, &'static str, String)>,
-}
-
-impl Ctx<'_> {
-    fn event(&mut self, c: &Ctr, type_: &'static str, reason: &'static str, msg: String) {
-        self.events.push((c.field_path(), type_, reason, msg));
-    }
-
-    fn spec_of(&self, c: &Ctr) -> &Value {
-        let key = if c.init {
-            "initContainers"
-        } else {
-            "containers"
-        };
-        self.pod["spec"][key]
-            .as_array()
-            .and_then(|cs| {
-                cs.iter()
-                    .find(|s| s["name"].as_str() == Some(c.name.as_str()))
-            })
-            .unwrap_or(&Value::Null)
-    }
-
-    fn log_key(&self, c: &Ctr) -> (String, String, String) {
-        (self.ns.clone(), self.pod_name.clone(), c.name.clone())
-    }
-}
-
-fn ms(d: Duration) -> jiff::SignedDuration {
-    jiff::SignedDuration::try_from(d).unwrap_or(jiff::SignedDuration::ZERO)
-}
-
-fn add(t: Timestamp, d: Duration) -> Timestamp {
-    t.checked_add(ms(d)).unwrap_or(t)
-}
+use crate::sim::Sim;
 
 pub fn reconcile(sim: &Sim) -> Next {
     let mut next = Next::default();
@@ -371,7 +136,7 @@ fn sync_pod(
             .unwrap_or(now);
         PodRt {
             node: node.to_string(),
-            ip: format!("10.244.{}.{}", scheduler::node_index(node), n),
+            ip: format!("10.244.{}.{}", super::nodes::node_index(node), n),
             start: now,
             sandbox_at: add(now, draw(rng, 150, 200, 0, 1)),
             seen_rv: String::new(),

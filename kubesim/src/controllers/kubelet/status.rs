@@ -4,10 +4,11 @@
 use jiff::Timestamp;
 use serde_json::{Value, json};
 
+use super::ctx::Ctx;
 use super::images::{image_id, normalize_image};
-use super::scheduler;
-use super::{CState, Ctr, Ctx, PodRt, Term};
+use super::state::{CState, Ctr, PodRt, Term};
 use crate::clock::fmt_time;
+use crate::controllers::nodes;
 
 fn term_json(t: &Term) -> Value {
     let mut v = json!({
@@ -209,7 +210,7 @@ pub(super) fn render_status(
             json!({"lastProbeTime": null, "lastTransitionTime": fmt_time(rt.scheduled_at), "status": "True", "type": "PodScheduled"})
         });
     conditions.push(scheduled);
-    let host_ip = scheduler::node_ip(&rt.node);
+    let host_ip = nodes::node_ip(&rt.node);
     status["conditions"] = json!(conditions);
     status["containerStatuses"] = json!(app.into_iter().map(|(v, _)| v).collect::<Vec<_>>());
     if init.is_empty() {

@@ -1,3 +1,4 @@
+// Over 500 lines: one suite on one set-up (a fake kubelet), a test per rollout rule of the Deployment controller.
 //! The Deployment and ReplicaSet controllers and the garbage collector,
 //! driven through the store of a simulated cluster at 50× speed.
 //!
@@ -10,6 +11,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::{deployment, pod_ready, rollout_complete, set_image};
 use kubesim::clock::fmt_time;
 use kubesim::resources::res;
 use kubesim::store::{Change, EventType};
@@ -68,19 +70,6 @@ async fn fake_kubelet(sim: Arc<Sim>) {
     }
 }
 
-fn deployment(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "web", "image": image}]}},
-        },
-    })
-}
-
 fn get_deploy(h: &Handle, name: &str) -> Arc<Value> {
     h.get("apps/v1", "Deployment", "default", name).unwrap()
 }
@@ -92,12 +81,6 @@ fn modify_deploy(h: &Handle, name: &str, f: impl FnOnce(&mut Value)) {
             Ok(true)
         })
         .unwrap();
-}
-
-fn set_image(h: &Handle, name: &str, image: &str) {
-    modify_deploy(h, name, |d| {
-        d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image)
-    });
 }
 
 /// The Deployment's ReplicaSets, oldest first.
@@ -142,16 +125,10 @@ fn annotation(o: &Value, key: &str) -> String {
 
 /// kubectl's rollout-status rule plus a settled Progressing condition.
 fn rolled_out(h: &Handle, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
-        return false;
-    };
-    let st = &d["status"];
-    let n = |k: &str| st[k].as_i64().unwrap_or(0);
-    st["observedGeneration"] == d["metadata"]["generation"]
-        && n("updatedReplicas") == d["spec"]["replicas"].as_i64().unwrap()
-        && n("replicas") == n("updatedReplicas")
-        && n("availableReplicas") == n("updatedReplicas")
-        && reason(&d, "Progressing") == "NewReplicaSetAvailable"
+    h.get("apps/v1", "Deployment", "default", name)
+        .is_some_and(|d| {
+            rollout_complete(&d) && reason(&d, "Progressing") == "NewReplicaSetAvailable"
+        })
 }
 
 async fn wait_rolled_out(h: &Handle, name: &str) {
@@ -213,13 +190,6 @@ async fn watch_pods_until(
         }
         check(&pods);
     }
-}
-
-fn is_ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|c| {
-        c.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
 }
 
 #[tokio::test]
@@ -301,7 +271,7 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
         &h,
         sub,
         |pods| {
-            let ready = pods.values().filter(|p| is_ready(p)).count();
+            let ready = pods.values().filter(|p| pod_ready(p)).count();
             max_seen = max_seen.max(pods.len());
             assert!(
                 pods.len() <= 4,

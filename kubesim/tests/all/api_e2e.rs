@@ -1,47 +1,27 @@
-//! End-to-end tests of the API server over HTTPS against `kubesim::start`.
+// Slightly over 500 lines: the client helpers of the API suites and the write tests on them.
+//! End-to-end tests of the API server over HTTPS against `kubesim::start`:
+//! authentication and RBAC, discovery, writes (CRUD, patch, graceful
+//! deletion, quota); the reads are in `api_reads`.
 
-use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common;
 use kubesim::{Config, Handle, Rule};
 use serde_json::{Value, json};
 
-struct Api {
-    h: Handle,
-    c: reqwest::Client,
+pub(crate) struct Api {
+    pub(crate) h: Handle,
+    pub(crate) c: reqwest::Client,
 }
 
-fn client(ca_pem: Option<&str>) -> reqwest::Client {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let mut b = reqwest::Client::builder();
-    if let Some(pem) = ca_pem {
-        let mut roots = rustls::RootCertStore::empty();
-        roots
-            .add(CertificateDer::from_pem_slice(pem.as_bytes()).unwrap())
-            .unwrap();
-        let mut cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-        cfg.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        b = b.tls_backend_preconfigured(cfg);
-    }
-    b.build().unwrap()
-}
-
-async fn start() -> Api {
+pub(crate) async fn start() -> Api {
     let h = kubesim::start(Config::default()).await.unwrap();
-    let c = client(h.ca_pem.as_deref());
+    let c = common::api_client(h.ca_pem.as_deref(), true);
     Api { h, c }
 }
 
 impl Api {
-    async fn call(
+    pub(crate) async fn call(
         &self,
         method: &str,
         path: &str,
@@ -52,7 +32,7 @@ impl Api {
             .await
     }
 
-    async fn call_as(
+    pub(crate) async fn call_as(
         &self,
         token: &str,
         method: &str,
@@ -79,24 +59,24 @@ impl Api {
         )
     }
 
-    async fn get(&self, path: &str) -> (u16, Value) {
+    pub(crate) async fn get(&self, path: &str) -> (u16, Value) {
         self.call("GET", path, None, None).await
     }
 
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn post(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("POST", path, None, Some(body)).await
     }
 
-    async fn put(&self, path: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn put(&self, path: &str, body: Value) -> (u16, Value) {
         self.call("PUT", path, None, Some(body)).await
     }
 
-    async fn patch(&self, path: &str, ct: &str, body: Value) -> (u16, Value) {
+    pub(crate) async fn patch(&self, path: &str, ct: &str, body: Value) -> (u16, Value) {
         self.call("PATCH", path, Some(ct), Some(body)).await
     }
 
     /// Open a watch and return a reader of its events.
-    async fn watch(&self, path: &str) -> Watch {
+    pub(crate) async fn watch(&self, path: &str) -> Watch {
         let resp = self
             .c
             .get(format!("{}{}", self.h.base_url, path))
@@ -112,14 +92,14 @@ impl Api {
     }
 }
 
-struct Watch {
+pub(crate) struct Watch {
     resp: reqwest::Response,
     buf: Vec<u8>,
 }
 
 impl Watch {
     /// The next event, or None when the stream ends or 10 s pass.
-    async fn next(&mut self) -> Option<Value> {
+    pub(crate) async fn next(&mut self) -> Option<Value> {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             if let Some(i) = self.buf.iter().position(|b| *b == b'\n') {
@@ -134,18 +114,18 @@ impl Watch {
     }
 }
 
-fn cm(name: &str) -> Value {
+pub(crate) fn cm(name: &str) -> Value {
     json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name, "labels": {"app": name}}, "data": {"k": "v"}})
 }
 
-fn deployment(name: &str, containers: Value) -> Value {
+pub(crate) fn deployment(name: &str, containers: Value) -> Value {
     json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "labels": {"app": name}},
         "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
             "template": {"metadata": {"labels": {"app": name}}, "spec": {"containers": containers}}}})
 }
 
-const CMS: &str = "/api/v1/namespaces/default/configmaps";
-const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
+pub(crate) const CMS: &str = "/api/v1/namespaces/default/configmaps";
+pub(crate) const DEPLOYS: &str = "/apis/apps/v1/namespaces/default/deployments";
 
 #[tokio::test]
 async fn auth_401_403_and_self_subject_access_review() {
@@ -572,212 +552,33 @@ async fn patch_types() {
     api.h.shutdown().await;
 }
 
+/// ResourceQuota admission through the library entry point.
 #[tokio::test]
-async fn list_limit_continue_and_selectors() {
-    let api = start().await;
-    for i in 0..5 {
-        let mut c = cm(&format!("c{i}"));
-        c["metadata"]["labels"]["tier"] = json!(if i % 2 == 0 { "even" } else { "odd" });
-        api.post(CMS, c).await;
-    }
-    let (_, l) = api.get(&format!("{CMS}?limit=2")).await;
-    assert_eq!(l["kind"], "ConfigMapList");
-    assert_eq!(l["items"].as_array().unwrap().len(), 2);
-    assert_eq!(l["metadata"]["remainingItemCount"], 3);
-    let mut names: Vec<String> = l["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| i["metadata"]["name"].as_str().unwrap().to_string())
-        .collect();
-    let mut tok = l["metadata"]["continue"].as_str().unwrap().to_string();
-    loop {
-        let (_, l) = api.get(&format!("{CMS}?limit=2&continue={tok}")).await;
-        names.extend(
-            l["items"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
-        );
-        match l["metadata"]["continue"].as_str() {
-            Some(t) if !t.is_empty() => tok = t.to_string(),
-            _ => break,
-        }
-    }
-    assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
-    let count = |v: &Value| v["items"].as_array().unwrap().len();
-    let (_, l) = api.get(&format!("{CMS}?labelSelector=tier%3Deven")).await;
-    assert_eq!(count(&l), 3);
-    let (_, l) = api
-        .get(&format!("{CMS}?labelSelector=tier%20notin%20(even),app"))
-        .await;
-    assert_eq!(count(&l), 2);
-    let (_, l) = api.get(&format!("{CMS}?labelSelector=!tier")).await;
-    assert_eq!(count(&l), 0);
-    let (_, l) = api
-        .get(&format!("{CMS}?fieldSelector=metadata.name!%3Dc0"))
-        .await;
-    assert_eq!(count(&l), 4);
-    let (code, e) = api.get(&format!("{CMS}?fieldSelector=spec.foo%3Dx")).await;
-    assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")));
-    let (code, l) = api.get("/api/v1/configmaps").await;
-    assert_eq!((code, count(&l)), (200, 5));
-    let (code, l) = api
-        .get("/api/v1/nodes?fieldSelector=metadata.name%3Dnode-2")
-        .await;
-    assert_eq!((code, count(&l)), (200, 1));
-    api.h.shutdown().await;
-}
-
-#[tokio::test]
-async fn watch_from_rv_bookmarks_initial_events_and_expired() {
-    let api = start().await;
-    let (_, a) = api.post(CMS, cm("w1")).await;
-    let rv = a["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    api.post(CMS, cm("w2")).await;
-    // Exact resourceVersion: only later changes.
-    let mut w = api
-        .watch(&format!("{CMS}?watch=true&resourceVersion={rv}"))
-        .await;
-    let e = w.next().await.unwrap();
-    assert_eq!(
-        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
-        (Some("ADDED"), Some("w2"))
-    );
-    api.call("DELETE", &format!("{CMS}/w1"), None, None).await;
-    let e = w.next().await.unwrap();
-    assert_eq!(
-        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
-        (Some("DELETED"), Some("w1"))
-    );
-
-    // Streaming list as `kubectl rollout status` asks for it, with bookmarks.
-    let mut w = api
-        .watch(&format!(
-            "{CMS}?watch=true&allowWatchBookmarks=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&fieldSelector=metadata.name%3Dw2&timeoutSeconds=5"
-        ))
-        .await;
-    let e = w.next().await.unwrap();
-    assert_eq!(
-        (e["type"].as_str(), e["object"]["metadata"]["name"].as_str()),
-        (Some("ADDED"), Some("w2"))
-    );
-    let e = w.next().await.unwrap();
-    assert_eq!(e["type"], "BOOKMARK");
-    assert_eq!(
-        e["object"]["metadata"]["annotations"]["k8s.io/initial-events-end"],
-        "true"
-    );
-    // A label change that makes it stop matching a label selector → DELETED.
-    let mut lw = api
-        .watch(&format!("{CMS}?watch=true&labelSelector=app%3Dw2"))
-        .await;
-    let e = lw.next().await.unwrap();
-    assert_eq!(e["type"], "ADDED");
-    api.patch(
-        &format!("{CMS}/w2"),
-        "application/merge-patch+json",
-        json!({"metadata": {"labels": {"app": "gone"}}}),
-    )
-    .await;
-    let e = lw.next().await.unwrap();
-    assert_eq!(e["type"], "DELETED");
-    let e = w.next().await.unwrap();
-    assert_eq!(e["type"], "MODIFIED");
-    let e = w.next().await.unwrap();
-    assert_eq!(e["type"], "BOOKMARK", "periodic bookmark");
-    assert!(e["object"]["metadata"]["annotations"].is_null());
-
-    // Compacted history → an ERROR event with 410 Expired.
-    api.h.store().compact();
-    let mut w = api
-        .watch(&format!("{CMS}?watch=true&resourceVersion={rv}"))
-        .await;
-    let e = w.next().await.unwrap();
-    assert_eq!(e["type"], "ERROR");
-    assert_eq!(
-        (e["object"]["code"].as_i64(), e["object"]["reason"].as_str()),
-        (Some(410), Some("Expired"))
-    );
-    assert!(w.next().await.is_none());
-    api.h.shutdown().await;
-}
-
-#[tokio::test]
-async fn pod_logs_and_errors() {
-    let api = start().await;
-    let pod = |name: &str, containers: Value| json!({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": name, "namespace": "default"}, "spec": {"containers": containers}});
-    api.h
-        .create(pod("one", json!([{"name": "web", "image": "i"}])))
-        .unwrap();
-    api.h
-        .create(pod(
-            "two",
-            json!([{"name": "a", "image": "i"}, {"name": "b", "image": "i"}]),
-        ))
-        .unwrap();
-    api.h.sim.logs.lock().unwrap().insert(
-        ("default".into(), "one".into(), "web".into()),
-        kubesim::ContainerLogs {
-            current: vec!["l1".into(), "l2".into(), "l3".into()],
-            previous: None,
-        },
-    );
-    let (code, text) = api
-        .get("/api/v1/namespaces/default/pods/one/log?tailLines=2")
-        .await;
-    assert_eq!((code, text), (200, Value::String("l2\nl3\n".into())));
-    let (code, e) = api
-        .get("/api/v1/namespaces/default/pods/one/log?previous=true")
-        .await;
-    assert_eq!(code, 400);
-    assert_eq!(
-        e["message"],
-        "previous terminated container \"web\" in pod \"one\" not found"
-    );
-    let (code, e) = api.get("/api/v1/namespaces/default/pods/two/log").await;
-    assert_eq!(code, 400);
-    assert_eq!(
-        e["message"],
-        "a container name must be specified for pod two, choose one of: [a b]"
-    );
-    api.h.shutdown().await;
-}
-
-#[tokio::test]
-async fn plain_http_and_events_v1_view() {
+async fn quota_forbids_the_pod_that_does_not_fit() {
     let h = kubesim::start(Config {
         tls: false,
         ..Default::default()
     })
     .await
     .unwrap();
-    assert!(h.base_url.starts_with("http://"));
-    let api = Api { c: client(None), h };
-    let ev = json!({"metadata": {"name": "e1"}, "involvedObject": {"kind": "Pod", "name": "p", "namespace": "default"},
-        "reason": "Failed", "message": "boom", "type": "Warning", "source": {"component": "kubelet"}, "count": 2});
-    let (code, _) = api.post("/api/v1/namespaces/default/events", ev).await;
-    assert_eq!(code, 201);
-    let (code, e) = api
-        .get("/apis/events.k8s.io/v1/namespaces/default/events/e1")
-        .await;
-    assert_eq!(code, 200);
+    h.create(json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        "metadata": {"name": "compute", "namespace": "default"},
+        "spec": {"hard": {"requests.cpu": "1", "pods": "10"}}}))
+        .unwrap();
+    let pod = |name: &str| {
+        json!({"apiVersion": "v1", "kind": "Pod",
+            "metadata": {"name": name, "namespace": "default"},
+            "spec": {"containers": [{"name": "web", "image": "example/web:v1",
+                "resources": {"requests": {"cpu": "600m"}}}]}})
+    };
+    h.create(pod("a")).unwrap();
+    let err = h.create(pod("b")).unwrap_err().to_string();
     assert_eq!(
-        (e["note"].as_str(), e["regarding"]["name"].as_str()),
-        (Some("boom"), Some("p"))
+        err,
+        "pods \"b\" is forbidden: exceeded quota: compute, requested: requests.cpu=600m, used: requests.cpu=600m, limited: requests.cpu=1"
     );
-    assert_eq!(
-        (
-            e["reportingController"].as_str(),
-            e["deprecatedCount"].as_i64()
-        ),
-        (Some("kubelet"), Some(2))
-    );
-    let (_, l) = api.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp,reason%3DFailed").await;
-    assert_eq!(l["items"].as_array().unwrap().len(), 1);
-    api.h.shutdown().await;
+    let q = h.get("v1", "ResourceQuota", "default", "compute").unwrap();
+    assert_eq!(q["status"]["used"]["requests.cpu"], "600m");
+    assert_eq!(q["status"]["used"]["pods"], "1");
+    h.shutdown().await;
 }

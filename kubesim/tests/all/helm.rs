@@ -1,7 +1,7 @@
 //! helm v4 as a second real client: install/upgrade with `--wait` (the
 //! kstatus watcher) and server-side apply, and `--rollback-on-failure`.
 
-mod common;
+use crate::common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,25 +1,16 @@
+// Over 500 lines: one suite on one set-up, a test per container state the kubelet reproduces.
 //! The scheduler and the simulated kubelet, driven through the library API
 //! with bare pods (no owners), on a fast simulated clock.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::fast_cluster;
 use kubesim::resources::res;
 use kubesim::{Config, Handle};
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(10);
-
-async fn start(nodes: usize) -> Handle {
-    kubesim::start(Config {
-        nodes,
-        speed: 50.0,
-        tls: false,
-        ..Config::default()
-    })
-    .await
-    .expect("start kubesim")
-}
 
 fn pod(name: &str, image: &str) -> Value {
     json!({
@@ -93,7 +84,7 @@ fn running_ready(h: &Handle, name: &str) -> bool {
 
 #[tokio::test]
 async fn schedules_pulls_starts_and_reports_ready() {
-    let h = start(3).await;
+    let h = fast_cluster(3).await;
     h.create(pod("web", "example/web:1")).unwrap();
     wait(&h, "web running and ready", |h| running_ready(h, "web")).await;
     let p = get(&h, "web").unwrap();
@@ -190,7 +181,7 @@ async fn schedules_pulls_starts_and_reports_ready() {
 
 #[tokio::test]
 async fn insufficient_cpu_then_fits_after_a_pod_is_deleted() {
-    let h = start(2).await;
+    let h = fast_cluster(2).await;
     h.create(pod_with_cpu("hog-1", "1200m")).unwrap();
     h.create(pod_with_cpu("hog-2", "1200m")).unwrap();
     wait(&h, "both hogs bound", |h| {
@@ -243,7 +234,7 @@ async fn insufficient_cpu_then_fits_after_a_pod_is_deleted() {
 
 #[tokio::test]
 async fn node_selector_and_taints() {
-    let h = start(2).await;
+    let h = fast_cluster(2).await;
     h.store()
         .modify(res("nodes"), "", "node-1", |n| {
             n["spec"]["taints"] =
@@ -284,7 +275,7 @@ async fn node_selector_and_taints() {
 
 #[tokio::test]
 async fn missing_image_err_image_pull_then_back_off() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("miss", "example/web:3-missing")).unwrap();
     let err = "rpc error: code = NotFound desc = failed to pull and unpack image \"docker.io/example/web:3-missing\": failed to resolve reference \"docker.io/example/web:3-missing\": docker.io/example/web:3-missing: not found";
     wait(&h, "ErrImagePull", |h| {
@@ -349,7 +340,7 @@ async fn missing_image_err_image_pull_then_back_off() {
 
 #[tokio::test]
 async fn denied_and_invalid_images() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("denied", "example/web:v10-denied")).unwrap();
     h.create(pod("bad", "example/web:invalid")).unwrap();
     wait(&h, "denied ErrImagePull", |h| {
@@ -374,7 +365,7 @@ async fn denied_and_invalid_images() {
 
 #[tokio::test]
 async fn flaky_image_eventually_runs() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("flaky", "example/web:flaky")).unwrap();
     wait(&h, "flaky running", |h| running_ready(h, "flaky")).await;
     let failures: Vec<_> = events(&h, "flaky")
@@ -389,7 +380,7 @@ async fn flaky_image_eventually_runs() {
 
 #[tokio::test]
 async fn crash_loop_back_off_with_restarts_and_previous_logs() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("crash", "example/web:4-crash")).unwrap();
     wait(&h, "restartCount 2 in CrashLoopBackOff", |h| {
         let c = cstatus(h, "crash");
@@ -440,7 +431,7 @@ async fn crash_loop_back_off_with_restarts_and_previous_logs() {
 
 #[tokio::test]
 async fn oom_killed_exit_137() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("oom", "example/web:5-oom")).unwrap();
     wait(&h, "OOMKilled", |h| {
         cstatus(h, "oom")["lastState"]["terminated"]["reason"] == "OOMKilled"
@@ -455,7 +446,7 @@ async fn oom_killed_exit_137() {
 
 #[tokio::test]
 async fn unready_with_probe_is_never_ready_and_reports_unhealthy() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     let mut p = pod("unready", "example/web:unready");
     p["spec"]["containers"][0]["readinessProbe"] =
         json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 2});
@@ -482,7 +473,7 @@ async fn unready_with_probe_is_never_ready_and_reports_unhealthy() {
 
 #[tokio::test]
 async fn slow_image_ready_only_after_20s() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("slow", "example/web:2-slow")).unwrap();
     wait(&h, "slow running", |h| {
         cstatus(h, "slow")["state"]["running"].is_object()
@@ -509,7 +500,7 @@ async fn slow_image_ready_only_after_20s() {
 
 #[tokio::test]
 async fn missing_configmap_blocks_until_created() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     let mut p = pod("cfg", "example/cfg:2");
     p["spec"]["containers"][0]["envFrom"] = json!([{"configMapRef": {"name": "app-config"}}]);
     p["spec"]["containers"][0]["env"] = json!([
@@ -555,7 +546,7 @@ async fn missing_configmap_blocks_until_created() {
 
 #[tokio::test]
 async fn graceful_termination_removes_the_pod() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     h.create(pod("bye", "example/web:1")).unwrap();
     wait(&h, "bye ready", |h| running_ready(h, "bye")).await;
     let deadline = h.clock().now() + Duration::from_secs(30);
@@ -585,7 +576,7 @@ async fn graceful_termination_removes_the_pod() {
 
 #[tokio::test]
 async fn init_containers_then_app_and_restart_policy_never() {
-    let h = start(1).await;
+    let h = fast_cluster(1).await;
     let mut p = pod("init", "example/web:1");
     p["spec"]["initContainers"] = json!([{"name": "setup", "image": "example/setup:1"}]);
     h.create(p).unwrap();

@@ -5,7 +5,7 @@
 //!
 //! Both run in the normal suite (the 1 000-pod one takes a few seconds on
 //! 2 cores); see the numbers with
-//! `cargo test -p kubesim --test scale -- --nocapture --test-threads 1`.
+//! `cargo test -p kubesim --test all scale:: -- --nocapture --test-threads 1`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};

@@ -1,7 +1,7 @@
 //! Fault injection, observed over HTTP with real clients (reqwest, kubectl),
 //! per-User-Agent metrics, the admin API, and Leases (optimistic concurrency).
 
-mod common;
+use crate::common;
 
 use std::time::{Duration, Instant};
 

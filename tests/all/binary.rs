@@ -1,10 +1,11 @@
 //! The built binary: `--help`, and one full rollout driven by env vars.
 
 use std::process::Command;
-use std::time::Duration;
 
 use base64::Engine as _;
-use serde_json::{Value, json};
+use serde_json::Value;
+
+use crate::support::{DeploymentSpec, Fixture, PodLabel};
 
 #[test]
 fn help_lists_every_input() {
@@ -25,27 +26,14 @@ fn help_lists_every_input() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn binary_rolls_out_from_env_vars() {
-    let h = kubesim::start(kubesim::Config {
-        speed: 25.0,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    h.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "example/web:v1"}]}}}
-    }))
-    .unwrap();
-    let ready = |h: &kubesim::Handle| {
-        h.get("apps/v1", "Deployment", "default", "web")
-            .is_some_and(|d| {
-                d["status"]["availableReplicas"] == 2 && d["status"]["updatedReplicas"] == 2
-            })
-    };
-    assert!(h.wait_for(Duration::from_secs(30), ready).await);
+    let h = Fixture::new()
+        .deployment(DeploymentSpec {
+            replicas: 2,
+            label: PodLabel::App,
+            ..Default::default()
+        })
+        .start()
+        .await;
     let kubeconfig = base64::engine::general_purpose::STANDARD.encode(h.kubeconfig_yaml());
     let child = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
         .env("ROLLGUARD_KUBECONFIG", kubeconfig)

@@ -8,8 +8,7 @@ async fn started_rollout(
     replicas: i64,
     extra: &[(&str, &str)],
 ) -> (kubesim::Handle, tokio::process::Child) {
-    let h = cluster(1.0).await;
-    create_ready(&h, replicas).await;
+    let h = web_cluster(1.0, replicas).await;
     slow_image(&h, "example/web:v2", 600);
     let mut pairs = vec![("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_TIMEOUT", "10m")];
     pairs.extend_from_slice(extra);

@@ -82,8 +82,7 @@ async fn posts(server: &MockServer) -> Vec<(String, Value)> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_rollout_is_a_successful_deployment() {
-    let h = support::cluster(25.0).await;
-    support::create_ready(&h, 2).await;
+    let h = support::web_cluster(25.0, 2).await;
     let server = github(201).await;
     let files = tempfile::tempdir().unwrap();
     let (o, out) = support::run(&env(&h, &server.uri(), "v2", &files)).await;
@@ -120,8 +119,7 @@ async fn a_good_rollout_is_a_successful_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_rollout_is_a_failed_deployment() {
-    let h = support::cluster(25.0).await;
-    support::create_ready(&h, 2).await;
+    let h = support::web_cluster(25.0, 2).await;
     let server = github(201).await;
     let files = tempfile::tempdir().unwrap();
     let (o, out) = support::run(&env(&h, &server.uri(), "v2-missing", &files)).await;
@@ -141,8 +139,7 @@ async fn a_rolled_back_rollout_is_a_failed_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_deployment_is_one_warning_and_the_rollout_goes_on() {
-    let h = support::cluster(25.0).await;
-    support::create_ready(&h, 2).await;
+    let h = support::web_cluster(25.0, 2).await;
     let server = github(403).await;
     let files = tempfile::tempdir().unwrap();
     let (o, out) = support::run(&env(&h, &server.uri(), "v2", &files)).await;
@@ -176,8 +173,7 @@ async fn a_refused_deployment_is_one_warning_and_the_rollout_goes_on() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dry_run_records_no_deployment() {
-    let h = support::cluster(25.0).await;
-    support::create_ready(&h, 2).await;
+    let h = support::web_cluster(25.0, 2).await;
     let server = github(201).await;
     let files = tempfile::tempdir().unwrap();
     let mut e = env(&h, &server.uri(), "v2", &files);

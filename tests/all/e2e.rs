@@ -6,38 +6,23 @@ use crate::support;
 
 use std::time::Duration;
 
-use crate::support::{cluster_with, live_pods, rolled_out as healthy, run as rollguard};
+use crate::support::{DeploymentSpec, Fixture, live_pods, rolled_out as healthy, run as rollguard};
 use kubesim::Handle;
 use rollguard::diagnose::Cause;
 use rollguard::{Env, Outcome};
 use serde_json::{Value, json};
 
-const SPEED: f64 = 25.0;
 const WAIT: Duration = Duration::from_secs(30);
 
-async fn cluster() -> Handle {
-    cluster_with(kubesim::Config {
-        speed: SPEED,
-        tls: true,
-        ..Default::default()
-    })
-    .await
-}
-
 fn deployment(name: &str, containers: Value, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"name": format!("{name}-pods")}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"name": format!("{name}-pods")}},
-            "template": {
-                "metadata": {"labels": {"name": format!("{name}-pods")}},
-                "spec": {"containers": containers}
-            }
-        }
-    })
+    DeploymentSpec {
+        name,
+        containers: Some(containers),
+        replicas,
+        labelled: true,
+        ..Default::default()
+    }
+    .into()
 }
 
 fn web(image: &str) -> Value {
@@ -46,10 +31,6 @@ fn web(image: &str) -> Value {
 
 fn get(h: &Handle, name: &str) -> Value {
     support::deployment_named(h, name)
-}
-
-async fn create_ready(h: &Handle, obj: Value) {
-    support::create_rolled_out(h, obj, WAIT).await;
 }
 
 fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
@@ -107,8 +88,10 @@ async fn assert_caught(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_sets_image_and_version_label_on_pods_not_selector() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(
         &h,
         &[("INPUT_WORKLOAD", "deployment/web"), ("INPUT_TAG", "v2")],
@@ -151,17 +134,15 @@ async fn success_sets_image_and_version_label_on_pods_not_selector() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn only_the_named_container_changes() {
-    let h = cluster().await;
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .deployment(deployment(
             "api",
             json!([{"name": "node-api-container", "image": "example/node-api:v1"},
                    {"name": "fluentd-container", "image": "example/fluentd:1"}]),
             3,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     // Without a container name it refuses, naming the containers.
     let (o, out) = rollguard(&env(
         &h,
@@ -195,11 +176,10 @@ async fn only_the_named_container_changes() {
 }
 
 async fn failure_case(tag: &str, cause: Cause, code: i32, extra: &[(&str, &str)]) {
-    let h = cluster().await;
     let mut obj = web("example/web:v1");
     obj["spec"]["template"]["spec"]["containers"][0]["resources"] =
         json!({"limits": {"memory": "128Mi"}});
-    create_ready(&h, obj).await;
+    let h = Fixture::new().deployment(obj).start().await;
     let started = h.clock().now();
     let mut pairs = vec![("INPUT_WORKLOAD", "web"), ("INPUT_TAG", tag)];
     pairs.extend_from_slice(extra);
@@ -236,19 +216,17 @@ async fn oom_is_caught_and_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unschedulable_surge_is_caught_and_rolled_back() {
-    let h = cluster_with(kubesim::Config {
-        speed: SPEED,
-        nodes: 2,
-        node_cpu: "2".into(),
-        ..Default::default()
-    })
-    .await;
     let obj = deployment(
         "web",
         json!([{"name": "web", "image": "example/web:v1", "resources": {"requests": {"cpu": "1200m"}}}]),
         2,
     );
-    create_ready(&h, obj).await;
+    let h = Fixture::new()
+        .nodes(2)
+        .node_cpu("2")
+        .deployment(obj)
+        .start()
+        .await;
     let started = h.clock().now();
     let (o, out) = rollguard(&env(
         &h,
@@ -277,11 +255,10 @@ async fn unschedulable_surge_is_caught_and_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unready_times_out_and_rolls_back() {
-    let h = cluster().await;
     let mut obj = web("example/web:v1");
     obj["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
         json!({"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 5});
-    create_ready(&h, obj).await;
+    let h = Fixture::new().deployment(obj).start().await;
     let started = h.clock().now();
     let (o, _) = rollguard(&env(
         &h,
@@ -307,8 +284,10 @@ async fn unready_times_out_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flaky_pull_is_not_failed_early() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(
         &h,
         &[
@@ -325,10 +304,9 @@ async fn flaky_pull_is_not_failed_early() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stale_progress_deadline_does_not_fail_a_good_deploy() {
-    let h = cluster().await;
     let mut obj = web("example/web:v1");
     obj["spec"]["progressDeadlineSeconds"] = json!(5);
-    create_ready(&h, obj).await;
+    let h = Fixture::new().deployment(obj).start().await;
     let (o, _) = rollguard(&env(
         &h,
         &[
@@ -357,8 +335,10 @@ async fn stale_progress_deadline_does_not_fail_a_good_deploy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_failed_deploys_end_on_the_last_good_version() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     let (o, _) = rollguard(&env(&h, &[("INPUT_WORKLOAD", "web"), ("INPUT_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0);
     let (o, _) = rollguard(&env(
@@ -384,8 +364,10 @@ async fn two_failed_deploys_end_on_the_last_good_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_crash_during_bake_is_rolled_back() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     let started = h.clock().now();
     // Crashes 10 simulated seconds after becoming ready: 0.4 s real at speed 25.
     let (o, _) = rollguard(&env(
@@ -412,8 +394,10 @@ async fn late_crash_during_bake_is_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_exit_2_and_change_nothing() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     let mut paused = deployment(
         "paused",
         json!([{"name": "app", "image": "example/app:1"}]),
@@ -542,8 +526,10 @@ async fn bad_inputs_exit_2_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_permission_exits_78() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     h.add_identity(
         "ci-readonly",
         "readonly-token",
@@ -580,8 +566,10 @@ async fn missing_permission_exits_78() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_report_has_findings_and_no_secrets() {
-    let h = cluster().await;
-    create_ready(&h, web("example/web:v1")).await;
+    let h = Fixture::new()
+        .deployment(web("example/web:v1"))
+        .start()
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
     let path_s = path.to_str().unwrap().to_string();
@@ -616,19 +604,17 @@ async fn json_report_has_findings_and_no_secrets() {
 /// change is still there afterwards.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_change_is_not_overwritten_by_the_rollback() {
-    let h = cluster_with(kubesim::Config {
-        speed: SPEED,
-        nodes: 2,
-        node_cpu: "2".into(),
-        ..Default::default()
-    })
-    .await;
     let obj = deployment(
         "web",
         json!([{"name": "web", "image": "example/web:v1", "resources": {"requests": {"cpu": "1200m"}}}]),
         2,
     );
-    create_ready(&h, obj).await;
+    let h = Fixture::new()
+        .nodes(2)
+        .node_cpu("2")
+        .deployment(obj)
+        .start()
+        .await;
     let e = env(
         &h,
         &[
@@ -675,7 +661,7 @@ async fn concurrent_change_is_not_overwritten_by_the_rollback() {
 /// A kubeconfig whose server does not answer: exit 78, nothing else.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_cluster_exits_78() {
-    let h = cluster().await;
+    let h = Fixture::new().start().await;
     let kubeconfig = h.kubeconfig_yaml();
     h.shutdown().await;
     let e: Env = [

@@ -69,8 +69,7 @@ fn arm(h: &Arc<kubesim::Handle>, fault: Fault) -> Option<tokio::task::JoinHandle
 }
 
 async fn case(fault: Fault, good: bool) {
-    let h = Arc::new(cluster(10.0).await);
-    create_ready(&h, 3).await;
+    let h = Arc::new(web_cluster(10.0, 3).await);
     let tag = if good { "v2" } else { "v2-missing" };
     let load = arm(&h, fault);
     let (o, out) = run(&env(
@@ -139,8 +138,7 @@ async fn run_binary(env: &rollguard::Env) -> (Option<i32>, String, String) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retried_then_served_503s_log_no_error() {
-    let h = cluster(10.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(10.0, 2).await;
     // The first requests (the permission check, the lock, the read) and the
     // first patch answer 503; every one is retried and then served.
     h.faults().fail_next(4, "*", "", 503, None);
@@ -157,11 +155,9 @@ async fn retried_then_served_503s_log_no_error() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_rollback_of_a_timed_out_run_keeps_exit_70_and_its_cause() {
     use tokio::io::AsyncReadExt;
-    let h = cluster(1.0).await;
     let mut web = web("example/web:v1", 2);
     web["spec"]["strategy"] = serde_json::json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}});
-    h.create(web).unwrap();
-    assert!(h.wait_for(WAIT, healthy).await);
+    let h = Fixture::new().speed(1.0).deployment(web).start().await;
     // The new version never gets ready; the old one takes 6 s to come back,
     // so the signal lands in the middle of the rollback.
     slow_image(&h, "example/web:v2", 600);

@@ -10,6 +10,7 @@
 //! every changed `.snap` file before committing it.
 
 use crate::support;
+use crate::support::{DeploymentSpec, Fixture, PodLabel};
 
 use std::time::Duration;
 
@@ -20,43 +21,21 @@ use rollguard::diagnose::Cause;
 use rollguard::report::{Report, console, github, slack};
 use serde_json::{Value, json};
 
-const SPEED: f64 = 25.0;
-const WAIT: Duration = Duration::from_secs(30);
 const JOB_URL: &str = "https://github.com/acme/shop/actions/runs/1";
-
-async fn cluster(nodes: usize, cpu: &str) -> Handle {
-    kubesim::start(kubesim::Config {
-        speed: SPEED,
-        tls: true,
-        nodes,
-        node_cpu: cpu.into(),
-        ..Default::default()
-    })
-    .await
-    .expect("kubesim starts")
-}
 
 /// A Deployment; `minReadySeconds: 5` so a container that dies a second
 /// after start is seen before its pod counts as available.
 fn deployment(name: &str, containers: Value, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "minReadySeconds": 5,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": containers}
-            }
-        }
-    })
-}
-
-async fn create_ready(h: &Handle, obj: Value) {
-    support::create_rolled_out(h, obj, WAIT).await;
+    DeploymentSpec {
+        name,
+        containers: Some(containers),
+        replicas,
+        label: PodLabel::App,
+        labelled: true,
+        min_ready_seconds: Some(5),
+        ..Default::default()
+    }
+    .into()
 }
 
 /// Change a node in place (labels, taints), as `kubectl label/taint` would.
@@ -162,26 +141,22 @@ fn first_cause(o: &Outcome) -> Option<Cause> {
 /// 100m: "requested: 100, used: 970, capacity: 1000".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed000_insufficient_cpu() {
-    let h = cluster(1, "1").await;
     let cpu = |m: &str| json!({"requests": {"cpu": m}});
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .nodes(1)
+        .node_cpu("1")
+        .deployment(deployment(
             "batch",
             json!([{"name": "batch", "image": "example/batch:v1", "resources": cpu("870m")}]),
             1,
-        ),
-    )
-    .await;
-    create_ready(
-        &h,
-        deployment(
+        ))
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1", "resources": cpu("100m")}]),
             1,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(
         &h,
         "web",
@@ -206,8 +181,6 @@ async fn seed000_insufficient_cpu() {
 /// not exist, on four replicas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed002_missing_tag_v10() {
-    let h = cluster(3, "2").await;
-    h.set_image_behaviour("jocatalin/kubernetes-bootcamp:v10", ImageBehaviour::Missing);
     // One new pod at a time (maxSurge 1, maxUnavailable 0): with two, how
     // many reach the pull error before the verdict is a race.
     let mut d = deployment(
@@ -217,7 +190,11 @@ async fn seed002_missing_tag_v10() {
     );
     d["spec"]["strategy"] =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
-    create_ready(&h, d).await;
+    let h = Fixture::new()
+        .image("jocatalin/kubernetes-bootcamp:v10", ImageBehaviour::Missing)
+        .deployment(d)
+        .start()
+        .await;
     let o = rollguard(&h, "kubernetes-bootcamp", &[("INPUT_TAG", "v10")]).await;
     assert_eq!(o.exit_code, 1);
     assert_eq!(first_cause(&o), Some(Cause::ImageNotFound));
@@ -228,17 +205,15 @@ async fn seed002_missing_tag_v10() {
 /// Seed 003, PullImageError: `gcr.io/my-prj/app:v0` is not in the registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed003_pull_image_error() {
-    let h = cluster(3, "2").await;
-    h.set_image_behaviour("gcr.io/my-prj/app:v0", ImageBehaviour::Missing);
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .image("gcr.io/my-prj/app:v0", ImageBehaviour::Missing)
+        .deployment(deployment(
             "app",
             json!([{"name": "app", "image": "gcr.io/my-prj/app:v1"}]),
             2,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(&h, "app", &[("INPUT_TAG", "v0")]).await;
     assert_eq!(first_cause(&o), Some(Cause::ImageNotFound));
     assert_golden("seed003_pull_image_error", &o, &["app"]);
@@ -249,23 +224,21 @@ async fn seed003_pull_image_error() {
 /// "meant to exit? use a Job or restartPolicy: OnFailure".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed003_crash_loop_exit_0() {
-    let h = cluster(3, "2").await;
-    h.set_image_behaviour(
-        "gcr.io/my-prj/client:v0",
-        ImageBehaviour::Crash {
-            after: Duration::from_secs(1),
-            exit_code: 0,
-        },
-    );
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .image(
+            "gcr.io/my-prj/client:v0",
+            ImageBehaviour::Crash {
+                after: Duration::from_secs(1),
+                exit_code: 0,
+            },
+        )
+        .deployment(deployment(
             "client",
             json!([{"name": "client", "image": "gcr.io/my-prj/client:v1"}]),
             2,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(&h, "client", &[("INPUT_TAG", "v0")]).await;
     assert_eq!(first_cause(&o), Some(Cause::CrashLoop));
     let f = &o.report.findings[0];
@@ -279,16 +252,14 @@ async fn seed003_crash_loop_exit_0() {
 /// termination message and the previous instance's log tail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed003_crash_loop_exit_1() {
-    let h = cluster(3, "2").await;
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .deployment(deployment(
             "app",
             json!([{"name": "app", "image": "example/app:v1"}]),
             2,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(&h, "app", &[("INPUT_TAG", "v2-crash")]).await;
     assert_eq!(first_cause(&o), Some(Cause::CrashLoop));
     let f = &o.report.findings[0];
@@ -304,26 +275,21 @@ async fn seed003_crash_loop_exit_1() {
 /// requested); the surge pod's 500m does not fit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed003_pod_exceeds_free_cpu() {
-    let h = cluster(1, "2").await;
     let res = |cpu: &str| json!({"requests": {"cpu": cpu, "memory": "512Mi"}, "limits": {"cpu": cpu, "memory": "512Mi"}});
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .nodes(1)
+        .deployment(deployment(
             "my-pod",
             json!([{"name": "app", "image": "example/app:v1", "resources": res("400m")}]),
             3,
-        ),
-    )
-    .await;
-    create_ready(
-        &h,
-        deployment(
+        ))
+        .deployment(deployment(
             "app",
             json!([{"name": "app", "image": "gcr.io/my-prj/app:v1", "resources": res("500m")}]),
             1,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(
         &h,
         "app",
@@ -338,16 +304,11 @@ async fn seed003_pod_exceeds_free_cpu() {
 /// Seed 003, OOMKilled: the container's memory limit and the field to raise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn seed003_oom_killed() {
-    let h = cluster(3, "2").await;
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new().deployment(deployment(
             "app",
             json!([{"name": "app", "image": "example/app:v1", "resources": {"limits": {"memory": "128Mi"}}}]),
             2,
-        ),
-    )
-    .await;
+        )).start().await;
     let o = rollguard(&h, "app", &[("INPUT_TAG", "v2-oom")]).await;
     assert_eq!(first_cause(&o), Some(Cause::OomKilled));
     assert!(o.report.findings[0].fix.contains("resources.limits.memory"));
@@ -359,18 +320,16 @@ async fn seed003_oom_killed() {
 // ------------------------------------------------------ rest of catalogue
 
 async fn web_story(story: &str, tag: &str, cause: Cause, extra: &[(&str, &str)]) -> Outcome {
-    let h = cluster(3, "2").await;
-    create_ready(
-        &h,
-        deployment(
+    let mut pairs = vec![("INPUT_TAG", tag)];
+    pairs.extend_from_slice(extra);
+    let h = Fixture::new()
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1"}]),
             3,
-        ),
-    )
-    .await;
-    let mut pairs = vec![("INPUT_TAG", tag)];
-    pairs.extend_from_slice(extra);
+        ))
+        .start()
+        .await;
     let o = rollguard(&h, "web", &pairs).await;
     assert_eq!(first_cause(&o), Some(cause), "{:#?}", o.report.findings);
     assert_golden(story, &o, &["web"]);
@@ -404,20 +363,18 @@ async fn image_invalid_reference() {
 /// Transient pull errors are not failed early: only reported on timeout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn image_pull_transient_on_timeout() {
-    let h = cluster(3, "2").await;
-    h.set_image_behaviour(
-        "example/web:v2-registry-down",
-        ImageBehaviour::Flaky { failures: 1000 },
-    );
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .image(
+            "example/web:v2-registry-down",
+            ImageBehaviour::Flaky { failures: 1000 },
+        )
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1"}]),
             3,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(
         &h,
         "web",
@@ -432,17 +389,12 @@ async fn image_pull_transient_on_timeout() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_probe_failing() {
-    let h = cluster(3, "2").await;
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new().deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1",
                 "readinessProbe": {"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 5}}]),
             3,
-        ),
-    )
-    .await;
+        )).start().await;
     let o = rollguard(
         &h,
         "web",
@@ -458,20 +410,17 @@ async fn readiness_probe_failing() {
 /// A ConfigMap the pod template refers to (envFrom) was deleted.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_configmap() {
-    let h = cluster(3, "2").await;
-    h.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+    let h = Fixture::new()
+        .object(json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "web-config", "namespace": "default"}, "data": {"MODE": "prod"}}))
-        .unwrap();
-    create_ready(
-        &h,
-        deployment(
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1",
                 "envFrom": [{"configMapRef": {"name": "web-config"}}]}]),
             2,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     h.store()
         .delete(
             kubesim::resources::res("configmaps"),
@@ -489,20 +438,13 @@ async fn missing_configmap() {
 /// A key of a Secret the pod template refers to (env[].valueFrom) is missing.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_secret_key() {
-    let h = cluster(3, "2").await;
-    h.create(json!({"apiVersion": "v1", "kind": "Secret",
-        "metadata": {"name": "db", "namespace": "default"}, "data": {"password": "aHVudGVyMg=="}}))
-        .unwrap();
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new().object(json!({"apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": "db", "namespace": "default"}, "data": {"password": "aHVudGVyMg=="}})).deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1",
                 "env": [{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]}]),
             2,
-        ),
-    )
-    .await;
+        )).start().await;
     h.store()
         .modify(kubesim::resources::res("secrets"), "default", "db", |v| {
             v["data"] = json!({"pass": "aHVudGVyMg=="});
@@ -519,16 +461,15 @@ async fn missing_secret_key() {
 /// Every node got a NoSchedule taint the pods do not tolerate.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn untolerated_taint() {
-    let h = cluster(2, "2").await;
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .nodes(2)
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1"}]),
             2,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     for n in ["node-1", "node-2"] {
         edit_node(&h, n, |v| {
             v["spec"]["taints"] =
@@ -550,7 +491,7 @@ async fn untolerated_taint() {
 /// The template's nodeSelector matches no node (the label was removed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn node_selector_mismatch() {
-    let h = cluster(2, "2").await;
+    let h = Fixture::new().nodes(2).start().await;
     for n in ["node-1", "node-2"] {
         edit_node(&h, n, |v| {
             v["metadata"]["labels"]["disktype"] = json!("ssd");
@@ -562,7 +503,7 @@ async fn node_selector_mismatch() {
         2,
     );
     obj["spec"]["template"]["spec"]["nodeSelector"] = json!({"disktype": "ssd"});
-    create_ready(&h, obj).await;
+    support::create_ready(&h, obj).await;
     for n in ["node-1", "node-2"] {
         edit_node(&h, n, |v| {
             if let Some(l) = v["metadata"]["labels"].as_object_mut() {
@@ -586,21 +527,18 @@ async fn node_selector_mismatch() {
 /// cannot create it (FailedCreate), and rollguard fails fast on that.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn quota_exceeded() {
-    let h = cluster(3, "2").await;
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1",
                 "resources": {"requests": {"cpu": "500m"}, "limits": {"cpu": "500m"}}}]),
             3,
-        ),
-    )
-    .await;
-    h.create(json!({"apiVersion": "v1", "kind": "ResourceQuota",
+        ))
+        .object(json!({"apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "compute", "namespace": "default"},
         "spec": {"hard": {"requests.cpu": "1500m", "pods": "10"}}}))
-        .unwrap();
+        .start()
+        .await;
     let o = rollguard(
         &h,
         "web",
@@ -619,22 +557,20 @@ async fn quota_exceeded() {
 /// was still awaited.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn timeout_without_pod_cause() {
-    let h = cluster(3, "2").await;
-    h.set_image_behaviour(
-        "example/web:v2-warming-up",
-        ImageBehaviour::Ok {
-            ready_after: Duration::from_secs(3600),
-        },
-    );
-    create_ready(
-        &h,
-        deployment(
+    let h = Fixture::new()
+        .image(
+            "example/web:v2-warming-up",
+            ImageBehaviour::Ok {
+                ready_after: Duration::from_secs(3600),
+            },
+        )
+        .deployment(deployment(
             "web",
             json!([{"name": "web", "image": "example/web:v1"}]),
             3,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let o = rollguard(
         &h,
         "web",

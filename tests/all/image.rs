@@ -29,6 +29,8 @@ use tokio::io::AsyncWriteExt as _;
 use wiremock::matchers::{method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
+use crate::support::{DeploymentSpec, Fixture, PodLabel};
+
 const WAIT: Duration = Duration::from_secs(30);
 /// The most one container run may take (rollguard's own timeout is 60 s).
 const RUN_LIMIT: Duration = Duration::from_secs(150);
@@ -389,29 +391,22 @@ impl Image {
 
 // ---------------------------------------------------------------- cluster
 
+/// `api` in `ns`, two pods of `example/api:v1`, settled.
 async fn cluster(ns: &str) -> Handle {
-    let h = kubesim::start(kubesim::Config {
-        speed: 25.0,
-        namespaces: vec![ns.to_string()],
-        ..Default::default()
-    })
-    .await
-    .expect("kubesim starts");
+    let h = Fixture::new()
+        .namespace(ns)
+        .deployment(DeploymentSpec {
+            name: "api",
+            namespace: ns,
+            image: "example/api:v1",
+            replicas: 2,
+            label: PodLabel::App,
+            ..Default::default()
+        })
+        .start()
+        .await;
     assert!(h.ca_pem.is_some(), "kubesim serves HTTPS");
-    h.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "api", "namespace": ns},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
-                 "template": {"metadata": {"labels": {"app": "api"}},
-                              "spec": {"containers": [{"name": "api", "image": "example/api:v1"}]}}}
-    }))
-    .unwrap();
-    let ns2 = ns.to_string();
-    assert!(
-        h.wait_for(WAIT, move |h| settled_on(h, &ns2, "example/api:v1"))
-            .await,
-        "api never became ready"
-    );
+    assert_settled_on(&h, ns, "example/api:v1").await;
     h
 }
 

@@ -4,8 +4,6 @@
 //! `auth: gke` with a stand-in GCE metadata server. Each test runs a dry run
 //! (full pre-flight, nothing changed) against its own kubesim.
 
-use std::time::Duration;
-
 use base64::Engine as _;
 use kubesim::{Handle, Rule};
 use rollguard::Env;
@@ -14,33 +12,21 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path};
 use wiremock::{Mock, MockServer, ResponseTemplate};
 
-const WAIT: Duration = Duration::from_secs(30);
+use crate::support::{DeploymentSpec, Fixture, PodLabel};
 
 fn b64(s: &str) -> String {
     base64::engine::general_purpose::STANDARD.encode(s.as_bytes())
 }
 
+/// `web`, one pod of `example/web:v1`, ready.
 async fn cluster() -> Handle {
-    let h = kubesim::start(kubesim::Config {
-        speed: 25.0,
-        ..Default::default()
-    })
-    .await
-    .expect("kubesim starts");
-    h.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
-                 "template": {"metadata": {"labels": {"app": "web"}},
-                              "spec": {"containers": [{"name": "web", "image": "example/web:v1"}]}}}
-    }))
-    .unwrap();
-    let ready = |h: &Handle| {
-        h.get("apps/v1", "Deployment", "default", "web")
-            .is_some_and(|d| d["status"]["availableReplicas"] == 1)
-    };
-    assert!(h.wait_for(WAIT, ready).await, "web never became ready");
-    h
+    Fixture::new()
+        .deployment(DeploymentSpec {
+            label: PodLabel::App,
+            ..Default::default()
+        })
+        .start()
+        .await
 }
 
 /// A dry run with these extra variables; returns (exit code, output).

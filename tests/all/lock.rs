@@ -19,8 +19,7 @@ fn lease(holder: &str, renewed_secs_ago: i64, duration: i64) -> serde_json::Valu
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_runs_never_overlap() {
-    let h = Arc::new(cluster(25.0).await);
-    create_ready(&h, 3).await;
+    let h = Arc::new(web_cluster(25.0, 3).await);
     // Record every template change with when it happened.
     let changes: Arc<Mutex<Vec<(String, Instant)>>> = Arc::default();
     let recorder = {
@@ -105,8 +104,7 @@ async fn concurrent_runs_never_overlap() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_expired_lease_is_taken_over() {
-    let h = cluster(25.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(25.0, 2).await;
     h.create(lease("https://ci.example/jobs/dead", 600, 30))
         .unwrap();
     let (o, out) = run(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
@@ -118,8 +116,7 @@ async fn an_expired_lease_is_taken_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn lock_timeout_exits_3_naming_the_holder() {
-    let h = cluster(25.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(25.0, 2).await;
     let holder = "https://github.com/o/r/actions/runs/77";
     h.create(lease(holder, 0, 3600)).unwrap();
     let (o, out) = run(&env(

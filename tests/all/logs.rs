@@ -7,12 +7,6 @@ use crate::support;
 
 use kubesim::Handle;
 
-async fn cluster() -> Handle {
-    let h = support::cluster(25.0).await;
-    support::create_ready(&h, 2).await;
-    h
-}
-
 async fn binary(h: &Handle, pairs: &[(&str, &str)]) -> (Option<i32>, String, String) {
     let env = support::env(h, pairs);
     let out = tokio::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
@@ -37,7 +31,7 @@ fn stamped(line: &str) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn github_log_is_plain_grouped_and_has_one_error_line() {
-    let h = cluster().await;
+    let h = support::web_cluster(25.0, 2).await;
     let (code, stdout, stderr) = binary(
         &h,
         &[
@@ -78,7 +72,7 @@ async fn github_log_is_plain_grouped_and_has_one_error_line() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn colour_only_when_asked_and_never_with_no_color() {
-    let h = cluster().await;
+    let h = support::web_cluster(25.0, 2).await;
     let dry = [
         ("INPUT_TAG", "v2"),
         ("INPUT_DRY-RUN", "true"),

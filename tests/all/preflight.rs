@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{cluster_with, run as rollguard};
+use crate::support::{DeploymentSpec, Fixture, run as rollguard};
 use base64::Engine as _;
 use kubesim::Handle;
 use rollguard::Env;
@@ -17,7 +17,6 @@ use rollguard::diagnose::Cause;
 use serde_json::{Value, json};
 use sha2::Digest as _;
 
-const SPEED: f64 = 25.0;
 const WAIT: Duration = Duration::from_secs(30);
 const REGISTRY_BIN: &str = "/usr/bin/docker-registry";
 
@@ -208,40 +207,19 @@ impl Registry {
 
 // ---------------------------------------------------------------- cluster
 
-async fn cluster() -> Handle {
-    cluster_with(kubesim::Config {
-        speed: SPEED,
-        ..Default::default()
-    })
-    .await
-}
-
 fn deployment(image: &str, replicas: i64, resources: Value, pull_secret: Option<&str>) -> Value {
-    let mut d = json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "api", "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"name": "api-pods"}},
-            "template": {
-                "metadata": {"labels": {"name": "api-pods"}},
-                "spec": {"containers": [{"name": "api", "image": image, "resources": resources}]}
-            }
-        }
-    });
-    if let Some(s) = pull_secret {
-        d["spec"]["template"]["spec"]["imagePullSecrets"] = json!([{"name": s}]);
+    DeploymentSpec {
+        name: "api",
+        containers: Some(json!([{"name": "api", "image": image, "resources": resources}])),
+        replicas,
+        pod: pull_secret.map_or(Value::Null, |s| json!({"imagePullSecrets": [{"name": s}]})),
+        ..Default::default()
     }
-    d
+    .into()
 }
 
 fn get(h: &Handle) -> Value {
     support::deployment_named(h, "api")
-}
-
-async fn create_ready(h: &Handle, obj: Value) {
-    support::create_rolled_out(h, obj, WAIT).await;
 }
 
 fn resource_version(h: &Handle) -> Value {
@@ -288,9 +266,11 @@ async fn existing_tag_passes_and_rolls_out() {
     }
     let reg = Registry::start(None).await;
     let digest = reg.push_image("team/api", "v2").await;
-    let h = cluster().await;
     let repo = format!("{}/team/api", reg.host());
-    create_ready(&h, deployment(&format!("{repo}:v1"), 2, json!({}), None)).await;
+    let h = Fixture::new()
+        .deployment(deployment(&format!("{repo}:v1"), 2, json!({}), None))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(
@@ -309,9 +289,11 @@ async fn missing_tag_exits_2_and_changes_nothing() {
     }
     let reg = Registry::start(None).await;
     reg.push_image("team/api", "v2").await;
-    let h = cluster().await;
     let repo = format!("{}/team/api", reg.host());
-    create_ready(&h, deployment(&format!("{repo}:v1"), 2, json!({}), None)).await;
+    let h = Fixture::new()
+        .deployment(deployment(&format!("{repo}:v1"), 2, json!({}), None))
+        .start()
+        .await;
     let before = resource_version(&h);
     // A misspelled tag, then a repository that does not exist.
     for (pairs, what) in [
@@ -349,17 +331,18 @@ async fn basic_auth_credentials_come_from_the_image_pull_secret() {
     }
     let reg = Registry::start(Some(("ci", "s3cret-pw"))).await;
     reg.push_image("team/api", "v2").await;
-    let h = cluster().await;
     let repo = format!("{}/team/api", reg.host());
-    h.create(pull_secret("regcred", &reg.host(), "ci", "s3cret-pw"))
-        .unwrap();
-    h.create(pull_secret("wrongcred", &reg.host(), "ci", "wrong"))
-        .unwrap();
-    create_ready(
-        &h,
-        deployment(&format!("{repo}:v1"), 2, json!({}), Some("regcred")),
-    )
-    .await;
+    let h = Fixture::new()
+        .object(pull_secret("regcred", &reg.host(), "ci", "s3cret-pw"))
+        .object(pull_secret("wrongcred", &reg.host(), "ci", "wrong"))
+        .deployment(deployment(
+            &format!("{repo}:v1"),
+            2,
+            json!({}),
+            Some("regcred"),
+        ))
+        .start()
+        .await;
     // Right credentials: a missing tag is known for sure.
     let before = resource_version(&h);
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v3")])).await;
@@ -375,14 +358,16 @@ async fn basic_auth_credentials_come_from_the_image_pull_secret() {
     h.shutdown().await;
 
     // Wrong credentials: one warning, and the rollout proceeds.
-    let h = cluster().await;
-    h.create(pull_secret("wrongcred", &reg.host(), "ci", "wrong"))
-        .unwrap();
-    create_ready(
-        &h,
-        deployment(&format!("{repo}:v1"), 2, json!({}), Some("wrongcred")),
-    )
-    .await;
+    let h = Fixture::new()
+        .object(pull_secret("wrongcred", &reg.host(), "ci", "wrong"))
+        .deployment(deployment(
+            &format!("{repo}:v1"),
+            2,
+            json!({}),
+            Some("wrongcred"),
+        ))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
     let warnings: Vec<&str> = out
@@ -402,9 +387,11 @@ async fn docker_config_file_credentials() {
     }
     let reg = Registry::start(Some(("ci", "pw2"))).await;
     reg.push_image("team/api", "v2").await;
-    let h = cluster().await;
     let repo = format!("{}/team/api", reg.host());
-    create_ready(&h, deployment(&format!("{repo}:v1"), 1, json!({}), None)).await;
+    let h = Fixture::new()
+        .deployment(deployment(&format!("{repo}:v1"), 1, json!({}), None))
+        .start()
+        .await;
     let dir = tempfile::tempdir().unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode("ci:pw2");
     std::fs::write(
@@ -437,9 +424,11 @@ async fn pin_digest_deploys_the_checked_digest() {
     }
     let reg = Registry::start(None).await;
     let digest = reg.push_image("team/api", "v2").await;
-    let h = cluster().await;
     let repo = format!("{}/team/api", reg.host());
-    create_ready(&h, deployment(&format!("{repo}:v1"), 2, json!({}), None)).await;
+    let h = Fixture::new()
+        .deployment(deployment(&format!("{repo}:v1"), 2, json!({}), None))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(
         &h,
         &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_PIN_DIGEST", "true")],
@@ -458,13 +447,16 @@ async fn pin_digest_deploys_the_checked_digest() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_registry_warns_once_and_proceeds() {
-    let h = cluster().await;
     let host = format!("127.0.0.1:{}", free_port());
-    create_ready(
-        &h,
-        deployment(&format!("{host}/team/api:v1"), 1, json!({}), None),
-    )
-    .await;
+    let h = Fixture::new()
+        .deployment(deployment(
+            &format!("{host}/team/api:v1"),
+            1,
+            json!({}),
+            None,
+        ))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
     let warnings: Vec<&str> = out
@@ -482,13 +474,6 @@ async fn unreachable_registry_warns_once_and_proceeds() {
 /// Two nodes of 2 cpu; `replicas` pods requesting `cpu` each. The image is on
 /// an unreachable loopback registry: the registry check only warns.
 async fn capacity_cluster(replicas: i64, cpu: &str, strategy: Option<Value>) -> Handle {
-    let h = cluster_with(kubesim::Config {
-        speed: SPEED,
-        nodes: 2,
-        node_cpu: "2".into(),
-        ..Default::default()
-    })
-    .await;
     let mut d = deployment(
         "example/api:v1",
         replicas,
@@ -498,8 +483,12 @@ async fn capacity_cluster(replicas: i64, cpu: &str, strategy: Option<Value>) -> 
     if let Some(s) = strategy {
         d["spec"]["strategy"] = s;
     }
-    create_ready(&h, d).await;
-    h
+    Fixture::new()
+        .nodes(2)
+        .node_cpu("2")
+        .deployment(d)
+        .start()
+        .await
 }
 
 fn capacity_env(h: &Handle, extra: &[(&str, &str)]) -> Env {
@@ -522,13 +511,7 @@ async fn capacity_fits_and_proceeds() {
 async fn capacity_cannot_fit_exits_2_naming_requested_and_free() {
     // 2500m per pod on nodes of 2000m: the pods are Pending now and would
     // never fit; the check says so before anything changes.
-    let h = cluster_with(kubesim::Config {
-        speed: SPEED,
-        nodes: 2,
-        node_cpu: "2".into(),
-        ..Default::default()
-    })
-    .await;
+    let h = Fixture::new().nodes(2).node_cpu("2").start().await;
     h.create(deployment(
         "example/api:v1",
         2,
@@ -659,7 +642,7 @@ async fn capacity_skipped_when_nodes_cannot_be_listed() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_preflight_inputs_exit_2() {
-    let h = cluster().await;
+    let h = Fixture::new().start().await;
     for (pairs, expect) in [
         (
             vec![("ROLLGUARD_CAPACITY_CHECK", "maybe")],

@@ -13,7 +13,7 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use crate::support::{live_pods, rolled_out};
+use crate::support::{DeploymentSpec, Fixture, PodLabel, live_pods, rolled_out};
 use kubesim::Handle;
 use kubesim::scenario::ImageBehaviour;
 use rollguard::diagnose::Cause;
@@ -22,36 +22,21 @@ use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// Two nodes of 2 cpu, as a small real cluster.
-async fn cluster() -> Handle {
-    support::cluster_with(kubesim::Config {
-        speed: 1.0,
-        nodes: 2,
-        node_cpu: "2".into(),
-        tls: true,
-        ..Default::default()
-    })
-    .await
+/// Two nodes of 2 cpu, as a small real cluster, in real time.
+fn cluster() -> Fixture {
+    Fixture::new().speed(1.0).nodes(2).node_cpu("2").wait(WAIT)
 }
 
+/// `web`, selecting its pods by `app: web`.
 fn deployment(containers: Value, replicas: i64, strategy: Option<Value>) -> Value {
-    let mut d = json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {
-                "metadata": {"labels": {"app": "web"}},
-                "spec": {"containers": containers}
-            }
-        }
-    });
-    if let Some(s) = strategy {
-        d["spec"]["strategy"] = s;
+    DeploymentSpec {
+        containers: Some(containers),
+        replicas,
+        label: PodLabel::App,
+        strategy,
+        ..Default::default()
     }
-    d
+    .into()
 }
 
 fn web(image: &str) -> Value {
@@ -137,80 +122,91 @@ fn image_of(h: &Handle, container: &str) -> String {
         .unwrap_or_default()
 }
 
-/// Failed with `code` and `cause`, the previous template restored, healthy,
-/// every live pod on the old image.
-#[allow(clippy::too_many_arguments)] // one story's expectations, each named
-async fn assert_rolled_back(
-    h: &Handle,
-    story: &str,
-    o: &Outcome,
-    out: &Timed,
+/// How a failed story ends: exit `code` with `cause` first, the previous
+/// template (`old_image` in `container`) restored, healthy, every live pod
+/// on the old image.
+struct Expect<'a> {
+    story: &'a str,
     code: i32,
     cause: Cause,
-    container: &str,
-    old_image: &str,
-) {
-    assert_eq!(
-        o.exit_code,
-        code,
-        "{story}: {}\n{:#?}",
-        out.text(),
-        o.report
-    );
-    assert_eq!(
-        o.report.findings.first().map(|f| f.cause),
-        Some(cause),
-        "{story}: {:#?}",
-        o.report.findings
-    );
-    assert_eq!(
-        image_of(h, container),
-        old_image,
-        "{story}: template restored"
-    );
-    assert!(
-        h.wait_for(WAIT, |h| rolled_out(h, "web")).await,
-        "{story}: healthy after the rollback"
-    );
-    let rb = o.report.rollback.as_ref().expect("rollback reported");
-    assert!(rb.attempted && rb.confirmed, "{story}: {rb:?}");
-    let on_old = h
-        .wait_for(WAIT, |h| {
-            live_pods(h).iter().all(|p| {
-                ["containers", "initContainers"].iter().any(|k| {
-                    p["spec"][k]
-                        .as_array()
-                        .into_iter()
-                        .flatten()
-                        .any(|c| c["name"] == container && c["image"] == old_image)
-                })
-            })
-        })
-        .await;
-    assert!(on_old, "{story}: every pod on {old_image}");
+    container: &'a str,
+    old_image: &'a str,
 }
 
-async fn ready(h: &Handle, obj: Value) {
-    support::create_rolled_out(h, obj, WAIT).await;
+impl<'a> Expect<'a> {
+    /// `web` back on `example/web:v1` after exit 1.
+    fn web(story: &'a str, cause: Cause) -> Self {
+        Self {
+            story,
+            code: 1,
+            cause,
+            container: "web",
+            old_image: "example/web:v1",
+        }
+    }
+
+    async fn check(&self, h: &Handle, o: &Outcome, out: &Timed) {
+        let Self {
+            story,
+            code,
+            cause,
+            container,
+            old_image,
+        } = *self;
+        assert_eq!(
+            o.exit_code,
+            code,
+            "{story}: {}\n{:#?}",
+            out.text(),
+            o.report
+        );
+        assert_eq!(
+            o.report.findings.first().map(|f| f.cause),
+            Some(cause),
+            "{story}: {:#?}",
+            o.report.findings
+        );
+        assert_eq!(
+            image_of(h, container),
+            old_image,
+            "{story}: template restored"
+        );
+        assert!(
+            h.wait_for(WAIT, |h| rolled_out(h, "web")).await,
+            "{story}: healthy after the rollback"
+        );
+        let rb = o.report.rollback.as_ref().expect("rollback reported");
+        assert!(rb.attempted && rb.confirmed, "{story}: {rb:?}");
+        let on_old = h
+            .wait_for(WAIT, |h| {
+                live_pods(h).iter().all(|p| {
+                    ["containers", "initContainers"].iter().any(|k| {
+                        p["spec"][k]
+                            .as_array()
+                            .into_iter()
+                            .flatten()
+                            .any(|c| c["name"] == container && c["image"] == old_image)
+                    })
+                })
+            })
+            .await;
+        assert!(on_old, "{story}: every pod on {old_image}");
+    }
+}
+
+/// `web` on example/web:v1 set to `tag`: rolled back as `Expect::web`
+/// says.
+async fn web_fails(story: &str, tag: &str, cause: Cause) -> Outcome {
+    let h = cluster().deployment(web("example/web:v1")).start().await;
+    let (o, out) = run(&env(&h, &[("INPUT_TAG", tag)])).await;
+    Expect::web(story, cause).check(&h, &o, &out).await;
+    o
 }
 
 /// A container that starts, is Ready (no readiness probe) and exits 1
 /// about a second later: kubectl's rule calls it rolled out.
 async fn crash_after_ready() {
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
-    let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2-crash")])).await;
-    assert_rolled_back(
-        &h,
-        "crash",
-        &o,
-        &out,
-        1,
-        Cause::CrashLoop,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    let o = web_fails("crash", "v2-crash", Cause::CrashLoop).await;
     let f = &o.report.findings[0];
     assert!(
         f.evidence.iter().any(|e| e.contains("exit code 1")),
@@ -219,54 +215,26 @@ async fn crash_after_ready() {
 }
 
 async fn late_crash() {
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
-    let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2-late-crash")])).await;
-    assert_rolled_back(
-        &h,
-        "late crash",
-        &o,
-        &out,
-        1,
-        Cause::CrashLoop,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    web_fails("late crash", "v2-late-crash", Cause::CrashLoop).await;
 }
 
 async fn oom() {
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
-    let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2-oom")])).await;
-    assert_rolled_back(
-        &h,
-        "oom",
-        &o,
-        &out,
-        1,
-        Cause::OomKilled,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    web_fails("oom", "v2-oom", Cause::OomKilled).await;
 }
 
 /// One container of two crashes; only it is named.
 async fn one_container_of_two() {
-    let h = cluster().await;
-    ready(
-        &h,
-        deployment(
+    let h = cluster()
+        .deployment(deployment(
             json!([
                 {"name": "api", "image": "example/api:v1"},
                 {"name": "fluentd", "image": "example/fluentd:v1"}
             ]),
             2,
             None,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let (o, out) = run(&env(
         &h,
         &[
@@ -275,16 +243,12 @@ async fn one_container_of_two() {
         ],
     ))
     .await;
-    assert_rolled_back(
-        &h,
-        "one container of two",
-        &o,
-        &out,
-        1,
-        Cause::CrashLoop,
-        "api",
-        "example/api:v1",
-    )
+    Expect {
+        container: "api",
+        old_image: "example/api:v1",
+        ..Expect::web("one container of two", Cause::CrashLoop)
+    }
+    .check(&h, &o, &out)
     .await;
     assert_eq!(o.report.findings[0].container.as_deref(), Some("api"));
     assert_eq!(image_of(&h, "fluentd"), "example/fluentd:v1");
@@ -292,46 +256,38 @@ async fn one_container_of_two() {
 
 /// maxSurge 0: the old pod goes first, so the crash costs capacity.
 async fn crash_without_surge() {
-    let h = cluster().await;
     let strategy =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 1}});
-    ready(
-        &h,
-        deployment(
+    let h = cluster()
+        .deployment(deployment(
             json!([{"name": "web", "image": "example/web:v1"}]),
             3,
             Some(strategy),
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2-crash")])).await;
-    assert_rolled_back(
-        &h,
-        "crash, maxSurge 0",
-        &o,
-        &out,
-        1,
-        Cause::CrashLoop,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    Expect::web("crash, maxSurge 0", Cause::CrashLoop)
+        .check(&h, &o, &out)
+        .await;
 }
 
 /// A migration run as an init container fails.
 async fn init_container_crash() {
-    let h = cluster().await;
     let mut d = web("example/web:v1");
     d["spec"]["template"]["spec"]["initContainers"] =
         json!([{"name": "migrate", "image": "example/migrate:v1"}]);
-    ready(&h, d).await;
-    h.set_image_behaviour(
-        "example/migrate:v2",
-        ImageBehaviour::Crash {
-            after: Duration::from_millis(500),
-            exit_code: 3,
-        },
-    );
+    let h = cluster()
+        .deployment(d)
+        .image(
+            "example/migrate:v2",
+            ImageBehaviour::Crash {
+                after: Duration::from_millis(500),
+                exit_code: 3,
+            },
+        )
+        .start()
+        .await;
     let (o, out) = run(&env(
         &h,
         &[
@@ -340,16 +296,12 @@ async fn init_container_crash() {
         ],
     ))
     .await;
-    assert_rolled_back(
-        &h,
-        "init container",
-        &o,
-        &out,
-        1,
-        Cause::CrashLoop,
-        "migrate",
-        "example/migrate:v1",
-    )
+    Expect {
+        container: "migrate",
+        old_image: "example/migrate:v1",
+        ..Expect::web("init container", Cause::CrashLoop)
+    }
+    .check(&h, &o, &out)
     .await;
     let f = &o.report.findings[0];
     assert_eq!(f.container.as_deref(), Some("migrate"), "{f:#?}");
@@ -360,37 +312,21 @@ async fn init_container_crash() {
 }
 
 async fn missing_tag() {
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
-    let (o, out) = run(&env(&h, &[("INPUT_TAG", "v10-missing")])).await;
-    assert_rolled_back(
-        &h,
-        "missing tag",
-        &o,
-        &out,
-        1,
-        Cause::ImageNotFound,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    web_fails("missing tag", "v10-missing", Cause::ImageNotFound).await;
 }
 
 async fn missing_configmap() {
-    let h = cluster().await;
-    h.create(json!({"apiVersion": "v1", "kind": "ConfigMap",
+    let h = cluster()
+        .object(json!({"apiVersion": "v1", "kind": "ConfigMap",
         "metadata": {"name": "web-config", "namespace": "default"}, "data": {"MODE": "prod"}}))
-        .unwrap();
-    ready(
-        &h,
-        deployment(
+        .deployment(deployment(
             json!([{"name": "web", "image": "example/web:v1",
                 "envFrom": [{"configMapRef": {"name": "web-config"}}]}]),
             3,
             None,
-        ),
-    )
-    .await;
+        ))
+        .start()
+        .await;
     h.store()
         .delete(
             kubesim::resources::res("configmaps"),
@@ -399,26 +335,20 @@ async fn missing_configmap() {
         )
         .unwrap();
     let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2")])).await;
-    assert_rolled_back(
-        &h,
-        "missing configmap",
-        &o,
-        &out,
-        1,
-        Cause::ContainerConfig,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    Expect::web("missing configmap", Cause::ContainerConfig)
+        .check(&h, &o, &out)
+        .await;
 }
 
 /// Seed-shaped capacity: two 1500m pods on two 2-cpu nodes; the surge pod
 /// can never fit and nothing the rollout does frees room for it.
 async fn unschedulable_without_autoscaler() {
-    let h = cluster().await;
     let containers = json!([{"name": "web", "image": "example/web:v1",
         "resources": {"requests": {"cpu": "1500m"}}}]);
-    ready(&h, deployment(containers, 2, None)).await;
+    let h = cluster()
+        .deployment(deployment(containers, 2, None))
+        .start()
+        .await;
     // Pre-flight would refuse it (exit 2) from the same numbers; here the
     // room went between pre-flight and the rollout, as when another
     // workload takes it.
@@ -434,17 +364,9 @@ async fn unschedulable_without_autoscaler() {
     );
     let event_seen = Instant::now();
     let (o, out) = rollout.await.unwrap();
-    assert_rolled_back(
-        &h,
-        "unschedulable",
-        &o,
-        &out,
-        1,
-        Cause::Unschedulable,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    Expect::web("unschedulable", Cause::Unschedulable)
+        .check(&h, &o, &out)
+        .await;
     let verdict_at = out.when("rollout of").expect("a verdict line");
     for (t, l) in out.lines() {
         println!(
@@ -468,21 +390,13 @@ async fn unschedulable_without_autoscaler() {
 
 /// The same capacity, with a cluster autoscaler that can add a node.
 async fn unschedulable_with_autoscaler(max_nodes: usize) -> (Handle, Outcome, Timed) {
-    let h = support::cluster_with(kubesim::Config {
-        speed: 1.0,
-        nodes: 2,
-        node_cpu: "2".into(),
-        tls: true,
-        autoscaler: Some(kubesim::AutoscalerConfig {
-            max_nodes,
-            scale_up_delay: Duration::from_secs(5),
-        }),
-        ..Default::default()
-    })
-    .await;
     let containers = json!([{"name": "web", "image": "example/web:v1",
         "resources": {"requests": {"cpu": "1500m"}}}]);
-    ready(&h, deployment(containers, 2, None)).await;
+    let h = cluster()
+        .autoscaler(max_nodes, Duration::from_secs(5))
+        .deployment(deployment(containers, 2, None))
+        .start()
+        .await;
     let (o, out) = run(&env(
         &h,
         &[("INPUT_TAG", "v2"), ("INPUT_CAPACITY-CHECK", "off")],
@@ -506,17 +420,9 @@ async fn autoscaler_adds_a_node() {
 async fn autoscaler_cannot_add_a_node() {
     let started = Instant::now();
     let (h, o, out) = unschedulable_with_autoscaler(2).await;
-    assert_rolled_back(
-        &h,
-        "autoscaler at max",
-        &o,
-        &out,
-        1,
-        Cause::Unschedulable,
-        "web",
-        "example/web:v1",
-    )
-    .await;
+    Expect::web("autoscaler at max", Cause::Unschedulable)
+        .check(&h, &o, &out)
+        .await;
     let f = &o.report.findings[0];
     assert!(
         f.evidence.iter().any(|e| e.contains("will not add a node")),
@@ -532,8 +438,7 @@ async fn autoscaler_cannot_add_a_node() {
 
 /// Ready only after 20 s: slow but good, must succeed.
 async fn slow_but_good() {
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
+    let h = cluster().deployment(web("example/web:v1")).start().await;
     support::slow_image(&h, "example/web:v2-slow", 20);
     let started = Instant::now();
     let (o, out) = run(&env(&h, &[("INPUT_IMAGE", "example/web:v2-slow")])).await;
@@ -547,11 +452,10 @@ async fn slow_but_good() {
 
 /// Readiness never passes: timed out (exit 70), rolled back.
 async fn never_ready() {
-    let h = cluster().await;
     let mut d = web("example/web:v1");
     d["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
         json!({"httpGet": {"path": "/healthz", "port": 8080}, "periodSeconds": 2});
-    ready(&h, d).await;
+    let h = cluster().deployment(d).start().await;
     let (o, out) = run(&env(
         &h,
         &[("INPUT_TAG", "v2-unready"), ("INPUT_TIMEOUT", "30s")],
@@ -564,9 +468,8 @@ async fn never_ready() {
 
 /// A good build: success within the window after the last new pod is Ready.
 async fn good() {
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
     let started = Instant::now();
+    let h = cluster().deployment(web("example/web:v1")).start().await;
     let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "good: {}", out.text());
     assert_eq!(image_of(&h, "web"), "example/web:v2");
@@ -598,8 +501,7 @@ async fn concurrent_set_image() {
         eprintln!("NOTE: kubectl not installed; concurrent_set_image skipped");
         return;
     };
-    let h = cluster().await;
-    ready(&h, web("example/web:v1")).await;
+    let h = cluster().deployment(web("example/web:v1")).start().await;
     support::slow_image(&h, "example/web:v2-slow", 60);
     let kubeconfig = tempfile::NamedTempFile::new().unwrap();
     h.write_kubeconfig(kubeconfig.path()).unwrap();

@@ -6,8 +6,7 @@ use crate::support::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_rollout_then_next_run_rolls_back_the_orphan_first() {
-    let h = cluster(1.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(1.0, 2).await;
     slow_image(&h, "example/web:v2", 600);
     let e = env(&h, &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_TIMEOUT", "10m")]);
     let mut child = spawn(&e);

@@ -12,6 +12,7 @@
 //! under CI=true, where a missing tool is a failure.
 
 use crate::support;
+use crate::support::{DeploymentSpec, Fixture, PodLabel};
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -24,7 +25,6 @@ use serde_json::{Value, json};
 
 /// Slow enough that a rollout spans a few real seconds (a chart to draw).
 const SPEED: f64 = 4.0;
-const WAIT: Duration = Duration::from_secs(60);
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,20 +57,16 @@ fn deployment(name: &str, image: &str, replicas: i64, extra: Value) -> Value {
             container[k] = v.clone();
         }
     }
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
-        "spec": {
-            "replicas": replicas,
-            "minReadySeconds": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {
-                "metadata": {"labels": {"app": name}},
-                "spec": {"containers": [container]}
-            }
-        }
-    })
+    DeploymentSpec {
+        name,
+        containers: Some(json!([container])),
+        replicas,
+        label: PodLabel::App,
+        labelled: true,
+        min_ready_seconds: Some(2),
+        ..Default::default()
+    }
+    .into()
 }
 
 /// A real run with GitHub's environment: the step summary as the sink wrote
@@ -118,29 +114,23 @@ async fn run(name: &str, h: &Handle, dir: &Path, pairs: &[(&str, &str)]) -> Rend
     }
 }
 
-async fn cluster(nodes: usize, cpu: &str) -> Handle {
-    support::cluster_with(kubesim::Config {
-        speed: SPEED,
-        tls: true,
-        nodes,
-        node_cpu: cpu.into(),
-        ..Default::default()
-    })
-    .await
-}
-
 async fn stories(dir: &Path) -> Vec<Rendered> {
     let mut out = Vec::new();
 
     // A good rollout of 3 replicas.
-    let h = cluster(2, "4").await;
-    support::create_rolled_out(&h, deployment("web", "example/web:v1", 3, json!({})), WAIT).await;
-    h.set_image_behaviour(
-        "example/web:v2",
-        ImageBehaviour::Ok {
-            ready_after: Duration::from_secs(3),
-        },
-    );
+    let h = Fixture::new()
+        .speed(SPEED)
+        .nodes(2)
+        .node_cpu("4")
+        .deployment(deployment("web", "example/web:v1", 3, json!({})))
+        .image(
+            "example/web:v2",
+            ImageBehaviour::Ok {
+                ready_after: Duration::from_secs(3),
+            },
+        )
+        .start()
+        .await;
     out.push(
         run(
             "good",
@@ -154,8 +144,13 @@ async fn stories(dir: &Path) -> Vec<Rendered> {
     h.shutdown().await;
 
     // A tag that does not exist.
-    let h = cluster(2, "4").await;
-    support::create_rolled_out(&h, deployment("web", "example/web:v1", 3, json!({})), WAIT).await;
+    let h = Fixture::new()
+        .speed(SPEED)
+        .nodes(2)
+        .node_cpu("4")
+        .deployment(deployment("web", "example/web:v1", 3, json!({})))
+        .start()
+        .await;
     out.push(
         run(
             "missing-tag",
@@ -169,14 +164,19 @@ async fn stories(dir: &Path) -> Vec<Rendered> {
     h.shutdown().await;
 
     // Ready, then crashing during the bake.
-    let h = cluster(2, "4").await;
-    support::create_rolled_out(&h, deployment("web", "example/web:v1", 3, json!({})), WAIT).await;
-    h.set_image_behaviour(
-        "example/web:v2-late-crash",
-        ImageBehaviour::LateCrash {
-            after: Duration::from_secs(12),
-        },
-    );
+    let h = Fixture::new()
+        .speed(SPEED)
+        .nodes(2)
+        .node_cpu("4")
+        .deployment(deployment("web", "example/web:v1", 3, json!({})))
+        .image(
+            "example/web:v2-late-crash",
+            ImageBehaviour::LateCrash {
+                after: Duration::from_secs(12),
+            },
+        )
+        .start()
+        .await;
     out.push(
         run(
             "crash-during-bake",
@@ -194,9 +194,14 @@ async fn stories(dir: &Path) -> Vec<Rendered> {
     h.shutdown().await;
 
     // New pods that fit on no node (the surge pod of 1200m on 2-cpu nodes).
-    let h = cluster(2, "2").await;
     let requests = json!({"resources": {"requests": {"cpu": "1200m"}}});
-    support::create_rolled_out(&h, deployment("web", "example/web:v1", 2, requests), WAIT).await;
+    let h = Fixture::new()
+        .speed(SPEED)
+        .nodes(2)
+        .node_cpu("2")
+        .deployment(deployment("web", "example/web:v1", 2, requests))
+        .start()
+        .await;
     out.push(
         run(
             "unschedulable",
@@ -214,16 +219,21 @@ async fn stories(dir: &Path) -> Vec<Rendered> {
     h.shutdown().await;
 
     // A group: b crashes, a is rolled back with it.
-    let h = cluster(2, "4").await;
-    support::create_rolled_out(&h, deployment("a", "example/a:v1", 2, json!({})), WAIT).await;
-    support::create_rolled_out(&h, deployment("b", "example/b:v1", 2, json!({})), WAIT).await;
-    h.set_image_behaviour(
-        "example/b:v2",
-        ImageBehaviour::Crash {
-            after: Duration::from_secs(1),
-            exit_code: 1,
-        },
-    );
+    let h = Fixture::new()
+        .speed(SPEED)
+        .nodes(2)
+        .node_cpu("4")
+        .deployment(deployment("a", "example/a:v1", 2, json!({})))
+        .deployment(deployment("b", "example/b:v1", 2, json!({})))
+        .image(
+            "example/b:v2",
+            ImageBehaviour::Crash {
+                after: Duration::from_secs(1),
+                exit_code: 1,
+            },
+        )
+        .start()
+        .await;
     out.push(
         run(
             "group",

@@ -19,8 +19,7 @@ fn without_ca(yaml: &str, insecure: bool) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_is_verified_unless_the_kubeconfig_skips_it() {
-    let h = cluster(25.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(25.0, 1).await;
     let mut e = env(&h, &[("ROLLGUARD_TAG", "v2")]);
     e.insert(
         "ROLLGUARD_KUBECONFIG".into(),
@@ -41,8 +40,7 @@ async fn tls_is_verified_unless_the_kubeconfig_skips_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_secret_in_any_output_of_a_failed_run() {
-    let h = cluster(25.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(25.0, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let path = |n: &str| dir.path().join(n).display().to_string();
     let secrets = [

@@ -257,7 +257,6 @@ fn github_sinks_are_clean_for_hostile_reports() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_probe_and_event_text_never_becomes_a_workflow_command_or_escape() {
-    let h = cluster(20.0).await;
     // The app's own spec carries the text (an exec readiness probe), and so
     // does an event about its pod.
     let mut web = web("example/web:v1", 1);
@@ -265,8 +264,7 @@ async fn hostile_probe_and_event_text_never_becomes_a_workflow_command_or_escape
         "exec": {"command": ["sh", "-c", HOSTILE]},
         "periodSeconds": 1,
     });
-    h.create(web).unwrap();
-    assert!(h.wait_for(WAIT, healthy).await);
+    let h = Fixture::new().speed(20.0).deployment(web).start().await;
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("output");
     let summary = dir.path().join("summary");
@@ -347,8 +345,7 @@ async fn hostile_probe_and_event_text_never_becomes_a_workflow_command_or_escape
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_yaml_errors_never_quote_the_token() {
     use base64::Engine as _;
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     let good = h.kubeconfig_yaml();
     let token_line = good
         .lines()
@@ -396,8 +393,7 @@ async fn kubeconfig_yaml_errors_never_quote_the_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_problems_are_all_exit_78_without_the_value() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     let dir = tempfile::tempdir().unwrap();
     for (what, value) in [
         ("missing file", "/nonexistent/kubeconfig".to_string()),
@@ -437,8 +433,7 @@ fn rs_with_marker(h: &kubesim::Handle) -> usize {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_does_not_resurrect_a_finished_runs_marker() {
     let Some(kubectl) = kubectl() else { return };
-    let h = cluster(20.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(20.0, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     h.write_kubeconfig(&kc).unwrap();
@@ -484,8 +479,7 @@ async fn rollout_undo_does_not_resurrect_a_finished_runs_marker() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_during_a_run_exits_3_at_once_and_leaves_no_marker() {
     let Some(kubectl) = kubectl() else { return };
-    let h = cluster(5.0).await;
-    create_ready(&h, 2).await;
+    let h = web_cluster(5.0, 2).await;
     let dir = tempfile::tempdir().unwrap();
     let kc = dir.path().join("kubeconfig");
     h.write_kubeconfig(&kc).unwrap();
@@ -568,8 +562,7 @@ use serde::Deserialize as _;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_readme_role_runs_with_the_deploy_lock() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     h.add_identity("ci", "readme-role-token", readme_role());
     let mut e = env(&h, &[("ROLLGUARD_TAG", "v2")]);
     e.insert(
@@ -586,8 +579,7 @@ async fn the_readme_role_runs_with_the_deploy_lock() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_list_watch_on_the_workload_or_leases_is_exit_78_before_any_change() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     // The README's Role without list/watch on deployments, and without leases.
     let mut rules = readme_role();
     for r in &mut rules {
@@ -622,8 +614,7 @@ async fn missing_list_watch_on_the_workload_or_leases_is_exit_78_before_any_chan
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_incomplete_rules_review_falls_back_to_access_reviews() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     h.faults().incomplete_rules_review(true);
     // Enough permissions: every one is confirmed by an access review.
     h.add_identity("ci", "readme-role-token", readme_role());
@@ -660,8 +651,7 @@ async fn an_incomplete_rules_review_falls_back_to_access_reviews() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_are_exit_2_in_one_line_and_change_nothing() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     let long_repo = format!("example/{}:v2", "a".repeat(300));
     let huge_repo = format!("example/{}:v2", "b".repeat(10_000));
     let cases: Vec<(&str, Vec<(&str, String)>)> = vec![
@@ -756,8 +746,7 @@ async fn bad_inputs_are_exit_2_in_one_line_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_missing_namespace_is_exit_2_in_one_line() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     for lock in ["true", "false"] {
         let e = env(
             &h,
@@ -841,8 +830,7 @@ async fn no_bearer_token_to_a_plain_http_api_server() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn waiting_for_another_runs_lock_is_announced_at_once() {
-    let h = cluster(20.0).await;
-    create_ready(&h, 1).await;
+    let h = web_cluster(20.0, 1).await;
     let now = jiff::Timestamp::now();
     h.create(json!({
         "apiVersion": "coordination.k8s.io/v1",

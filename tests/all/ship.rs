@@ -6,13 +6,12 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
 use kubesim::{Handle, Rule};
 use rollguard::Env;
 use serde_json::{Value, json};
 
-const WAIT: Duration = Duration::from_secs(30);
+use crate::support::{DeploymentSpec, Fixture, PodLabel};
 
 fn root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -93,30 +92,20 @@ fn static_binary_help_with_an_empty_environment() {
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("rollguard "));
 }
 
+/// `api` in `namespace`, two pods of `example/api:v1`, ready.
 async fn cluster(namespace: &str) -> Handle {
-    let h = kubesim::start(kubesim::Config {
-        speed: 25.0,
-        namespaces: vec![namespace.to_string()],
-        ..Default::default()
-    })
-    .await
-    .expect("kubesim starts");
-    h.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "api", "namespace": namespace},
-        "spec": {"replicas": 2, "selector": {"matchLabels": {"app": "api"}},
-                 "template": {"metadata": {"labels": {"app": "api"}},
-                              "spec": {"containers": [{"name": "api", "image": "example/api:v1"}]}}}
-    }))
-    .unwrap();
-    let ns = namespace.to_string();
-    let ready = move |h: &Handle| {
-        h.get("apps/v1", "Deployment", &ns, "api").is_some_and(|d| {
-            d["status"]["availableReplicas"] == 2 && d["status"]["updatedReplicas"] == 2
+    Fixture::new()
+        .namespace(namespace)
+        .deployment(DeploymentSpec {
+            name: "api",
+            namespace,
+            image: "example/api:v1",
+            replicas: 2,
+            label: PodLabel::App,
+            ..Default::default()
         })
-    };
-    assert!(h.wait_for(WAIT, ready).await, "api never became ready");
-    h
+        .start()
+        .await
 }
 
 fn image_of(h: &Handle, ns: &str) -> String {

@@ -26,17 +26,6 @@ fn sts(h: &kubesim::Handle, name: &str) -> Option<Value> {
         .map(|o| (*o).clone())
 }
 
-fn sts_settled(h: &kubesim::Handle, name: &str, n: i64) -> bool {
-    let Some(s) = sts(h, name) else {
-        return false;
-    };
-    let st = &s["status"];
-    st["readyReplicas"] == n
-        && st["updatedReplicas"] == n
-        && st["currentRevision"] == st["updateRevision"]
-        && st["observedGeneration"] == s["metadata"]["generation"]
-}
-
 fn sts_image(h: &kubesim::Handle, name: &str) -> String {
     sts(h, name).map_or(String::new(), |s| {
         s["spec"]["template"]["spec"]["containers"][0]["image"]
@@ -47,15 +36,14 @@ fn sts_image(h: &kubesim::Handle, name: &str) -> String {
 }
 
 /// A Deployment like `web` under another name.
-fn deployment(name: &str, image: &str, replicas: i64) -> Value {
-    let mut d = web(image, replicas);
-    let pods = format!("{name}-pods");
-    d["metadata"]["name"] = json!(name);
-    d["metadata"]["labels"]["name"] = json!(pods);
-    d["spec"]["selector"]["matchLabels"]["name"] = json!(pods);
-    d["spec"]["template"]["metadata"]["labels"]["name"] = json!(pods);
-    d["spec"]["template"]["spec"]["containers"][0]["name"] = json!(name);
-    d
+fn deployment<'a>(name: &'a str, image: &'a str) -> DeploymentSpec<'a> {
+    DeploymentSpec {
+        name,
+        image,
+        replicas: 2,
+        labelled: true,
+        ..Default::default()
+    }
 }
 
 fn deployment_image(h: &kubesim::Handle, name: &str) -> String {
@@ -86,15 +74,9 @@ fn run_env(h: &kubesim::Handle, run_id: &str, pairs: &[(&str, &str)]) -> rollgua
 /// deploy lock; both succeed, and their changes never overlap.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_rollouts_take_the_deploy_lock() {
-    let h = cluster_with(kubesim::Config {
-        speed: 25.0,
-        tls: true,
-        nodes: 3,
-        ..Default::default()
-    })
-    .await;
+    let h = Fixture::new().start().await;
     h.create(statefulset("db", "example/db:1", 2)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 2)).await);
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 2)).await);
     let a = run_env(
         &h,
         "1",
@@ -130,7 +112,7 @@ async fn statefulset_rollouts_take_the_deploy_lock() {
         "example/db:3"
     };
     assert_eq!(sts_image(&h, "db"), last);
-    assert!(sts_settled(&h, "db", 2));
+    assert!(statefulset_settled(&h, "db", 2));
     // Each run's in-progress marker was set with its patch and cleared at its end.
     assert!(in_progress(&sts(&h, "db").unwrap()).is_none());
     h.shutdown().await;
@@ -140,9 +122,12 @@ async fn statefulset_rollouts_take_the_deploy_lock() {
 /// group is rolled back, and the run exits 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_rolls_back_every_workload_of_a_group() {
-    let h = cluster(1.0).await;
-    create_rolled_out(&h, deployment("web", "example/web:v1", 2), WAIT).await;
-    create_rolled_out(&h, deployment("api", "example/api:v1", 2), WAIT).await;
+    let h = Fixture::new()
+        .speed(1.0)
+        .deployment(deployment("web", "example/web:v1"))
+        .deployment(deployment("api", "example/api:v1"))
+        .start()
+        .await;
     slow_image(&h, "example/web:v2", 600);
     slow_image(&h, "example/api:v2", 600);
     let child = spawn(&run_env(
@@ -199,19 +184,12 @@ async fn sigterm_rolls_back_every_workload_of_a_group() {
 /// nodes of 2 CPU fit (a surge pod would not), and the rollout proceeds.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_capacity_preflight_uses_its_strategy() {
-    let h = cluster_with(kubesim::Config {
-        speed: 25.0,
-        tls: true,
-        nodes: 2,
-        node_cpu: "2".into(),
-        ..Default::default()
-    })
-    .await;
+    let h = Fixture::new().nodes(2).start().await;
     let mut s = statefulset("db", "example/db:1", 2);
     s["spec"]["template"]["spec"]["containers"][0]["resources"] =
         json!({"requests": {"cpu": "1500m"}});
     h.create(s).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 2)).await);
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 2)).await);
     let (o, out) = run(&run_env(
         &h,
         "3",

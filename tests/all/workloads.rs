@@ -6,24 +6,15 @@ use crate::support;
 
 use std::time::Duration;
 
-use crate::support::{live_pods, run as rollguard};
+use crate::support::{
+    DeploymentSpec, Fixture, PodLabel, live_pods, rolled_out, run as rollguard, statefulset_settled,
+};
 use kubesim::Handle;
 use rollguard::Env;
 use rollguard::diagnose::Cause;
 use serde_json::{Value, json};
 
 const WAIT: Duration = Duration::from_secs(30);
-
-async fn cluster(nodes: usize) -> Handle {
-    kubesim::start(kubesim::Config {
-        speed: 25.0,
-        tls: true,
-        nodes,
-        ..Default::default()
-    })
-    .await
-    .expect("kubesim starts")
-}
 
 fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
     support::env_with(
@@ -131,7 +122,7 @@ fn seed_env(h: &Handle, tag: &str) -> Env {
 /// on every change of its Endpoints — and only node-api-container changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc_seed_001_rolling_update_keeps_the_service_serving() {
-    let h = cluster(3).await;
+    let h = Fixture::new().start().await;
     seed_001(&h).await;
     let mut changes = h.store().subscribe();
     let env = seed_env(&h, "1.0.1");
@@ -204,7 +195,7 @@ async fn rc_seed_001_rolling_update_keeps_the_service_serving() {
 }
 
 async fn rc_failure(tag: &str, cause: Cause) {
-    let h = cluster(3).await;
+    let h = Fixture::new().start().await;
     seed_001(&h).await;
     let (o, out) = rollguard(&seed_env(&h, tag)).await;
     assert_eq!(o.exit_code, 1, "{out}");
@@ -260,29 +251,18 @@ fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
     })
 }
 
-fn sts_settled(h: &Handle, name: &str, n: i64) -> bool {
-    let Some(s) = obj(h, "apps/v1", "StatefulSet", name) else {
-        return false;
-    };
-    let st = &s["status"];
-    st["readyReplicas"] == n
-        && st["updatedReplicas"] == n
-        && st["currentRevision"] == st["updateRevision"]
-        && st["observedGeneration"] == s["metadata"]["generation"]
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_success() {
-    let h = cluster(3).await;
+    let h = Fixture::new().start().await;
     h.create(statefulset("db", "example/db:1", 3)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 3)).await);
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 3)).await);
     let (o, out) = rollguard(&env(
         &h,
         &[("ROLLGUARD_WORKLOAD", "sts/db"), ("ROLLGUARD_TAG", "2")],
     ))
     .await;
     assert_eq!(o.exit_code, 0, "{out}");
-    assert!(sts_settled(&h, "db", 3));
+    assert!(statefulset_settled(&h, "db", 3));
     for p in live_pods(&h) {
         assert_eq!(image_of(&p, "db"), "example/db:2");
         assert_eq!(p["metadata"]["labels"]["app.kubernetes.io/version"], "2");
@@ -295,9 +275,9 @@ async fn statefulset_success() {
 /// revision after the revert: rollguard deletes it (forced rollback).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_crash_forced_rollback() {
-    let h = cluster(3).await;
+    let h = Fixture::new().start().await;
     h.create(statefulset("db", "example/db:1", 3)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 3)).await);
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 3)).await);
     let good =
         obj(&h, "apps/v1", "StatefulSet", "db").unwrap()["status"]["currentRevision"].clone();
     let (o, out) = rollguard(&env(
@@ -323,7 +303,7 @@ async fn statefulset_crash_forced_rollback() {
             .iter()
             .any(|n| n.contains("db-2"))
     );
-    assert!(sts_settled(&h, "db", 3));
+    assert!(statefulset_settled(&h, "db", 3));
     let s = obj(&h, "apps/v1", "StatefulSet", "db").unwrap();
     assert_eq!(s["status"]["currentRevision"], good);
     assert_eq!(
@@ -338,9 +318,9 @@ async fn statefulset_crash_forced_rollback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_missing_image_rolled_back() {
-    let h = cluster(3).await;
+    let h = Fixture::new().start().await;
     h.create(statefulset("db", "example/db:1", 2)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, "db", 2)).await);
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 2)).await);
     let (o, out) = rollguard(&env(
         &h,
         &[
@@ -355,7 +335,7 @@ async fn statefulset_missing_image_rolled_back() {
         Some(Cause::ImageNotFound)
     );
     assert!(o.report.rollback.clone().unwrap().confirmed);
-    assert!(sts_settled(&h, "db", 2));
+    assert!(statefulset_settled(&h, "db", 2));
     h.shutdown().await;
 }
 
@@ -386,7 +366,7 @@ fn ds_done(h: &Handle, name: &str, n: i64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_success_then_missing_image_rolled_back() {
-    let h = cluster(3).await;
+    let h = Fixture::new().start().await;
     h.create(daemonset("agent", "example/agent:1")).unwrap();
     assert!(h.wait_for(WAIT, |h| ds_done(h, "agent", 3)).await);
     let (o, out) = rollguard(&env(
@@ -433,17 +413,14 @@ async fn daemonset_success_then_missing_image_rolled_back() {
 
 // ---------------------------------------------------------------- groups
 
-fn deployment(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": 2,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": "app", "image": image}]}}
-        }
-    })
+fn deployment<'a>(name: &'a str, image: &str) -> DeploymentSpec<'a> {
+    DeploymentSpec {
+        name,
+        containers: Some(json!([{"name": "app", "image": image}])),
+        replicas: 2,
+        label: PodLabel::App,
+        ..Default::default()
+    }
 }
 
 fn dep_image(h: &Handle, name: &str) -> String {
@@ -453,33 +430,21 @@ fn dep_image(h: &Handle, name: &str) -> String {
         .to_string()
 }
 
-fn dep_healthy(h: &Handle, name: &str) -> bool {
-    obj(h, "apps/v1", "Deployment", name).is_some_and(|d| {
-        d["status"]["observedGeneration"] == d["metadata"]["generation"]
-            && d["status"]["updatedReplicas"] == 2
-            && d["status"]["availableReplicas"] == 2
-            && d["status"]["replicas"] == 2
-    })
-}
-
 /// web's new image is fine, worker's is missing: both end on their old images, exit 1.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn group_is_all_or_nothing() {
-    let h = cluster(3).await;
     // worker's v1 is a good image, its v2 tag is missing:
-    h.set_image_behaviour(
-        "example/worker-missing:v1",
-        kubesim::ImageBehaviour::Ok {
-            ready_after: Duration::from_secs(1),
-        },
-    );
-    h.create(deployment("web", "example/web:v1")).unwrap();
-    h.create(deployment("worker", "example/worker-missing:v1"))
-        .unwrap();
-    assert!(
-        h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker"))
-            .await
-    );
+    let h = Fixture::new()
+        .image(
+            "example/worker-missing:v1",
+            kubesim::ImageBehaviour::Ok {
+                ready_after: Duration::from_secs(1),
+            },
+        )
+        .deployment(deployment("web", "example/web:v1"))
+        .deployment(deployment("worker", "example/worker-missing:v1"))
+        .start()
+        .await;
     let (o, out) = rollguard(&env(
         &h,
         &[
@@ -528,7 +493,7 @@ async fn group_is_all_or_nothing() {
         assert!(md.contains(row), "no row {row:?} in:\n{md}");
     }
     assert!(
-        h.wait_for(WAIT, |h| dep_healthy(h, "web") && dep_healthy(h, "worker"))
+        h.wait_for(WAIT, |h| rolled_out(h, "web") && rolled_out(h, "worker"))
             .await
     );
 

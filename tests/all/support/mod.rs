@@ -1,47 +1,41 @@
-//! Shared helpers of rollguard's integration tests: a kubesim cluster,
-//! Deployments and kubectl's rollout rule, rollguard's inputs, library and
-//! child-process runs. The short names (`cluster`, `web`, `get`, `healthy`,
-//! `create_ready`, `env`, …) serve the issue #8 suites (faults, lock,
-//! cancel, recovery, secrets): a cluster with a ready `web` Deployment.
+//! What rollguard's integration tests share: a kubesim cluster with its
+//! workloads (`Fixture`, `DeploymentSpec`), kubectl's rollout rule,
+//! rollguard's inputs, library and child-process runs. The short names
+//! (`web`, `get`, `healthy`, `image`, `env`, …) are about the `web`
+//! Deployment most suites roll out.
 #![allow(dead_code)]
+
+mod fixture;
 
 use std::time::Duration;
 
 use kubesim::Handle;
 use rollguard::{Env, Outcome};
-use serde_json::{Value, json};
+use serde_json::Value;
+
+pub use fixture::{DeploymentSpec, Fixture, PodLabel, rolled_out_in};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
-pub async fn cluster(speed: f64) -> Handle {
-    kubesim::start(kubesim::Config {
-        speed,
-        tls: true,
-        ..Default::default()
-    })
-    .await
-    .expect("kubesim starts")
-}
-
+/// `web`: `replicas` pods of one container `web` on `image`, labelled
+/// `name: web-pods`.
 pub fn web(image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1",
-        "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default", "labels": {"name": "web-pods"}},
-        "spec": {
-            "replicas": replicas,
-            "selector": {"matchLabels": {"name": "web-pods"}},
-            "template": {
-                "metadata": {"labels": {"name": "web-pods"}},
-                "spec": {"containers": [{"name": "web", "image": image}]}
-            }
-        }
-    })
+    DeploymentSpec {
+        image,
+        replicas,
+        labelled: true,
+        ..Default::default()
+    }
+    .into()
 }
 
-/// A kubesim cluster with this configuration.
-pub async fn cluster_with(config: kubesim::Config) -> Handle {
-    kubesim::start(config).await.expect("kubesim starts")
+/// A cluster at `speed` with `web` ready on `example/web:v1`.
+pub async fn web_cluster(speed: f64, replicas: i64) -> Handle {
+    Fixture::new()
+        .speed(speed)
+        .deployment(web("example/web:v1", replicas))
+        .start()
+        .await
 }
 
 /// The stored Deployment `name` in `default`.
@@ -53,28 +47,31 @@ pub fn deployment_named(h: &Handle, name: &str) -> Value {
 
 /// kubectl's rollout rule on the stored Deployment `name` in `default`.
 pub fn rolled_out(h: &Handle, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", "default", name) else {
-        return false;
-    };
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= n("/metadata/generation")
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
+    rolled_out_in(h, "default", name)
 }
 
-/// Create the Deployment `obj` and wait (up to `wait`) until it is rolled out.
-pub async fn create_rolled_out(h: &Handle, obj: Value, wait: Duration) {
+/// Create the Deployment `obj` and wait until it is rolled out (when the
+/// cluster must change first; else `Fixture::deployment`).
+pub async fn create_ready(h: &Handle, obj: Value) {
     let name = obj["metadata"]["name"].as_str().unwrap().to_string();
     h.create(obj).expect("create deployment");
     assert!(
-        h.wait_for(wait, |h| rolled_out(h, &name)).await,
+        h.wait_for(WAIT, |h| rolled_out(h, &name)).await,
         "deployment {name} never became ready"
     );
+}
+
+/// The StatefulSet `name` in `default` has `n` ready pods, all of its
+/// current revision.
+pub fn statefulset_settled(h: &Handle, name: &str, n: i64) -> bool {
+    let Some(s) = h.get("apps/v1", "StatefulSet", "default", name) else {
+        return false;
+    };
+    let st = &s["status"];
+    st["readyReplicas"] == n
+        && st["updatedReplicas"] == n
+        && st["currentRevision"] == st["updateRevision"]
+        && st["observedGeneration"] == s["metadata"]["generation"]
 }
 
 /// Pods in `default` not being deleted.
@@ -93,11 +90,6 @@ pub fn get(h: &Handle) -> Value {
 pub fn healthy(h: &Handle) -> bool {
     h.get("apps/v1", "Deployment", "default", "web")
         .is_some_and(|d| rollguard::recovery::rolled_out(&d, 0))
-}
-
-pub async fn create_ready(h: &Handle, replicas: i64) {
-    h.create(web("example/web:v1", replicas)).expect("create");
-    assert!(h.wait_for(WAIT, healthy).await, "web never became ready");
 }
 
 pub fn image(h: &Handle) -> String {

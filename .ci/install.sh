@@ -9,7 +9,7 @@ if ! command -v npm >/dev/null || ! command -v python3 >/dev/null || ! command -
   apt-get update -qq
   apt-get install -y -qq npm python3 unzip >/dev/null
 fi
-# A real OCI registry for the pre-flight registry-check tests (tests/preflight.rs).
+# A real OCI registry for the pre-flight registry-check tests (tests/all/preflight.rs).
 if [ ! -x /usr/bin/docker-registry ]; then
   apt-get update -qq
   apt-get install -y -qq docker-registry >/dev/null
@@ -25,6 +25,6 @@ if ! dpkg-query -W -f='${Status}\n' $image_pkgs 2>/dev/null | grep -c 'ok instal
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 bash .ci/install-tools.sh
-# Headless Chromium with marked + mermaid for the rendering tests (tests/render.rs).
+# Headless Chromium with marked + mermaid for the rendering tests (tests/all/render.rs).
 bash .ci/install-render-tools.sh
 

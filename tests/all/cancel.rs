@@ -1,4 +1,4 @@
-//! Cancellation (issue #8): SIGTERM to the real binary mid-rollout.
+//! Cancellation: SIGTERM to the real binary mid-rollout.
 
 use std::time::{Duration, Instant};
 

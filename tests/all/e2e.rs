@@ -234,7 +234,7 @@ async fn unschedulable_surge_is_caught_and_rolled_back() {
             ("INPUT_WORKLOAD", "web"),
             ("INPUT_TAG", "v2"),
             ("INPUT_UNSCHEDULABLE-GRACE", "1s"),
-            // The pre-flight capacity check (issue #9) would stop this before the patch.
+            // The pre-flight capacity check would stop this before the patch.
             ("INPUT_CAPACITY-CHECK", "off"),
         ],
     ))

@@ -1,4 +1,4 @@
-//! rollguard's fault suite (issue #8) on kubesim's fault injection: a good
+//! rollguard's fault suite on kubesim's fault injection: a good
 //! (v2) and a bad (v2-missing: image not found) rollout under each fault.
 //! Each must end with the right verdict, exit code and cluster state, and no
 //! duplicate rollout: a good run makes exactly one new ReplicaSet revision;

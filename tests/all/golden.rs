@@ -1,12 +1,12 @@
-//! Golden tests of the diagnosis (issue #4): for each catalogued cause, a
+//! Golden tests of the diagnosis: for each catalogued cause, a
 //! real rollout on an in-process kubesim, and the text a person reads at
 //! 2 a.m. in every sink — the console summary, the GitHub step summary
 //! (Markdown) and the Slack message — compared with the snapshots in
-//! `tests/snapshots/`. Run-specific parts (pod name suffixes, template
+//! `tests/all/snapshots/`. Run-specific parts (pod name suffixes, template
 //! hashes, uids, timestamps, addresses, durations) are normalised first.
 //!
 //! Update the snapshots with
-//! `INSTA_UPDATE=always cargo test -p rollguard --test golden`, then read
+//! `INSTA_UPDATE=always cargo test -p rollguard --test all golden::`, then read
 //! every changed `.snap` file before committing it.
 
 use crate::support;
@@ -135,12 +135,12 @@ fn first_cause(o: &Outcome) -> Option<Cause> {
     o.report.findings.first().map(|f| f.cause)
 }
 
-// ---------------------------------------------------------------- seeds
+// -------------------------------------------- failures as users report them
 
-/// Seed 000: one 1-cpu node, 970m of it requested; the surge pod asks for
+/// One 1-cpu node, 970m of it requested; the surge pod asks for
 /// 100m: "requested: 100, used: 970, capacity: 1000".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed000_insufficient_cpu() {
+async fn insufficient_cpu() {
     let cpu = |m: &str| json!({"requests": {"cpu": m}});
     let h = Fixture::new()
         .nodes(1)
@@ -173,14 +173,14 @@ async fn seed000_insufficient_cpu() {
         "{:#?}",
         o.report.findings
     );
-    assert_golden("seed000_insufficient_cpu", &o, &["web", "batch"]);
+    assert_golden("insufficient_cpu", &o, &["web", "batch"]);
     h.shutdown().await;
 }
 
-/// Seed 002: `kubectl set image … kubernetes-bootcamp:v10`, a tag that does
+/// `kubectl set image … kubernetes-bootcamp:v10`, a tag that does
 /// not exist, on four replicas.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed002_missing_tag_v10() {
+async fn missing_tag_v10() {
     // One new pod at a time (maxSurge 1, maxUnavailable 0): with two, how
     // many reach the pull error before the verdict is a race.
     let mut d = deployment(
@@ -198,13 +198,13 @@ async fn seed002_missing_tag_v10() {
     let o = rollguard(&h, "kubernetes-bootcamp", &[("INPUT_TAG", "v10")]).await;
     assert_eq!(o.exit_code, 1);
     assert_eq!(first_cause(&o), Some(Cause::ImageNotFound));
-    assert_golden("seed002_missing_tag_v10", &o, &["kubernetes-bootcamp"]);
+    assert_golden("missing_tag_v10", &o, &["kubernetes-bootcamp"]);
     h.shutdown().await;
 }
 
-/// Seed 003, PullImageError: `gcr.io/my-prj/app:v0` is not in the registry.
+/// PullImageError: `gcr.io/my-prj/app:v0` is not in the registry.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed003_pull_image_error() {
+async fn pull_image_error() {
     let h = Fixture::new()
         .image("gcr.io/my-prj/app:v0", ImageBehaviour::Missing)
         .deployment(deployment(
@@ -216,14 +216,14 @@ async fn seed003_pull_image_error() {
         .await;
     let o = rollguard(&h, "app", &[("INPUT_TAG", "v0")]).await;
     assert_eq!(first_cause(&o), Some(Cause::ImageNotFound));
-    assert_golden("seed003_pull_image_error", &o, &["app"]);
+    assert_golden("pull_image_error", &o, &["app"]);
     h.shutdown().await;
 }
 
-/// Seed 003, CrashLoopBackOff of a process that ends normally (exit 0):
+/// CrashLoopBackOff of a process that ends normally (exit 0):
 /// "meant to exit? use a Job or restartPolicy: OnFailure".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed003_crash_loop_exit_0() {
+async fn crash_loop_exit_0() {
     let h = Fixture::new()
         .image(
             "gcr.io/my-prj/client:v0",
@@ -244,14 +244,14 @@ async fn seed003_crash_loop_exit_0() {
     let f = &o.report.findings[0];
     assert!(f.fix.contains("restartPolicy: OnFailure"), "{f:#?}");
     assert!(f.evidence.iter().any(|e| e.contains("Completed")), "{f:#?}");
-    assert_golden("seed003_crash_loop_exit_0", &o, &["client"]);
+    assert_golden("crash_loop_exit_0", &o, &["client"]);
     h.shutdown().await;
 }
 
-/// Seed 003, CrashLoopBackOff of a process that fails: exit code, the
+/// CrashLoopBackOff of a process that fails: exit code, the
 /// termination message and the previous instance's log tail.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed003_crash_loop_exit_1() {
+async fn crash_loop_exit_1() {
     let h = Fixture::new()
         .deployment(deployment(
             "app",
@@ -267,14 +267,14 @@ async fn seed003_crash_loop_exit_1() {
         f.logs.iter().any(|l| l.contains("cannot connect")),
         "{f:#?}"
     );
-    assert_golden("seed003_crash_loop_exit_1", &o, &["app"]);
+    assert_golden("crash_loop_exit_1", &o, &["app"]);
     h.shutdown().await;
 }
 
-/// Seed 003, PodExceedsFreeCPU: a 2-cpu node with four 400m pods (80 %
+/// PodExceedsFreeCPU: a 2-cpu node with four 400m pods (80 %
 /// requested); the surge pod's 500m does not fit.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed003_pod_exceeds_free_cpu() {
+async fn pod_exceeds_free_cpu() {
     let res = |cpu: &str| json!({"requests": {"cpu": cpu, "memory": "512Mi"}, "limits": {"cpu": cpu, "memory": "512Mi"}});
     let h = Fixture::new()
         .nodes(1)
@@ -297,13 +297,13 @@ async fn seed003_pod_exceeds_free_cpu() {
     )
     .await;
     assert_eq!(first_cause(&o), Some(Cause::Unschedulable));
-    assert_golden("seed003_pod_exceeds_free_cpu", &o, &["app", "my-pod"]);
+    assert_golden("pod_exceeds_free_cpu", &o, &["app", "my-pod"]);
     h.shutdown().await;
 }
 
-/// Seed 003, OOMKilled: the container's memory limit and the field to raise.
+/// OOMKilled: the container's memory limit and the field to raise.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn seed003_oom_killed() {
+async fn oom_killed() {
     let h = Fixture::new().deployment(deployment(
             "app",
             json!([{"name": "app", "image": "example/app:v1", "resources": {"limits": {"memory": "128Mi"}}}]),
@@ -313,7 +313,7 @@ async fn seed003_oom_killed() {
     assert_eq!(first_cause(&o), Some(Cause::OomKilled));
     assert!(o.report.findings[0].fix.contains("resources.limits.memory"));
     assert!(o.report.findings[0].summary.contains("128Mi"));
-    assert_golden("seed003_oom_killed", &o, &["app"]);
+    assert_golden("oom_killed", &o, &["app"]);
     h.shutdown().await;
 }
 

@@ -1,4 +1,4 @@
-//! Hostile input (issue #8): property tests of config and image-reference
+//! Hostile input: property tests of config and image-reference
 //! parsing — 0 panics over 2 000 cases each — and label sanitising (always a
 //! valid label value, ≤ 63 chars); a non-UTF-8 input is a clean exit 2.
 

@@ -57,7 +57,7 @@ fn image(target: &str) -> Option<Image> {
     let Some(dir) = std::env::var_os("ROLLGUARD_IMAGE_DIR") else {
         let why = "ROLLGUARD_IMAGE_DIR is not set: .ci/image.sh builds and unpacks the image \
                    (.ci/run sources it; by hand: bash .ci/image.sh, then \
-                   ROLLGUARD_IMAGE_DIR=target/image cargo test --test image)";
+                   ROLLGUARD_IMAGE_DIR=target/image cargo test --test all image::)";
         if std::env::var("CI").is_ok_and(|v| v == "true") {
             panic!("{why}");
         }

@@ -1,4 +1,4 @@
-//! Every way a CI job authenticates to a cluster (issue #7): KUBECONFIG
+//! Every way a CI job authenticates to a cluster: KUBECONFIG
 //! with several files, inline/base64/path kubeconfigs, context selection (the
 //! GitLab agent's kubeconfig), exec plugins, the pod's service account, and
 //! `auth: gke` with a stand-in GCE metadata server. Each test runs a dry run

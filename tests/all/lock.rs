@@ -1,4 +1,4 @@
-//! The deploy lock (issue #8): a Lease per workload.
+//! The deploy lock: a Lease per workload, so two runs never change it at once.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};

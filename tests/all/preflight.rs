@@ -1,4 +1,4 @@
-//! Pre-flight checks (issue #9) end to end: a real OCI registry (Debian's
+//! Pre-flight checks (the registry and capacity checks) end to end: a real OCI registry (Debian's
 //! `docker-registry`, the CNCF distribution server) on loopback, rollguard's
 //! library entry point, kubesim. The simulated kubelet does not pull from the
 //! registry: images are simulated by name (a plain `…:v2` runs fine).

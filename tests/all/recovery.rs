@@ -1,4 +1,4 @@
-//! Interrupted-run recovery (issue #8): the real binary is SIGKILLed
+//! Interrupted-run recovery: the real binary is SIGKILLed
 //! mid-rollout; the next run finds the in-progress marker, says so, rolls
 //! the orphaned change back first, then deploys.
 

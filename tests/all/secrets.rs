@@ -1,4 +1,4 @@
-//! Secrets and TLS (issue #8): the kube token and secret inputs never appear
+//! Secrets and TLS: the kube token and secret inputs never appear
 //! in any output of a real run of the binary; TLS is verified unless the
 //! kubeconfig says insecure-skip-tls-verify.
 

@@ -1,4 +1,4 @@
-//! Shipping (issue #7): the static release binary runs with an empty
+//! Shipping: the static release binary runs with an empty
 //! environment; action.yml matches the config module's inputs one to one;
 //! the GitHub workflows and the recipes in examples/ have the structure they
 //! need; the CronJob recipe's Role is enough for a redeploy, and a Role

@@ -1,6 +1,6 @@
-//! The single pipeline (src/orchestrate.rs) gives every kind and every
-//! group the reliability features of issue #8: the deploy lock, the
-//! in-progress marker, and cancellation with rollback of every workload.
+//! Every kind and every group get the same reliability features from the
+//! one pipeline: the deploy lock, the in-progress marker, and cancellation
+//! with rollback of every workload.
 
 use std::time::{Duration, Instant};
 

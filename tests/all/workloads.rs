@@ -1,6 +1,7 @@
-//! End-to-end on kubesim: ReplicationController rolling updates (seed 001),
-//! StatefulSets (with the forced rollback), DaemonSets, and several
-//! workloads in one run (all-or-nothing).
+//! End-to-end on kubesim: ReplicationController rolling updates (an API of
+//! two containers behind a LoadBalancer Service), StatefulSets (with the
+//! forced rollback), DaemonSets, and several workloads in one run
+//! (all-or-nothing).
 
 use crate::support;
 
@@ -49,7 +50,7 @@ fn image_of(p: &Value, container: &str) -> String {
 
 // ---------------------------------------------------------------- RC
 
-fn seed_001_rc() -> Value {
+fn api_rc() -> Value {
     json!({
         "kind": "ReplicationController", "apiVersion": "v1",
         "metadata": {"name": "api-rc", "namespace": "default", "labels": {"name": "api-rc"}},
@@ -69,7 +70,7 @@ fn seed_001_rc() -> Value {
     })
 }
 
-fn seed_001_service() -> Value {
+fn api_service() -> Value {
     json!({
         "kind": "Service", "apiVersion": "v1",
         "metadata": {"name": "api-srv", "namespace": "default", "labels": {"name": "api-srv"}},
@@ -95,9 +96,10 @@ fn rc_ready(h: &Handle, name: &str, n: i64) -> bool {
         .is_some_and(|r| r["status"]["readyReplicas"] == n && r["status"]["replicas"] == n)
 }
 
-async fn seed_001(h: &Handle) {
-    h.create(seed_001_rc()).unwrap();
-    h.create(seed_001_service()).unwrap();
+/// `api-rc` (3 pods) and its Service, every pod a ready address.
+async fn api_rc_serving(h: &Handle) {
+    h.create(api_rc()).unwrap();
+    h.create(api_service()).unwrap();
     assert!(
         h.wait_for(WAIT, |h| rc_ready(h, "api-rc", 3)
             && obj(h, "v1", "Endpoints", "api-srv")
@@ -106,7 +108,7 @@ async fn seed_001(h: &Handle) {
     );
 }
 
-fn seed_env(h: &Handle, tag: &str) -> Env {
+fn rc_env(h: &Handle, tag: &str) -> Env {
     env(
         h,
         &[
@@ -118,14 +120,14 @@ fn seed_env(h: &Handle, tag: &str) -> Env {
     )
 }
 
-/// Seed 001: the Service never has fewer than 3 ready addresses — checked
+/// The API behind its Service: the Service never has fewer than 3 ready addresses — checked
 /// on every change of its Endpoints — and only node-api-container changes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn rc_seed_001_rolling_update_keeps_the_service_serving() {
+async fn rc_rolling_update_keeps_the_service_serving() {
     let h = Fixture::new().start().await;
-    seed_001(&h).await;
+    api_rc_serving(&h).await;
     let mut changes = h.store().subscribe();
-    let env = seed_env(&h, "1.0.1");
+    let env = rc_env(&h, "1.0.1");
     let run = rollguard(&env);
     tokio::pin!(run);
     let mut min_ready = usize::MAX;
@@ -187,7 +189,7 @@ async fn rc_seed_001_rolling_update_keeps_the_service_serving() {
     );
 
     // The next release names the original RC again: found by its base name.
-    let (o, out) = rollguard(&seed_env(&h, "1.0.2")).await;
+    let (o, out) = rollguard(&rc_env(&h, "1.0.2")).await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(h.wait_for(WAIT, |h| rc_ready(h, "api-rc-1.0.2", 3)).await);
     assert!(obj(&h, "v1", "ReplicationController", "api-rc-1.0.1").is_none());
@@ -196,8 +198,8 @@ async fn rc_seed_001_rolling_update_keeps_the_service_serving() {
 
 async fn rc_failure(tag: &str, cause: Cause) {
     let h = Fixture::new().start().await;
-    seed_001(&h).await;
-    let (o, out) = rollguard(&seed_env(&h, tag)).await;
+    api_rc_serving(&h).await;
+    let (o, out) = rollguard(&rc_env(&h, tag)).await;
     assert_eq!(o.exit_code, 1, "{out}");
     assert_eq!(
         o.report.findings.first().map(|f| f.cause),

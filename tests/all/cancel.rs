@@ -1,6 +1,6 @@
 //! Cancellation: SIGTERM to the real binary mid-rollout.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 
@@ -24,12 +24,7 @@ async fn started_rollout(
 async fn sigterm_rolls_back_and_exits_1_within_10s() {
     let (h, child) = started_rollout(2, &[]).await;
     signal(&child, "TERM");
-    let t0 = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
-    let took = t0.elapsed();
+    let (out, took) = exited_within(child, Duration::from_secs(15)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(took < Duration::from_secs(10), "took {took:?}");
@@ -46,12 +41,8 @@ async fn second_signal_exits_at_once_leaving_the_state_annotation() {
     let (h, child) = started_rollout(2, &[]).await;
     signal(&child, "TERM");
     signal(&child, "INT");
-    let t0 = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
+    let (out, took) = exited_within(child, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(3), "{took:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     let state = annotation(&h, rollguard::cancel::STATE).expect("state annotation");
@@ -63,10 +54,7 @@ async fn second_signal_exits_at_once_leaving_the_state_annotation() {
 async fn on_cancel_leave_keeps_the_change() {
     let (h, child) = started_rollout(2, &[("ROLLGUARD_ON_CANCEL", "leave")]).await;
     signal(&child, "TERM");
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
+    let (out, _) = exited_within(child, Duration::from_secs(10)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("on-cancel=leave"), "{stdout}");

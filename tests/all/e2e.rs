@@ -26,7 +26,7 @@ fn deployment(name: &str, containers: Value, replicas: i64) -> Value {
 }
 
 fn web(image: &str) -> Value {
-    deployment("web", json!([{"name": "web", "image": image}]), 3)
+    support::web(image, 3)
 }
 
 fn get(h: &Handle, name: &str) -> Value {
@@ -66,18 +66,10 @@ async fn assert_caught(
     max_sim: f64,
 ) {
     let elapsed = sim_elapsed(h, started);
-    assert_eq!(outcome.exit_code, code, "report: {:#?}", outcome.report);
-    assert_eq!(
-        outcome.report.findings.first().map(|f| f.cause),
-        Some(cause),
-        "{:#?}",
-        outcome.report.findings
-    );
+    support::assert_rolled_back(outcome, "", code, cause);
     assert!(elapsed < max_sim, "took {elapsed} simulated seconds");
     assert_eq!(template_image(h, "web", "web"), old_image);
     assert!(h.wait_for(WAIT, |h| healthy(h, "web")).await);
-    let rb = outcome.report.rollback.as_ref().expect("rollback reported");
-    assert!(rb.attempted && rb.confirmed, "{rb:?}");
     assert!(
         h.wait_for(WAIT, |h| live_pods(h)
             .iter()
@@ -88,10 +80,7 @@ async fn assert_caught(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn success_sets_image_and_version_label_on_pods_not_selector() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     let (o, out) = rollguard(&env(
         &h,
         &[("INPUT_WORKLOAD", "deployment/web"), ("INPUT_TAG", "v2")],
@@ -284,10 +273,7 @@ async fn unready_times_out_and_rolls_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn flaky_pull_is_not_failed_early() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     let (o, out) = rollguard(&env(
         &h,
         &[
@@ -335,10 +321,7 @@ async fn stale_progress_deadline_does_not_fail_a_good_deploy() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_failed_deploys_end_on_the_last_good_version() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     let (o, _) = rollguard(&env(&h, &[("INPUT_WORKLOAD", "web"), ("INPUT_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0);
     let (o, _) = rollguard(&env(
@@ -364,10 +347,7 @@ async fn two_failed_deploys_end_on_the_last_good_version() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn late_crash_during_bake_is_rolled_back() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     let started = h.clock().now();
     // Crashes 10 simulated seconds after becoming ready: 0.4 s real at speed 25.
     let (o, _) = rollguard(&env(
@@ -394,10 +374,7 @@ async fn late_crash_during_bake_is_rolled_back() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_inputs_exit_2_and_change_nothing() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     let mut paused = deployment(
         "paused",
         json!([{"name": "app", "image": "example/app:1"}]),
@@ -526,10 +503,7 @@ async fn bad_inputs_exit_2_and_change_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn missing_permission_exits_78() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     h.add_identity(
         "ci-readonly",
         "readonly-token",
@@ -566,10 +540,7 @@ async fn missing_permission_exits_78() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn json_report_has_findings_and_no_secrets() {
-    let h = Fixture::new()
-        .deployment(web("example/web:v1"))
-        .start()
-        .await;
+    let h = support::web_cluster(25.0, 3).await;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("report.json");
     let path_s = path.to_str().unwrap().to_string();

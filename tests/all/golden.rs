@@ -38,6 +38,11 @@ fn deployment(name: &str, containers: Value, replicas: i64) -> Value {
     .into()
 }
 
+/// `name`: `replicas` pods of one container `name` on `image`.
+fn app(name: &str, image: &str, replicas: i64) -> Value {
+    deployment(name, json!([{"name": name, "image": image}]), replicas)
+}
+
 /// Change a node in place (labels, taints), as `kubectl label/taint` would.
 fn edit_node(h: &Handle, node: &str, f: impl FnOnce(&mut Value)) {
     h.store()
@@ -183,11 +188,7 @@ async fn insufficient_cpu() {
 async fn missing_tag_v10() {
     // One new pod at a time (maxSurge 1, maxUnavailable 0): with two, how
     // many reach the pull error before the verdict is a race.
-    let mut d = deployment(
-        "kubernetes-bootcamp",
-        json!([{"name": "kubernetes-bootcamp", "image": "jocatalin/kubernetes-bootcamp:v2"}]),
-        4,
-    );
+    let mut d = app("kubernetes-bootcamp", "jocatalin/kubernetes-bootcamp:v2", 4);
     d["spec"]["strategy"] =
         json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 1, "maxUnavailable": 0}});
     let h = Fixture::new()
@@ -207,11 +208,7 @@ async fn missing_tag_v10() {
 async fn pull_image_error() {
     let h = Fixture::new()
         .image("gcr.io/my-prj/app:v0", ImageBehaviour::Missing)
-        .deployment(deployment(
-            "app",
-            json!([{"name": "app", "image": "gcr.io/my-prj/app:v1"}]),
-            2,
-        ))
+        .deployment(app("app", "gcr.io/my-prj/app:v1", 2))
         .start()
         .await;
     let o = rollguard(&h, "app", &[("INPUT_TAG", "v0")]).await;
@@ -232,11 +229,7 @@ async fn crash_loop_exit_0() {
                 exit_code: 0,
             },
         )
-        .deployment(deployment(
-            "client",
-            json!([{"name": "client", "image": "gcr.io/my-prj/client:v1"}]),
-            2,
-        ))
+        .deployment(app("client", "gcr.io/my-prj/client:v1", 2))
         .start()
         .await;
     let o = rollguard(&h, "client", &[("INPUT_TAG", "v0")]).await;
@@ -253,11 +246,7 @@ async fn crash_loop_exit_0() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crash_loop_exit_1() {
     let h = Fixture::new()
-        .deployment(deployment(
-            "app",
-            json!([{"name": "app", "image": "example/app:v1"}]),
-            2,
-        ))
+        .deployment(app("app", "example/app:v1", 2))
         .start()
         .await;
     let o = rollguard(&h, "app", &[("INPUT_TAG", "v2-crash")]).await;
@@ -323,11 +312,7 @@ async fn web_story(story: &str, tag: &str, cause: Cause, extra: &[(&str, &str)])
     let mut pairs = vec![("INPUT_TAG", tag)];
     pairs.extend_from_slice(extra);
     let h = Fixture::new()
-        .deployment(deployment(
-            "web",
-            json!([{"name": "web", "image": "example/web:v1"}]),
-            3,
-        ))
+        .deployment(app("web", "example/web:v1", 3))
         .start()
         .await;
     let o = rollguard(&h, "web", &pairs).await;
@@ -368,11 +353,7 @@ async fn image_pull_transient_on_timeout() {
             "example/web:v2-registry-down",
             ImageBehaviour::Flaky { failures: 1000 },
         )
-        .deployment(deployment(
-            "web",
-            json!([{"name": "web", "image": "example/web:v1"}]),
-            3,
-        ))
+        .deployment(app("web", "example/web:v1", 3))
         .start()
         .await;
     let o = rollguard(
@@ -421,13 +402,7 @@ async fn missing_configmap() {
         ))
         .start()
         .await;
-    h.store()
-        .delete(
-            kubesim::resources::res("configmaps"),
-            "default",
-            "web-config",
-        )
-        .unwrap();
+    support::delete_configmap(&h, "web-config");
     let o = rollguard(&h, "web", &[("INPUT_TAG", "v2")]).await;
     assert_eq!(first_cause(&o), Some(Cause::ContainerConfig));
     assert!(o.report.findings[0].fix.contains("envFrom"));
@@ -463,11 +438,7 @@ async fn missing_secret_key() {
 async fn untolerated_taint() {
     let h = Fixture::new()
         .nodes(2)
-        .deployment(deployment(
-            "web",
-            json!([{"name": "web", "image": "example/web:v1"}]),
-            2,
-        ))
+        .deployment(app("web", "example/web:v1", 2))
         .start()
         .await;
     for n in ["node-1", "node-2"] {
@@ -497,11 +468,7 @@ async fn node_selector_mismatch() {
             v["metadata"]["labels"]["disktype"] = json!("ssd");
         });
     }
-    let mut obj = deployment(
-        "web",
-        json!([{"name": "web", "image": "example/web:v1"}]),
-        2,
-    );
+    let mut obj = app("web", "example/web:v1", 2);
     obj["spec"]["template"]["spec"]["nodeSelector"] = json!({"disktype": "ssd"});
     support::create_ready(&h, obj).await;
     for n in ["node-1", "node-2"] {
@@ -564,11 +531,7 @@ async fn timeout_without_pod_cause() {
                 ready_after: Duration::from_secs(3600),
             },
         )
-        .deployment(deployment(
-            "web",
-            json!([{"name": "web", "image": "example/web:v1"}]),
-            3,
-        ))
+        .deployment(app("web", "example/web:v1", 3))
         .start()
         .await;
     let o = rollguard(

@@ -218,6 +218,14 @@ fn deployment(image: &str, replicas: i64, resources: Value, pull_secret: Option<
     .into()
 }
 
+/// `api`: `replicas` pods of one container on `image`, ready.
+async fn api_cluster(image: &str, replicas: i64) -> Handle {
+    Fixture::new()
+        .deployment(deployment(image, replicas, json!({}), None))
+        .start()
+        .await
+}
+
 fn get(h: &Handle) -> Value {
     support::deployment_named(h, "api")
 }
@@ -267,10 +275,7 @@ async fn existing_tag_passes_and_rolls_out() {
     let reg = Registry::start(None).await;
     let digest = reg.push_image("team/api", "v2").await;
     let repo = format!("{}/team/api", reg.host());
-    let h = Fixture::new()
-        .deployment(deployment(&format!("{repo}:v1"), 2, json!({}), None))
-        .start()
-        .await;
+    let h = api_cluster(&format!("{repo}:v1"), 2).await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(
@@ -290,10 +295,7 @@ async fn missing_tag_exits_2_and_changes_nothing() {
     let reg = Registry::start(None).await;
     reg.push_image("team/api", "v2").await;
     let repo = format!("{}/team/api", reg.host());
-    let h = Fixture::new()
-        .deployment(deployment(&format!("{repo}:v1"), 2, json!({}), None))
-        .start()
-        .await;
+    let h = api_cluster(&format!("{repo}:v1"), 2).await;
     let before = resource_version(&h);
     // A misspelled tag, then a repository that does not exist.
     for (pairs, what) in [
@@ -388,10 +390,7 @@ async fn docker_config_file_credentials() {
     let reg = Registry::start(Some(("ci", "pw2"))).await;
     reg.push_image("team/api", "v2").await;
     let repo = format!("{}/team/api", reg.host());
-    let h = Fixture::new()
-        .deployment(deployment(&format!("{repo}:v1"), 1, json!({}), None))
-        .start()
-        .await;
+    let h = api_cluster(&format!("{repo}:v1"), 1).await;
     let dir = tempfile::tempdir().unwrap();
     let auth = base64::engine::general_purpose::STANDARD.encode("ci:pw2");
     std::fs::write(
@@ -425,10 +424,7 @@ async fn pin_digest_deploys_the_checked_digest() {
     let reg = Registry::start(None).await;
     let digest = reg.push_image("team/api", "v2").await;
     let repo = format!("{}/team/api", reg.host());
-    let h = Fixture::new()
-        .deployment(deployment(&format!("{repo}:v1"), 2, json!({}), None))
-        .start()
-        .await;
+    let h = api_cluster(&format!("{repo}:v1"), 2).await;
     let (o, out) = rollguard(&env(
         &h,
         &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_PIN_DIGEST", "true")],
@@ -448,15 +444,7 @@ async fn pin_digest_deploys_the_checked_digest() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unreachable_registry_warns_once_and_proceeds() {
     let host = format!("127.0.0.1:{}", free_port());
-    let h = Fixture::new()
-        .deployment(deployment(
-            &format!("{host}/team/api:v1"),
-            1,
-            json!({}),
-            None,
-        ))
-        .start()
-        .await;
+    let h = api_cluster(&format!("{host}/team/api:v1"), 1).await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
     let warnings: Vec<&str> = out

@@ -153,19 +153,7 @@ impl<'a> Expect<'a> {
             container,
             old_image,
         } = *self;
-        assert_eq!(
-            o.exit_code,
-            code,
-            "{story}: {}\n{:#?}",
-            out.text(),
-            o.report
-        );
-        assert_eq!(
-            o.report.findings.first().map(|f| f.cause),
-            Some(cause),
-            "{story}: {:#?}",
-            o.report.findings
-        );
+        support::assert_rolled_back(o, &format!("{story}: {}", out.text()), code, cause);
         assert_eq!(
             image_of(h, container),
             old_image,
@@ -175,8 +163,6 @@ impl<'a> Expect<'a> {
             h.wait_for(WAIT, |h| rolled_out(h, "web")).await,
             "{story}: healthy after the rollback"
         );
-        let rb = o.report.rollback.as_ref().expect("rollback reported");
-        assert!(rb.attempted && rb.confirmed, "{story}: {rb:?}");
         let on_old = h
             .wait_for(WAIT, |h| {
                 live_pods(h).iter().all(|p| {
@@ -327,13 +313,7 @@ async fn missing_configmap() {
         ))
         .start()
         .await;
-    h.store()
-        .delete(
-            kubesim::resources::res("configmaps"),
-            "default",
-            "web-config",
-        )
-        .unwrap();
+    support::delete_configmap(&h, "web-config");
     let (o, out) = run(&env(&h, &[("INPUT_TAG", "v2")])).await;
     Expect::web("missing configmap", Cause::ContainerConfig)
         .check(&h, &o, &out)

@@ -115,140 +115,104 @@ async fn run(name: &str, h: &Handle, dir: &Path, pairs: &[(&str, &str)]) -> Rend
 }
 
 async fn stories(dir: &Path) -> Vec<Rendered> {
-    let mut out = Vec::new();
-
-    // A good rollout of 3 replicas.
-    let h = Fixture::new()
-        .speed(SPEED)
-        .nodes(2)
-        .node_cpu("4")
-        .deployment(deployment("web", "example/web:v1", 3, json!({})))
-        .image(
-            "example/web:v2",
-            ImageBehaviour::Ok {
-                ready_after: Duration::from_secs(3),
-            },
-        )
-        .start()
-        .await;
-    out.push(
-        run(
+    let web = || deployment("web", "example/web:v1", 3, json!({}));
+    vec![
+        // A good rollout of 3 replicas.
+        story(
             "good",
-            &h,
+            cluster().deployment(web()).image(
+                "example/web:v2",
+                ImageBehaviour::Ok {
+                    ready_after: Duration::from_secs(3),
+                },
+            ),
             dir,
-            &[("INPUT_WORKLOAD", "web"), ("INPUT_TAG", "v2")],
+            &[("INPUT_TAG", "v2")],
+            0,
         )
         .await,
-    );
-    assert_eq!(out.last().unwrap().outcome.exit_code, 0);
-    h.shutdown().await;
-
-    // A tag that does not exist.
-    let h = Fixture::new()
-        .speed(SPEED)
-        .nodes(2)
-        .node_cpu("4")
-        .deployment(deployment("web", "example/web:v1", 3, json!({})))
-        .start()
-        .await;
-    out.push(
-        run(
+        // A tag that does not exist.
+        story(
             "missing-tag",
-            &h,
+            cluster().deployment(web()),
             dir,
-            &[("INPUT_WORKLOAD", "web"), ("INPUT_TAG", "v2-missing")],
+            &[("INPUT_TAG", "v2-missing")],
+            1,
         )
         .await,
-    );
-    assert_eq!(out.last().unwrap().outcome.exit_code, 1);
-    h.shutdown().await;
-
-    // Ready, then crashing during the bake.
-    let h = Fixture::new()
-        .speed(SPEED)
-        .nodes(2)
-        .node_cpu("4")
-        .deployment(deployment("web", "example/web:v1", 3, json!({})))
-        .image(
-            "example/web:v2-late-crash",
-            ImageBehaviour::LateCrash {
-                after: Duration::from_secs(12),
-            },
-        )
-        .start()
-        .await;
-    out.push(
-        run(
+        // Ready, then crashing during the bake.
+        story(
             "crash-during-bake",
-            &h,
+            cluster().deployment(web()).image(
+                "example/web:v2-late-crash",
+                ImageBehaviour::LateCrash {
+                    after: Duration::from_secs(12),
+                },
+            ),
             dir,
-            &[
-                ("INPUT_WORKLOAD", "web"),
-                ("INPUT_TAG", "v2-late-crash"),
-                ("INPUT_BAKE", "60s"),
-            ],
+            &[("INPUT_TAG", "v2-late-crash"), ("INPUT_BAKE", "60s")],
+            1,
         )
         .await,
-    );
-    assert_eq!(out.last().unwrap().outcome.exit_code, 1);
-    h.shutdown().await;
-
-    // New pods that fit on no node (the surge pod of 1200m on 2-cpu nodes).
-    let requests = json!({"resources": {"requests": {"cpu": "1200m"}}});
-    let h = Fixture::new()
-        .speed(SPEED)
-        .nodes(2)
-        .node_cpu("2")
-        .deployment(deployment("web", "example/web:v1", 2, requests))
-        .start()
-        .await;
-    out.push(
-        run(
+        // New pods that fit on no node (the surge pod of 1200m on 2-cpu nodes).
+        story(
             "unschedulable",
-            &h,
+            cluster().node_cpu("2").deployment(deployment(
+                "web",
+                "example/web:v1",
+                2,
+                json!({"resources": {"requests": {"cpu": "1200m"}}}),
+            )),
             dir,
-            &[
-                ("INPUT_WORKLOAD", "web"),
-                ("INPUT_TAG", "v2"),
-                ("INPUT_UNSCHEDULABLE-GRACE", "3s"),
-            ],
+            &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "3s")],
+            1,
         )
         .await,
-    );
-    assert_eq!(out.last().unwrap().outcome.exit_code, 1);
-    h.shutdown().await;
-
-    // A group: b crashes, a is rolled back with it.
-    let h = Fixture::new()
-        .speed(SPEED)
-        .nodes(2)
-        .node_cpu("4")
-        .deployment(deployment("a", "example/a:v1", 2, json!({})))
-        .deployment(deployment("b", "example/b:v1", 2, json!({})))
-        .image(
-            "example/b:v2",
-            ImageBehaviour::Crash {
-                after: Duration::from_secs(1),
-                exit_code: 1,
-            },
-        )
-        .start()
-        .await;
-    out.push(
-        run(
+        // A group: b crashes, a is rolled back with it.
+        story(
             "group",
-            &h,
+            cluster()
+                .deployment(deployment("a", "example/a:v1", 2, json!({})))
+                .deployment(deployment("b", "example/b:v1", 2, json!({})))
+                .image(
+                    "example/b:v2",
+                    ImageBehaviour::Crash {
+                        after: Duration::from_secs(1),
+                        exit_code: 1,
+                    },
+                ),
             dir,
             &[
                 ("INPUT_WORKLOAD", "deployment/a, deployment/b"),
                 ("INPUT_TAG", "v2"),
             ],
+            1,
         )
         .await,
-    );
-    assert_eq!(out.last().unwrap().outcome.exit_code, 1);
+    ]
+}
+
+/// Two nodes of 4 cpu.
+fn cluster() -> Fixture {
+    Fixture::new().speed(SPEED).nodes(2).node_cpu("4")
+}
+
+/// One story: its cluster started, rollguard run on `web` (unless `pairs`
+/// name the workload) with `pairs`, ending with exit `code`.
+async fn story(
+    name: &str,
+    fixture: Fixture,
+    dir: &Path,
+    pairs: &[(&str, &str)],
+    code: i32,
+) -> Rendered {
+    let h = fixture.start().await;
+    let mut inputs = vec![("INPUT_WORKLOAD", "web")];
+    inputs.extend_from_slice(pairs);
+    let r = run(name, &h, dir, &inputs).await;
+    assert_eq!(r.outcome.exit_code, code, "{name}");
     h.shutdown().await;
-    out
+    r
 }
 
 /// The texts that must be visible without clicking: the first evidence

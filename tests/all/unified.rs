@@ -2,24 +2,10 @@
 //! one pipeline: the deploy lock, the in-progress marker, and cancellation
 //! with rollback of every workload.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 use serde_json::{Value, json};
-
-fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image}]}},
-        }
-    })
-}
 
 fn sts(h: &kubesim::Handle, name: &str) -> Option<Value> {
     h.get("apps/v1", "StatefulSet", "default", name)
@@ -151,14 +137,10 @@ async fn sigterm_rolls_back_every_workload_of_a_group() {
     assert!(in_progress(&deployment_named(&h, "web")).is_some());
     assert!(in_progress(&deployment_named(&h, "api")).is_some());
     signal(&child, "TERM");
-    let t0 = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
+    let (out, took) = exited_within(child, Duration::from_secs(15)).await;
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
+    assert!(took < Duration::from_secs(10), "{took:?}");
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("[deployment/web] cancelled (SIGTERM)"),

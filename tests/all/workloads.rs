@@ -238,19 +238,12 @@ async fn rc_crash_is_caught_and_rolled_back() {
 
 // ---------------------------------------------------------------- StatefulSet
 
+/// A database StatefulSet: ready 2 s after its port answers.
 fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image,
-                             "readinessProbe": {"tcpSocket": {"port": 5432}, "initialDelaySeconds": 2}}]}},
-        }
-    })
+    let mut s = support::statefulset(name, image, replicas);
+    s["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
+        json!({"tcpSocket": {"port": 5432}, "initialDelaySeconds": 2});
+    s
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -331,12 +324,7 @@ async fn statefulset_missing_image_rolled_back() {
         ],
     ))
     .await;
-    assert_eq!(o.exit_code, 1, "{out}");
-    assert_eq!(
-        o.report.findings.first().map(|f| f.cause),
-        Some(Cause::ImageNotFound)
-    );
-    assert!(o.report.rollback.clone().unwrap().confirmed);
+    support::assert_rolled_back(&o, &out, 1, Cause::ImageNotFound);
     assert!(statefulset_settled(&h, "db", 2));
     h.shutdown().await;
 }
@@ -392,12 +380,7 @@ async fn daemonset_success_then_missing_image_rolled_back() {
         ],
     ))
     .await;
-    assert_eq!(o.exit_code, 1, "{out}");
-    assert_eq!(
-        o.report.findings.first().map(|f| f.cause),
-        Some(Cause::ImageNotFound)
-    );
-    assert!(o.report.rollback.clone().unwrap().confirmed);
+    support::assert_rolled_back(&o, &out, 1, Cause::ImageNotFound);
     let d = obj(&h, "apps/v1", "DaemonSet", "agent").unwrap();
     assert_eq!(
         d["spec"]["template"]["spec"]["containers"][0]["image"],

@@ -10,8 +10,9 @@ mod fixture;
 use std::time::Duration;
 
 use kubesim::Handle;
+use rollguard::diagnose::Cause;
 use rollguard::{Env, Outcome};
-use serde_json::Value;
+use serde_json::{Value, json};
 
 pub use fixture::{DeploymentSpec, Fixture, PodLabel, rolled_out_in};
 
@@ -185,6 +186,58 @@ pub fn signal(child: &tokio::process::Child, sig: &str) {
         .expect("kill runs")
         .success();
     assert!(ok, "kill -{sig} {pid}");
+}
+
+/// The child's output once it has exited, and how long that took; fails
+/// the test when it is still running after `deadline`.
+pub async fn exited_within(
+    child: tokio::process::Child,
+    deadline: Duration,
+) -> (std::process::Output, Duration) {
+    let t0 = std::time::Instant::now();
+    let out = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("still running after {deadline:?}"))
+        .expect("the child's output");
+    (out, t0.elapsed())
+}
+
+/// The run failed with `code`, `cause` first among its findings, and its
+/// rollback was attempted and confirmed healthy.
+pub fn assert_rolled_back(o: &Outcome, out: &str, code: i32, cause: Cause) {
+    assert_eq!(o.exit_code, code, "{out}\n{:#?}", o.report);
+    assert_eq!(
+        o.report.findings.first().map(|f| f.cause),
+        Some(cause),
+        "{:#?}",
+        o.report.findings
+    );
+    let rb = o.report.rollback.as_ref().expect("rollback reported");
+    assert!(rb.attempted && rb.confirmed, "{rb:?}");
+}
+
+/// Delete the ConfigMap `name` in `default` behind the API's back (as an
+/// operator's `kubectl delete` would, after the pods started).
+pub fn delete_configmap(h: &Handle, name: &str) {
+    h.store()
+        .delete(kubesim::resources::res("configmaps"), "default", name)
+        .expect("configmap deleted");
+}
+
+/// A StatefulSet `name` of `replicas` pods, one container `name` on
+/// `image`, selected by `app: <name>`.
+pub fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": name, "image": image}]}},
+        }
+    })
 }
 
 /// Set a new image that becomes ready only after `secs` (real seconds at speed 1).

@@ -20,6 +20,9 @@ const GL_TOKEN: &str = "glpat-secretGitLabToken98765";
 const SLACK_TOKEN: &str = "xoxb-secret-slack-bot-token-4242";
 const KUBE_TOKEN: &str = "eyJhbGciOiJSUzI1NiJ9.kube-secret-token";
 
+/// rustls's process-wide provider, the one rollguard installs (ring): the
+/// sinks tests call the reporters without a run that would install it. The
+/// first install in the test process wins; every later one is a no-op.
 fn init() {
     let _ = rustls::crypto::ring::default_provider().install_default();
 }

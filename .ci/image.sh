@@ -15,7 +15,7 @@
 # image must be at most 12 MB, as release.yml checks on the published one),
 # copied out of the container storage (skopeo) and unpacked (umoci) into
 # target/image/{release,shell}/rootfs, with each image's OCI config in
-# target/image/{release,shell}.config.json. tests/image.rs runs the unpacked
+# target/image/{release,shell}.config.json. tests/all/image.rs runs the unpacked
 # images as GitHub Actions, GitLab CI and Cloud Build would (podman run does
 # not work on these machines: crun cannot set RLIMIT_NOFILE/RLIMIT_NPROC and
 # refuses hybrid cgroups).
@@ -30,7 +30,7 @@ rollguard_ci_image() {
   repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   dir="$repo/target/image"
   start=$(date +%s)
-  echo "== container image (the Dockerfile with buildah on local bases; tests/image.rs runs it)"
+  echo "== container image (the Dockerfile with buildah on local bases; tests/all/image.rs runs it)"
   [ -x "$bin" ] || { echo "image: no static binary at $bin"; return 1; }
   for tool in buildah skopeo umoci podman; do
     command -v "$tool" >/dev/null || { echo "image: $tool is missing (apt-get install buildah podman skopeo umoci)"; return 1; }
@@ -125,7 +125,7 @@ if [ "${BASH_SOURCE[0]}" = "$0" ]; then
   set -euo pipefail
   host=$(rustc -vV | sed -n 's/^host: //p')
   rollguard_ci_image "${1:-$(cd "$(dirname "$0")/.." && pwd)/target/static/$host/release/rollguard}"
-  echo "run the image tests with: ROLLGUARD_IMAGE_DIR=$ROLLGUARD_IMAGE_DIR cargo test --test image"
+  echo "run the image tests with: ROLLGUARD_IMAGE_DIR=$ROLLGUARD_IMAGE_DIR cargo test --test all image::"
 else
   rollguard_ci_image "$static_bin"
 fi

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Installs what the browser rendering tests (tests/render.rs) need: Debian's
+# Installs what the browser rendering tests (tests/all/render.rs) need: Debian's
 # chromium, and from npm marked (GitHub-flavoured Markdown), mermaid (the
 # charts GitHub draws) and playwright-core (drives the browser; it downloads
 # no browser of its own). Idempotent: the npm packages go to .tools/render.

@@ -9,8 +9,8 @@ if ! command -v npm >/dev/null || ! command -v python3 >/dev/null || ! command -
   apt-get update -qq
   apt-get install -y -qq npm python3 unzip >/dev/null
 fi
-# A real OCI registry for the pre-flight registry-check tests (tests/preflight.rs),
-# and a real Prometheus for the metric-gate tests (tests/analysis.rs).
+# A real OCI registry for the pre-flight registry-check tests (tests/all/preflight.rs),
+# and a real Prometheus for the metric-gate tests (tests/all/analysis.rs).
 if [ ! -x /usr/bin/docker-registry ] || [ ! -x /usr/bin/prometheus ]; then
   apt-get update -qq
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry prometheus >/dev/null
@@ -26,6 +26,6 @@ if ! dpkg-query -W -f='${Status}\n' $image_pkgs 2>/dev/null | grep -c 'ok instal
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 bash .ci/install-tools.sh
-# Headless Chromium with marked + mermaid for the rendering tests (tests/render.rs).
+# Headless Chromium with marked + mermaid for the rendering tests (tests/all/render.rs).
 bash .ci/install-render-tools.sh
 

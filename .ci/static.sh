@@ -1,10 +1,10 @@
 # Sourced by .ci/run and .ci/test: builds the static release binary and
-# exports ROLLGUARD_STATIC_BIN (tests/ship.rs, the image, the benchmark).
+# exports ROLLGUARD_STATIC_BIN (tests/all/ship.rs, the image, the benchmark).
 echo "== static release binary"
 # The Docker image builds a static musl binary (see Dockerfile); the musl
 # Rust target is not installable here, so CI builds the same [profile.release]
 # as static glibc, in its own target dir (the dev build cache stays warm).
-# tests/ship.rs runs it with an empty environment (ROLLGUARD_STATIC_BIN).
+# tests/all/ship.rs runs it with an empty environment (ROLLGUARD_STATIC_BIN).
 host=$(rustc -vV | sed -n 's/^host: //p')
 static_start=$(date +%s)
 RUSTFLAGS="-C target-feature=+crt-static" \

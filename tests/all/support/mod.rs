@@ -1,0 +1,256 @@
+//! What rollguard's integration tests share: a kubesim cluster with its
+//! workloads (`Fixture`, `DeploymentSpec`), kubectl's rollout rule,
+//! rollguard's inputs, library and child-process runs. The short names
+//! (`web`, `get`, `healthy`, `image`, `env`, …) are about the `web`
+//! Deployment most suites roll out.
+#![allow(dead_code)]
+
+mod fixture;
+
+use std::time::Duration;
+
+use kubesim::Handle;
+use rollguard::diagnose::Cause;
+use rollguard::{Env, Outcome};
+use serde_json::{Value, json};
+
+pub use fixture::{DeploymentSpec, Fixture, PodLabel, rolled_out_in};
+
+pub const WAIT: Duration = Duration::from_secs(60);
+
+/// `web`: `replicas` pods of one container `web` on `image`, labelled
+/// `name: web-pods`.
+pub fn web(image: &str, replicas: i64) -> Value {
+    DeploymentSpec {
+        image,
+        replicas,
+        labelled: true,
+        ..Default::default()
+    }
+    .into()
+}
+
+/// A cluster at `speed`, nothing deployed.
+pub async fn cluster(speed: f64) -> Handle {
+    Fixture::new().speed(speed).start().await
+}
+
+/// A cluster at `speed` with `web` ready on `example/web:v1`.
+pub async fn web_cluster(speed: f64, replicas: i64) -> Handle {
+    Fixture::new()
+        .speed(speed)
+        .deployment(web("example/web:v1", replicas))
+        .start()
+        .await
+}
+
+/// The stored Deployment `name` in `default`.
+pub fn deployment_named(h: &Handle, name: &str) -> Value {
+    h.get("apps/v1", "Deployment", "default", name)
+        .map(|d| (*d).clone())
+        .expect("deployment exists")
+}
+
+/// kubectl's rollout rule on the stored Deployment `name` in `default`.
+pub fn rolled_out(h: &Handle, name: &str) -> bool {
+    rolled_out_in(h, "default", name)
+}
+
+/// Create the Deployment `obj` and wait until it is rolled out (when the
+/// cluster must change first; else `Fixture::deployment`).
+pub async fn create_ready(h: &Handle, obj: Value) {
+    let name = obj["metadata"]["name"].as_str().unwrap().to_string();
+    h.create(obj).expect("create deployment");
+    assert!(
+        h.wait_for(WAIT, |h| rolled_out(h, &name)).await,
+        "deployment {name} never became ready"
+    );
+}
+
+/// The StatefulSet `name` in `default` has `n` ready pods, all of its
+/// current revision.
+pub fn statefulset_settled(h: &Handle, name: &str, n: i64) -> bool {
+    let Some(s) = h.get("apps/v1", "StatefulSet", "default", name) else {
+        return false;
+    };
+    let st = &s["status"];
+    st["readyReplicas"] == n
+        && st["updatedReplicas"] == n
+        && st["currentRevision"] == st["updateRevision"]
+        && st["observedGeneration"] == s["metadata"]["generation"]
+}
+
+/// Pods in `default` not being deleted.
+pub fn live_pods(h: &Handle) -> Vec<Value> {
+    h.list("v1", "Pod", "default")
+        .into_iter()
+        .filter(|p| p["metadata"]["deletionTimestamp"].is_null())
+        .map(|p| (*p).clone())
+        .collect()
+}
+
+pub fn get(h: &Handle) -> Value {
+    deployment_named(h, "web")
+}
+
+pub fn healthy(h: &Handle) -> bool {
+    h.get("apps/v1", "Deployment", "default", "web")
+        .is_some_and(|d| rollguard::recovery::rolled_out(&d, 0))
+}
+
+pub fn image(h: &Handle) -> String {
+    get(h)["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+pub fn annotation(h: &Handle, key: &str) -> Option<String> {
+    get(h)["metadata"]["annotations"][key]
+        .as_str()
+        .map(str::to_string)
+}
+
+/// ReplicaSets of web (live ones), with their revision annotations.
+pub fn revisions(h: &Handle) -> Vec<String> {
+    let mut r: Vec<String> = h
+        .list("apps/v1", "ReplicaSet", "default")
+        .iter()
+        .filter(|rs| rs["metadata"]["deletionTimestamp"].is_null())
+        .filter_map(|rs| {
+            rs["metadata"]["annotations"]["deployment.kubernetes.io/revision"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    r.sort();
+    r
+}
+
+pub fn replica_set_count(h: &Handle) -> usize {
+    h.list("apps/v1", "ReplicaSet", "default").len()
+}
+
+pub fn env(h: &Handle, pairs: &[(&str, &str)]) -> Env {
+    env_with(
+        h,
+        &[
+            ("ROLLGUARD_VERIFY_IMAGE", "false"),
+            ("ROLLGUARD_WORKLOAD", "deployment/web"),
+        ],
+        pairs,
+    )
+}
+
+/// rollguard's inputs: the cluster's kubeconfig, then `base`, then `pairs`
+/// (a later pair wins).
+pub fn env_with(h: &Handle, base: &[(&str, &str)], pairs: &[(&str, &str)]) -> Env {
+    // The clusters of these suites run compressed (speed 20-30): a window of
+    // 1 real second spans 20 s or more of the cluster's time, the default
+    // stability window. Suites at speed 1 set their own.
+    let mut e: Env = [
+        ("ROLLGUARD_KUBECONFIG".to_string(), h.kubeconfig_yaml()),
+        ("ROLLGUARD_STABLE_FOR".to_string(), "1s".to_string()),
+    ]
+    .into();
+    for (k, v) in base.iter().chain(pairs) {
+        e.insert(k.to_string(), v.to_string());
+    }
+    e
+}
+
+/// rollguard's library entry point; its outcome and what it printed
+/// (echoed to the test's output).
+pub async fn run(env: &Env) -> (Outcome, String) {
+    let mut out = Vec::new();
+    let outcome = rollguard::run(env, &mut out).await;
+    let text = String::from_utf8_lossy(&out).to_string();
+    println!("{text}");
+    (outcome, text)
+}
+
+/// The real binary against the cluster, stdout/stderr piped.
+pub fn spawn(env: &Env) -> tokio::process::Child {
+    tokio::process::Command::new(env!("CARGO_BIN_EXE_rollguard"))
+        .env_clear()
+        .envs(env)
+        .env("NO_COLOR", "1")
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("rollguard starts")
+}
+
+pub fn signal(child: &tokio::process::Child, sig: &str) {
+    let pid = child.id().expect("child running");
+    let ok = std::process::Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok, "kill -{sig} {pid}");
+}
+
+/// The child's output once it has exited, and how long that took; fails
+/// the test when it is still running after `deadline`.
+pub async fn exited_within(
+    child: tokio::process::Child,
+    deadline: Duration,
+) -> (std::process::Output, Duration) {
+    let t0 = std::time::Instant::now();
+    let out = tokio::time::timeout(deadline, child.wait_with_output())
+        .await
+        .unwrap_or_else(|_| panic!("still running after {deadline:?}"))
+        .expect("the child's output");
+    (out, t0.elapsed())
+}
+
+/// The run failed with `code`, `cause` first among its findings, and its
+/// rollback was attempted and confirmed healthy.
+pub fn assert_rolled_back(o: &Outcome, out: &str, code: i32, cause: Cause) {
+    assert_eq!(o.exit_code, code, "{out}\n{:#?}", o.report);
+    assert_eq!(
+        o.report.findings.first().map(|f| f.cause),
+        Some(cause),
+        "{:#?}",
+        o.report.findings
+    );
+    let rb = o.report.rollback.as_ref().expect("rollback reported");
+    assert!(rb.attempted && rb.confirmed, "{rb:?}");
+}
+
+/// Delete the ConfigMap `name` in `default` behind the API's back (as an
+/// operator's `kubectl delete` would, after the pods started).
+pub fn delete_configmap(h: &Handle, name: &str) {
+    h.store()
+        .delete(kubesim::resources::res("configmaps"), "default", name)
+        .expect("configmap deleted");
+}
+
+/// A StatefulSet `name` of `replicas` pods, one container `name` on
+/// `image`, selected by `app: <name>`.
+pub fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
+    json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": name, "namespace": "default"},
+        "spec": {
+            "replicas": replicas,
+            "serviceName": name,
+            "selector": {"matchLabels": {"app": name}},
+            "template": {"metadata": {"labels": {"app": name}},
+                         "spec": {"containers": [{"name": name, "image": image}]}},
+        }
+    })
+}
+
+/// Set a new image that becomes ready only after `secs` (real seconds at speed 1).
+pub fn slow_image(h: &Handle, image: &str, secs: u64) {
+    h.set_image_behaviour(
+        image,
+        kubesim::scenario::ImageBehaviour::Ok {
+            ready_after: Duration::from_secs(secs),
+        },
+    );
+}

@@ -5,7 +5,13 @@
 use std::io::Write;
 
 use kube::Client;
+use std::time::Duration;
+
 use tokio::time::Instant;
+
+use crate::guards::Guards;
+use crate::stability::Stability;
+use crate::track::{self, Subject};
 
 use crate::Stop;
 use crate::cancel;
@@ -53,10 +59,63 @@ pub(crate) struct Applied {
     pub cancel_target: Option<cancel::Handle>,
 }
 
+/// What the run's guards and gate need to know of one workload's rollout.
+pub(crate) struct Watched<'a> {
+    /// The new version (label value) and the container we changed.
+    pub version: &'a str,
+    pub container: &'a str,
+    /// The workload's `minReadySeconds`: the stability window is at least this.
+    pub min_ready_seconds: Option<i64>,
+    /// How many old pods the rollout may take down (freed room for pods
+    /// that cannot be scheduled).
+    pub max_unavailable: usize,
+    /// How long to bake (or hold a canary) after success.
+    pub bake: Duration,
+    pub deadline: Instant,
+}
+
+/// Follow `subject` in the one follow loop with the run's guards (the
+/// stability window, unschedulable permanence, the heartbeat) and the metric
+/// gate during the bake; the stability note and the gate's evaluations go
+/// into `rep`.
+pub(crate) async fn follow_guarded<S: Subject>(
+    ctx: &Ctx<'_>,
+    w: &WorkloadRef,
+    subject: &mut S,
+    watched: Watched<'_>,
+    rep: &mut WorkloadReport,
+    out: &mut (dyn Write + Send),
+) -> Ended {
+    let s = ctx.settings;
+    let mut guards = Guards::new(
+        ctx.client.clone(),
+        &ctx.ns,
+        Stability::window_for(s.stable_for, watched.min_ready_seconds),
+        s.scale_up_grace,
+        watched.max_unavailable,
+    );
+    let mut gate = gate_for(ctx, w, watched.version, watched.container, out);
+    let ended = track::follow(
+        subject,
+        &ctx.limits,
+        watched.deadline,
+        watched.bake,
+        &mut guards,
+        gate.as_mut(),
+        out,
+    )
+    .await;
+    rep.analysis = gate_summary(gate);
+    if let Some(n) = guards.stable_note.take() {
+        rep.stability = Some(n);
+    }
+    ended
+}
+
 /// The metric gate of one workload's bake, its query filled in with the
 /// workload's values (None without a gate; a client that cannot be built is
 /// one line and no gate).
-pub(crate) fn gate_for(
+fn gate_for(
     ctx: &Ctx<'_>,
     w: &WorkloadRef,
     version: &str,
@@ -85,9 +144,7 @@ pub(crate) fn gate_for(
 }
 
 /// The gate's evaluations for the report, when it evaluated anything.
-pub(crate) fn gate_summary(
-    gate: Option<crate::analysis::Gate>,
-) -> Option<crate::analysis::Summary> {
+fn gate_summary(gate: Option<crate::analysis::Gate>) -> Option<crate::analysis::Summary> {
     gate.map(crate::analysis::Gate::into_summary)
         .filter(|a| !a.evaluations.is_empty() || a.failure.is_some())
 }

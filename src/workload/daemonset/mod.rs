@@ -7,8 +7,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::deployment::{NotRollable, Plan, Progress};
-use crate::image::ImageChange;
+use super::deployment::{Ask, NotRollable, Plan, Progress};
 
 pub mod rollout;
 
@@ -21,25 +20,8 @@ fn n(v: &Value, p: &str) -> i64 {
 }
 
 /// Plan the one patch (see [`super::deployment::plan`]).
-pub fn plan(
-    raw: &Value,
-    container: Option<&str>,
-    change: &ImageChange,
-    version: Option<&str>,
-    version_label: &str,
-    origin: &str,
-    now: &str,
-) -> Result<Plan, NotRollable> {
-    super::statefulset::template_plan(
-        "daemonset",
-        raw,
-        container,
-        change,
-        version,
-        version_label,
-        origin,
-        now,
-    )
+pub fn plan(raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable> {
+    super::statefulset::template_plan("daemonset", raw, ask)
 }
 
 /// kubectl's DaemonSet rule: what is still awaited, or None when done.

@@ -6,9 +6,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::*;
-use crate::image::ImageChange;
 use crate::model::Progress;
-use crate::workload::deployment::{NotRollable, Plan};
+use crate::workload::deployment::{Ask, NotRollable, Plan};
 
 /// The DaemonSet as a template kind: judged on the pods of the new
 /// template generation; its pods are per node (no capacity check).
@@ -17,16 +16,8 @@ pub struct DaemonSetKind;
 impl crate::workload::template::TemplateKind for DaemonSetKind {
     type Object = k8s_openapi::api::apps::v1::DaemonSet;
 
-    fn plan(
-        raw: &Value,
-        container: Option<&str>,
-        change: &ImageChange,
-        version: Option<&str>,
-        version_label: &str,
-        origin: &str,
-        now: &str,
-    ) -> Result<Plan, NotRollable> {
-        plan(raw, container, change, version, version_label, origin, now)
+    fn plan(raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable> {
+        plan(raw, ask)
     }
 
     fn strategy(_raw: &Value) -> Option<crate::preflight::capacity::Strategy> {

@@ -14,16 +14,14 @@ use crate::canary::{ANNOTATION, LABEL, cleanup};
 use crate::config::Canary;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
-use crate::guards::Guards;
 use crate::model::Cause;
 use crate::report::{self, Conclusion, Rollback, WorkloadReport};
-use crate::stability::Stability;
-use crate::track::{self, Ended};
+use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::deployment::subject::DeploymentSubject;
 use crate::workload::deployment::tracker::Tracker;
 use crate::workload::deployment::{self as dep, Expectations};
-use crate::workload::rollout::{Ctx, gate_for, gate_summary};
+use crate::workload::rollout::{Ctx, Watched, follow_guarded};
 use crate::{Stop, cancel, cluster_error, stop};
 
 /// The canary Deployment for `stable` and its plan: the stable pod template
@@ -226,16 +224,7 @@ pub(crate) async fn run(
         .as_ref()
         .and_then(|s| s.min_ready_seconds)
         .map(i64::from);
-    let mut guards = Guards::new(
-        client.clone(),
-        ns,
-        Stability::window_for(s.stable_for, min_ready),
-        s.scale_up_grace,
-        0,
-    );
-    let deadline = Instant::now() + s.timeout;
     let token = cancel::current();
-    let mut gate = gate_for(ctx, w, &plan.version, &plan.container, out);
     let verdict = {
         let mut subject = DeploymentSubject {
             tracker: &mut tracker,
@@ -243,21 +232,21 @@ pub(crate) async fn run(
             container: &plan.container,
             canary: true,
         };
-        let follow = track::follow(
-            &mut subject,
-            &ctx.limits,
-            deadline,
-            c.hold,
-            &mut guards,
-            gate.as_mut(),
-            &mut *out,
-        );
+        let watched = Watched {
+            version: &plan.version,
+            container: &plan.container,
+            min_ready_seconds: min_ready,
+            // The stable pods stay: the canary's pending pods free no room.
+            max_unavailable: 0,
+            bake: c.hold,
+            deadline: Instant::now() + s.timeout,
+        };
+        let follow = follow_guarded(ctx, w, &mut subject, watched, rep, &mut *out);
         tokio::select! {
             ended = follow => Verdict::Ended(ended),
             why = token.cancelled() => Verdict::Cancelled(why),
         }
     };
-    rep.analysis = gate_summary(gate);
     let exposure = crate::canary::exposure(pods, replicas, exposed_from.elapsed());
     if let Verdict::Ended(Ended::Succeeded(_)) = &verdict {
         let _ = writeln!(out, "canary passed ({exposure}); rolling out {w}");
@@ -410,12 +399,14 @@ mod tests {
         let p = dep::plan(
             &stable(),
             &[],
-            Some("web"),
-            &crate::image::ImageChange::Tag("v2".into()),
-            None,
-            "app.kubernetes.io/version",
-            "ci",
-            "now",
+            &crate::workload::deployment::Ask {
+                container: Some("web"),
+                change: &crate::image::ImageChange::Tag("v2".into()),
+                version: None,
+                version_label: "app.kubernetes.io/version",
+                origin: "ci",
+                now: "now",
+            },
         )
         .expect("plannable");
         let m = manifest(&stable(), &p, "app.kubernetes.io/version", 1, "{}");

@@ -18,7 +18,7 @@ pub use status::*;
 mod tests {
     use super::status::progressing;
     use super::*;
-    use crate::image::ImageChange;
+
     use crate::model::Cause;
     use k8s_openapi::api::apps::v1::{Deployment, DeploymentCondition, ReplicaSet};
     use k8s_openapi::api::core::v1::Event;
@@ -244,12 +244,14 @@ mod tests {
         let p = plan(
             &raw,
             &snap.replica_sets,
-            None,
-            &ImageChange::Tag("v2".into()),
-            None,
-            "app.kubernetes.io/version",
-            "ci",
-            "2026-01-01T00:00:00Z",
+            &crate::workload::deployment::Ask {
+                container: None,
+                change: &crate::image::ImageChange::Tag("v2".into()),
+                version: None,
+                version_label: "app.kubernetes.io/version",
+                origin: "ci",
+                now: "2026-01-01T00:00:00Z",
+            },
         )
         .unwrap();
         assert_eq!(p.new_image, "example/web:v2");

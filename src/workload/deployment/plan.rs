@@ -115,19 +115,33 @@ pub fn replica_set_for_template<'a>(
         .find(|rs| typed_template_value(rs.spec.as_ref().and_then(|s| s.template.as_ref())) == want)
 }
 
+/// What a run asks of a plan: the change, which container, the version and
+/// its label, where the run comes from (for change-cause) and when.
+#[derive(Debug, Clone, Copy)]
+pub struct Ask<'a> {
+    pub container: Option<&'a str>,
+    pub change: &'a ImageChange,
+    pub version: Option<&'a str>,
+    pub version_label: &'a str,
+    pub origin: &'a str,
+    pub now: &'a str,
+}
+
 /// Plan the one patch. `deployment` is the raw object as read;
 /// `replica_sets` are the Deployment's (to name the previous template hash).
-#[allow(clippy::too_many_arguments)] // each is one input of the change; a struct would only rename them
 pub fn plan(
     deployment: &Value,
     replica_sets: &[Arc<ReplicaSet>],
-    container: Option<&str>,
-    change: &ImageChange,
-    version: Option<&str>,
-    version_label: &str,
-    change_cause_origin: &str,
-    now: &str,
+    ask: &Ask<'_>,
 ) -> Result<Plan, NotRollable> {
+    let Ask {
+        container,
+        change,
+        version,
+        version_label,
+        origin: change_cause_origin,
+        now,
+    } = *ask;
     let name = deployment
         .pointer("/metadata/name")
         .and_then(Value::as_str)

@@ -15,21 +15,19 @@ use tokio::time::Instant;
 use crate::config::Canary;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
-use crate::guards::Guards;
 use crate::image::ImageChange;
 use crate::k8s::objects::{selector_of, uid_generation};
 use crate::model::Finding;
 use crate::model::Sample;
 use crate::preflight::capacity;
 use crate::report::{self, Conclusion, WorkloadReport};
-use crate::stability::Stability;
-use crate::track::{self, Ended};
+use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Watched, follow_guarded};
 use crate::{Stop, cluster_error, stop};
 
 pub(crate) struct DeploymentRollout {
@@ -79,12 +77,14 @@ impl Rollout for DeploymentRollout {
             dep::plan(
                 &raw,
                 &replica_sets,
-                container,
-                change,
-                version,
-                &s.version_label,
-                &s.run_origin,
-                &now,
+                &dep::Ask {
+                    container,
+                    change,
+                    version,
+                    version_label: &s.version_label,
+                    origin: &s.run_origin,
+                    now: &now,
+                },
             )
             .map_err(|e| stop(ExitCode::BadInput, e.0))
         };
@@ -190,34 +190,21 @@ impl Rollout for DeploymentRollout {
             .as_ref()
             .map(|d| capacity::strategy(d).max_unavailable.max(0) as usize)
             .unwrap_or(0);
-        let mut guards = Guards::new(
-            ctx.client.clone(),
-            &ctx.ns,
-            Stability::window_for(s.stable_for, min_ready),
-            s.scale_up_grace,
-            max_unavailable,
-        );
         let mut subject = super::subject::DeploymentSubject {
             tracker,
             exp,
             container: &self.plan.container,
             canary: false,
         };
-        let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
-        let ended = track::follow(
-            &mut subject,
-            &ctx.limits,
+        let watched = Watched {
+            version: &self.plan.version,
+            container: &self.plan.container,
+            min_ready_seconds: min_ready,
+            max_unavailable,
+            bake: s.bake,
             deadline,
-            s.bake,
-            &mut guards,
-            gate.as_mut(),
-            out,
-        )
-        .await;
-        rep.analysis = gate_summary(gate);
-        if let Some(n) = guards.stable_note.take() {
-            rep.stability = Some(n);
-        }
+        };
+        let ended = follow_guarded(ctx, w, &mut subject, watched, rep, out).await;
         let snap = tracker.snapshot();
         rep.revision = dep::new_replica_set(&snap, exp)
             .and_then(|rs| rs.metadata.annotations.as_ref())

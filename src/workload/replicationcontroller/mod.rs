@@ -20,7 +20,6 @@ use super::deployment::{self as dep, NotRollable};
 mod apply;
 mod follow;
 pub mod rollout;
-use crate::image::ImageChange;
 use crate::image::Reference;
 
 /// On the old RC: the name of the RC it is being rolled to.
@@ -98,15 +97,13 @@ fn name_part(version: &str) -> String {
 }
 
 /// Plan the rolling update of the RC `old` (raw, as read).
-pub fn plan(
-    old: &Value,
-    container: Option<&str>,
-    change: &ImageChange,
-    version: Option<&str>,
-    version_label: &str,
-    origin: &str,
-    now: &str,
-) -> Result<RcPlan, NotRollable> {
+pub fn plan(old: &Value, ask: &dep::Ask<'_>) -> Result<RcPlan, NotRollable> {
+    let dep::Ask {
+        change: _,
+        version: _,
+        version_label,
+        ..
+    } = *ask;
     let old_name = old
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -115,17 +112,7 @@ pub fn plan(
     let kind_name = |n: &str| format!("replicationcontroller/{n}");
     // The Deployment planner knows containers, images, tags and versions;
     // its patch applied to a copy gives the new template.
-    let p = dep::plan(
-        old,
-        &[],
-        container,
-        change,
-        version,
-        version_label,
-        origin,
-        now,
-    )
-    .map_err(|e| {
+    let p = dep::plan(old, &[], ask).map_err(|e| {
         NotRollable(e.0.replace(&format!("deployment/{old_name}"), &kind_name(&old_name)))
     })?;
     let mut patched = old.clone();
@@ -472,12 +459,14 @@ mod tests {
     fn plan_for(old: &Value, tag: &str) -> RcPlan {
         plan(
             old,
-            Some("node-api-container"),
-            &ImageChange::Tag(tag.into()),
-            None,
-            "version",
-            "ci",
-            "now",
+            &crate::workload::deployment::Ask {
+                container: Some("node-api-container"),
+                change: &crate::image::ImageChange::Tag(tag.into()),
+                version: None,
+                version_label: "version",
+                origin: "ci",
+                now: "now",
+            },
         )
         .unwrap()
     }
@@ -537,12 +526,14 @@ mod tests {
         assert!(
             plan(
                 &next,
-                Some("node-api-container"),
-                &ImageChange::Tag("1.0.1".into()),
-                None,
-                "version",
-                "ci",
-                "now"
+                &crate::workload::deployment::Ask {
+                    container: Some("node-api-container"),
+                    change: &crate::image::ImageChange::Tag("1.0.1".into()),
+                    version: None,
+                    version_label: "version",
+                    origin: "ci",
+                    now: "now"
+                }
             )
             .is_err()
         );

@@ -18,17 +18,15 @@ use super::*;
 use crate::config::Settings;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
-use crate::guards::Guards;
 use crate::image::ImageChange;
 use crate::k8s::objects::{get_obj, is_status, labels_at, merge_patch_obj, pod_spec};
 use crate::model::Finding;
 use crate::preflight::capacity;
 use crate::report::{self, WorkloadReport};
-use crate::stability::Stability;
-use crate::track::{self, Ended, Watch};
+use crate::track::{Ended, Watch};
 use crate::workload::deployment as dep;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Watched, follow_guarded};
 use crate::workload::{Kind, WorkloadRef};
 use crate::{Stop, cluster_error, stop};
 
@@ -82,12 +80,14 @@ impl Rollout for RcRollout {
         let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
             plan(
                 &old,
-                container,
-                change,
-                version,
-                &s.version_label,
-                &s.run_origin,
-                &now,
+                &dep::Ask {
+                    container,
+                    change,
+                    version,
+                    version_label: &s.version_label,
+                    origin: &s.run_origin,
+                    now: &now,
+                },
             )
             .map_err(|e| stop(ExitCode::BadInput, e.0))
         };
@@ -233,17 +233,11 @@ impl Rollout for RcRollout {
             .old
             .pointer("/spec/minReadySeconds")
             .and_then(Value::as_i64);
-        let mut guards = Guards::new(
-            ctx.client.clone(),
-            &ctx.ns,
-            Stability::window_for(ctx.settings.stable_for, min_ready),
-            ctx.settings.scale_up_grace,
-            unavailable.max(0) as usize,
-        );
-        let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
         let Some(watch) = self.watch.as_mut() else {
             return Ended::not_started();
         };
+        // The scaling steps, said in the report after the follow.
+        let mut notes = Vec::new();
         let mut subject = follow::RcSubject {
             ctx,
             watch,
@@ -252,24 +246,20 @@ impl Rollout for RcRollout {
             new_selector: &self.new_selector,
             set_old: &mut self.set_old,
             set_new: &mut self.set_new,
-            notes: &mut rep.notes,
+            notes: &mut notes,
             surge,
             unavailable,
         };
-        let ended = track::follow(
-            &mut subject,
-            &ctx.limits,
+        let watched = Watched {
+            version: &self.plan.version,
+            container: &self.plan.container,
+            min_ready_seconds: min_ready,
+            max_unavailable: unavailable.max(0) as usize,
+            bake: ctx.settings.bake,
             deadline,
-            ctx.settings.bake,
-            &mut guards,
-            gate.as_mut(),
-            out,
-        )
-        .await;
-        rep.analysis = gate_summary(gate);
-        if let Some(n) = guards.stable_note.take() {
-            rep.stability = Some(n);
-        }
+        };
+        let ended = follow_guarded(ctx, w, &mut subject, watched, rep, out).await;
+        rep.notes.append(&mut notes);
         ended
     }
 

@@ -9,8 +9,7 @@ use std::sync::Arc;
 use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
-use super::deployment::{NotRollable, Plan, Progress};
-use crate::image::ImageChange;
+use super::deployment::{Ask, NotRollable, Plan, Progress};
 
 pub mod rollout;
 
@@ -21,40 +20,13 @@ fn n(v: &Value, p: &str) -> i64 {
 }
 
 /// Plan the one patch (see [`super::deployment::plan`]).
-pub fn plan(
-    raw: &Value,
-    container: Option<&str>,
-    change: &ImageChange,
-    version: Option<&str>,
-    version_label: &str,
-    origin: &str,
-    now: &str,
-) -> Result<Plan, NotRollable> {
-    template_plan(
-        "statefulset",
-        raw,
-        container,
-        change,
-        version,
-        version_label,
-        origin,
-        now,
-    )
+pub fn plan(raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable> {
+    template_plan("statefulset", raw, ask)
 }
 
 /// The Deployment plan, for any object with `spec.template` and a
 /// `matchLabels` selector; messages name `kind`.
-#[allow(clippy::too_many_arguments)]
-pub(crate) fn template_plan(
-    kind: &str,
-    raw: &Value,
-    container: Option<&str>,
-    change: &ImageChange,
-    version: Option<&str>,
-    version_label: &str,
-    origin: &str,
-    now: &str,
-) -> Result<Plan, NotRollable> {
+pub(crate) fn template_plan(kind: &str, raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable> {
     let name = raw
         .pointer("/metadata/name")
         .and_then(Value::as_str)
@@ -68,17 +40,9 @@ pub(crate) fn template_plan(
             "{kind}/{name} uses updateStrategy OnDelete: its pods are only replaced when deleted, so a rollout cannot be followed; switch it to RollingUpdate"
         )));
     }
-    super::deployment::plan(
-        raw,
-        &[],
-        container,
-        change,
-        version,
-        version_label,
-        origin,
-        now,
-    )
-    .map_err(|e| NotRollable(e.0.replace(&format!("deployment/{name}"), &format!("{kind}/{name}"))))
+    super::deployment::plan(raw, &[], ask).map_err(|e| {
+        NotRollable(e.0.replace(&format!("deployment/{name}"), &format!("{kind}/{name}")))
+    })
 }
 
 /// The StatefulSet's `partition` (0 when unset).
@@ -196,12 +160,14 @@ mod tests {
         let s = sts(json!({}));
         let p = plan(
             &s,
-            None,
-            &ImageChange::Tag("2".into()),
-            None,
-            "v",
-            "ci",
-            "now",
+            &crate::workload::deployment::Ask {
+                container: None,
+                change: &crate::image::ImageChange::Tag("2".into()),
+                version: None,
+                version_label: "v",
+                origin: "ci",
+                now: "now",
+            },
         )
         .unwrap();
         assert_eq!(p.new_image, "example/db:2");
@@ -210,12 +176,14 @@ mod tests {
         assert!(
             plan(
                 &s,
-                None,
-                &ImageChange::Tag("2".into()),
-                None,
-                "v",
-                "ci",
-                "now"
+                &crate::workload::deployment::Ask {
+                    container: None,
+                    change: &crate::image::ImageChange::Tag("2".into()),
+                    version: None,
+                    version_label: "v",
+                    origin: "ci",
+                    now: "now"
+                }
             )
             .unwrap_err()
             .0

@@ -6,9 +6,8 @@ use k8s_openapi::api::core::v1::Pod;
 use serde_json::Value;
 
 use super::*;
-use crate::image::ImageChange;
 use crate::model::Progress;
-use crate::workload::deployment::{NotRollable, Plan};
+use crate::workload::deployment::{Ask, NotRollable, Plan};
 
 /// The StatefulSet as a template kind: judged on the pods of the update
 /// revision; one pod at a time (surge 0, unavailable 1); its rollback
@@ -19,16 +18,8 @@ pub struct StatefulSetKind;
 impl crate::workload::template::TemplateKind for StatefulSetKind {
     type Object = k8s_openapi::api::apps::v1::StatefulSet;
 
-    fn plan(
-        raw: &Value,
-        container: Option<&str>,
-        change: &ImageChange,
-        version: Option<&str>,
-        version_label: &str,
-        origin: &str,
-        now: &str,
-    ) -> Result<Plan, NotRollable> {
-        plan(raw, container, change, version, version_label, origin, now)
+    fn plan(raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable> {
+        plan(raw, ask)
     }
 
     fn strategy(raw: &Value) -> Option<crate::preflight::capacity::Strategy> {

@@ -8,7 +8,6 @@
 
 use std::io::Write;
 
-use k8s_openapi::api::apps::v1::StatefulSet;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 
@@ -16,14 +15,12 @@ use super::{TemplateKind, TemplateSubject};
 use crate::canary::PARTITION_ANNOTATION;
 use crate::config::Canary;
 use crate::exit::ExitCode;
-use crate::guards::Guards;
 use crate::k8s::objects::match_labels_selector;
 use crate::model::Progress;
 use crate::report::WorkloadReport;
-use crate::stability::Stability;
-use crate::track::{self, Ended, Watch};
+use crate::track::{Ended, Watch};
 use crate::workload::deployment::{Plan, pointer_segment};
-use crate::workload::rollout::{Ctx, gate_for, gate_summary};
+use crate::workload::rollout::{Ctx, Watched, follow_guarded};
 use crate::workload::{WorkloadRef, statefulset as sts};
 use crate::{Stop, stop};
 
@@ -105,7 +102,7 @@ pub(crate) async fn hold<K: TemplateKind>(
     let pods = crate::canary::pods_for(c.pods, replicas, &w.to_string()).unwrap_or(1);
     let selector = match_labels_selector(raw);
     let name = w.name.clone();
-    let mut watch = Watch::start::<StatefulSet>(client, ns, Some(&name), &selector);
+    let mut watch = Watch::start::<K::Object>(client, ns, Some(&name), &selector);
     let _ = writeln!(
         out,
         "canary of {w}: ordinals {}..{} take the new version (partition {}), then held for {}",
@@ -115,30 +112,20 @@ pub(crate) async fn hold<K: TemplateKind>(
         humantime::format_duration(c.hold)
     );
     let min_ready = raw.pointer("/spec/minReadySeconds").and_then(Value::as_i64);
-    let mut guards = Guards::new(
-        client.clone(),
-        ns,
-        Stability::window_for(s.stable_for, min_ready),
-        s.scale_up_grace,
-        1,
-    );
     let started = Instant::now();
-    let deadline = started + s.timeout;
-    let mut gate = gate_for(ctx, w, &plan.version, &plan.container, out);
     let mut subject =
         TemplateSubject::<K>::new(&mut watch, &name, generation, ours, &plan.container)
             .for_canary();
-    let ended = track::follow(
-        &mut subject,
-        &ctx.limits,
-        deadline,
-        c.hold,
-        &mut guards,
-        gate.as_mut(),
-        &mut *out,
-    )
-    .await;
-    rep.analysis = gate_summary(gate);
+    let watched = Watched {
+        version: &plan.version,
+        container: &plan.container,
+        min_ready_seconds: min_ready,
+        // One pod at a time, as the StatefulSet replaces them.
+        max_unavailable: 1,
+        bake: c.hold,
+        deadline: started + s.timeout,
+    };
+    let ended = follow_guarded(ctx, w, &mut subject, watched, rep, &mut *out).await;
     let exposure = crate::canary::exposure(pods, replicas, started.elapsed());
     match ended {
         Ended::Succeeded(_) => {

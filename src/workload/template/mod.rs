@@ -22,18 +22,16 @@ use tokio::time::Instant;
 use crate::config::Canary;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
-use crate::guards::Guards;
 use crate::image::ImageChange;
 use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, uid_generation};
 use crate::model::Finding;
 use crate::model::Progress;
 use crate::preflight::capacity;
 use crate::report::{self, Conclusion, WorkloadReport};
-use crate::stability::Stability;
 use crate::track::{self, Ended, Poll, Watch};
-use crate::workload::deployment::{NotRollable, Plan};
+use crate::workload::deployment::{Ask, NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, gate_for, gate_summary};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Watched, follow_guarded};
 use crate::workload::{WorkloadRef, patch};
 use crate::{Stop, stop};
 
@@ -47,16 +45,7 @@ pub trait TemplateKind {
         + Send
         + Sync
         + 'static;
-    #[allow(clippy::too_many_arguments)]
-    fn plan(
-        raw: &Value,
-        container: Option<&str>,
-        change: &ImageChange,
-        version: Option<&str>,
-        version_label: &str,
-        origin: &str,
-        now: &str,
-    ) -> Result<Plan, NotRollable>;
+    fn plan(raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable>;
     /// How many pods the rollout adds and removes at once, for the capacity
     /// check; None when there is none to make (pods per node).
     fn strategy(raw: &Value) -> Option<capacity::Strategy>;
@@ -118,12 +107,14 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
             K::plan(
                 &raw,
-                container,
-                change,
-                version,
-                &s.version_label,
-                &s.run_origin,
-                &now,
+                &Ask {
+                    container,
+                    change,
+                    version,
+                    version_label: &s.version_label,
+                    origin: &s.run_origin,
+                    now: &now,
+                },
             )
             .map_err(|e| stop(ExitCode::BadInput, e.0))
         };
@@ -229,13 +220,6 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
             .and_then(Value::as_u64)
             .unwrap_or(1) as usize;
-        let mut guards = Guards::new(
-            ctx.client.clone(),
-            &ctx.ns,
-            Stability::window_for(s.stable_for, min_ready),
-            s.scale_up_grace,
-            max_unavailable,
-        );
         let ours = self
             .patched
             .as_ref()
@@ -263,23 +247,17 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
                 return ended;
             }
         }
-        let mut gate = gate_for(ctx, w, &self.plan.version, &self.plan.container, out);
         let mut subject =
             TemplateSubject::<K>::new(watch, &w.name, self.generation, &ours, &self.plan.container);
-        let ended = track::follow(
-            &mut subject,
-            &ctx.limits,
+        let watched = Watched {
+            version: &self.plan.version,
+            container: &self.plan.container,
+            min_ready_seconds: min_ready,
+            max_unavailable,
+            bake: s.bake,
             deadline,
-            s.bake,
-            &mut guards,
-            gate.as_mut(),
-            out,
-        )
-        .await;
-        rep.analysis = gate_summary(gate);
-        if let Some(n) = guards.stable_note.take() {
-            rep.stability = Some(n);
-        }
+        };
+        let ended = follow_guarded(ctx, w, &mut subject, watched, rep, out).await;
         self.revision = watch
             .snapshot()
             .object(&w.name)

@@ -14,6 +14,9 @@
 //! - renewed in a background task every `duration / 3`; released at the end
 //!   (deleted with a resourceVersion precondition; never someone else's).
 //! - no permission on Leases (403): warn and run without the lock.
+//!
+//! (Just over 500 lines with its unit tests: acquire, renew and release of
+//! one Lease.)
 
 use std::time::Duration;
 

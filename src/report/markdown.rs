@@ -4,6 +4,9 @@
 //! (exposure, rollback, the state at the verdict, where the run came from),
 //! each finding with its fix and its evidence in plain sight, the events,
 //! the details table, and the chart of old vs new ready pods.
+//!
+//! (Over 500 lines with its unit tests: one renderer, tested on each part
+//! of the body.)
 
 use super::escape::{html_text, md_code, md_code_span, md_fence, md_text, truncate};
 use super::timeline;

@@ -1,6 +1,9 @@
 //! End-to-end: rollguard's library entry point against an in-process
 //! kubesim over HTTPS, checking the cluster's state afterwards.
 //! Each test has its own simulated cluster, so they run concurrently.
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use crate::support;
 

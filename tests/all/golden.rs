@@ -8,6 +8,9 @@
 //! Update the snapshots with
 //! `INSTA_UPDATE=always cargo test -p rollguard --test all golden::`, then read
 //! every changed `.snap` file before committing it.
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use crate::support;
 use crate::support::{DeploymentSpec, Fixture, PodLabel};

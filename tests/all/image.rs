@@ -12,6 +12,9 @@
 //! machines (crun may not set RLIMIT_NOFILE/RLIMIT_NPROC, and refuses hybrid
 //! cgroups). Without ROLLGUARD_IMAGE_DIR the tests skip, except under
 //! CI=true, where they fail.
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use std::collections::BTreeMap;
 use std::ffi::CString;

@@ -2,6 +2,9 @@
 //! `docker-registry`, the CNCF distribution server) on loopback, rollguard's
 //! library entry point, kubesim. The simulated kubelet does not pull from the
 //! registry: images are simulated by name (a plain `…:v2` runs fine).
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use crate::support;
 

@@ -4,6 +4,9 @@
 //! has its own cluster; they all run at once, so the suite costs about as
 //! long as its slowest story. Each asserts the exit code, the diagnosis and
 //! the cluster afterwards (template, pods' images, healthy).
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use crate::support;
 

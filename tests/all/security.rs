@@ -4,6 +4,9 @@
 //! signal during the rollback, the lock wait. Each test drives the real
 //! binary (or the library entry point) against kubesim and checks what was
 //! printed and what the cluster holds afterwards.
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use std::io::Write as _;
 use std::path::PathBuf;

@@ -3,6 +3,9 @@
 //! the GitHub workflows and the recipes in examples/ have the structure they
 //! need; the CronJob recipe's Role is enough for a redeploy, and a Role
 //! missing a verb stops before anything changes (exit 78 naming it).
+//!
+//! (Over 500 lines: one suite of end-to-end tests of one concern; each
+//! test is a story of its own, set up by `support`.)
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};

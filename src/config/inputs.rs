@@ -1,8 +1,5 @@
 //! Every input rollguard knows (name, default, example, help), the raw
 //! string form they are read into, and the `--help` text.
-//!
-//! (Just over 500 lines: one table, an entry per input, kept whole so the
-//! inputs, action.yml and `--help` are read from one place.)
 
 use serde::Deserialize;
 
@@ -343,6 +340,7 @@ pub const INPUTS: &[InputSpec] = &[
 /// The raw inputs after name normalisation; every field a string, empty
 /// values already dropped. Read through envy so the names live in one place.
 #[derive(Debug, Default, Deserialize)]
+#[serde(rename_all = "kebab-case")]
 pub(super) struct RawInputs {
     pub(super) workload: Option<String>,
     pub(super) namespace: Option<String>,
@@ -350,84 +348,49 @@ pub(super) struct RawInputs {
     pub(super) image: Option<String>,
     pub(super) tag: Option<String>,
     pub(super) version: Option<String>,
-    #[serde(rename = "version-label")]
     pub(super) version_label: Option<String>,
     pub(super) timeout: Option<String>,
     pub(super) rollback: Option<String>,
-    #[serde(rename = "rollback-timeout")]
     pub(super) rollback_timeout: Option<String>,
-    #[serde(rename = "restart-threshold")]
     pub(super) restart_threshold: Option<String>,
-    #[serde(rename = "unschedulable-grace")]
     pub(super) unschedulable_grace: Option<String>,
     pub(super) bake: Option<String>,
-    #[serde(rename = "stable-for")]
     pub(super) stable_for: Option<String>,
     pub(super) canary: Option<String>,
-    #[serde(rename = "canary-hold")]
     pub(super) canary_hold: Option<String>,
-    #[serde(rename = "scale-up-grace")]
     pub(super) scale_up_grace: Option<String>,
     pub(super) kubeconfig: Option<String>,
     pub(super) context: Option<String>,
     pub(super) auth: Option<String>,
-    #[serde(rename = "cluster-endpoint")]
     pub(super) cluster_endpoint: Option<String>,
-    #[serde(rename = "cluster-ca")]
     pub(super) cluster_ca: Option<String>,
-    #[serde(rename = "dry-run")]
     pub(super) dry_run: Option<String>,
-    #[serde(rename = "report-file")]
     pub(super) report_file: Option<String>,
-    #[serde(rename = "verify-image")]
     pub(super) verify_image: Option<String>,
-    #[serde(rename = "registry-auth")]
     pub(super) registry_auth: Option<String>,
-    #[serde(rename = "insecure-registries")]
     pub(super) insecure_registries: Option<String>,
-    #[serde(rename = "pin-digest")]
     pub(super) pin_digest: Option<String>,
-    #[serde(rename = "capacity-check")]
     pub(super) capacity_check: Option<String>,
-    #[serde(rename = "github-token")]
     pub(super) github_token: Option<String>,
-    #[serde(rename = "gitlab-token")]
     pub(super) gitlab_token: Option<String>,
-    #[serde(rename = "slack-webhook")]
     pub(super) slack_webhook: Option<String>,
-    #[serde(rename = "slack-token")]
     pub(super) slack_token: Option<String>,
-    #[serde(rename = "slack-channel")]
     pub(super) slack_channel: Option<String>,
-    #[serde(rename = "slack-on")]
     pub(super) slack_on: Option<String>,
     pub(super) environment: Option<String>,
-    #[serde(rename = "environment-url")]
     pub(super) environment_url: Option<String>,
-    #[serde(rename = "max-surge")]
     pub(super) max_surge: Option<String>,
-    #[serde(rename = "max-unavailable")]
     pub(super) max_unavailable: Option<String>,
-    #[serde(rename = "prometheus-url")]
     pub(super) prometheus_url: Option<String>,
-    #[serde(rename = "prometheus-token")]
     pub(super) prometheus_token: Option<String>,
-    #[serde(rename = "prometheus-username")]
     pub(super) prometheus_username: Option<String>,
-    #[serde(rename = "prometheus-password")]
     pub(super) prometheus_password: Option<String>,
-    #[serde(rename = "analysis-query")]
     pub(super) analysis_query: Option<String>,
-    #[serde(rename = "analysis-condition")]
     pub(super) analysis_condition: Option<String>,
-    #[serde(rename = "analysis-interval")]
     pub(super) analysis_interval: Option<String>,
-    #[serde(rename = "analysis-failure-limit")]
     pub(super) analysis_failure_limit: Option<String>,
     pub(super) lock: Option<String>,
-    #[serde(rename = "lock-timeout")]
     pub(super) lock_timeout: Option<String>,
-    #[serde(rename = "on-cancel")]
     pub(super) on_cancel: Option<String>,
 }
 

@@ -105,7 +105,7 @@ pub(crate) async fn follow_guarded<S: Subject>(
         out,
     )
     .await;
-    rep.analysis = gate_summary(gate);
+    rep.analysis = gate_summary(rep.analysis.take(), gate);
     if let Some(n) = guards.stable_note.take() {
         rep.stability = Some(n);
     }
@@ -144,9 +144,25 @@ fn gate_for(
 }
 
 /// The gate's evaluations for the report, when it evaluated anything.
-fn gate_summary(gate: Option<crate::analysis::Gate>) -> Option<crate::analysis::Summary> {
-    gate.map(crate::analysis::Gate::into_summary)
-        .filter(|a| !a.evaluations.is_empty() || a.failure.is_some())
+///
+/// `earlier` is what a canary's hold already recorded: the full rollout
+/// after a passing canary keeps it (a rollout without a bake evaluates
+/// nothing more), and a bake's evaluations follow the hold's.
+fn gate_summary(
+    earlier: Option<crate::analysis::Summary>,
+    gate: Option<crate::analysis::Gate>,
+) -> Option<crate::analysis::Summary> {
+    let now = gate
+        .map(crate::analysis::Gate::into_summary)
+        .filter(|a| !a.evaluations.is_empty() || a.failure.is_some());
+    match (earlier, now) {
+        (Some(mut e), Some(n)) => {
+            e.evaluations.extend(n.evaluations);
+            e.failure = n.failure;
+            Some(e)
+        }
+        (e, n) => n.or(e),
+    }
 }
 
 /// How a rollout failed, for its diagnosis.

@@ -85,11 +85,25 @@ pub(crate) fn gate_for(
 }
 
 /// The gate's evaluations for the report, when it evaluated anything.
+///
+/// `earlier` is what a canary's hold already recorded: the full rollout
+/// after a passing canary keeps it (a rollout without a bake evaluates
+/// nothing more), and a bake's evaluations follow the hold's.
 pub(crate) fn gate_summary(
+    earlier: Option<crate::analysis::Summary>,
     gate: Option<crate::analysis::Gate>,
 ) -> Option<crate::analysis::Summary> {
-    gate.map(crate::analysis::Gate::into_summary)
-        .filter(|a| !a.evaluations.is_empty() || a.failure.is_some())
+    let now = gate
+        .map(crate::analysis::Gate::into_summary)
+        .filter(|a| !a.evaluations.is_empty() || a.failure.is_some());
+    match (earlier, now) {
+        (Some(mut e), Some(n)) => {
+            e.evaluations.extend(n.evaluations);
+            e.failure = n.failure;
+            Some(e)
+        }
+        (e, n) => n.or(e),
+    }
 }
 
 /// How a rollout failed, for its diagnosis.

@@ -256,7 +256,7 @@ pub(crate) async fn run(
             why = token.cancelled() => Verdict::Cancelled(why),
         }
     };
-    rep.analysis = gate_summary(gate);
+    rep.analysis = gate_summary(rep.analysis.take(), gate);
     let exposure = crate::canary::exposure(pods, replicas, exposed_from.elapsed());
     if let Verdict::Ended(Ended::Succeeded(_)) = &verdict {
         let _ = writeln!(out, "canary passed ({exposure}); rolling out {w}");

@@ -266,7 +266,7 @@ impl Rollout for RcRollout {
             out,
         )
         .await;
-        rep.analysis = gate_summary(gate);
+        rep.analysis = gate_summary(rep.analysis.take(), gate);
         if let Some(n) = guards.stable_note.take() {
             rep.stability = Some(n);
         }

@@ -137,7 +137,7 @@ pub(crate) async fn hold<K: TemplateKind>(
         &mut *out,
     )
     .await;
-    rep.analysis = gate_summary(gate);
+    rep.analysis = gate_summary(rep.analysis.take(), gate);
     let exposure = crate::canary::exposure(pods, replicas, started.elapsed());
     match ended {
         Ended::Succeeded(_) => {

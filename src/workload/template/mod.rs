@@ -276,7 +276,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             out,
         )
         .await;
-        rep.analysis = gate_summary(gate);
+        rep.analysis = gate_summary(rep.analysis.take(), gate);
         if let Some(n) = guards.stable_note.take() {
             rep.stability = Some(n);
         }

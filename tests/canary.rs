@@ -97,7 +97,7 @@ async fn a_good_canary_passes_and_the_full_rollout_follows() {
         passed < full,
         "the stable Deployment was patched before the canary passed:\n{out}"
     );
-    assert!(out.contains("holding it for 2s"), "{out}");
+    assert!(out.contains("then held for 2s"), "{out}");
     assert_eq!(image(&h), "example/web:v2");
     assert!(h.wait_for(WAIT, healthy).await);
     let pods = live_pods(&h);
@@ -265,7 +265,7 @@ async fn sigterm_during_the_hold_removes_the_canary() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
     assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
-    assert!(stdout.contains("holding it for 10m"), "{stdout}");
+    assert!(stdout.contains("then held for 10m"), "{stdout}");
     assert!(
         stdout.contains("cancelled (SIGTERM) during the canary"),
         "{stdout}"
@@ -444,7 +444,7 @@ async fn a_canary_needs_create_and_delete_on_deployments_asked_before_it_is_made
     let (o, out) = run(&e).await;
     assert_eq!(o.exit_code, 78, "{out}");
     assert!(
-        out.contains("missing permission in namespace default: delete deployments.apps (the canary deployment/web-canary"),
+        out.contains("missing permission in namespace default: delete deployments.apps (the canary; or deploy without canary)"),
         "{out}"
     );
     assert_eq!(stable_state(&h), before, "nothing changed");

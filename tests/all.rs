@@ -17,6 +17,8 @@ mod analysis;
 mod binary;
 #[path = "all/canary.rs"]
 mod canary;
+#[path = "all/canary_gate.rs"]
+mod canary_gate;
 #[path = "all/canary_realspeed.rs"]
 mod canary_realspeed;
 #[path = "all/canary_statefulset.rs"]

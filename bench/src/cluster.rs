@@ -83,6 +83,7 @@ impl Cluster {
             node_pods: scn.node_pods,
             speed,
             tls: true,
+            metrics_listen: scn.gate.then(|| ([127, 0, 0, 1], 0).into()),
             ..Default::default()
         };
         if let Some(a) = scn.autoscaler {

@@ -16,6 +16,7 @@ mod autoscaler;
 mod cluster;
 mod observe;
 mod proc;
+mod prometheus;
 mod report;
 mod scenario;
 mod tools;
@@ -164,11 +165,26 @@ async fn run_once(setup: &Setup, scn: &Scenario, tool: Tool) -> anyhow::Result<S
         &kubeconfig,
     )
     .await?;
+    // The metric gate's Prometheus, scraping this cluster's pod metrics.
+    let prom = match (scn.gate, cluster.sim()) {
+        (false, _) => None,
+        (true, Some(h)) => {
+            let target = h
+                .metrics_addr
+                .ok_or_else(|| anyhow::anyhow!("kubesim serves no pod metrics"))?;
+            Some(prometheus::Prometheus::start(target).await?)
+        }
+        (true, None) => anyhow::bail!(
+            "{}: the metric gate needs the in-process kubesim's pod metrics",
+            scn.key
+        ),
+    };
     let rc = RunCtx {
         speed,
         namespace: cluster.namespace().to_string(),
         old_image: setup.images.old(),
         new_image: setup.images.new_for(scn),
+        prometheus_url: prom.as_ref().map(prometheus::Prometheus::url),
     };
     let names = scn.names();
     let (changes, lagged) = cluster.changes(&kubeconfig).await?;
@@ -235,12 +251,29 @@ async fn measure(
         obs.wait_for(end_limit, |m| Marks::all(&m.completed).is_some())
             .await;
     } else if !scn.succeeds && run.reported_failure {
-        obs.wait_for(end_limit, |m| Marks::all(&m.healthy_again).is_some())
-            .await;
+        // A failed canary never patched the stable Deployment: its end is
+        // the canary's deletion.
+        obs.wait_for(end_limit, |m| {
+            Marks::all(&m.healthy_again).is_some() || canary_held(scn, m)
+        })
+        .await;
     }
     let first_request = first.and_then(FirstRequest::stop);
     let counts = cluster.counts()?;
     Ok((run, first_request, counts))
+}
+
+/// A canary that failed: the stable Deployment was never patched, the
+/// canary was deleted, and no more pods of the new version were live than
+/// the canary's count (when it is a count, not a percentage).
+fn canary_held(scn: &Scenario, marks: &Marks) -> bool {
+    scn.canary.is_some()
+        && scn
+            .canary
+            .and_then(|c| c.parse::<usize>().ok())
+            .is_none_or(|n| marks.peak_new_pods <= n * scn.deployments)
+        && marks.patched.iter().all(Option::is_none)
+        && Marks::all(&marks.canary_removed).is_some()
 }
 
 fn sample(
@@ -270,11 +303,8 @@ fn sample(
     } else {
         // A canary that failed: the stable Deployment was never patched,
         // the canary was deleted.
-        let canary_held = scn.canary.is_some()
-            && marks.patched.iter().all(Option::is_none)
-            && Marks::all(&marks.canary_removed).is_some();
-        let ok =
-            run.reported_failure && (Marks::all(&marks.healthy_again).is_some() || canary_held);
+        let ok = run.reported_failure
+            && (Marks::all(&marks.healthy_again).is_some() || canary_held(scn, marks));
         if !ok {
             note = if !run.reported_failure {
                 "reported success".into()
@@ -472,6 +502,11 @@ async fn main() -> anyhow::Result<()> {
         if scn.autoscaler.is_some() && setup.external.is_none() && !autoscaler::AVAILABLE {
             eprintln!("{:>13} skipped: {}", scn.key, autoscaler::MISSING);
             skipped.push((scn.key, autoscaler::MISSING.to_string()));
+            continue;
+        }
+        if scn.gate && !prometheus::available() {
+            eprintln!("{:>13} skipped: {}", scn.key, prometheus::MISSING);
+            skipped.push((scn.key, prometheus::MISSING.to_string()));
             continue;
         }
         for &tool in tools.iter().filter(|t| scn.runs_tool(**t)) {

@@ -25,6 +25,9 @@ pub enum Decide {
     /// A new pod's container exits for the first time (terminated state, or
     /// a restart already counted).
     FirstExit,
+    /// A new pod becomes Ready (it serves traffic from then on: a build
+    /// that is up but answers with errors).
+    FirstReady,
 }
 
 /// One change as the observer sees it.
@@ -125,6 +128,16 @@ fn exited(s: &Value) -> bool {
             .is_some_and(Value::is_object)
 }
 
+/// The pod's Ready condition is True.
+fn ready(p: &Value) -> bool {
+    p.pointer("/status/conditions")
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == "Ready" && c["status"] == "True")
+        })
+}
+
 pub struct Observer {
     pub marks: Arc<Mutex<Marks>>,
     changed: Arc<Notify>,
@@ -214,9 +227,9 @@ impl Observer {
                             .pointer("/status/containerStatuses")
                             .and_then(Value::as_array);
                         let hit = new_pod
-                            && statuses.is_some_and(|cs| {
+                            && (statuses.is_some_and(|cs| {
                                 decide == Decide::FirstExit && cs.iter().any(exited)
-                            });
+                            }) || (decide == Decide::FirstReady && ready(obj)));
                         if hit {
                             mk.decided.get_or_insert(now);
                         }

@@ -47,7 +47,18 @@ pub struct Scenario {
     pub external: bool,
     /// rollguard's `canary` input (the peers have no canary step).
     pub canary: Option<&'static str>,
+    /// rollguard's metric gate ([`GATE_QUERY`]) against a real Prometheus
+    /// scraping kubesim's pod metrics (src/prometheus.rs); the row is
+    /// skipped without one.
+    pub gate: bool,
 }
+
+/// The metric gate of the `gate` rows: the new version's share of 5xx
+/// responses (the README's and the tests' query), which must stay below
+/// [`GATE_CONDITION`]. kubesim serves 20 % 500s from an image whose tag
+/// contains `errors`, 0.1 % otherwise.
+pub const GATE_QUERY: &str = r#"sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}",code=~"5.."}[5s])) / sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}"}[5s]))"#;
+pub const GATE_CONDITION: &str = "< 0.05";
 
 /// The images of one run: the previous version and the new one, from the
 /// defaults or `--image KEY=REF` / `--images FILE`.
@@ -184,6 +195,7 @@ pub fn all() -> Vec<Scenario> {
         only_why: "",
         external: true,
         canary: None,
+        gate: false,
     };
     let unschedulable = Scenario {
         key: "unschedulable",
@@ -243,6 +255,19 @@ pub fn all() -> Vec<Scenario> {
         },
         crash.clone(),
         oom.clone(),
+        // Pods up, traffic failing: only a metric gate sees it.
+        Scenario {
+            key: "canary-errors",
+            title: "errors-serving build (Ready, 20 % of responses 500), 4 replicas, rollguard with `canary: 1` and the metric gate",
+            replicas: 4,
+            new_tag: "v2-errors",
+            canary: Some("1"),
+            gate: true,
+            smoke: true,
+            decide: Decide::FirstReady,
+            decided_by: "first new pod Ready (serving errors from then on)",
+            ..crash.clone()
+        },
         unschedulable.clone(),
         Scenario {
             key: "slow",

@@ -55,6 +55,8 @@ pub struct RunCtx {
     pub namespace: String,
     pub old_image: String,
     pub new_image: String,
+    /// The Prometheus of a metric-gate scenario.
+    pub prometheus_url: Option<String>,
 }
 
 impl RunCtx {
@@ -184,6 +186,17 @@ async fn rollguard(
     if let Some(n) = scn.canary {
         c.env("ROLLGUARD_CANARY", n)
             .env("ROLLGUARD_CANARY_HOLD", rc.scaled(120.0));
+    }
+    if let Some(url) = &rc.prometheus_url {
+        // Prometheus scrapes every real second: an evaluation every second
+        // of real time, over a 5 s window.
+        c.env("ROLLGUARD_PROMETHEUS_URL", url)
+            .env("ROLLGUARD_ANALYSIS_QUERY", crate::scenario::GATE_QUERY)
+            .env(
+                "ROLLGUARD_ANALYSIS_CONDITION",
+                crate::scenario::GATE_CONDITION,
+            )
+            .env("ROLLGUARD_ANALYSIS_INTERVAL", "1s");
     }
     let p = proc::run_async(c, LIMIT).await?;
     let line = p

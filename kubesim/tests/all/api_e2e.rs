@@ -454,6 +454,23 @@ async fn graceful_pod_deletion_marks_bound_pods() {
     api.h.shutdown().await;
 }
 
+/// Merge-patch the `team` label of the object at `path` to `team`; the
+/// answer must be a 200 showing it.
+async fn label_team(api: &Api, path: &str, team: &str) -> Value {
+    let (code, d) = api
+        .patch(
+            path,
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"team": team}}}),
+        )
+        .await;
+    assert_eq!(
+        (code, d["metadata"]["labels"]["team"].as_str()),
+        (200, Some(team))
+    );
+    d
+}
+
 #[tokio::test]
 async fn patch_types() {
     let api = start().await;
@@ -483,17 +500,7 @@ async fn patch_types() {
     assert_eq!(cs[1]["image"], "example/side:1");
     assert_eq!(d["metadata"]["generation"], 2);
 
-    let (code, d) = api
-        .patch(
-            &path,
-            "application/merge-patch+json",
-            json!({"metadata": {"labels": {"team": "a"}}}),
-        )
-        .await;
-    assert_eq!(
-        (code, d["metadata"]["labels"]["team"].as_str()),
-        (200, Some("a"))
-    );
+    let d = label_team(&api, &path, "a").await;
     assert_eq!(
         d["metadata"]["generation"], 2,
         "metadata-only change keeps generation"
@@ -536,17 +543,7 @@ async fn patch_types() {
     assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")));
 
     // dryRun computes without storing.
-    let (code, d) = api
-        .patch(
-            &format!("{path}?dryRun=All"),
-            "application/merge-patch+json",
-            json!({"metadata": {"labels": {"team": "z"}}}),
-        )
-        .await;
-    assert_eq!(
-        (code, d["metadata"]["labels"]["team"].as_str()),
-        (200, Some("z"))
-    );
+    label_team(&api, &format!("{path}?dryRun=All"), "z").await;
     let (_, d) = api.get(&path).await;
     assert_eq!(d["metadata"]["labels"]["team"], "a");
     api.h.shutdown().await;

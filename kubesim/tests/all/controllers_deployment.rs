@@ -34,6 +34,19 @@ async fn cluster() -> (Handle, tokio::task::JoinHandle<()>) {
     (h, kubelet)
 }
 
+/// A cluster with Deployment `web` of `example/web:1` × `replicas`, `spec`'s
+/// fields set on its spec, created and rolled out.
+async fn rolled_out_web(replicas: i64, spec: Value) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (h, kubelet) = cluster().await;
+    let mut d = deployment("web", "example/web:1", replicas);
+    for (k, v) in spec.as_object().into_iter().flatten() {
+        d["spec"][k] = v.clone();
+    }
+    h.create(d).unwrap();
+    wait_rolled_out(&h, "web").await;
+    (h, kubelet)
+}
+
 async fn fake_kubelet(sim: Arc<Sim>) {
     loop {
         let changed = sim.store.changed.notified();
@@ -194,9 +207,7 @@ async fn watch_pods_until(
 
 #[tokio::test]
 async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_old_replica_set() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
 
     let d = get_deploy(&h, "web");
     let rss = replica_sets(&h, "web");
@@ -347,11 +358,7 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
 
 #[tokio::test]
 async fn progress_deadline_fires_on_simulated_time() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 3);
-    d["spec"]["progressDeadlineSeconds"] = json!(10);
-    h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({"progressDeadlineSeconds": 10})).await;
     set_image(&h, "web", "example/web:broken");
     let timed_out =
         |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "ProgressDeadlineExceeded";
@@ -408,9 +415,7 @@ async fn new_deployment_that_never_becomes_ready_is_unavailable() {
 
 #[tokio::test]
 async fn paused_deployment_scales_but_does_not_roll_out() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 2)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(2, json!({})).await;
     modify_deploy(&h, "web", |d| d["spec"]["paused"] = json!(true));
     let paused = |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "DeploymentPaused";
     assert!(h.wait_for(WAIT, paused).await);
@@ -439,11 +444,7 @@ async fn paused_deployment_scales_but_does_not_roll_out() {
 
 #[tokio::test]
 async fn recreate_removes_old_pods_before_creating_new_ones() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 3);
-    d["spec"]["strategy"] = json!({"type": "Recreate"});
-    h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({"strategy": {"type": "Recreate"}})).await;
     let sub = subscribe_pods(&h);
     set_image(&h, "web", "example/web:2");
     watch_pods_until(
@@ -479,11 +480,7 @@ async fn recreate_removes_old_pods_before_creating_new_ones() {
 
 #[tokio::test]
 async fn revision_history_limit_deletes_the_oldest_replica_sets() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 1);
-    d["spec"]["revisionHistoryLimit"] = json!(1);
-    h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(1, json!({"revisionHistoryLimit": 1})).await;
     let first = replica_sets(&h, "web")[0]["metadata"]["name"].clone();
     for image in ["example/web:2", "example/web:3"] {
         set_image(&h, "web", image);
@@ -509,9 +506,7 @@ async fn revision_history_limit_deletes_the_oldest_replica_sets() {
 
 #[tokio::test]
 async fn deleting_a_deployment_collects_its_replica_sets_and_pods() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
     kubesim::api::delete_object(
         &h.sim,
         res("deployments.apps"),
@@ -531,9 +526,7 @@ async fn deleting_a_deployment_collects_its_replica_sets_and_pods() {
 
 #[tokio::test]
 async fn scaling_resizes_the_replica_set() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
     let rs_name = replica_sets(&h, "web")[0]["metadata"]["name"]
         .as_str()
         .unwrap()
@@ -625,9 +618,7 @@ async fn min_ready_seconds_delays_availability_on_simulated_time() {
 
 #[tokio::test]
 async fn an_idle_cluster_writes_nothing() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
     // Let the last status writes land, then expect silence from the controllers.
     h.wait_for(Duration::from_millis(200), |_| false).await;
     let mut rx = h.store().subscribe();

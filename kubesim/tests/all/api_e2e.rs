@@ -177,50 +177,27 @@ async fn auth_401_403_and_self_subject_access_review() {
         json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                "spec": {"resourceAttributes": {"verb": verb, "group": "apps", "resource": "deployments", "namespace": ns}}})
     };
+    // What the restricted identity is told about itself.
+    let ci_post =
+        |path: &'static str, body: Value| api.call_as("ci-token", "POST", path, None, Some(body));
     let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
-    let (code, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            path,
-            None,
-            Some(review("get", "default")),
-        )
-        .await;
+    let (code, r) = ci_post(path, review("get", "default")).await;
     assert_eq!((code, r["status"]["allowed"].as_bool()), (201, Some(true)));
-    let (_, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            path,
-            None,
-            Some(review("patch", "default")),
-        )
-        .await;
+    let (_, r) = ci_post(path, review("patch", "default")).await;
     assert_eq!(r["status"]["allowed"], false);
-    let (_, r) = api
-        .call_as("ci-token", "POST", path, None, Some(review("get", "prod")))
-        .await;
+    let (_, r) = ci_post(path, review("get", "prod")).await;
     assert_eq!(r["status"]["allowed"], false);
-    let (_, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            path,
-            None,
-            Some(json!({"spec": {"nonResourceAttributes": {"path": "/healthz", "verb": "get"}}})),
-        )
-        .await;
+    let (_, r) = ci_post(
+        path,
+        json!({"spec": {"nonResourceAttributes": {"path": "/healthz", "verb": "get"}}}),
+    )
+    .await;
     assert_eq!(r["status"]["allowed"], true);
-    let (code, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
-            None,
-            Some(json!({"spec": {"namespace": "default"}})),
-        )
-        .await;
+    let (code, r) = ci_post(
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        json!({"spec": {"namespace": "default"}}),
+    )
+    .await;
     assert_eq!(code, 201);
     assert_eq!(
         r["status"]["resourceRules"][0]["resources"],

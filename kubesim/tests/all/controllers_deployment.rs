@@ -34,16 +34,26 @@ async fn cluster() -> (Handle, tokio::task::JoinHandle<()>) {
     (h, kubelet)
 }
 
-/// A cluster with Deployment `web` of `example/web:1` × `replicas`, `spec`'s
-/// fields set on its spec, created and rolled out.
+/// `created_web` of `example/web:1`, rolled out.
 async fn rolled_out_web(replicas: i64, spec: Value) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (h, kubelet) = created_web("example/web:1", replicas, spec).await;
+    wait_rolled_out(&h, "web").await;
+    (h, kubelet)
+}
+
+/// A cluster with Deployment `web` of `image` × `replicas`, `spec`'s fields
+/// set on its spec, just created.
+async fn created_web(
+    image: &str,
+    replicas: i64,
+    spec: Value,
+) -> (Handle, tokio::task::JoinHandle<()>) {
     let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", replicas);
+    let mut d = deployment("web", image, replicas);
     for (k, v) in spec.as_object().into_iter().flatten() {
         d["spec"][k] = v.clone();
     }
     h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
     (h, kubelet)
 }
 
@@ -392,10 +402,12 @@ async fn progress_deadline_fires_on_simulated_time() {
 
 #[tokio::test]
 async fn new_deployment_that_never_becomes_ready_is_unavailable() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:broken", 2);
-    d["spec"]["progressDeadlineSeconds"] = json!(5);
-    h.create(d).unwrap();
+    let (h, kubelet) = created_web(
+        "example/web:broken",
+        2,
+        json!({"progressDeadlineSeconds": 5}),
+    )
+    .await;
     let timed_out =
         |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "ProgressDeadlineExceeded";
     assert!(
@@ -594,10 +606,7 @@ async fn orphaned_pods_are_adopted_and_dangling_pods_collected() {
 
 #[tokio::test]
 async fn min_ready_seconds_delays_availability_on_simulated_time() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 2);
-    d["spec"]["minReadySeconds"] = json!(5);
-    h.create(d).unwrap();
+    let (h, kubelet) = created_web("example/web:1", 2, json!({"minReadySeconds": 5})).await;
     let rs_of = |h: &Handle| replica_sets(h, "web").first().cloned();
     let ready_not_available = |h: &Handle| {
         rs_of(h).is_some_and(|rs| {

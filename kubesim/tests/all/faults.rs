@@ -390,6 +390,10 @@ async fn admin_api_drives_faults_and_reports_metrics() {
             .body(body.to_string())
             .send()
     };
+    let get_json = |path: &str| {
+        let rb = a.c.get(format!("{admin}{path}"));
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
     let r = post(
         "/faults/fail-next",
         json!({"count": 1, "method": "GET", "path": "/api/*", "code": 429, "retryAfter": 2}),
@@ -406,14 +410,7 @@ async fn admin_api_drives_faults_and_reports_metrics() {
     )
     .await
     .unwrap();
-    let v: Value =
-        a.c.get(format!("{admin}/faults"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let v = get_json("/faults").await;
     assert_eq!(v["conflicts"][0]["name"], "x");
     let r = a.c.delete(format!("{admin}/faults")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
@@ -421,14 +418,7 @@ async fn admin_api_drives_faults_and_reports_metrics() {
     assert!(!a.h.faults().listening());
     post("/listener/start", json!({})).await.unwrap();
     assert_eq!(a.code_of_get("/version").await, 200);
-    let v: Value =
-        a.c.get(format!("{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let v = get_json("/metrics").await;
     assert!(
         v["byUserAgent"]["faults-test/1.0"]["requests"]
             .as_u64()

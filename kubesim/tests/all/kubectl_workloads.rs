@@ -6,6 +6,7 @@
 
 use crate::common::{self, pod_ready};
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,10 +31,14 @@ fn write(k: &Client, file: &str, body: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-/// `kubectl apply -f` of `body` written as `file`, which must succeed.
-async fn apply(k: &Client, file: &str, body: &str) {
-    let f = write(k, file, body);
+/// A cluster and a `kubectl` on it that has applied `body` (written as
+/// `file`), which must succeed.
+async fn applied(kubectl: PathBuf, file: &str, body: &str) -> (Handle, Client) {
+    let h = cluster().await;
+    let k = Client::new(kubectl, &h.kubeconfig_yaml());
+    let f = write(&k, file, body);
     k.arun(&["apply", "-f", &f]).await.ok();
+    (h, k)
 }
 
 /// The JSON a successful `kubectl <args>` prints.
@@ -141,9 +146,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     let kubectl = require_tool!("kubectl");
-    let h = cluster().await;
-    let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    apply(&k, "sts.yaml", STATEFULSET).await;
+    let (h, k) = applied(kubectl, "sts.yaml", STATEFULSET).await;
     // The API defaults `rollingUpdate.partition: 0` (as upstream), so kubectl
     // takes its "partitioned roll out" branch, as against a real cluster.
     k.arun_expecting(
@@ -246,9 +249,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_rollout_undo_recovers() {
     let kubectl = require_tool!("kubectl");
-    let h = cluster().await;
-    let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    apply(&k, "ds.yaml", DAEMONSET).await;
+    let (h, k) = applied(kubectl, "ds.yaml", DAEMONSET).await;
     k.arun_expecting(
         &["rollout", "status", "daemonset/agent", "--timeout=30s"],
         "daemon set \"agent\" successfully rolled out",
@@ -347,9 +348,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_and_slices_follow_readiness() {
     let kubectl = require_tool!("kubectl");
-    let h = cluster().await;
-    let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    apply(&k, "svc.yaml", SERVICE_AND_PODS).await;
+    let (h, k) = applied(kubectl, "svc.yaml", SERVICE_AND_PODS).await;
     k.arun(&[
         "wait",
         "--for=condition=Ready",

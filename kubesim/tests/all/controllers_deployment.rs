@@ -139,8 +139,9 @@ fn reason(d: &Value, type_: &str) -> String {
         .to_string()
 }
 
+/// The `deployment.kubernetes.io/<key>` annotation the controller writes.
 fn annotation(o: &Value, key: &str) -> String {
-    o["metadata"]["annotations"][key]
+    o["metadata"]["annotations"][format!("deployment.kubernetes.io/{key}")]
         .as_str()
         .unwrap_or("")
         .to_string()
@@ -241,18 +242,12 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
         hash
     );
     assert_eq!(first["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(annotation(&first, "deployment.kubernetes.io/revision"), "1");
-    assert_eq!(
-        annotation(&first, "deployment.kubernetes.io/desired-replicas"),
-        "3"
-    );
-    assert_eq!(
-        annotation(&first, "deployment.kubernetes.io/max-replicas"),
-        "4"
-    );
+    assert_eq!(annotation(&first, "revision"), "1");
+    assert_eq!(annotation(&first, "desired-replicas"), "3");
+    assert_eq!(annotation(&first, "max-replicas"), "4");
     assert_eq!(first["status"]["availableReplicas"], 3);
     assert_eq!(first["status"]["fullyLabeledReplicas"], 3);
-    assert_eq!(annotation(&d, "deployment.kubernetes.io/revision"), "1");
+    assert_eq!(annotation(&d, "revision"), "1");
     let types: Vec<&str> = d["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -311,14 +306,8 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
     let rss = replica_sets(&h, "web");
     assert_eq!(rss.len(), 2);
     assert_eq!(rss[0]["spec"]["replicas"], 0);
-    assert_eq!(
-        annotation(&rss[1], "deployment.kubernetes.io/revision"),
-        "2"
-    );
-    assert_eq!(
-        annotation(&get_deploy(&h, "web"), "deployment.kubernetes.io/revision"),
-        "2"
-    );
+    assert_eq!(annotation(&rss[1], "revision"), "2");
+    assert_eq!(annotation(&get_deploy(&h, "web"), "revision"), "2");
     let events = h.list("v1", "Event", "default");
     let msgs: Vec<&str> = events
         .iter()
@@ -349,19 +338,10 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
     assert_eq!(rss.len(), 2, "no third ReplicaSet");
     assert_eq!(rss[0]["metadata"]["name"], first_name.as_str());
     assert_eq!(rss[0]["spec"]["replicas"], 3);
-    assert_eq!(
-        annotation(&rss[0], "deployment.kubernetes.io/revision"),
-        "3"
-    );
-    assert_eq!(
-        annotation(&rss[0], "deployment.kubernetes.io/revision-history"),
-        "1"
-    );
+    assert_eq!(annotation(&rss[0], "revision"), "3");
+    assert_eq!(annotation(&rss[0], "revision-history"), "1");
     assert_eq!(rss[1]["spec"]["replicas"], 0);
-    assert_eq!(
-        annotation(&get_deploy(&h, "web"), "deployment.kubernetes.io/revision"),
-        "3"
-    );
+    assert_eq!(annotation(&get_deploy(&h, "web"), "revision"), "3");
     kubelet.abort();
     h.shutdown().await;
 }
@@ -482,10 +462,7 @@ async fn recreate_removes_old_pods_before_creating_new_ones() {
     );
     let d = get_deploy(&h, "web");
     assert!(d["spec"]["strategy"].get("rollingUpdate").is_none());
-    assert_eq!(
-        annotation(&rss[1], "deployment.kubernetes.io/max-replicas"),
-        "3"
-    );
+    assert_eq!(annotation(&rss[1], "max-replicas"), "3");
     kubelet.abort();
     h.shutdown().await;
 }
@@ -509,7 +486,7 @@ async fn revision_history_limit_deletes_the_oldest_replica_sets() {
     assert!(!names.contains(&first), "the oldest went first: {names:?}");
     let revisions: Vec<String> = replica_sets(&h, "web")
         .iter()
-        .map(|rs| annotation(rs, "deployment.kubernetes.io/revision"))
+        .map(|rs| annotation(rs, "revision"))
         .collect();
     assert_eq!(revisions, ["2", "3"]);
     kubelet.abort();
@@ -548,10 +525,7 @@ async fn scaling_resizes_the_replica_set() {
         let settled = |h: &Handle| rolled_out(h, "web") && active_pods(h).len() == n;
         assert!(h.wait_for(WAIT, settled).await, "not scaled to {n}");
         let rs = &replica_sets(&h, "web")[0];
-        assert_eq!(
-            annotation(rs, "deployment.kubernetes.io/desired-replicas"),
-            n.to_string()
-        );
+        assert_eq!(annotation(rs, "desired-replicas"), n.to_string());
     }
     let msgs: Vec<String> = h
         .list("v1", "Event", "default")

@@ -94,6 +94,18 @@ impl ApiError {
         Self::new(400, "BadRequest", message)
     }
 
+    /// An object with neither `metadata.name` nor `metadata.generateName`.
+    pub fn name_required(rt: &ResourceType) -> Self {
+        Self::invalid(
+            rt,
+            "",
+            &[(
+                "metadata.name",
+                "Required value: name or generateName is required".into(),
+            )],
+        )
+    }
+
     pub fn invalid(rt: &ResourceType, name: &str, causes: &[(&str, String)]) -> Self {
         let detail = causes
             .iter()

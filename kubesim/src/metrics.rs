@@ -23,15 +23,10 @@
 //! vanish with the pod, as a restarted target's series do.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::convert::Infallible;
 use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 
-use http::{Method, Request};
-use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
+use http::Method;
 use jiff::Timestamp;
 use serde_json::Value;
 use tokio::net::TcpListener;
@@ -170,38 +165,21 @@ impl PodMetrics {
 }
 
 /// Serve `/metrics` on `listener` until `shutdown` turns true.
-pub async fn serve(sim: Arc<Sim>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
+pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
     let metrics = Arc::new(PodMetrics::default());
-    let builder = Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "metrics accept failed");
-                    continue;
-                }
-            },
-            _ = crate::api::http::stopped(&mut shutdown) => return,
-        };
-        let (sim, metrics, builder) = (sim.clone(), metrics.clone(), builder.clone());
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let (sim, metrics) = (sim.clone(), metrics.clone());
-                async move {
-                    let resp = if req.method() == Method::GET && req.uri().path() == "/metrics" {
-                        let (pods, _) = sim.store.list(crate::resources::res("pods"), None);
-                        let body = metrics.render(&pods, sim.clock.now());
-                        crate::api::http::full(200, "text/plain; version=0.0.4", body)
-                    } else {
-                        crate::api::http::full(404, "text/plain", "not found\n")
-                    };
-                    Ok::<_, Infallible>(resp)
-                }
-            });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+    crate::api::http::serve_plain(listener, shutdown, "metrics", move |req| {
+        let (sim, metrics) = (sim.clone(), metrics.clone());
+        async move {
+            if req.method() == Method::GET && req.uri().path() == "/metrics" {
+                let (pods, _) = sim.store.list(crate::resources::res("pods"), None);
+                let body = metrics.render(&pods, sim.clock.now());
+                crate::api::http::full(200, "text/plain; version=0.0.4", body)
+            } else {
+                crate::api::http::full(404, "text/plain", "not found\n")
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -65,299 +65,167 @@ const RW: &[&str] = &[
     "watch",
 ];
 
-macro_rules! res {
-    ($group:expr, $version:expr, $plural:expr, $singular:expr, $kind:expr, $ns:expr, $short:expr, $verbs:expr, $sub:expr, $cat:expr, $gen:expr) => {
-        ResourceType {
-            group: $group,
-            version: $version,
-            plural: $plural,
-            singular: $singular,
-            kind: $kind,
-            namespaced: $ns,
-            short_names: $short,
-            verbs: $verbs,
-            subresources: $sub,
-            categories: $cat,
-            has_generation: $gen,
+/// A namespaced resource with the read/write verbs and nothing else; the
+/// methods below set what differs.
+const fn rw(
+    group: &'static str,
+    version: &'static str,
+    plural: &'static str,
+    singular: &'static str,
+    kind: &'static str,
+) -> ResourceType {
+    ResourceType {
+        group,
+        version,
+        plural,
+        singular,
+        kind,
+        namespaced: true,
+        short_names: &[],
+        verbs: RW,
+        subresources: &[],
+        categories: &[],
+        has_generation: false,
+    }
+}
+
+impl ResourceType {
+    const fn cluster_scoped(self) -> Self {
+        Self {
+            namespaced: false,
+            ..self
         }
-    };
+    }
+    const fn short(self, short_names: &'static [&'static str]) -> Self {
+        Self {
+            short_names,
+            ..self
+        }
+    }
+    const fn verbs(self, verbs: &'static [&'static str]) -> Self {
+        Self { verbs, ..self }
+    }
+    const fn sub(self, subresources: &'static [(&'static str, &'static str)]) -> Self {
+        Self {
+            subresources,
+            ..self
+        }
+    }
+    /// In the `all` category (`kubectl get all`).
+    const fn in_all(self) -> Self {
+        Self {
+            categories: &["all"],
+            ..self
+        }
+    }
+    /// Keeps `metadata.generation`.
+    const fn generation(self) -> Self {
+        Self {
+            has_generation: true,
+            ..self
+        }
+    }
 }
 
 /// Every resource served, in discovery order.
 pub static RESOURCES: &[ResourceType] = &[
-    res!(
-        "",
-        "v1",
-        "namespaces",
-        "namespace",
-        "Namespace",
-        false,
-        &["ns"],
-        RW,
-        &[("status", "Namespace")],
-        &[],
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "nodes",
-        "node",
-        "Node",
-        false,
-        &["no"],
-        RW,
-        &[("status", "Node")],
-        &[],
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "pods",
-        "pod",
-        "Pod",
-        true,
-        &["po"],
-        RW,
-        &[("status", "Pod"), ("log", "Pod"), ("eviction", "Eviction")],
-        &["all"],
-        true
-    ),
-    res!(
-        "",
-        "v1",
-        "events",
-        "event",
-        "Event",
-        true,
-        &["ev"],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "secrets",
-        "secret",
-        "Secret",
-        true,
-        &[],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "configmaps",
-        "configmap",
-        "ConfigMap",
-        true,
-        &["cm"],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
+    rw("", "v1", "namespaces", "namespace", "Namespace")
+        .cluster_scoped()
+        .short(&["ns"])
+        .sub(&[("status", "Namespace")]),
+    rw("", "v1", "nodes", "node", "Node")
+        .cluster_scoped()
+        .short(&["no"])
+        .sub(&[("status", "Node")]),
+    rw("", "v1", "pods", "pod", "Pod")
+        .short(&["po"])
+        .sub(&[("status", "Pod"), ("log", "Pod"), ("eviction", "Eviction")])
+        .in_all()
+        .generation(),
+    rw("", "v1", "events", "event", "Event").short(&["ev"]),
+    rw("", "v1", "secrets", "secret", "Secret"),
+    rw("", "v1", "configmaps", "configmap", "ConfigMap").short(&["cm"]),
+    rw(
         "",
         "v1",
         "serviceaccounts",
         "serviceaccount",
         "ServiceAccount",
-        true,
-        &["sa"],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "services",
-        "service",
-        "Service",
-        true,
-        &["svc"],
-        RW,
-        &[("status", "Service")],
-        &["all"],
-        false
-    ),
-    res!(
-        "",
-        "v1",
-        "endpoints",
-        "endpoints",
-        "Endpoints",
-        true,
-        &["ep"],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
+    )
+    .short(&["sa"]),
+    rw("", "v1", "services", "service", "Service")
+        .short(&["svc"])
+        .sub(&[("status", "Service")])
+        .in_all(),
+    rw("", "v1", "endpoints", "endpoints", "Endpoints").short(&["ep"]),
+    rw(
         "",
         "v1",
         "replicationcontrollers",
         "replicationcontroller",
         "ReplicationController",
-        true,
-        &["rc"],
-        RW,
-        &[("status", "ReplicationController"), ("scale", "Scale")],
-        &["all"],
-        true
-    ),
-    res!(
-        "",
-        "v1",
-        "resourcequotas",
-        "resourcequota",
-        "ResourceQuota",
-        true,
-        &["quota"],
-        RW,
-        &[("status", "ResourceQuota")],
-        &[],
-        false
-    ),
-    res!(
-        "apps",
-        "v1",
-        "deployments",
-        "deployment",
-        "Deployment",
-        true,
-        &["deploy"],
-        RW,
-        &[("status", "Deployment"), ("scale", "Scale")],
-        &["all"],
-        true
-    ),
-    res!(
-        "apps",
-        "v1",
-        "replicasets",
-        "replicaset",
-        "ReplicaSet",
-        true,
-        &["rs"],
-        RW,
-        &[("status", "ReplicaSet"), ("scale", "Scale")],
-        &["all"],
-        true
-    ),
-    res!(
-        "apps",
-        "v1",
-        "statefulsets",
-        "statefulset",
-        "StatefulSet",
-        true,
-        &["sts"],
-        RW,
-        &[("status", "StatefulSet"), ("scale", "Scale")],
-        &["all"],
-        true
-    ),
-    res!(
-        "apps",
-        "v1",
-        "daemonsets",
-        "daemonset",
-        "DaemonSet",
-        true,
-        &["ds"],
-        RW,
-        &[("status", "DaemonSet")],
-        &["all"],
-        true
-    ),
-    res!(
+    )
+    .short(&["rc"])
+    .sub(&[("status", "ReplicationController"), ("scale", "Scale")])
+    .in_all()
+    .generation(),
+    rw("", "v1", "resourcequotas", "resourcequota", "ResourceQuota")
+        .short(&["quota"])
+        .sub(&[("status", "ResourceQuota")]),
+    rw("apps", "v1", "deployments", "deployment", "Deployment")
+        .short(&["deploy"])
+        .sub(&[("status", "Deployment"), ("scale", "Scale")])
+        .in_all()
+        .generation(),
+    rw("apps", "v1", "replicasets", "replicaset", "ReplicaSet")
+        .short(&["rs"])
+        .sub(&[("status", "ReplicaSet"), ("scale", "Scale")])
+        .in_all()
+        .generation(),
+    rw("apps", "v1", "statefulsets", "statefulset", "StatefulSet")
+        .short(&["sts"])
+        .sub(&[("status", "StatefulSet"), ("scale", "Scale")])
+        .in_all()
+        .generation(),
+    rw("apps", "v1", "daemonsets", "daemonset", "DaemonSet")
+        .short(&["ds"])
+        .sub(&[("status", "DaemonSet")])
+        .in_all()
+        .generation(),
+    rw(
         "apps",
         "v1",
         "controllerrevisions",
         "controllerrevision",
         "ControllerRevision",
-        true,
-        &[],
-        RW,
-        &[],
-        &[],
-        false
     ),
-    res!(
-        "events.k8s.io",
-        "v1",
-        "events",
-        "event",
-        "Event",
-        true,
-        &["ev"],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
+    rw("events.k8s.io", "v1", "events", "event", "Event").short(&["ev"]),
+    rw(
         "discovery.k8s.io",
         "v1",
         "endpointslices",
         "endpointslice",
         "EndpointSlice",
-        true,
-        &[],
-        RW,
-        &[],
-        &[],
-        false
     ),
-    res!(
-        "coordination.k8s.io",
-        "v1",
-        "leases",
-        "lease",
-        "Lease",
-        true,
-        &[],
-        RW,
-        &[],
-        &[],
-        false
-    ),
-    res!(
+    rw("coordination.k8s.io", "v1", "leases", "lease", "Lease"),
+    rw(
         "authorization.k8s.io",
         "v1",
         "selfsubjectaccessreviews",
         "selfsubjectaccessreview",
         "SelfSubjectAccessReview",
-        false,
-        &[],
-        &["create"],
-        &[],
-        &[],
-        false
-    ),
-    res!(
+    )
+    .cluster_scoped()
+    .verbs(&["create"]),
+    rw(
         "authorization.k8s.io",
         "v1",
         "selfsubjectrulesreviews",
         "selfsubjectrulesreview",
         "SelfSubjectRulesReview",
-        false,
-        &[],
-        &["create"],
-        &[],
-        &[],
-        false
-    ),
+    )
+    .cluster_scoped()
+    .verbs(&["create"]),
 ];
 
 /// Look a resource up by its URL coordinates.

@@ -123,6 +123,37 @@ impl Store {
         self.changed.notify_waiters();
     }
 
+    /// Stamp `obj` with its kind, keep it under its key and tell the
+    /// watchers: the last step of every create and update.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &self,
+        inner: &mut Inner,
+        kind: EventType,
+        rt: &'static ResourceType,
+        ns: &str,
+        name: &str,
+        rv: u64,
+        mut obj: Value,
+    ) -> Arc<Value> {
+        obj["apiVersion"] = json!(rt.api_version());
+        obj["kind"] = json!(rt.kind);
+        let obj = Arc::new(obj);
+        inner.objects.insert(key(rt, ns, name), obj.clone());
+        self.commit(
+            inner,
+            Change {
+                kind,
+                res: rt,
+                namespace: ns.to_string(),
+                name: name.to_string(),
+                rv,
+                object: obj.clone(),
+            },
+        );
+        obj
+    }
+
     /// Create an object. Fills uid, creationTimestamp, resourceVersion,
     /// generation (for kinds that keep one), namespace, name from generateName.
     pub fn create(
@@ -144,14 +175,7 @@ impl Store {
         if name.is_empty() {
             let prefix = meta["generateName"].as_str().unwrap_or("").to_string();
             if prefix.is_empty() {
-                return Err(ApiError::invalid(
-                    rt,
-                    "",
-                    &[(
-                        "metadata.name",
-                        "Required value: name or generateName is required".into(),
-                    )],
-                ));
+                return Err(ApiError::name_required(rt));
             }
             loop {
                 let candidate = format!("{prefix}{}", random_suffix(5));
@@ -181,22 +205,7 @@ impl Store {
         } else if let Some(m) = meta.as_object_mut() {
             m.remove("generation");
         }
-        obj["apiVersion"] = json!(rt.api_version());
-        obj["kind"] = json!(rt.kind);
-        let obj = Arc::new(obj);
-        inner.objects.insert(k, obj.clone());
-        self.commit(
-            &mut inner,
-            Change {
-                kind: EventType::Added,
-                res: rt,
-                namespace: ns.to_string(),
-                name,
-                rv,
-                object: obj.clone(),
-            },
-        );
-        Ok(obj)
+        Ok(self.store(&mut inner, EventType::Added, rt, ns, &name, rv, obj))
     }
 
     pub fn get(&self, rt: &'static ResourceType, ns: &str, name: &str) -> ApiResult<Arc<Value>> {
@@ -284,22 +293,7 @@ impl Store {
             };
             obj["metadata"]["generation"] = json!(bumped);
         }
-        obj["apiVersion"] = json!(rt.api_version());
-        obj["kind"] = json!(rt.kind);
-        let obj = Arc::new(obj);
-        inner.objects.insert(k, obj.clone());
-        self.commit(
-            &mut inner,
-            Change {
-                kind: EventType::Modified,
-                res: rt,
-                namespace: ns.to_string(),
-                name: name.to_string(),
-                rv,
-                object: obj.clone(),
-            },
-        );
-        Ok(obj)
+        Ok(self.store(&mut inner, EventType::Modified, rt, ns, name, rv, obj))
     }
 
     /// Read-modify-write under the store lock: no conflicts for controllers.

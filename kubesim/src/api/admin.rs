@@ -14,16 +14,12 @@
 //! | `POST /listener/stop`, `POST /listener/start` | stop/restart the API listener (same port) |
 //! | `GET /metrics`, `DELETE /metrics` | per-User-Agent counters and per-request-shape counts, reset |
 
-use std::convert::Infallible;
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http::{Method, Request};
 use http_body_util::BodyExt;
 use hyper::body::Incoming;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
@@ -35,29 +31,11 @@ use crate::inject::FaultHandle;
 use crate::sim::Sim;
 
 /// Serve the admin API on `listener` until `shutdown` turns true.
-pub async fn serve(sim: Arc<Sim>, listener: TcpListener, mut shutdown: watch::Receiver<bool>) {
-    let builder = Builder::new(TokioExecutor::new());
-    loop {
-        let (stream, _) = tokio::select! {
-            r = listener.accept() => match r {
-                Ok(x) => x,
-                Err(e) => {
-                    tracing::warn!(error = %e, "admin accept failed");
-                    continue;
-                }
-            },
-            _ = super::http::stopped(&mut shutdown) => return,
-        };
-        let sim = sim.clone();
-        let builder = builder.clone();
-        tokio::spawn(async move {
-            let svc = service_fn(move |req: Request<Incoming>| {
-                let sim = sim.clone();
-                async move { Ok::<_, Infallible>(handle(sim, req).await) }
-            });
-            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
-        });
-    }
+pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: watch::Receiver<bool>) {
+    super::http::serve_plain(listener, shutdown, "admin", move |req| {
+        handle(sim.clone(), req)
+    })
+    .await;
 }
 
 #[derive(Deserialize)]

@@ -24,6 +24,25 @@ fn set_default(m: &mut Map<String, Value>, key: &str, v: Value) {
     }
 }
 
+/// Default a workload's update strategy (`key`: `strategy` or
+/// `updateStrategy`) to `RollingUpdate` and, when it is one, fill in the
+/// `rollingUpdate` fields the API server defaults for that kind.
+fn rolling_update(spec: &mut Map<String, Value>, key: &str, defaults: &[(&str, Value)]) {
+    let strategy = spec.entry(key).or_insert_with(|| json!({}));
+    let Some(s) = strategy.as_object_mut() else {
+        return;
+    };
+    set_default(s, "type", json!("RollingUpdate"));
+    if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
+        let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
+        if let Some(ru) = ru.as_object_mut() {
+            for (k, v) in defaults {
+                set_default(ru, k, v.clone());
+            }
+        }
+    }
+}
+
 /// Apply the API server's defaults for `rt` to `obj` in place.
 pub fn apply(rt: &ResourceType, obj: &mut Value) {
     match (rt.group, rt.plural) {
@@ -34,17 +53,11 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
             set_default(spec, "replicas", json!(1));
             set_default(spec, "revisionHistoryLimit", json!(10));
             set_default(spec, "progressDeadlineSeconds", json!(600));
-            let strategy = spec.entry("strategy").or_insert_with(|| json!({}));
-            if let Some(s) = strategy.as_object_mut() {
-                set_default(s, "type", json!("RollingUpdate"));
-                if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
-                    if let Some(ru) = ru.as_object_mut() {
-                        set_default(ru, "maxSurge", json!("25%"));
-                        set_default(ru, "maxUnavailable", json!("25%"));
-                    }
-                }
-            }
+            rolling_update(
+                spec,
+                "strategy",
+                &[("maxSurge", json!("25%")), ("maxUnavailable", json!("25%"))],
+            );
             template(spec);
         }
         ("apps", "replicasets") | ("", "replicationcontrollers") => {
@@ -81,16 +94,7 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                 "persistentVolumeClaimRetentionPolicy",
                 json!({"whenDeleted": "Retain", "whenScaled": "Retain"}),
             );
-            let us = spec.entry("updateStrategy").or_insert_with(|| json!({}));
-            if let Some(s) = us.as_object_mut() {
-                set_default(s, "type", json!("RollingUpdate"));
-                if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
-                    if let Some(ru) = ru.as_object_mut() {
-                        set_default(ru, "partition", json!(0));
-                    }
-                }
-            }
+            rolling_update(spec, "updateStrategy", &[("partition", json!(0))]);
             template(spec);
         }
         ("apps", "daemonsets") => {
@@ -98,17 +102,11 @@ pub fn apply(rt: &ResourceType, obj: &mut Value) {
                 return;
             };
             set_default(spec, "revisionHistoryLimit", json!(10));
-            let us = spec.entry("updateStrategy").or_insert_with(|| json!({}));
-            if let Some(s) = us.as_object_mut() {
-                set_default(s, "type", json!("RollingUpdate"));
-                if s.get("type").and_then(Value::as_str) == Some("RollingUpdate") {
-                    let ru = s.entry("rollingUpdate").or_insert_with(|| json!({}));
-                    if let Some(ru) = ru.as_object_mut() {
-                        set_default(ru, "maxSurge", json!(0));
-                        set_default(ru, "maxUnavailable", json!(1));
-                    }
-                }
-            }
+            rolling_update(
+                spec,
+                "updateStrategy",
+                &[("maxSurge", json!(0)), ("maxUnavailable", json!(1))],
+            );
             template(spec);
         }
         ("", "pods") => {

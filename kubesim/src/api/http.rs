@@ -8,7 +8,12 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, Method, Response, StatusCode, header};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder;
 use serde_json::Value;
+use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 use crate::error::ApiError;
@@ -68,6 +73,41 @@ pub fn request_shape(method: &str, path: &str, query: &BTreeMap<String, String>)
 /// Resolves once `shutdown` is true (or its sender is gone).
 pub async fn stopped(shutdown: &mut watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|s| *s).await.map(|_| ());
+}
+
+/// Serve plain HTTP on `listener` until `shutdown` turns true, every request
+/// answered by `handle` (the admin and metrics side servers); `what` names
+/// the server in accept warnings.
+pub async fn serve_plain<F, Fut>(
+    listener: TcpListener,
+    mut shutdown: watch::Receiver<bool>,
+    what: &'static str,
+    handle: F,
+) where
+    F: Fn(http::Request<Incoming>) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = Resp> + Send + 'static,
+{
+    let builder = Builder::new(TokioExecutor::new());
+    loop {
+        let (stream, _) = tokio::select! {
+            r = listener.accept() => match r {
+                Ok(x) => x,
+                Err(e) => {
+                    tracing::warn!(error = %e, "{what} accept failed");
+                    continue;
+                }
+            },
+            _ = stopped(&mut shutdown) => return,
+        };
+        let (handle, builder) = (handle.clone(), builder.clone());
+        tokio::spawn(async move {
+            let svc = service_fn(move |req| {
+                let resp = handle(req);
+                async move { Ok::<_, Infallible>(resp.await) }
+            });
+            let _ = builder.serve_connection(TokioIo::new(stream), svc).await;
+        });
+    }
 }
 
 /// One request as the handlers see it.

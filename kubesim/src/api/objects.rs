@@ -77,14 +77,7 @@ pub(crate) fn create_in(
             .as_str()
             .is_none_or(str::is_empty)
     {
-        return Err(ApiError::invalid(
-            rt,
-            "",
-            &[(
-                "metadata.name",
-                "Required value: name or generateName is required".into(),
-            )],
-        ));
+        return Err(ApiError::name_required(rt));
     }
     validate::validate(rt, &obj, None)?;
     if rt.group.is_empty() && rt.plural == "pods" {

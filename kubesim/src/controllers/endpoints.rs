@@ -123,6 +123,24 @@ fn terminal(pod: &Value) -> bool {
     )
 }
 
+/// One endpoint port for the Service port `sp` resolved to `port` on a pod:
+/// `name` (when given), port, protocol (TCP when unset), appProtocol.
+fn endpoint_port(sp: &Value, port: i64, name: Option<&str>) -> Value {
+    let mut p = Map::new();
+    if let Some(n) = name {
+        p.insert("name".into(), json!(n));
+    }
+    p.insert("port".into(), json!(port));
+    p.insert(
+        "protocol".into(),
+        json!(sp["protocol"].as_str().unwrap_or("TCP")),
+    );
+    if let Some(ap) = sp["appProtocol"].as_str() {
+        p.insert("appProtocol".into(), json!(ap));
+    }
+    Value::Object(p)
+}
+
 /// Upstream `podutil.FindPort`: a numeric targetPort as is, a named one
 /// looked up among the pod's container ports (same protocol).
 pub fn resolve_target_port(svc_port: &Value, pod: &Value) -> Option<i64> {
@@ -192,19 +210,8 @@ pub fn desired_subsets(svc: &Value, pods: &[&Arc<Value>]) -> Vec<Value> {
             let Some(port) = resolve_target_port(sp, pod) else {
                 continue;
             };
-            let mut p = Map::new();
-            if let Some(n) = sp["name"].as_str().filter(|n| !n.is_empty()) {
-                p.insert("name".into(), json!(n));
-            }
-            p.insert("port".into(), json!(port));
-            p.insert(
-                "protocol".into(),
-                json!(sp["protocol"].as_str().unwrap_or("TCP")),
-            );
-            if let Some(ap) = sp["appProtocol"].as_str() {
-                p.insert("appProtocol".into(), json!(ap));
-            }
-            ports.push(Value::Object(p));
+            let name = sp["name"].as_str().filter(|n| !n.is_empty());
+            ports.push(endpoint_port(sp, port, name));
         }
         if ports.is_empty() && !svc_ports.is_empty() {
             continue;
@@ -340,17 +347,11 @@ pub fn desired_slice(svc: &Value, pods: &[&Arc<Value>]) -> (Value, Value) {
                     .iter()
                     .filter_map(|sp| {
                         let port = resolve_target_port(sp, pod)?;
-                        let mut p = Map::new();
-                        p.insert("name".into(), json!(sp["name"].as_str().unwrap_or("")));
-                        p.insert("port".into(), json!(port));
-                        p.insert(
-                            "protocol".into(),
-                            json!(sp["protocol"].as_str().unwrap_or("TCP")),
-                        );
-                        if let Some(ap) = sp["appProtocol"].as_str() {
-                            p.insert("appProtocol".into(), json!(ap));
-                        }
-                        Some(Value::Object(p))
+                        Some(endpoint_port(
+                            sp,
+                            port,
+                            Some(sp["name"].as_str().unwrap_or("")),
+                        ))
                     })
                     .collect(),
             );

@@ -14,7 +14,7 @@ use std::time::Duration;
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::deletion::compare_for_deletion;
+use super::deletion::pods_to_delete;
 use super::meta::{controller_uid, is_deleting, name, remove_owner_ref, uid, write_status};
 use super::next::Next;
 use super::pods;
@@ -161,22 +161,10 @@ fn manage(sim: &Sim, rc: &Value, active: &[Arc<Value>], now: Timestamp) -> ApiRe
         }
     } else if active.len() > want {
         let surplus = (active.len() - want).min(BURST_REPLICAS);
-        let mut on_node: HashMap<&str, usize> = HashMap::new();
-        for p in active {
-            *on_node
-                .entry(p["spec"]["nodeName"].as_str().unwrap_or(""))
-                .or_default() += 1;
-        }
-        let rank = |p: &Value| {
-            on_node
-                .get(p["spec"]["nodeName"].as_str().unwrap_or(""))
-                .copied()
-                .unwrap_or(0)
-        };
-        let mut ranked: Vec<&Arc<Value>> = active.iter().collect();
-        ranked.sort_by(|a, b| compare_for_deletion(a, rank(a), b, rank(b), now));
-        for pod in ranked.into_iter().take(surplus) {
-            pods::delete(sim, rc, COMPONENT, pod)?;
+        // Every pod in `active` is active, so it is also the family the
+        // pods per node are counted over.
+        for pod in pods_to_delete(active, active, surplus, now) {
+            pods::delete(sim, rc, COMPONENT, &pod)?;
         }
     }
     Ok(())

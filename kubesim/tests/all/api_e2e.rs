@@ -177,50 +177,27 @@ async fn auth_401_403_and_self_subject_access_review() {
         json!({"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
                "spec": {"resourceAttributes": {"verb": verb, "group": "apps", "resource": "deployments", "namespace": ns}}})
     };
+    // What the restricted identity is told about itself.
+    let ci_post =
+        |path: &'static str, body: Value| api.call_as("ci-token", "POST", path, None, Some(body));
     let path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews";
-    let (code, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            path,
-            None,
-            Some(review("get", "default")),
-        )
-        .await;
+    let (code, r) = ci_post(path, review("get", "default")).await;
     assert_eq!((code, r["status"]["allowed"].as_bool()), (201, Some(true)));
-    let (_, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            path,
-            None,
-            Some(review("patch", "default")),
-        )
-        .await;
+    let (_, r) = ci_post(path, review("patch", "default")).await;
     assert_eq!(r["status"]["allowed"], false);
-    let (_, r) = api
-        .call_as("ci-token", "POST", path, None, Some(review("get", "prod")))
-        .await;
+    let (_, r) = ci_post(path, review("get", "prod")).await;
     assert_eq!(r["status"]["allowed"], false);
-    let (_, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            path,
-            None,
-            Some(json!({"spec": {"nonResourceAttributes": {"path": "/healthz", "verb": "get"}}})),
-        )
-        .await;
+    let (_, r) = ci_post(
+        path,
+        json!({"spec": {"nonResourceAttributes": {"path": "/healthz", "verb": "get"}}}),
+    )
+    .await;
     assert_eq!(r["status"]["allowed"], true);
-    let (code, r) = api
-        .call_as(
-            "ci-token",
-            "POST",
-            "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
-            None,
-            Some(json!({"spec": {"namespace": "default"}})),
-        )
-        .await;
+    let (code, r) = ci_post(
+        "/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+        json!({"spec": {"namespace": "default"}}),
+    )
+    .await;
     assert_eq!(code, 201);
     assert_eq!(
         r["status"]["resourceRules"][0]["resources"],
@@ -454,6 +431,23 @@ async fn graceful_pod_deletion_marks_bound_pods() {
     api.h.shutdown().await;
 }
 
+/// Merge-patch the `team` label of the object at `path` to `team`; the
+/// answer must be a 200 showing it.
+async fn label_team(api: &Api, path: &str, team: &str) -> Value {
+    let (code, d) = api
+        .patch(
+            path,
+            "application/merge-patch+json",
+            json!({"metadata": {"labels": {"team": team}}}),
+        )
+        .await;
+    assert_eq!(
+        (code, d["metadata"]["labels"]["team"].as_str()),
+        (200, Some(team))
+    );
+    d
+}
+
 #[tokio::test]
 async fn patch_types() {
     let api = start().await;
@@ -483,17 +477,7 @@ async fn patch_types() {
     assert_eq!(cs[1]["image"], "example/side:1");
     assert_eq!(d["metadata"]["generation"], 2);
 
-    let (code, d) = api
-        .patch(
-            &path,
-            "application/merge-patch+json",
-            json!({"metadata": {"labels": {"team": "a"}}}),
-        )
-        .await;
-    assert_eq!(
-        (code, d["metadata"]["labels"]["team"].as_str()),
-        (200, Some("a"))
-    );
+    let d = label_team(&api, &path, "a").await;
     assert_eq!(
         d["metadata"]["generation"], 2,
         "metadata-only change keeps generation"
@@ -536,17 +520,7 @@ async fn patch_types() {
     assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")));
 
     // dryRun computes without storing.
-    let (code, d) = api
-        .patch(
-            &format!("{path}?dryRun=All"),
-            "application/merge-patch+json",
-            json!({"metadata": {"labels": {"team": "z"}}}),
-        )
-        .await;
-    assert_eq!(
-        (code, d["metadata"]["labels"]["team"].as_str()),
-        (200, Some("z"))
-    );
+    label_team(&api, &format!("{path}?dryRun=All"), "z").await;
     let (_, d) = api.get(&path).await;
     assert_eq!(d["metadata"]["labels"]["team"], "a");
     api.h.shutdown().await;

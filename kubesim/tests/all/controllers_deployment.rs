@@ -34,6 +34,29 @@ async fn cluster() -> (Handle, tokio::task::JoinHandle<()>) {
     (h, kubelet)
 }
 
+/// `created_web` of `example/web:1`, rolled out.
+async fn rolled_out_web(replicas: i64, spec: Value) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (h, kubelet) = created_web("example/web:1", replicas, spec).await;
+    wait_rolled_out(&h, "web").await;
+    (h, kubelet)
+}
+
+/// A cluster with Deployment `web` of `image` × `replicas`, `spec`'s fields
+/// set on its spec, just created.
+async fn created_web(
+    image: &str,
+    replicas: i64,
+    spec: Value,
+) -> (Handle, tokio::task::JoinHandle<()>) {
+    let (h, kubelet) = cluster().await;
+    let mut d = deployment("web", image, replicas);
+    for (k, v) in spec.as_object().into_iter().flatten() {
+        d["spec"][k] = v.clone();
+    }
+    h.create(d).unwrap();
+    (h, kubelet)
+}
+
 async fn fake_kubelet(sim: Arc<Sim>) {
     loop {
         let changed = sim.store.changed.notified();
@@ -116,8 +139,9 @@ fn reason(d: &Value, type_: &str) -> String {
         .to_string()
 }
 
+/// The `deployment.kubernetes.io/<key>` annotation the controller writes.
 fn annotation(o: &Value, key: &str) -> String {
-    o["metadata"]["annotations"][key]
+    o["metadata"]["annotations"][format!("deployment.kubernetes.io/{key}")]
         .as_str()
         .unwrap_or("")
         .to_string()
@@ -194,9 +218,7 @@ async fn watch_pods_until(
 
 #[tokio::test]
 async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_old_replica_set() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
 
     let d = get_deploy(&h, "web");
     let rss = replica_sets(&h, "web");
@@ -220,18 +242,12 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
         hash
     );
     assert_eq!(first["metadata"]["ownerReferences"][0]["controller"], true);
-    assert_eq!(annotation(&first, "deployment.kubernetes.io/revision"), "1");
-    assert_eq!(
-        annotation(&first, "deployment.kubernetes.io/desired-replicas"),
-        "3"
-    );
-    assert_eq!(
-        annotation(&first, "deployment.kubernetes.io/max-replicas"),
-        "4"
-    );
+    assert_eq!(annotation(&first, "revision"), "1");
+    assert_eq!(annotation(&first, "desired-replicas"), "3");
+    assert_eq!(annotation(&first, "max-replicas"), "4");
     assert_eq!(first["status"]["availableReplicas"], 3);
     assert_eq!(first["status"]["fullyLabeledReplicas"], 3);
-    assert_eq!(annotation(&d, "deployment.kubernetes.io/revision"), "1");
+    assert_eq!(annotation(&d, "revision"), "1");
     let types: Vec<&str> = d["status"]["conditions"]
         .as_array()
         .unwrap()
@@ -290,14 +306,8 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
     let rss = replica_sets(&h, "web");
     assert_eq!(rss.len(), 2);
     assert_eq!(rss[0]["spec"]["replicas"], 0);
-    assert_eq!(
-        annotation(&rss[1], "deployment.kubernetes.io/revision"),
-        "2"
-    );
-    assert_eq!(
-        annotation(&get_deploy(&h, "web"), "deployment.kubernetes.io/revision"),
-        "2"
-    );
+    assert_eq!(annotation(&rss[1], "revision"), "2");
+    assert_eq!(annotation(&get_deploy(&h, "web"), "revision"), "2");
     let events = h.list("v1", "Event", "default");
     let msgs: Vec<&str> = events
         .iter()
@@ -328,30 +338,17 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
     assert_eq!(rss.len(), 2, "no third ReplicaSet");
     assert_eq!(rss[0]["metadata"]["name"], first_name.as_str());
     assert_eq!(rss[0]["spec"]["replicas"], 3);
-    assert_eq!(
-        annotation(&rss[0], "deployment.kubernetes.io/revision"),
-        "3"
-    );
-    assert_eq!(
-        annotation(&rss[0], "deployment.kubernetes.io/revision-history"),
-        "1"
-    );
+    assert_eq!(annotation(&rss[0], "revision"), "3");
+    assert_eq!(annotation(&rss[0], "revision-history"), "1");
     assert_eq!(rss[1]["spec"]["replicas"], 0);
-    assert_eq!(
-        annotation(&get_deploy(&h, "web"), "deployment.kubernetes.io/revision"),
-        "3"
-    );
+    assert_eq!(annotation(&get_deploy(&h, "web"), "revision"), "3");
     kubelet.abort();
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn progress_deadline_fires_on_simulated_time() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 3);
-    d["spec"]["progressDeadlineSeconds"] = json!(10);
-    h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({"progressDeadlineSeconds": 10})).await;
     set_image(&h, "web", "example/web:broken");
     let timed_out =
         |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "ProgressDeadlineExceeded";
@@ -385,10 +382,12 @@ async fn progress_deadline_fires_on_simulated_time() {
 
 #[tokio::test]
 async fn new_deployment_that_never_becomes_ready_is_unavailable() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:broken", 2);
-    d["spec"]["progressDeadlineSeconds"] = json!(5);
-    h.create(d).unwrap();
+    let (h, kubelet) = created_web(
+        "example/web:broken",
+        2,
+        json!({"progressDeadlineSeconds": 5}),
+    )
+    .await;
     let timed_out =
         |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "ProgressDeadlineExceeded";
     assert!(
@@ -408,9 +407,7 @@ async fn new_deployment_that_never_becomes_ready_is_unavailable() {
 
 #[tokio::test]
 async fn paused_deployment_scales_but_does_not_roll_out() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 2)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(2, json!({})).await;
     modify_deploy(&h, "web", |d| d["spec"]["paused"] = json!(true));
     let paused = |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "DeploymentPaused";
     assert!(h.wait_for(WAIT, paused).await);
@@ -439,11 +436,7 @@ async fn paused_deployment_scales_but_does_not_roll_out() {
 
 #[tokio::test]
 async fn recreate_removes_old_pods_before_creating_new_ones() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 3);
-    d["spec"]["strategy"] = json!({"type": "Recreate"});
-    h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({"strategy": {"type": "Recreate"}})).await;
     let sub = subscribe_pods(&h);
     set_image(&h, "web", "example/web:2");
     watch_pods_until(
@@ -469,21 +462,14 @@ async fn recreate_removes_old_pods_before_creating_new_ones() {
     );
     let d = get_deploy(&h, "web");
     assert!(d["spec"]["strategy"].get("rollingUpdate").is_none());
-    assert_eq!(
-        annotation(&rss[1], "deployment.kubernetes.io/max-replicas"),
-        "3"
-    );
+    assert_eq!(annotation(&rss[1], "max-replicas"), "3");
     kubelet.abort();
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn revision_history_limit_deletes_the_oldest_replica_sets() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 1);
-    d["spec"]["revisionHistoryLimit"] = json!(1);
-    h.create(d).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(1, json!({"revisionHistoryLimit": 1})).await;
     let first = replica_sets(&h, "web")[0]["metadata"]["name"].clone();
     for image in ["example/web:2", "example/web:3"] {
         set_image(&h, "web", image);
@@ -500,7 +486,7 @@ async fn revision_history_limit_deletes_the_oldest_replica_sets() {
     assert!(!names.contains(&first), "the oldest went first: {names:?}");
     let revisions: Vec<String> = replica_sets(&h, "web")
         .iter()
-        .map(|rs| annotation(rs, "deployment.kubernetes.io/revision"))
+        .map(|rs| annotation(rs, "revision"))
         .collect();
     assert_eq!(revisions, ["2", "3"]);
     kubelet.abort();
@@ -509,9 +495,7 @@ async fn revision_history_limit_deletes_the_oldest_replica_sets() {
 
 #[tokio::test]
 async fn deleting_a_deployment_collects_its_replica_sets_and_pods() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
     kubesim::api::delete_object(
         &h.sim,
         res("deployments.apps"),
@@ -531,9 +515,7 @@ async fn deleting_a_deployment_collects_its_replica_sets_and_pods() {
 
 #[tokio::test]
 async fn scaling_resizes_the_replica_set() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
     let rs_name = replica_sets(&h, "web")[0]["metadata"]["name"]
         .as_str()
         .unwrap()
@@ -543,10 +525,7 @@ async fn scaling_resizes_the_replica_set() {
         let settled = |h: &Handle| rolled_out(h, "web") && active_pods(h).len() == n;
         assert!(h.wait_for(WAIT, settled).await, "not scaled to {n}");
         let rs = &replica_sets(&h, "web")[0];
-        assert_eq!(
-            annotation(rs, "deployment.kubernetes.io/desired-replicas"),
-            n.to_string()
-        );
+        assert_eq!(annotation(rs, "desired-replicas"), n.to_string());
     }
     let msgs: Vec<String> = h
         .list("v1", "Event", "default")
@@ -601,10 +580,7 @@ async fn orphaned_pods_are_adopted_and_dangling_pods_collected() {
 
 #[tokio::test]
 async fn min_ready_seconds_delays_availability_on_simulated_time() {
-    let (h, kubelet) = cluster().await;
-    let mut d = deployment("web", "example/web:1", 2);
-    d["spec"]["minReadySeconds"] = json!(5);
-    h.create(d).unwrap();
+    let (h, kubelet) = created_web("example/web:1", 2, json!({"minReadySeconds": 5})).await;
     let rs_of = |h: &Handle| replica_sets(h, "web").first().cloned();
     let ready_not_available = |h: &Handle| {
         rs_of(h).is_some_and(|rs| {
@@ -625,9 +601,7 @@ async fn min_ready_seconds_delays_availability_on_simulated_time() {
 
 #[tokio::test]
 async fn an_idle_cluster_writes_nothing() {
-    let (h, kubelet) = cluster().await;
-    h.create(deployment("web", "example/web:1", 3)).unwrap();
-    wait_rolled_out(&h, "web").await;
+    let (h, kubelet) = rolled_out_web(3, json!({})).await;
     // Let the last status writes land, then expect silence from the controllers.
     h.wait_for(Duration::from_millis(200), |_| false).await;
     let mut rx = h.store().subscribe();

@@ -58,6 +58,11 @@ impl Api {
         (c, v)
     }
 
+    /// The status code of a GET of `path`.
+    async fn code_of_get(&self, path: &str) -> u16 {
+        self.call("GET", path, None).await.0
+    }
+
     async fn create_cm(&self, name: &str) -> Value {
         let (c, v) = self
             .call(
@@ -80,10 +85,10 @@ async fn fail_next_with_retry_after_matches_method_and_glob() {
     a.h.faults()
         .fail_next(2, "GET", "/api/v1/namespaces/*/pods", 429, Some(1));
     // Other methods and paths are not affected.
-    let (c, _) = a
-        .call("GET", "/api/v1/namespaces/default/configmaps", None)
-        .await;
-    assert_eq!(c, 200);
+    assert_eq!(
+        a.code_of_get("/api/v1/namespaces/default/configmaps").await,
+        200
+    );
     for _ in 0..2 {
         let (c, h, v) = a
             .send(a.req("GET", "/api/v1/namespaces/default/pods"))
@@ -94,8 +99,7 @@ async fn fail_next_with_retry_after_matches_method_and_glob() {
         assert_eq!(v["details"]["retryAfterSeconds"], 1);
         assert_eq!(v["kind"], "Status");
     }
-    let (c, _) = a.call("GET", "/api/v1/namespaces/default/pods", None).await;
-    assert_eq!(c, 200);
+    assert_eq!(a.code_of_get("/api/v1/namespaces/default/pods").await, 200);
 
     // A prefix pattern (no glob characters) and a 503.
     a.h.faults().fail_next(1, "*", "/apis/apps", 503, None);
@@ -104,10 +108,11 @@ async fn fail_next_with_retry_after_matches_method_and_glob() {
         .await;
     assert_eq!(c, 503);
     assert_eq!(v["reason"], "ServiceUnavailable");
-    let (c, _) = a
-        .call("GET", "/apis/apps/v1/namespaces/default/deployments", None)
-        .await;
-    assert_eq!(c, 200);
+    assert_eq!(
+        a.code_of_get("/apis/apps/v1/namespaces/default/deployments")
+            .await,
+        200
+    );
     a.h.shutdown().await;
 }
 
@@ -149,10 +154,7 @@ async fn fail_fraction_is_seeded_and_cleared() {
         a.h.faults().fail_fraction_seeded(0.2, &[500, 503], 42);
         let mut codes = Vec::new();
         for _ in 0..200 {
-            let (c, _) = a
-                .call("GET", "/api/v1/namespaces/default/configmaps", None)
-                .await;
-            codes.push(c);
+            codes.push(a.code_of_get("/api/v1/namespaces/default/configmaps").await);
         }
         let failed = codes.iter().filter(|c| **c != 200).count();
         assert!(
@@ -167,10 +169,10 @@ async fn fail_fraction_is_seeded_and_cleared() {
     assert_eq!(outcomes[0], outcomes[1]);
     a.h.faults().clear();
     for _ in 0..50 {
-        let (c, _) = a
-            .call("GET", "/api/v1/namespaces/default/configmaps", None)
-            .await;
-        assert_eq!(c, 200);
+        assert_eq!(
+            a.code_of_get("/api/v1/namespaces/default/configmaps").await,
+            200
+        );
     }
     a.h.shutdown().await;
 }
@@ -181,8 +183,7 @@ async fn latency_delays_every_response() {
     a.h.faults().latency(300);
     for path in ["/version", "/api/v1/namespaces/default/configmaps"] {
         let t = Instant::now();
-        let (c, _) = a.call("GET", path, None).await;
-        assert_eq!(c, 200);
+        assert_eq!(a.code_of_get(path).await, 200);
         assert!(
             t.elapsed() >= Duration::from_millis(300),
             "{:?}",
@@ -205,10 +206,11 @@ async fn conflict_next_write_of_a_named_object() {
         .conflict_next_write("configmaps", "default", "cm");
     let patch = Some(("application/merge-patch+json", json!({"data": {"k": "2"}})));
     // Reads and writes of other objects are untouched.
-    let (c, _) = a
-        .call("GET", "/api/v1/namespaces/default/configmaps/cm", None)
-        .await;
-    assert_eq!(c, 200);
+    assert_eq!(
+        a.code_of_get("/api/v1/namespaces/default/configmaps/cm")
+            .await,
+        200
+    );
     let (c, _) = a
         .call(
             "PATCH",
@@ -344,8 +346,7 @@ async fn listener_stop_and_restart_keeps_the_store() {
     f.start_listener().await.unwrap();
     f.stop_listener().await;
     f.start_listener().await.unwrap();
-    let (c, _) = a.call("GET", "/version", None).await;
-    assert_eq!(c, 200);
+    assert_eq!(a.code_of_get("/version").await, 200);
     a.h.shutdown().await;
 }
 
@@ -389,6 +390,10 @@ async fn admin_api_drives_faults_and_reports_metrics() {
             .body(body.to_string())
             .send()
     };
+    let get_json = |path: &str| {
+        let rb = a.c.get(format!("{admin}{path}"));
+        async move { rb.send().await.unwrap().json::<Value>().await.unwrap() }
+    };
     let r = post(
         "/faults/fail-next",
         json!({"count": 1, "method": "GET", "path": "/api/*", "code": 429, "retryAfter": 2}),
@@ -405,30 +410,15 @@ async fn admin_api_drives_faults_and_reports_metrics() {
     )
     .await
     .unwrap();
-    let v: Value =
-        a.c.get(format!("{admin}/faults"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    let v = get_json("/faults").await;
     assert_eq!(v["conflicts"][0]["name"], "x");
     let r = a.c.delete(format!("{admin}/faults")).send().await.unwrap();
     assert_eq!(r.status().as_u16(), 200);
     post("/listener/stop", json!({})).await.unwrap();
     assert!(!a.h.faults().listening());
     post("/listener/start", json!({})).await.unwrap();
-    let (c, _) = a.call("GET", "/version", None).await;
-    assert_eq!(c, 200);
-    let v: Value =
-        a.c.get(format!("{admin}/metrics"))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
+    assert_eq!(a.code_of_get("/version").await, 200);
+    let v = get_json("/metrics").await;
     assert!(
         v["byUserAgent"]["faults-test/1.0"]["requests"]
             .as_u64()

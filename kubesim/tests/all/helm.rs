@@ -70,6 +70,25 @@ impl Helm {
         self.dir.path().join("chart").display().to_string()
     }
 
+    /// `helm upgrade --install web <chart>` in `default`, waiting up to 60s,
+    /// with `extra` flags.
+    async fn upgrade(&self, extra: &[&str]) -> common::Out {
+        let chart = self.chart();
+        let mut args = vec![
+            "upgrade",
+            "--install",
+            "web",
+            &chart,
+            "--namespace",
+            "default",
+            "--wait",
+            "--timeout",
+            "60s",
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args).await
+    }
+
     async fn run(&self, args: &[&str]) -> common::Out {
         let bin = self.bin.clone();
         let home: PathBuf = self.dir.path().to_path_buf();
@@ -116,22 +135,9 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
     .await
     .unwrap();
     let helm = Helm::new(bin, &h);
-    let chart = helm.chart();
 
     // 1. Install (server-side apply is helm v4's default) and wait.
-    let out = helm
-        .run(&[
-            "upgrade",
-            "--install",
-            "web",
-            &chart,
-            "--namespace",
-            "default",
-            "--wait",
-            "--timeout",
-            "60s",
-        ])
-        .await;
+    let out = helm.upgrade(&[]).await;
     assert_eq!(out.code, 0, "{out:#?}");
     let d = h.get("apps/v1", "Deployment", "default", "web").unwrap();
     assert_eq!(d["status"]["availableReplicas"], 2, "{d}");
@@ -150,21 +156,7 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
     );
 
     // 2. A good upgrade.
-    let out = helm
-        .run(&[
-            "upgrade",
-            "--install",
-            "web",
-            &chart,
-            "--namespace",
-            "default",
-            "--wait",
-            "--timeout",
-            "60s",
-            "--set",
-            "image=example/web:2.0",
-        ])
-        .await;
+    let out = helm.upgrade(&["--set", "image=example/web:2.0"]).await;
     assert_eq!(out.code, 0, "{out:#?}");
     assert_eq!(image_of(&h, "web"), "example/web:2.0");
 
@@ -173,17 +165,8 @@ async fn helm_install_upgrade_and_rollback_on_failure() {
     // kstatus reports it Failed and helm stops waiting before the timeout.
     let started = std::time::Instant::now();
     let out = helm
-        .run(&[
-            "upgrade",
-            "--install",
-            "web",
-            &chart,
-            "--namespace",
-            "default",
-            "--wait",
+        .upgrade(&[
             "--rollback-on-failure",
-            "--timeout",
-            "60s",
             "--set",
             "image=example/web:missing",
             "--set",

@@ -39,6 +39,24 @@ async fn wait_rolled_out(k: &Client) {
     .ok();
 }
 
+/// `kubectl create deployment web` of `example/web:1` with `extra` flags,
+/// then its rollout status, both of which must succeed.
+async fn create_web(k: &Client, extra: &[&str]) {
+    let mut args = vec!["create", "deployment", "web", "--image=example/web:1"];
+    args.extend_from_slice(extra);
+    k.arun(&args).await.ok();
+    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"])
+        .await
+        .ok();
+}
+
+/// Restarts of a pod's first container.
+fn restarts(p: &Value) -> i64 {
+    p["status"]["containerStatuses"][0]["restartCount"]
+        .as_i64()
+        .unwrap_or(0)
+}
+
 fn pods_json(out: &common::Out) -> Vec<Value> {
     let v: Value = serde_json::from_str(&out.stdout).expect("pods json");
     v["items"].as_array().cloned().unwrap_or_default()
@@ -272,9 +290,8 @@ async fn deploy_story_with_real_kubectl() {
         .ok();
 
     // Events, cluster-wide listing.
-    let out = k.arun(&["get", "events"]).await;
-    out.ok();
-    assert!(out.stdout.contains("ScalingReplicaSet"), "{}", out.stdout);
+    k.arun_expecting(&["get", "events"], "ScalingReplicaSet")
+        .await;
     h.shutdown().await;
 }
 
@@ -284,12 +301,7 @@ async fn logs_and_previous_logs_of_a_crashing_container() {
     let kubectl = require_tool!("kubectl");
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    k.arun(&["create", "deployment", "web", "--image=example/web:1"])
-        .await
-        .ok();
-    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await
-        .ok();
+    create_web(&k, &[]).await;
     let out = k.arun(&["logs", "deploy/web"]).await;
     out.ok();
     let out = k.arun(&["logs", "deploy/web", "--previous"]).await;
@@ -305,10 +317,7 @@ async fn logs_and_previous_logs_of_a_crashing_container() {
     assert!(
         h.wait_for(Duration::from_secs(30), |h| {
             h.list("v1", "Pod", "default").iter().any(|p| {
-                p["status"]["containerStatuses"][0]["restartCount"]
-                    .as_i64()
-                    .unwrap_or(0)
-                    >= 1
+                restarts(p) >= 1
                     && p["status"]["containerStatuses"][0]["state"]["waiting"]["reason"]
                         == "CrashLoopBackOff"
             })
@@ -318,12 +327,7 @@ async fn logs_and_previous_logs_of_a_crashing_container() {
     let crashing = h
         .list("v1", "Pod", "default")
         .into_iter()
-        .find(|p| {
-            p["status"]["containerStatuses"][0]["restartCount"]
-                .as_i64()
-                .unwrap_or(0)
-                >= 1
-        })
+        .find(|p| restarts(p) >= 1)
         .expect("crashing pod");
     let name = crashing["metadata"]["name"].as_str().unwrap().to_string();
     let out = k.arun(&["logs", &name, "--previous"]).await;
@@ -356,18 +360,7 @@ async fn set_resources_leads_to_insufficient_cpu() {
     let kubectl = require_tool!("kubectl");
     let h = cluster(20.0).await;
     let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    k.arun(&[
-        "create",
-        "deployment",
-        "web",
-        "--image=example/web:1",
-        "--replicas=2",
-    ])
-    .await
-    .ok();
-    k.arun(&["rollout", "status", "deployment/web", "--timeout=60s"])
-        .await
-        .ok();
+    create_web(&k, &["--replicas=2"]).await;
     k.arun_expecting(
         &["set", "resources", "deployment/web", "--requests=cpu=3"],
         "resource requirements updated",
@@ -381,9 +374,9 @@ async fn set_resources_leads_to_insufficient_cpu() {
         })
         .await
     );
-    let out = k.arun(&["get", "events"]).await;
-    out.ok();
-    assert!(out.stdout.contains("FailedScheduling"), "{}", out.stdout);
+    let out = k
+        .arun_expecting(&["get", "events"], "FailedScheduling")
+        .await;
     assert!(out.stdout.contains("Insufficient cpu"), "{}", out.stdout);
     let out = k.arun(&["get", "pods"]).await;
     assert!(out.stdout.contains("Pending"), "{}", out.stdout);

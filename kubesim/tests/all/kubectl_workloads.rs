@@ -6,6 +6,7 @@
 
 use crate::common::{self, pod_ready};
 
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,8 +31,20 @@ fn write(k: &Client, file: &str, body: &str) -> String {
     path.to_string_lossy().into_owned()
 }
 
-fn json_of(out: &common::Out) -> Value {
-    serde_json::from_str(&out.stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
+/// A cluster and a `kubectl` on it that has applied `body` (written as
+/// `file`), which must succeed.
+async fn applied(kubectl: PathBuf, file: &str, body: &str) -> (Handle, Client) {
+    let h = cluster().await;
+    let k = Client::new(kubectl, &h.kubeconfig_yaml());
+    let f = write(&k, file, body);
+    k.arun(&["apply", "-f", &f]).await.ok();
+    (h, k)
+}
+
+/// The JSON a successful `kubectl <args>` prints.
+async fn get_json(k: &Client, args: &[&str]) -> Value {
+    let out = k.arun(args).await;
+    serde_json::from_str(&out.ok().stdout).unwrap_or_else(|e| panic!("{e}: {out:?}"))
 }
 
 fn pod(h: &Handle, name: &str) -> Option<Arc<Value>> {
@@ -90,18 +103,14 @@ async fn rc_create_and_scale() {
             .await
     );
 
-    let v = json_of(k.arun(&["get", "rc", "api-rc", "-o", "json"]).await.ok());
+    let v = get_json(&k, &["get", "rc", "api-rc", "-o", "json"]).await;
     assert_eq!(v["spec"]["replicas"], 4);
     assert_eq!(v["spec"]["selector"]["name"], "api-pods");
     assert_eq!(v["status"]["replicas"], 4);
     assert_eq!(v["status"]["fullyLabeledReplicas"], 4);
     assert_eq!(v["status"]["readyReplicas"], 4);
     assert_eq!(v["status"]["observedGeneration"], 2);
-    let pods = json_of(
-        k.arun(&["get", "pods", "-l", "name=api-pods", "-o", "json"])
-            .await
-            .ok(),
-    );
+    let pods = get_json(&k, &["get", "pods", "-l", "name=api-pods", "-o", "json"]).await;
     let items = pods["items"].as_array().unwrap();
     assert_eq!(items.len(), 4);
     assert!(
@@ -137,10 +146,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     let kubectl = require_tool!("kubectl");
-    let h = cluster().await;
-    let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    let f = write(&k, "sts.yaml", STATEFULSET);
-    k.arun(&["apply", "-f", &f]).await.ok();
+    let (h, k) = applied(kubectl, "sts.yaml", STATEFULSET).await;
     // The API defaults `rollingUpdate.partition: 0` (as upstream), so kubectl
     // takes its "partitioned roll out" branch, as against a real cluster.
     k.arun_expecting(
@@ -192,18 +198,14 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
     };
     let before = restarts(&h);
     assert!(h.wait_for(WAIT, |h| restarts(h) > before).await);
-    let v = json_of(k.arun(&["get", "pod", "db-2", "-o", "json"]).await.ok());
+    let v = get_json(&k, &["get", "pod", "db-2", "-o", "json"]).await;
     assert_eq!(v["spec"]["containers"][0]["image"], "example/db:2-crash");
     k.arun_expecting(
         &["rollout", "status", "statefulset/db", "--watch=false"],
         "Waiting for 1 pods to be ready",
     )
     .await;
-    let v = json_of(
-        k.arun(&["get", "statefulset", "db", "-o", "json"])
-            .await
-            .ok(),
-    );
+    let v = get_json(&k, &["get", "statefulset", "db", "-o", "json"]).await;
     assert_eq!(v["status"]["updateRevision"], good.as_str());
     assert_eq!(v["status"]["currentRevision"], good.as_str());
     assert_eq!(v["status"]["updatedReplicas"], 2);
@@ -218,7 +220,7 @@ async fn statefulset_rollout_undo_stays_stuck_until_pod_deleted() {
         "partitioned roll out complete: 3 new pods have been updated",
     )
     .await;
-    let v = json_of(k.arun(&["get", "pod", "db-2", "-o", "json"]).await.ok());
+    let v = get_json(&k, &["get", "pod", "db-2", "-o", "json"]).await;
     assert_eq!(v["spec"]["containers"][0]["image"], "example/db:1");
     assert!(pod_ready(&v));
 
@@ -247,16 +249,13 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn daemonset_rollout_undo_recovers() {
     let kubectl = require_tool!("kubectl");
-    let h = cluster().await;
-    let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    let f = write(&k, "ds.yaml", DAEMONSET);
-    k.arun(&["apply", "-f", &f]).await.ok();
+    let (h, k) = applied(kubectl, "ds.yaml", DAEMONSET).await;
     k.arun_expecting(
         &["rollout", "status", "daemonset/agent", "--timeout=30s"],
         "daemon set \"agent\" successfully rolled out",
     )
     .await;
-    let v = json_of(k.arun(&["get", "ds", "agent", "-o", "json"]).await.ok());
+    let v = get_json(&k, &["get", "ds", "agent", "-o", "json"]).await;
     assert_eq!(v["status"]["desiredNumberScheduled"], 3);
     assert_eq!(v["status"]["numberAvailable"], 3);
 
@@ -292,11 +291,7 @@ async fn daemonset_rollout_undo_recovers() {
         "successfully rolled out",
     )
     .await;
-    let pods = json_of(
-        k.arun(&["get", "pods", "-l", "app=agent", "-o", "json"])
-            .await
-            .ok(),
-    );
+    let pods = get_json(&k, &["get", "pods", "-l", "app=agent", "-o", "json"]).await;
     let items = pods["items"].as_array().unwrap();
     assert_eq!(items.len(), 3);
     assert!(
@@ -304,11 +299,7 @@ async fn daemonset_rollout_undo_recovers() {
             .iter()
             .all(|p| p["spec"]["containers"][0]["image"] == "example/agent:1")
     );
-    let revs = json_of(
-        k.arun(&["get", "controllerrevisions", "-o", "json"])
-            .await
-            .ok(),
-    );
+    let revs = get_json(&k, &["get", "controllerrevisions", "-o", "json"]).await;
     let mut numbers: Vec<i64> = revs["items"]
         .as_array()
         .unwrap()
@@ -357,10 +348,7 @@ spec:
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn endpoints_and_slices_follow_readiness() {
     let kubectl = require_tool!("kubectl");
-    let h = cluster().await;
-    let k = Client::new(kubectl, &h.kubeconfig_yaml());
-    let f = write(&k, "svc.yaml", SERVICE_AND_PODS);
-    k.arun(&["apply", "-f", &f]).await.ok();
+    let (h, k) = applied(kubectl, "svc.yaml", SERVICE_AND_PODS).await;
     k.arun(&[
         "wait",
         "--for=condition=Ready",
@@ -384,11 +372,7 @@ async fn endpoints_and_slices_follow_readiness() {
         })
         .await
     );
-    let ep = json_of(
-        k.arun(&["get", "endpoints", "web", "-o", "json"])
-            .await
-            .ok(),
-    );
+    let ep = get_json(&k, &["get", "endpoints", "web", "-o", "json"]).await;
     let subset = &ep["subsets"][0];
     assert_eq!(subset["addresses"][0]["targetRef"]["name"], "web-ready");
     assert_eq!(
@@ -397,18 +381,18 @@ async fn endpoints_and_slices_follow_readiness() {
     );
     assert_eq!(subset["ports"][0]["port"], 8080);
 
-    let slices = json_of(
-        k.arun(&[
+    let slices = get_json(
+        &k,
+        &[
             "get",
             "endpointslices",
             "-l",
             "kubernetes.io/service-name=web",
             "-o",
             "json",
-        ])
-        .await
-        .ok(),
-    );
+        ],
+    )
+    .await;
     let items = slices["items"].as_array().unwrap();
     assert_eq!(items.len(), 1, "{slices}");
     let eps = items[0]["endpoints"].as_array().unwrap();
@@ -423,24 +407,20 @@ async fn endpoints_and_slices_follow_readiness() {
 
     // The ready pod goes away: nothing ready is left.
     k.arun(&["delete", "pod", "web-ready"]).await.ok();
-    let ep = json_of(
-        k.arun(&["get", "endpoints", "web", "-o", "json"])
-            .await
-            .ok(),
-    );
+    let ep = get_json(&k, &["get", "endpoints", "web", "-o", "json"]).await;
     assert!(ep["subsets"][0]["addresses"].is_null(), "{ep}");
-    let slices = json_of(
-        k.arun(&[
+    let slices = get_json(
+        &k,
+        &[
             "get",
             "endpointslices",
             "-l",
             "kubernetes.io/service-name=web",
             "-o",
             "json",
-        ])
-        .await
-        .ok(),
-    );
+        ],
+    )
+    .await;
     let eps = slices["items"][0]["endpoints"].as_array().unwrap();
     assert_eq!(eps.len(), 1);
     assert_eq!(eps[0]["targetRef"]["name"], "web-unready");

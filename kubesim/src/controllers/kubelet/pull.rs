@@ -11,6 +11,17 @@ use super::images::{fnv, pull_error};
 use super::state::{BACKOFF_INITIAL, BACKOFF_MAX, CState, Ctr, add, draw};
 use crate::scenario::ImageBehaviour;
 
+/// A container whose image can never start: a warning `event` with `msg`,
+/// the kubelet's `Error: <reason>` and the container left waiting for
+/// `reason`. Returns false (nothing to create).
+fn stuck(ctx: &mut Ctx<'_>, c: &mut Ctr, event: &'static str, reason: &str, msg: String) -> bool {
+    ctx.event(c, "Warning", event, msg.clone());
+    ctx.event(c, "Warning", "Failed", format!("Error: {reason}"));
+    c.waiting = (reason.into(), Some(msg));
+    c.state = CState::Stuck;
+    false
+}
+
 /// EnsureImageExists: invalid name, pull policy, presence on the node;
 /// true when the image is present and the container is to be created at `t`.
 pub(super) fn begin_image_at(
@@ -25,11 +36,7 @@ pub(super) fn begin_image_at(
             "Failed to apply default image tag \"{0}\": couldn't parse image name \"{0}\": invalid reference format",
             c.image
         );
-        ctx.event(c, "Warning", "InspectFailed", msg.clone());
-        ctx.event(c, "Warning", "Failed", "Error: InvalidImageName".into());
-        c.waiting = ("InvalidImageName".into(), Some(msg));
-        c.state = CState::Stuck;
-        return false;
+        return stuck(ctx, c, "InspectFailed", "InvalidImageName", msg);
     }
     let policy = ctx.spec_of(c)["imagePullPolicy"]
         .as_str()
@@ -42,11 +49,7 @@ pub(super) fn begin_image_at(
                 "Container image \"{}\" is not present with pull policy of Never",
                 c.image
             );
-            ctx.event(c, "Warning", "ErrImageNeverPull", msg.clone());
-            ctx.event(c, "Warning", "Failed", "Error: ErrImageNeverPull".into());
-            c.waiting = ("ErrImageNeverPull".into(), Some(msg));
-            c.state = CState::Stuck;
-            false
+            stuck(ctx, c, "ErrImageNeverPull", "ErrImageNeverPull", msg)
         }
         "Never" | "IfNotPresent" if present => {
             ctx.event(

@@ -156,6 +156,13 @@ pub(super) fn render_status(
         .map(|c| c.name.as_str())
         .collect();
     let sandbox_ready = !terminal && now >= rt.sandbox_at;
+    // Ready and ContainersReady say the same when false.
+    let unready_reason = if terminal {
+        "PodCompleted"
+    } else {
+        "ContainersNotReady"
+    };
+    let unready_msg = format!("containers with unready status: [{}]", unready.join(" "));
     let mut conditions = vec![
         cond(
             "PodReadyToStartContainers",
@@ -172,26 +179,8 @@ pub(super) fn render_status(
                 incomplete.join(" ")
             ),
         ),
-        cond(
-            "Ready",
-            all_ready,
-            if terminal {
-                "PodCompleted"
-            } else {
-                "ContainersNotReady"
-            },
-            format!("containers with unready status: [{}]", unready.join(" ")),
-        ),
-        cond(
-            "ContainersReady",
-            all_ready,
-            if terminal {
-                "PodCompleted"
-            } else {
-                "ContainersNotReady"
-            },
-            format!("containers with unready status: [{}]", unready.join(" ")),
-        ),
+        cond("Ready", all_ready, unready_reason, unready_msg.clone()),
+        cond("ContainersReady", all_ready, unready_reason, unready_msg),
     ];
     if terminal {
         for c in conditions.iter_mut().skip(2) {

@@ -137,13 +137,7 @@ async fn static_binary_rolls_out_with_an_empty_environment() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, stderr) = crate::support::succeeded(&out);
     assert!(!stdout.contains(&h.token) && !stderr.contains(&h.token));
     assert_eq!(image_of(&h, "default"), "example/api:v2");
     h.shutdown().await;

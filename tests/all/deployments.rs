@@ -19,7 +19,7 @@ async fn github(deployments_status: u16) -> MockServer {
     let answer = if deployments_status == 201 {
         json!({"id": 4242, "environment": "production"})
     } else {
-        json!({"message": "Resource not accessible by integration"})
+        support::github_forbidden()
     };
     serve(
         &server,

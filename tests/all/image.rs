@@ -634,14 +634,7 @@ impl Runner {
 /// A GitHub API that takes the sticky PR comment.
 async fn github_api() -> MockServer {
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/user",
-        403,
-        json!({"message": "Resource not accessible by integration"}),
-    )
-    .await;
+    serve(&server, "GET", "/user", 403, support::github_forbidden()).await;
     serve(
         &server,
         "GET",

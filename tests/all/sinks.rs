@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{json_at, serve};
+use crate::support::{github_forbidden, json_at, serve};
 
 const GH_TOKEN: &str = "ghs_secretGitHubToken0123456789";
 const GL_TOKEN: &str = "glpat-secretGitLabToken98765";
@@ -310,14 +310,7 @@ async fn github_comment_marker_on_page_two_is_patched() {
     init();
     let server = MockServer::start().await;
     let api = server.uri();
-    serve(
-        &server,
-        "GET",
-        "/user",
-        403,
-        json!({"message": "Resource not accessible by integration"}),
-    )
-    .await;
+    serve(&server, "GET", "/user", 403, github_forbidden()).await;
     let page2 = format!("{api}/repos/o/r/issues/7/comments?per_page=100&page=2");
     Mock::given(method("GET"))
         .and(path("/repos/o/r/issues/7/comments"))
@@ -474,10 +467,7 @@ async fn github_403_on_fork_is_one_warning() {
     )
     .await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
+        .respond_with(ResponseTemplate::new(403).set_body_json(github_forbidden()))
         .mount(&server)
         .await;
     let files = GhFiles::new();

@@ -392,3 +392,8 @@ pub async fn serve(
 ) {
     json_at(verb, route, status, body).mount(server).await;
 }
+
+/// GitHub's answer to a token that lacks the permission (a fork's, say).
+pub fn github_forbidden() -> Value {
+    serde_json::json!({"message": "Resource not accessible by integration"})
+}

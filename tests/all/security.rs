@@ -785,15 +785,12 @@ async fn no_bearer_token_to_a_plain_http_api_server() {
     let kubeconfig = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:{port}\n  name: plain\ncontexts:\n- context:\n    cluster: plain\n    user: u\n  name: plain\ncurrent-context: plain\nusers:\n- name: u\n  user:\n    token: PLAINHTTPSECRETTOKEN\n"
     );
-    let e: Env = [
-        ("ROLLGUARD_KUBECONFIG", kubeconfig),
-        ("ROLLGUARD_WORKLOAD", "deployment/web".into()),
-        ("ROLLGUARD_TAG", "v2".into()),
-        ("ROLLGUARD_VERIFY_IMAGE", "false".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let e = env_of(&[
+        ("ROLLGUARD_KUBECONFIG", &kubeconfig),
+        ("ROLLGUARD_WORKLOAD", "deployment/web"),
+        ("ROLLGUARD_TAG", "v2"),
+        ("ROLLGUARD_VERIFY_IMAGE", "false"),
+    ]);
     let (code, stdout, stderr) = run_binary(&e).await;
     assert_eq!(code, Some(78), "{stdout}");
     let requests = seen.lock().unwrap().clone();

@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{github_forbidden, json_at, serve};
+use crate::support::{env_of, github_forbidden, json_at, serve};
 
 const GH_TOKEN: &str = "ghs_secretGitHubToken0123456789";
 const GL_TOKEN: &str = "glpat-secretGitLabToken98765";
@@ -159,13 +159,6 @@ fn gitlab_sink() -> SinkConfig {
 
 fn ci(env: &Env) -> CiContext {
     CiContext::from_env(env)
-}
-
-fn env_of(pairs: &[(&str, &str)]) -> Env {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
 }
 
 struct GhFiles {

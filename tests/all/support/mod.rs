@@ -397,3 +397,11 @@ pub async fn serve(
 pub fn github_forbidden() -> Value {
     serde_json::json!({"message": "Resource not accessible by integration"})
 }
+
+/// Exactly these inputs, nothing added.
+pub fn env_of(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}

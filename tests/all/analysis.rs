@@ -19,17 +19,22 @@ const WAIT: Duration = Duration::from_secs(60);
 /// The error ratio of the new version's requests (the README's query).
 const ERROR_RATIO: &str = r#"sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}",code=~"5.."}[5s])) / sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}"}[5s]))"#;
 
-/// A cluster serving pod metrics, a ready `web` (3 × v1), and a Prometheus
-/// that has scraped it once.
-async fn setup(speed: f64) -> (Handle, Prometheus) {
-    let h = support::Fixture::with_config(kubesim::Config {
+/// A kubesim at `speed` serving its pods' metrics on a loopback port.
+async fn metrics_cluster(speed: f64) -> Handle {
+    support::Fixture::with_config(kubesim::Config {
         speed,
         tls: true,
         metrics_listen: Some(([127, 0, 0, 1], 0).into()),
         ..Default::default()
     })
     .start()
-    .await;
+    .await
+}
+
+/// A cluster serving pod metrics, a ready `web` (3 × v1), and a Prometheus
+/// that has scraped it once.
+async fn setup(speed: f64) -> (Handle, Prometheus) {
+    let h = metrics_cluster(speed).await;
     support::create_ready(&h, support::web("example/web:v1", 3)).await;
     let p = Prometheus::start(h.metrics_addr.expect("metrics listener")).await;
     println!("prometheus ready in {:?}", p.started_in);
@@ -288,14 +293,7 @@ async fn bad_gate_inputs_exit_2_with_the_cluster_untouched() {
 /// report and the step summary.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn credentials_never_appear_in_any_output() {
-    let h = support::Fixture::with_config(kubesim::Config {
-        speed: 25.0,
-        tls: true,
-        metrics_listen: Some(([127, 0, 0, 1], 0).into()),
-        ..Default::default()
-    })
-    .start()
-    .await;
+    let h = metrics_cluster(25.0).await;
     support::create_ready(&h, support::web("example/web:v1", 2)).await;
     let password = "pr0m-pass-5ecret-9f3c";
     let token = "pr0m-t0ken-5ecret-77ab";
@@ -383,14 +381,7 @@ async fn errors_build_is_caught_at_real_speed() {
 /// StatefulSets bake in their own loop: the gate runs there too.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_errors_build_fails_on_the_gate_and_is_rolled_back() {
-    let h = support::Fixture::with_config(kubesim::Config {
-        speed: 25.0,
-        tls: true,
-        metrics_listen: Some(([127, 0, 0, 1], 0).into()),
-        ..Default::default()
-    })
-    .start()
-    .await;
+    let h = metrics_cluster(25.0).await;
     h.create(serde_json::json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
         "metadata": {"name": "db", "namespace": "default"},

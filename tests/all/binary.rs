@@ -46,13 +46,7 @@ async fn binary_rolls_out_from_env_vars() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&child.stdout);
-    let stderr = String::from_utf8_lossy(&child.stderr);
-    assert_eq!(
-        child.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, stderr) = crate::support::succeeded(&child);
     assert!(stdout.contains("rolled out example/web:v2"), "{stdout}");
     assert!(!stderr.contains('\u{1b}'), "NO_COLOR ignored: {stderr}");
     let d: Value = (*h.get("apps/v1", "Deployment", "default", "web").unwrap()).clone();

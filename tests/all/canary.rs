@@ -37,20 +37,11 @@ fn canary_pods(h: &Handle) -> Vec<Value> {
 /// template, resourceVersion and generation, and its pods (name, image).
 fn stable_state(h: &Handle) -> (Value, Value, Value, Vec<(String, String)>) {
     let d = get(h);
-    let mut pods: Vec<(String, String)> = live_pods(h)
-        .iter()
-        .filter(|p| p["metadata"]["labels"][CANARY_LABEL].is_null())
-        .map(|p| {
-            (
-                p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                p["spec"]["containers"][0]["image"]
-                    .as_str()
-                    .unwrap_or("")
-                    .to_string(),
-            )
-        })
-        .collect();
-    pods.sort();
+    let pods = names_and_images(
+        live_pods(h)
+            .iter()
+            .filter(|p| p["metadata"]["labels"][CANARY_LABEL].is_null()),
+    );
     (
         d["spec"]["template"].clone(),
         d["metadata"]["resourceVersion"].clone(),
@@ -78,15 +69,7 @@ fn assert_no_canary_left(h: &Handle) {
 async fn a_good_canary_passes_and_the_full_rollout_follows() {
     let h = fast_cluster().await;
     create_ready(&h, support::web("example/web:v1", 4)).await;
-    let (o, out) = run(&env(
-        &h,
-        &[
-            ("ROLLGUARD_TAG", "v2"),
-            ("ROLLGUARD_CANARY", "25%"),
-            ("ROLLGUARD_CANARY_HOLD", "2s"),
-        ],
-    ))
-    .await;
+    let (o, out) = run(&env(&h, &canary_inputs("v2", "25%", "2s"))).await;
     assert_eq!(o.exit_code, 0, "{out}");
     let passed = out.find("canary passed").expect("the canary passed");
     let full = out
@@ -215,16 +198,9 @@ async fn a_canary_whose_image_does_not_exist_fails_at_first_sight() {
 /// window passed and the hold is running).
 fn canary_ready_for(h: &Handle, secs: f64) -> bool {
     let now = h.clock().now();
-    canary_pods(h).iter().any(|p| {
-        p["status"]["conditions"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .find(|c| c["type"] == "Ready" && c["status"] == "True")
-            .and_then(|c| c["lastTransitionTime"].as_str())
-            .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-            .is_some_and(|t| (now - t).total(jiff::Unit::Second).unwrap_or(0.0) >= secs * SPEED)
-    })
+    canary_pods(h)
+        .iter()
+        .any(|p| ready_secs(p, now).is_some_and(|s| s >= secs * SPEED))
 }
 
 async fn holding(
@@ -237,11 +213,7 @@ async fn holding(
     let h = fast_cluster().await;
     create_ready(&h, support::web("example/web:v1", 3)).await;
     let before = stable_state(&h);
-    let mut pairs = vec![
-        ("ROLLGUARD_TAG", "v2"),
-        ("ROLLGUARD_CANARY", "1"),
-        ("ROLLGUARD_CANARY_HOLD", "10m"),
-    ];
+    let mut pairs: Vec<(&str, &str)> = canary_inputs("v2", "1", "10m").to_vec();
     pairs.extend_from_slice(extra);
     let child = spawn(&env(&h, &pairs));
     assert!(
@@ -254,16 +226,7 @@ async fn holding(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_during_the_hold_removes_the_canary() {
     let (h, child, before) = holding(&[]).await;
-    signal(&child, "TERM");
-    let t0 = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(t0.elapsed() < Duration::from_secs(10), "{:?}", t0.elapsed());
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    let stdout = terminated(child).await;
     assert!(stdout.contains("holding it for 10m"), "{stdout}");
     assert!(
         stdout.contains("cancelled (SIGTERM) during the canary"),
@@ -279,11 +242,8 @@ async fn a_second_signal_deletes_the_canary_before_exiting() {
     let (h, child, before) = holding(&[]).await;
     signal(&child, "TERM");
     signal(&child, "INT");
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, _) = exited_within(child, Duration::from_secs(10)).await;
+    let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(
         h.wait_for(WAIT, |h| canary_deployment(h).is_none()

@@ -33,19 +33,7 @@ async fn a_crash_after_ready_is_caught_on_the_canary_and_the_stable_pods_never_c
     );
     let stable = |h: &kubesim::Handle| -> (Value, Value, Vec<(String, String)>) {
         let d = support::deployment_named(h, "web");
-        let mut pods: Vec<(String, String)> = live_pods(h)
-            .iter()
-            .map(|p| {
-                (
-                    p["metadata"]["name"].as_str().unwrap_or("").to_string(),
-                    p["spec"]["containers"][0]["image"]
-                        .as_str()
-                        .unwrap_or("")
-                        .to_string(),
-                )
-            })
-            .collect();
-        pods.sort();
+        let pods = support::names_and_images(&live_pods(h));
         (
             d["spec"]["template"].clone(),
             d["metadata"]["resourceVersion"].clone(),

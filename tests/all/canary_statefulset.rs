@@ -77,15 +77,7 @@ async fn a_statefulset_canary_on_the_partition_passes_then_every_pod_updates() {
     let h = cluster(SPEED).await;
     h.create(statefulset("example/db:1", 4)).unwrap();
     assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    let (o, out) = run(&sts_env(
-        &h,
-        &[
-            ("ROLLGUARD_TAG", "2"),
-            ("ROLLGUARD_CANARY", "1"),
-            ("ROLLGUARD_CANARY_HOLD", "2s"),
-        ],
-    ))
-    .await;
+    let (o, out) = run(&sts_env(&h, &canary_inputs("2", "1", "2s"))).await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(
         out.contains("ordinals 3..3 take the new version (partition 3)"),
@@ -117,15 +109,7 @@ async fn a_failing_statefulset_canary_touches_only_its_ordinal() {
     let good = sts(&h)["status"]["currentRevision"].clone();
     let template = sts(&h)["spec"]["template"].clone();
     let before = sts_pods(&h);
-    let (o, out) = run(&sts_env(
-        &h,
-        &[
-            ("ROLLGUARD_TAG", "2-crash"),
-            ("ROLLGUARD_CANARY", "1"),
-            ("ROLLGUARD_CANARY_HOLD", "1m"),
-        ],
-    ))
-    .await;
+    let (o, out) = run(&sts_env(&h, &canary_inputs("2-crash", "1", "1m"))).await;
     assert_eq!(o.exit_code, 1, "{out}");
     assert_eq!(
         o.report.findings.first().map(|f| f.cause),
@@ -170,14 +154,7 @@ fn sts_canary_ready_for(h: &Handle, secs: f64) -> bool {
     live_pods(h).iter().any(|p| {
         p["metadata"]["name"] == "db-3"
             && p["metadata"]["labels"]["controller-revision-hash"] == update
-            && p["status"]["conditions"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .find(|c| c["type"] == "Ready" && c["status"] == "True")
-                .and_then(|c| c["lastTransitionTime"].as_str())
-                .and_then(|t| t.parse::<jiff::Timestamp>().ok())
-                .is_some_and(|t| (now - t).total(jiff::Unit::Second).unwrap_or(0.0) >= secs * SPEED)
+            && ready_secs(p, now).is_some_and(|s| s >= secs * SPEED)
     })
 }
 
@@ -193,14 +170,7 @@ async fn sts_holding() -> (
     assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
     let template = sts(&h)["spec"]["template"].clone();
     let before = sts_pods(&h);
-    let child = spawn(&sts_env(
-        &h,
-        &[
-            ("ROLLGUARD_TAG", "2"),
-            ("ROLLGUARD_CANARY", "1"),
-            ("ROLLGUARD_CANARY_HOLD", "10m"),
-        ],
-    ));
+    let child = spawn(&sts_env(&h, &canary_inputs("2", "1", "10m")));
     assert!(
         h.wait_for(WAIT, |h| sts_canary_ready_for(h, 3.0)).await,
         "the canary ordinal never became ready"
@@ -231,11 +201,8 @@ fn assert_sts_restored(h: &Handle, template: &Value, before: &[(String, String, 
 async fn sigterm_during_a_statefulset_hold_rolls_the_canary_ordinal_back() {
     let (h, child, template, before) = sts_holding().await;
     signal(&child, "TERM");
-    let out = tokio::time::timeout(Duration::from_secs(15), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let (out, _) = exited_within(child, Duration::from_secs(15)).await;
+    let (stdout, _) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("cancelled (SIGTERM)"), "{stdout}");
     assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);

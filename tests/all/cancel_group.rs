@@ -1,7 +1,7 @@
 //! A second signal during a group rollout: every workload of the group
 //! that was patched carries the state annotation, not only the last one.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::support::*;
 use serde_json::{Value, json};
@@ -64,13 +64,9 @@ async fn second_signal_annotates_every_workload_of_the_group() {
     assert!(state_of(&h, "web").is_none() && state_of(&h, "api").is_none());
     signal(&child, "TERM");
     signal(&child, "INT");
-    let t0 = Instant::now();
-    let out = tokio::time::timeout(Duration::from_secs(10), child.wait_with_output())
-        .await
-        .expect("exited")
-        .unwrap();
-    assert!(t0.elapsed() < Duration::from_secs(3), "{:?}", t0.elapsed());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let (out, took) = exited_within(child, Duration::from_secs(10)).await;
+    assert!(took < Duration::from_secs(3), "{took:?}");
+    let (_, stderr) = texts(&out);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     for name in ["web", "api"] {
         let state = state_of(&h, name).unwrap_or_else(|| panic!("no state annotation on {name}"));

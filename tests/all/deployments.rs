@@ -5,13 +5,12 @@
 //! end, with the log URL and the environment URL; a refusal by GitHub is one
 //! warning and changes nothing else.
 
-use crate::support;
+use crate::support::{self, serve};
 
 use kubesim::Handle;
 use rollguard::Env;
 use serde_json::{Value, json};
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, Request, ResponseTemplate};
+use wiremock::{MockServer, Request};
 
 const TOKEN: &str = "ghs_deploymentsToken0123456789abcdef";
 
@@ -20,18 +19,24 @@ async fn github(deployments_status: u16) -> MockServer {
     let answer = if deployments_status == 201 {
         json!({"id": 4242, "environment": "production"})
     } else {
-        json!({"message": "Resource not accessible by integration"})
+        support::github_forbidden()
     };
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/shop/deployments"))
-        .respond_with(ResponseTemplate::new(deployments_status).set_body_json(answer))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/shop/deployments/4242/statuses"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "POST",
+        "/repos/acme/shop/deployments",
+        deployments_status,
+        answer,
+    )
+    .await;
+    serve(
+        &server,
+        "POST",
+        "/repos/acme/shop/deployments/4242/statuses",
+        201,
+        json!({"id": 1}),
+    )
+    .await;
     server
 }
 
@@ -150,10 +155,7 @@ async fn a_refused_deployment_is_one_warning_and_the_rollout_goes_on() {
     assert_eq!(posts.len(), 1, "{posts:#?}");
     // One warning in the log, naming the permission; the token only in
     // the runner's mask command.
-    let warnings: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("::warning::GitHub deployment"))
-        .collect();
+    let warnings = support::lines_where(&out, |l| l.starts_with("::warning::GitHub deployment"));
     assert_eq!(warnings.len(), 1, "{out}");
     assert!(
         warnings[0].contains("HTTP 403") && warnings[0].contains("deployments: write"),

@@ -139,6 +139,17 @@ fn assert_golden(story: &str, outcome: &Outcome, names: &[&str]) {
     });
 }
 
+/// Tag v2 on `workload` with a 2 s unschedulable grace: the surge pod's
+/// scheduling verdict comes quickly.
+async fn surge_v2(h: &Handle, workload: &str) -> Outcome {
+    rollguard(
+        h,
+        workload,
+        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
+    )
+    .await
+}
+
 fn first_cause(o: &Outcome) -> Option<Cause> {
     o.report.findings.first().map(|f| f.cause)
 }
@@ -165,12 +176,7 @@ async fn insufficient_cpu() {
         ))
         .start()
         .await;
-    let o = rollguard(
-        &h,
-        "web",
-        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
-    )
-    .await;
+    let o = surge_v2(&h, "web").await;
     assert_eq!(first_cause(&o), Some(Cause::Unschedulable));
     let evidence = o.report.findings[0].evidence.join("\n");
     assert!(evidence.contains("Insufficient cpu"), "{evidence}");
@@ -282,12 +288,7 @@ async fn pod_exceeds_free_cpu() {
         ))
         .start()
         .await;
-    let o = rollguard(
-        &h,
-        "app",
-        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
-    )
-    .await;
+    let o = surge_v2(&h, "app").await;
     assert_eq!(first_cause(&o), Some(Cause::Unschedulable));
     assert_golden("pod_exceeds_free_cpu", &o, &["app", "my-pod"]);
     h.shutdown().await;
@@ -450,12 +451,7 @@ async fn untolerated_taint() {
                 json!([{"key": "dedicated", "value": "gpu", "effect": "NoSchedule"}]);
         });
     }
-    let o = rollguard(
-        &h,
-        "web",
-        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
-    )
-    .await;
+    let o = surge_v2(&h, "web").await;
     assert_eq!(first_cause(&o), Some(Cause::Unschedulable));
     assert!(o.report.findings[0].fix.contains("tolerations"));
     assert_golden("untolerated_taint", &o, &["web"]);
@@ -481,12 +477,7 @@ async fn node_selector_mismatch() {
             }
         });
     }
-    let o = rollguard(
-        &h,
-        "web",
-        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
-    )
-    .await;
+    let o = surge_v2(&h, "web").await;
     assert_eq!(first_cause(&o), Some(Cause::Unschedulable));
     assert!(o.report.findings[0].fix.contains("disktype=ssd"));
     assert_golden("node_selector_mismatch", &o, &["web"]);
@@ -509,12 +500,7 @@ async fn quota_exceeded() {
         "spec": {"hard": {"requests.cpu": "1500m", "pods": "10"}}}))
         .start()
         .await;
-    let o = rollguard(
-        &h,
-        "web",
-        &[("INPUT_TAG", "v2"), ("INPUT_UNSCHEDULABLE-GRACE", "2s")],
-    )
-    .await;
+    let o = surge_v2(&h, "web").await;
     assert_eq!(o.exit_code, 1);
     assert_eq!(first_cause(&o), Some(Cause::ReplicaFailure));
     let evidence = o.report.findings[0].evidence.join("\n");

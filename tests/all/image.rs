@@ -29,10 +29,9 @@ use kubesim::Handle;
 use kubesim::scenario::ImageBehaviour;
 use serde_json::{Value, json};
 use tokio::io::AsyncWriteExt as _;
-use wiremock::matchers::{method, path};
-use wiremock::{Mock, MockServer, ResponseTemplate};
+use wiremock::MockServer;
 
-use crate::support::{DeploymentSpec, Fixture, PodLabel};
+use crate::support::{self, DeploymentSpec, Fixture, PodLabel, serve};
 
 const WAIT: Duration = Duration::from_secs(30);
 /// The most one container run may take (rollguard's own timeout is 60 s).
@@ -635,24 +634,23 @@ impl Runner {
 /// A GitHub API that takes the sticky PR comment.
 async fn github_api() -> MockServer {
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/user"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/acme/api/issues/7/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/acme/api/issues/7/comments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 901})))
-        .mount(&server)
-        .await;
+    serve(&server, "GET", "/user", 403, support::github_forbidden()).await;
+    serve(
+        &server,
+        "GET",
+        "/repos/acme/api/issues/7/comments",
+        200,
+        json!([]),
+    )
+    .await;
+    serve(
+        &server,
+        "POST",
+        "/repos/acme/api/issues/7/comments",
+        201,
+        json!({"id": 901}),
+    )
+    .await;
     server
 }
 
@@ -927,12 +925,7 @@ async fn gitlab_recipe_job_on_the_shell_image_rolls_back_with_exit_1() {
         vars.insert(k.clone(), v.clone());
     }
     let exported: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let script: Vec<&str> = base["script"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|l| l.as_str().unwrap())
-        .collect();
+    let script = support::strs(&base["script"]);
     let builds = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(builds.path().join("acme/api")).unwrap();
     let out = img
@@ -1082,17 +1075,7 @@ async fn cronjob_recipe_as_nonroot_on_a_read_only_root() {
     assert_eq!(container["securityContext"]["readOnlyRootFilesystem"], true);
 
     let h = cluster(&ns).await;
-    let rules = role["rules"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| kubesim::Rule {
-            verbs: strings(&r["verbs"]),
-            groups: strings(&r["apiGroups"]),
-            resources: strings(&r["resources"]),
-            namespaces: vec![ns.clone()],
-        })
-        .collect();
+    let rules = support::role_rules(role, &ns);
     let token = "cronjob-sa-token";
     h.add_identity(&format!("system:serviceaccount:{ns}:{sa}"), token, rules);
 

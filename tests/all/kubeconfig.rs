@@ -60,6 +60,12 @@ fn yaml(v: &Value) -> String {
     serde_yaml::to_string(v).unwrap()
 }
 
+/// Exit 78 (a config or credential problem), the message naming it.
+fn assert_config_error(code: i32, out: &str, says: &str) {
+    assert_eq!(code, 78, "{out}");
+    assert!(out.contains(says), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kubeconfig_input_as_path_inline_and_base64() {
     let h = cluster().await;
@@ -75,10 +81,10 @@ async fn kubeconfig_input_as_path_inline_and_base64() {
     }
     // A credential problem, like every kubeconfig problem: exit 78 (README, Security).
     let (code, out) = dry_run(&[("ROLLGUARD_KUBECONFIG", "/nonexistent/kubeconfig")]).await;
-    assert_eq!(code, 78, "{out}");
-    assert!(
-        out.contains("kubeconfig file /nonexistent/kubeconfig does not exist"),
-        "{out}"
+    assert_config_error(
+        code,
+        &out,
+        "kubeconfig file /nonexistent/kubeconfig does not exist",
     );
     h.shutdown().await;
 }
@@ -120,8 +126,7 @@ async fn kubeconfig_env_merges_several_files_first_wins() {
     // The wrong file first: its cluster (a closed port) wins: exit 78.
     let reversed = std::env::join_paths([c.as_path(), a.as_path(), b.as_path()]).unwrap();
     let (code, out) = dry_run(&[("KUBECONFIG", reversed.to_str().unwrap())]).await;
-    assert_eq!(code, 78, "{out}");
-    assert!(out.contains("cannot reach the cluster"), "{out}");
+    assert_config_error(code, &out, "cannot reach the cluster");
 
     let merged = rollguard::kube_client::merge_kubeconfig_paths(list).unwrap();
     assert_eq!(merged.current_context.as_deref(), Some("kubesim"));
@@ -165,10 +170,10 @@ async fn several_contexts_none_current_need_a_context() {
         ("INPUT_CONTEXT", "acme/deploy:qa"),
     ])
     .await;
-    assert_eq!(code, 78, "{out}");
-    assert!(
-        out.contains("context \"acme/deploy:qa\" not found in the kubeconfig input"),
-        "{out}"
+    assert_config_error(
+        code,
+        &out,
+        "context \"acme/deploy:qa\" not found in the kubeconfig input",
     );
     h.shutdown().await;
 }
@@ -246,8 +251,7 @@ async fn in_cluster_service_account() {
     assert!(e.0.contains("token is missing"), "{e}");
     // auth=in-cluster outside a pod: exit 78 with that message.
     let (code, out) = dry_run(&[("ROLLGUARD_AUTH", "in-cluster")]).await;
-    assert_eq!(code, 78, "{out}");
-    assert!(out.contains("KUBERNETES_SERVICE_HOST is not set"), "{out}");
+    assert_config_error(code, &out, "KUBERNETES_SERVICE_HOST is not set");
     h.shutdown().await;
 }
 

@@ -54,10 +54,7 @@ async fn github_log_is_plain_grouped_and_has_one_error_line() {
         stdout.contains("::group::rollguard: deployment/web → v2-missing\n"),
         "{stdout}"
     );
-    let errors: Vec<&str> = stdout
-        .lines()
-        .filter(|l| l.starts_with("::error"))
-        .collect();
+    let errors = support::lines_where(&stdout, |l| l.starts_with("::error"));
     assert_eq!(errors.len(), 1, "{stdout}");
     assert!(!errors[0].contains("%0A"), "{}", errors[0]);
     assert!(

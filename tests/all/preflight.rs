@@ -12,7 +12,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use crate::support::{DeploymentSpec, Fixture, run as rollguard};
+use crate::support::{DeploymentSpec, Fixture, free_port, run as rollguard};
 use base64::Engine as _;
 use kubesim::Handle;
 use rollguard::Env;
@@ -58,14 +58,6 @@ fn sha256(data: &[u8]) -> String {
         .map(|b| format!("{b:02x}"))
         .collect();
     format!("sha256:{hex}")
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Registry {
@@ -375,10 +367,7 @@ async fn basic_auth_credentials_come_from_the_image_pull_secret() {
         .await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
-    let warnings: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("pre-flight warning:"))
-        .collect();
+    let warnings = support::lines_where(&out, |l| l.starts_with("pre-flight warning:"));
     assert_eq!(warnings.len(), 1, "{out}");
     assert!(warnings[0].contains("refused our credentials"), "{out}");
     assert_eq!(template_image(&h), format!("{repo}:v2"));
@@ -450,10 +439,7 @@ async fn unreachable_registry_warns_once_and_proceeds() {
     let h = api_cluster(&format!("{host}/team/api:v1"), 1).await;
     let (o, out) = rollguard(&env(&h, &[("ROLLGUARD_TAG", "v2")])).await;
     assert_eq!(o.exit_code, 0, "{out}");
-    let warnings: Vec<&str> = out
-        .lines()
-        .filter(|l| l.starts_with("pre-flight warning:"))
-        .collect();
+    let warnings = support::lines_where(&out, |l| l.starts_with("pre-flight warning:"));
     assert_eq!(warnings.len(), 1, "{out}");
     assert!(warnings[0].contains("unreachable"), "{out}");
     assert_eq!(template_image(&h), format!("{host}/team/api:v2"));
@@ -622,10 +608,7 @@ async fn capacity_skipped_when_nodes_cannot_be_listed() {
     );
     let (o, out) = rollguard(&e).await;
     assert_eq!(o.exit_code, 0, "{out}");
-    let notes: Vec<&str> = out
-        .lines()
-        .filter(|l| l.contains("capacity check skipped"))
-        .collect();
+    let notes = support::lines_where(&out, |l| l.contains("capacity check skipped"));
     assert_eq!(notes.len(), 1, "{out}");
     assert!(notes[0].contains("cannot list nodes"), "{out}");
     h.shutdown().await;

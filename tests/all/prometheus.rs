@@ -11,6 +11,8 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
+use crate::support::free_port;
+
 pub const PROMETHEUS_BIN: &str = "/usr/bin/prometheus";
 
 pub struct Prometheus {
@@ -21,14 +23,6 @@ pub struct Prometheus {
     dir: tempfile::TempDir,
     /// How long it took to answer `/-/ready`.
     pub started_in: Duration,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 impl Prometheus {

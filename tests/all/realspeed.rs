@@ -125,6 +125,30 @@ fn image_of(h: &Handle, container: &str) -> String {
         .unwrap_or_default()
 }
 
+/// Container `container` of `web` set to `new`, an image that crashes:
+/// caught as a crash loop and rolled back to `old`.
+async fn container_crashes(
+    h: &Handle,
+    story: &str,
+    container: &str,
+    old: &str,
+    new: &str,
+) -> Outcome {
+    let (o, out) = run(&env(
+        h,
+        &[("INPUT_CONTAINER", container), ("INPUT_IMAGE", new)],
+    ))
+    .await;
+    Expect {
+        container,
+        old_image: old,
+        ..Expect::web(story, Cause::CrashLoop)
+    }
+    .check(h, &o, &out)
+    .await;
+    o
+}
+
 /// How a failed story ends: exit `code` with `cause` first, the previous
 /// template (`old_image` in `container`) restored, healthy, every live pod
 /// on the old image.
@@ -224,20 +248,13 @@ async fn one_container_of_two() {
         ))
         .start()
         .await;
-    let (o, out) = run(&env(
+    let o = container_crashes(
         &h,
-        &[
-            ("INPUT_CONTAINER", "api"),
-            ("INPUT_IMAGE", "example/api:v2-crash"),
-        ],
-    ))
-    .await;
-    Expect {
-        container: "api",
-        old_image: "example/api:v1",
-        ..Expect::web("one container of two", Cause::CrashLoop)
-    }
-    .check(&h, &o, &out)
+        "one container of two",
+        "api",
+        "example/api:v1",
+        "example/api:v2-crash",
+    )
     .await;
     assert_eq!(o.report.findings[0].container.as_deref(), Some("api"));
     assert_eq!(image_of(&h, "fluentd"), "example/fluentd:v1");
@@ -277,20 +294,13 @@ async fn init_container_crash() {
         )
         .start()
         .await;
-    let (o, out) = run(&env(
+    let o = container_crashes(
         &h,
-        &[
-            ("INPUT_CONTAINER", "migrate"),
-            ("INPUT_IMAGE", "example/migrate:v2"),
-        ],
-    ))
-    .await;
-    Expect {
-        container: "migrate",
-        old_image: "example/migrate:v1",
-        ..Expect::web("init container", Cause::CrashLoop)
-    }
-    .check(&h, &o, &out)
+        "init container",
+        "migrate",
+        "example/migrate:v1",
+        "example/migrate:v2",
+    )
     .await;
     let f = &o.report.findings[0];
     assert_eq!(f.container.as_deref(), Some("migrate"), "{f:#?}");

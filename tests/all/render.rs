@@ -324,12 +324,7 @@ async fn reports_render_well_in_a_real_browser() {
         }
         for c in r["charts"].as_array().unwrap() {
             charts += 1;
-            let x: Vec<&str> = c["xTicks"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|t| t.as_str().unwrap())
-                .collect();
+            let x = support::strs(&c["xTicks"]);
             let mut uniq = x.clone();
             uniq.sort();
             uniq.dedup();

@@ -514,24 +514,7 @@ async fn rollout_undo_during_a_run_exits_3_at_once_and_leaves_no_marker() {
 
 /// The rules of a Role document, as kubesim rules in `default`.
 fn role_rules(role: &serde_yaml::Value) -> Vec<kubesim::Rule> {
-    let strings = |v: &serde_yaml::Value| -> Vec<String> {
-        v.as_sequence()
-            .unwrap()
-            .iter()
-            .map(|x| x.as_str().unwrap().to_string())
-            .collect()
-    };
-    role["rules"]
-        .as_sequence()
-        .unwrap()
-        .iter()
-        .map(|r| kubesim::Rule {
-            verbs: strings(&r["verbs"]),
-            groups: strings(&r["apiGroups"]),
-            resources: strings(&r["resources"]),
-            namespaces: vec!["default".into()],
-        })
-        .collect()
+    crate::support::role_rules(&serde_json::to_value(role).unwrap(), "default")
 }
 
 /// The minimal Role exactly as the README shows it (its Security section).
@@ -715,10 +698,7 @@ async fn bad_inputs_are_exit_2_in_one_line_and_change_nothing() {
         }
         let (o, out) = run(&e).await;
         assert_eq!(o.exit_code, 2, "{input} {pairs:?}: {out}");
-        let lines: Vec<&str> = out
-            .lines()
-            .filter(|l| l.starts_with("rollguard: "))
-            .collect();
+        let lines = lines_where(&out, |l| l.starts_with("rollguard: "));
         assert_eq!(lines.len(), 1, "{input}: {out}");
         assert!(
             lines[0].contains(&format!("invalid input \"{input}\"")),
@@ -761,10 +741,7 @@ async fn a_missing_namespace_is_exit_2_in_one_line() {
         );
         let (code, stdout, stderr) = run_binary(&e).await;
         assert_eq!(code, Some(2), "lock={lock}: {stdout}");
-        let said: Vec<&str> = stdout
-            .lines()
-            .filter(|l| l.starts_with("rollguard: "))
-            .collect();
+        let said = lines_where(&stdout, |l| l.starts_with("rollguard: "));
         assert_eq!(said.len(), 1, "{stdout}");
         assert!(said[0].contains("no-such-ns"), "{stdout}");
         assert!(!stdout.contains("Status {") && !stderr.contains("Status {"));
@@ -808,15 +785,12 @@ async fn no_bearer_token_to_a_plain_http_api_server() {
     let kubeconfig = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n- cluster:\n    server: http://127.0.0.1:{port}\n  name: plain\ncontexts:\n- context:\n    cluster: plain\n    user: u\n  name: plain\ncurrent-context: plain\nusers:\n- name: u\n  user:\n    token: PLAINHTTPSECRETTOKEN\n"
     );
-    let e: Env = [
-        ("ROLLGUARD_KUBECONFIG", kubeconfig),
-        ("ROLLGUARD_WORKLOAD", "deployment/web".into()),
-        ("ROLLGUARD_TAG", "v2".into()),
-        ("ROLLGUARD_VERIFY_IMAGE", "false".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+    let e = env_of(&[
+        ("ROLLGUARD_KUBECONFIG", &kubeconfig),
+        ("ROLLGUARD_WORKLOAD", "deployment/web"),
+        ("ROLLGUARD_TAG", "v2"),
+        ("ROLLGUARD_VERIFY_IMAGE", "false"),
+    ]);
     let (code, stdout, stderr) = run_binary(&e).await;
     assert_eq!(code, Some(78), "{stdout}");
     let requests = seen.lock().unwrap().clone();

@@ -11,7 +11,6 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use kubesim::{Handle, Rule};
-use rollguard::Env;
 use serde_json::{Value, json};
 
 use crate::support::{DeploymentSpec, Fixture, PodLabel};
@@ -137,13 +136,7 @@ async fn static_binary_rolls_out_with_an_empty_environment() {
         .output()
         .await
         .unwrap();
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(0),
-        "stdout:\n{stdout}\nstderr:\n{stderr}"
-    );
+    let (stdout, stderr) = crate::support::succeeded(&out);
     assert!(!stdout.contains(&h.token) && !stderr.contains(&h.token));
     assert_eq!(image_of(&h, "default"), "example/api:v2");
     h.shutdown().await;
@@ -472,22 +465,17 @@ fn recipe_role() -> (String, Vec<Rule>) {
 }
 
 async fn redeploy_with(h: &Handle, ns: &str, token: &str) -> (i32, String) {
-    let env: Env = [
-        (
-            "ROLLGUARD_KUBECONFIG",
-            h.kubeconfig_for(token, "system:serviceaccount:rollguard"),
-        ),
-        ("ROLLGUARD_NAMESPACE", ns.to_string()),
+    let kubeconfig = h.kubeconfig_for(token, "system:serviceaccount:rollguard");
+    let env = crate::support::env_of(&[
+        ("ROLLGUARD_KUBECONFIG", &kubeconfig),
+        ("ROLLGUARD_NAMESPACE", ns),
         // kubesim simulates images by name; no registry holds them.
-        ("ROLLGUARD_VERIFY_IMAGE", "false".into()),
-        ("ROLLGUARD_WORKLOAD", "deployment/api".into()),
-        ("ROLLGUARD_CONTAINER", "api".into()),
-        ("ROLLGUARD_TAG", "v2".into()),
-        ("ROLLGUARD_TIMEOUT", "60s".into()),
-    ]
-    .into_iter()
-    .map(|(k, v)| (k.to_string(), v))
-    .collect();
+        ("ROLLGUARD_VERIFY_IMAGE", "false"),
+        ("ROLLGUARD_WORKLOAD", "deployment/api"),
+        ("ROLLGUARD_CONTAINER", "api"),
+        ("ROLLGUARD_TAG", "v2"),
+        ("ROLLGUARD_TIMEOUT", "60s"),
+    ]);
     let mut out = Vec::new();
     let outcome = rollguard::run(&env, &mut out).await;
     let text = String::from_utf8_lossy(&out).to_string();

@@ -18,6 +18,8 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
+use crate::support::{env_of, github_forbidden, json_at, serve};
+
 const GH_TOKEN: &str = "ghs_secretGitHubToken0123456789";
 const GL_TOKEN: &str = "glpat-secretGitLabToken98765";
 const SLACK_TOKEN: &str = "xoxb-secret-slack-bot-token-4242";
@@ -139,15 +141,24 @@ fn sinks() -> SinkConfig {
 }
 
 /// The CI context the run would read from this environment.
-fn ci(env: &Env) -> CiContext {
-    CiContext::from_env(env)
+/// Only the GitHub sink, with its token.
+fn github_sink() -> SinkConfig {
+    SinkConfig {
+        github_token: Some(GH_TOKEN.into()),
+        ..sinks()
+    }
 }
 
-fn env_of(pairs: &[(&str, &str)]) -> Env {
-    pairs
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_string()))
-        .collect()
+/// Only the GitLab sink, with its token.
+fn gitlab_sink() -> SinkConfig {
+    SinkConfig {
+        gitlab_token: Some(GL_TOKEN.into()),
+        ..sinks()
+    }
+}
+
+fn ci(env: &Env) -> CiContext {
+    CiContext::from_env(env)
 }
 
 struct GhFiles {
@@ -292,14 +303,7 @@ async fn github_comment_marker_on_page_two_is_patched() {
     init();
     let server = MockServer::start().await;
     let api = server.uri();
-    Mock::given(method("GET"))
-        .and(path("/user"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
-        .mount(&server)
-        .await;
+    serve(&server, "GET", "/user", 403, github_forbidden()).await;
     let page2 = format!("{api}/repos/o/r/issues/7/comments?per_page=100&page=2");
     Mock::given(method("GET"))
         .and(path("/repos/o/r/issues/7/comments"))
@@ -322,12 +326,15 @@ async fn github_comment_marker_on_page_two_is_patched() {
         ])))
         .mount(&server)
         .await;
-    Mock::given(method("PATCH"))
-        .and(path("/repos/o/r/issues/comments/222"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"id": 222})))
-        .expect(1)
-        .mount(&server)
-        .await;
+    json_at(
+        "PATCH",
+        "/repos/o/r/issues/comments/222",
+        200,
+        json!({"id": 222}),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
         .expect(0)
@@ -336,10 +343,7 @@ async fn github_comment_marker_on_page_two_is_patched() {
 
     let files = GhFiles::new();
     let env = gh_env(&files, &api, 7);
-    let cfg = SinkConfig {
-        github_token: Some(GH_TOKEN.into()),
-        ..sinks()
-    };
+    let cfg = github_sink();
     let r = image_missing_report();
     let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -361,40 +365,42 @@ async fn github_comment_marker_on_page_two_is_patched() {
 async fn github_comment_created_for_push_when_absent() {
     init();
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/user"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"login": "deploy-bot"})))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/o/r/commits/abc123/pulls"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    serve(&server, "GET", "/user", 200, json!({"login": "deploy-bot"})).await;
+    json_at(
+        "GET",
+        "/repos/o/r/commits/abc123/pulls",
+        200,
+        json!([
             {"number": 5, "state": "closed"},
             {"number": 9, "state": "open"}
-        ])))
-        .expect(1)
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/o/r/issues/9/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/o/r/issues/9/comments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 333})))
-        .expect(1)
-        .mount(&server)
-        .await;
+        ]),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
+    serve(
+        &server,
+        "GET",
+        "/repos/o/r/issues/9/comments",
+        200,
+        json!([]),
+    )
+    .await;
+    json_at(
+        "POST",
+        "/repos/o/r/issues/9/comments",
+        201,
+        json!({"id": 333}),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
 
     let files = GhFiles::new();
     let mut env = gh_env(&files, &server.uri(), 0);
     env.insert("GITHUB_EVENT_NAME".into(), "push".into());
     env.insert("GITHUB_SHA".into(), "abc123".into());
-    let cfg = SinkConfig {
-        github_token: Some(GH_TOKEN.into()),
-        ..sinks()
-    };
+    let cfg = github_sink();
     let p =
         publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -414,35 +420,27 @@ async fn github_comment_created_for_push_when_absent() {
 async fn github_comment_of_someone_else_is_not_overwritten() {
     init();
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/user"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!({"login": "deploy-bot"})))
-        .mount(&server)
-        .await;
-    Mock::given(method("GET"))
-        .and(path("/repos/o/r/issues/4/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([
+    serve(&server, "GET", "/user", 200, json!({"login": "deploy-bot"})).await;
+    serve(&server, "GET", "/repos/o/r/issues/4/comments", 200, json!([
             {"id": 41, "body": "copied <!-- rollguard:fx/deployment/web -->", "user": {"login": "mallory", "type": "User"}}
-        ])))
-        .mount(&server)
-        .await;
+        ])).await;
     Mock::given(method("PATCH"))
         .respond_with(ResponseTemplate::new(200).set_body_json(json!({})))
         .expect(0)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/o/r/issues/4/comments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 42})))
-        .expect(1)
-        .mount(&server)
-        .await;
+    json_at(
+        "POST",
+        "/repos/o/r/issues/4/comments",
+        201,
+        json!({"id": 42}),
+    )
+    .expect(1)
+    .mount(&server)
+    .await;
     let files = GhFiles::new();
     let env = gh_env(&files, &server.uri(), 4);
-    let cfg = SinkConfig {
-        github_token: Some(GH_TOKEN.into()),
-        ..sinks()
-    };
+    let cfg = github_sink();
     let p =
         publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -453,24 +451,21 @@ async fn github_comment_of_someone_else_is_not_overwritten() {
 async fn github_403_on_fork_is_one_warning() {
     init();
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/repos/o/r/issues/3/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "GET",
+        "/repos/o/r/issues/3/comments",
+        200,
+        json!([]),
+    )
+    .await;
     Mock::given(method("POST"))
-        .respond_with(
-            ResponseTemplate::new(403)
-                .set_body_json(json!({"message": "Resource not accessible by integration"})),
-        )
+        .respond_with(ResponseTemplate::new(403).set_body_json(github_forbidden()))
         .mount(&server)
         .await;
     let files = GhFiles::new();
     let env = gh_env(&files, &server.uri(), 3);
-    let cfg = SinkConfig {
-        github_token: Some(GH_TOKEN.into()),
-        ..sinks()
-    };
+    let cfg = github_sink();
     let r = image_missing_report();
     let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
@@ -548,10 +543,7 @@ async fn gitlab_note_skips_system_notes_and_updates_own() {
         ("CI_MERGE_REQUEST_IID", "5"),
         ("CI_JOB_URL", "https://gitlab.example.com/g/p/-/jobs/1"),
     ]);
-    let cfg = SinkConfig {
-        gitlab_token: Some(GL_TOKEN.into()),
-        ..sinks()
-    };
+    let cfg = gitlab_sink();
     let r = image_missing_report();
     let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
@@ -583,10 +575,7 @@ async fn gitlab_500_is_one_warning() {
         ("CI_PROJECT_ID", "17"),
         ("CI_MERGE_REQUEST_IID", "5"),
     ]);
-    let cfg = SinkConfig {
-        gitlab_token: Some(GL_TOKEN.into()),
-        ..sinks()
-    };
+    let cfg = gitlab_sink();
     let p =
         publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
     assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
@@ -623,21 +612,12 @@ async fn slack_429_retry_after_then_post_then_update() {
         .with_priority(1)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/chat.postMessage"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100"})),
-        )
+    let posted = json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100"});
+    json_at("POST", "/chat.postMessage", 200, posted.clone())
         .with_priority(2)
         .mount(&server)
         .await;
-    Mock::given(method("POST"))
-        .and(path("/chat.update"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": true, "channel": "C0123", "ts": "1700000000.000100"})),
-        )
+    json_at("POST", "/chat.update", 200, posted)
         .expect(1)
         .mount(&server)
         .await;
@@ -728,14 +708,14 @@ async fn slack_429_forever_is_bounded() {
 async fn slack_ok_false_is_one_warning() {
     init();
     let server = MockServer::start().await;
-    Mock::given(method("POST"))
-        .and(path("/chat.postMessage"))
-        .respond_with(
-            ResponseTemplate::new(200)
-                .set_body_json(json!({"ok": false, "error": "channel_not_found"})),
-        )
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "POST",
+        "/chat.postMessage",
+        200,
+        json!({"ok": false, "error": "channel_not_found"}),
+    )
+    .await;
     let p = publish::publish_with(
         &image_missing_report(),
         &slack_bot(&server.uri()),
@@ -833,16 +813,22 @@ async fn slack_on_failure_skips_success_and_always_posts_it() {
 async fn hostile_cluster_text_is_escaped_in_every_sink() {
     init();
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/repos/o/r/issues/8/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/repos/o/r/issues/8/comments"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 1})))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "GET",
+        "/repos/o/r/issues/8/comments",
+        200,
+        json!([]),
+    )
+    .await;
+    serve(
+        &server,
+        "POST",
+        "/repos/o/r/issues/8/comments",
+        201,
+        json!({"id": 1}),
+    )
+    .await;
     Mock::given(method("POST"))
         .and(path("/hook"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
@@ -945,33 +931,43 @@ fn outside_fences(md: &str) -> (String, bool) {
 async fn no_secret_value_appears_in_any_output() {
     init();
     let server = MockServer::start().await;
-    Mock::given(method("GET"))
-        .and(path("/repos/o/r/issues/6/comments"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "GET",
+        "/repos/o/r/issues/6/comments",
+        200,
+        json!([]),
+    )
+    .await;
     Mock::given(method("POST"))
         .and(path("/repos/o/r/issues/6/comments"))
         .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
         .mount(&server)
         .await;
-    Mock::given(method("GET"))
-        .and(path("/api/v4/projects/17/merge_requests/5/notes"))
-        .respond_with(ResponseTemplate::new(200).set_body_json(json!([])))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/api/v4/projects/17/merge_requests/5/notes"))
-        .respond_with(ResponseTemplate::new(201).set_body_json(json!({"id": 5})))
-        .mount(&server)
-        .await;
-    Mock::given(method("POST"))
-        .and(path("/chat.postMessage"))
-        .respond_with(
-            ResponseTemplate::new(200).set_body_json(json!({"ok": false, "error": "invalid_auth"})),
-        )
-        .mount(&server)
-        .await;
+    serve(
+        &server,
+        "GET",
+        "/api/v4/projects/17/merge_requests/5/notes",
+        200,
+        json!([]),
+    )
+    .await;
+    serve(
+        &server,
+        "POST",
+        "/api/v4/projects/17/merge_requests/5/notes",
+        201,
+        json!({"id": 5}),
+    )
+    .await;
+    serve(
+        &server,
+        "POST",
+        "/chat.postMessage",
+        200,
+        json!({"ok": false, "error": "invalid_auth"}),
+    )
+    .await;
     let webhook = format!("{}/services/T1/B1/webhookSECRETpart", server.uri());
     let files = GhFiles::new();
     let mut env = gh_env(&files, &server.uri(), 6);

@@ -89,6 +89,23 @@ pub fn live_pods(h: &Handle) -> Vec<Value> {
         .collect()
 }
 
+/// Each pod's name and first container's image, sorted: what a failed
+/// rollout must leave as it was.
+pub fn names_and_images<'a>(pods: impl IntoIterator<Item = &'a Value>) -> Vec<(String, String)> {
+    let text = |v: &Value| v.as_str().unwrap_or("").to_string();
+    let mut v: Vec<(String, String)> = pods
+        .into_iter()
+        .map(|p| {
+            (
+                text(&p["metadata"]["name"]),
+                text(&p["spec"]["containers"][0]["image"]),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
 pub fn get(h: &Handle) -> Value {
     deployment_named(h, "web")
 }
@@ -253,4 +270,138 @@ pub fn slow_image(h: &Handle, image: &str, secs: u64) {
             ready_after: Duration::from_secs(secs),
         },
     );
+}
+
+/// The rules of a Role document, as kubesim rules in namespace `ns`.
+pub fn role_rules(role: &Value, ns: &str) -> Vec<kubesim::Rule> {
+    let strings = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_str().unwrap().to_string())
+            .collect()
+    };
+    role["rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| kubesim::Rule {
+            verbs: strings(&r["verbs"]),
+            groups: strings(&r["apiGroups"]),
+            resources: strings(&r["resources"]),
+            namespaces: vec![ns.to_string()],
+        })
+        .collect()
+}
+
+/// A port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A finished process's stdout and stderr as text, once it exited 0 (both
+/// are in the failure message otherwise).
+pub fn succeeded(out: &std::process::Output) -> (String, String) {
+    let (stdout, stderr) = texts(out);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "stdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    (stdout, stderr)
+}
+
+/// A finished process's stdout and stderr, as text.
+pub fn texts(out: &std::process::Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The inputs of a canary run: the tag, the canary's size and its hold.
+pub fn canary_inputs<'a>(
+    tag: &'a str,
+    size: &'a str,
+    hold: &'a str,
+) -> [(&'static str, &'a str); 3] {
+    [
+        ("ROLLGUARD_TAG", tag),
+        ("ROLLGUARD_CANARY", size),
+        ("ROLLGUARD_CANARY_HOLD", hold),
+    ]
+}
+
+/// How long, in the cluster's seconds, pod `p` has been Ready at `now`;
+/// `None` while it is not Ready.
+pub fn ready_secs(p: &Value, now: jiff::Timestamp) -> Option<f64> {
+    p["status"]["conditions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|c| c["type"] == "Ready" && c["status"] == "True")
+        .and_then(|c| c["lastTransitionTime"].as_str())
+        .and_then(|t| t.parse::<jiff::Timestamp>().ok())
+        .map(|t| (now - t).total(jiff::Unit::Second).unwrap_or(0.0))
+}
+
+/// SIGTERM to a running rollguard: it must exit 1 (cancelled, rolled back)
+/// within 10 s. Its stdout.
+pub async fn terminated(child: tokio::process::Child) -> String {
+    signal(&child, "TERM");
+    let (out, took) = exited_within(child, Duration::from_secs(15)).await;
+    let (stdout, stderr) = texts(&out);
+    assert!(took < Duration::from_secs(10), "took {took:?}");
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    stdout
+}
+
+/// The lines of `text` that `keep` holds for.
+pub fn lines_where(text: &str, keep: impl Fn(&str) -> bool) -> Vec<&str> {
+    text.lines().filter(|l| keep(l)).collect()
+}
+
+/// The strings of a JSON array (every element must be one).
+pub fn strs(v: &Value) -> Vec<&str> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s.as_str().unwrap())
+        .collect()
+}
+
+/// A mock answering `verb` on `route` with `status` and a JSON `body`;
+/// the caller adds its expectations and mounts it.
+pub fn json_at(verb: &str, route: &str, status: u16, body: Value) -> wiremock::Mock {
+    wiremock::Mock::given(wiremock::matchers::method(verb))
+        .and(wiremock::matchers::path(route))
+        .respond_with(wiremock::ResponseTemplate::new(status).set_body_json(body))
+}
+
+/// `json_at`, mounted on `server` with no expectation.
+pub async fn serve(
+    server: &wiremock::MockServer,
+    verb: &str,
+    route: &str,
+    status: u16,
+    body: Value,
+) {
+    json_at(verb, route, status, body).mount(server).await;
+}
+
+/// GitHub's answer to a token that lacks the permission (a fork's, say).
+pub fn github_forbidden() -> Value {
+    serde_json::json!({"message": "Resource not accessible by integration"})
+}
+
+/// Exactly these inputs, nothing added.
+pub fn env_of(pairs: &[(&str, &str)]) -> Env {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
 }

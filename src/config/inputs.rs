@@ -313,13 +313,13 @@ pub const INPUTS: &[InputSpec] = &[
     ),
     input(
         "analysis-interval",
-        "30s",
+        "30s (with a gate)",
         "1m",
         "metric gate: time between evaluations (and a last one when the bake ends)",
     ),
     input(
         "analysis-failure-limit",
-        "1",
+        "1 (with a gate)",
         "3",
         "metric gate: failing evaluations in a row that fail the rollout (no data neither counts nor resets)",
     ),

@@ -29,6 +29,8 @@ mod cancel;
 mod cancel_group;
 #[path = "all/deployments.rs"]
 mod deployments;
+#[path = "all/e2e.rs"]
+mod e2e;
 #[path = "all/faults.rs"]
 mod faults;
 #[path = "all/golden.rs"]

@@ -65,12 +65,9 @@ pub(crate) trait Subject {
     async fn act(&mut self, _snap: &Self::Snap, _out: &mut (dyn Write + Send)) -> bool {
         false
     }
-    /// The line that opens the bake (a canary's hold says so).
-    fn bake_line(&self, bake: Duration) -> String {
-        format!(
-            "rollout complete; baking for {}",
-            humantime::format_duration(bake)
-        )
+    /// Following a canary: its bake is the hold, and says so.
+    fn is_canary(&self) -> bool {
+        false
     }
     /// A moment of the run, for a kind that keeps a timeline.
     fn mark(&mut self, _mark: Option<Mark>, _phase: Phase) {}
@@ -232,7 +229,15 @@ pub(crate) async fn follow<S: Subject>(
                     if bake.is_zero() {
                         return Ended::Succeeded(progress);
                     }
-                    let _ = writeln!(lines.out, "{}", s.bake_line(bake));
+                    let opens = if s.is_canary() {
+                        crate::canary::hold_line(bake)
+                    } else {
+                        format!(
+                            "rollout complete; baking for {}",
+                            humantime::format_duration(bake)
+                        )
+                    };
+                    let _ = writeln!(lines.out, "{opens}");
                     baked_from = Some((now, restarts));
                     if let Some(g) = gate.as_deref_mut() {
                         g.begin(now, lines.out);

@@ -153,11 +153,22 @@ pub fn still_waiting_for(d: &Deployment, min_generation: i64) -> Option<String> 
 /// Judge a snapshot during the rollout: fail fast on the new pods, else
 /// kubectl's rule, else waiting.
 pub fn judge(snap: &Snapshot, exp: &Expectations, timers: &Timers) -> Verdict {
-    let mut p = progress(snap, exp);
+    let (_, signals) = new_pod_signals(snap, exp);
+    judge_seen(snap, exp, timers, progress(snap, exp), &signals)
+}
+
+/// [`judge`] with the snapshot's progress and new-pod signals already
+/// read (the follow loop reads them once per turn).
+pub fn judge_seen(
+    snap: &Snapshot,
+    exp: &Expectations,
+    timers: &Timers,
+    mut p: Progress,
+    signals: &[Signal],
+) -> Verdict {
     let Some(d) = &snap.deployment else {
         return Verdict::Waiting(p);
     };
-    let (_, signals) = new_pod_signals(snap, exp);
     let fatal: Vec<Signal> = signals
         .iter()
         .filter(|s| match s.cause {
@@ -198,7 +209,7 @@ pub fn judge(snap: &Snapshot, exp: &Expectations, timers: &Timers) -> Verdict {
             .as_ref()
             .is_none_or(|b| !same_condition(b, c))
     {
-        let mut sigs = signals.clone();
+        let mut sigs = signals.to_vec();
         sigs.push(Signal {
             cause: Cause::ProgressDeadline,
             pod: String::new(),

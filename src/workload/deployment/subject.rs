@@ -69,19 +69,12 @@ impl Subject for DeploymentSubject<'_> {
         (snap, reading)
     }
 
-    fn judge(&self, snap: &Snapshot, _r: &Reading, _limits: &Limits, timers: &Timers) -> Verdict {
-        dep::judge(snap, self.exp, timers)
+    fn judge(&self, snap: &Snapshot, r: &Reading, _limits: &Limits, timers: &Timers) -> Verdict {
+        dep::judge_seen(snap, self.exp, timers, r.progress.clone(), &r.signals)
     }
 
-    fn bake_line(&self, bake: std::time::Duration) -> String {
-        if self.canary {
-            crate::canary::hold_line(bake)
-        } else {
-            format!(
-                "rollout complete; baking for {}",
-                humantime::format_duration(bake)
-            )
-        }
+    fn is_canary(&self) -> bool {
+        self.canary
     }
 
     fn mark(&mut self, mark: Option<Mark>, phase: Phase) {

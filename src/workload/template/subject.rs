@@ -101,15 +101,8 @@ impl<K: TemplateKind> Subject for TemplateSubject<'_, K> {
         (waiting_for, reading)
     }
 
-    fn bake_line(&self, bake: std::time::Duration) -> String {
-        if self.canary {
-            crate::canary::hold_line(bake)
-        } else {
-            format!(
-                "rollout complete; baking for {}",
-                humantime::format_duration(bake)
-            )
-        }
+    fn is_canary(&self) -> bool {
+        self.canary
     }
 
     fn judge(

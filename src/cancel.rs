@@ -212,7 +212,9 @@ pub fn state_value(phase: &str, at: &str) -> String {
 }
 
 /// Merge-patch the [`STATE`] annotation onto every target, all at once
-/// (bounded by 1 s in all).
+/// (bounded by 2 s in all: a busy API server or a fresh TLS connection
+/// can take more than a second, and the annotation is what tells the next
+/// person the state the workload was left in).
 async fn annotate_state() {
     let targets = TARGETS.lock().map(|t| t.clone()).unwrap_or_default();
     let at = jiff::Timestamp::now().to_string();
@@ -230,7 +232,7 @@ async fn annotate(t: &Target, at: &str) {
         .body(body.to_string().into_bytes());
     let Ok(req) = req else { return };
     let sent = tokio::time::timeout(
-        Duration::from_secs(1),
+        Duration::from_secs(2),
         t.client.request::<serde_json::Value>(req),
     )
     .await;

@@ -5,14 +5,18 @@
 //! - holder = the CI run's identity (from the settings: the GitHub run URL,
 //!   the GitLab job URL, else host + pid); this process is told apart from another
 //!   run with the same identity (matrix jobs) by a nonce annotation.
-//! - acquire: create the Lease, or take it over when it is free or expired
+//! - acquire: create the Lease (no read first: usually there is none), or,
+//!   when it exists, read it and take it over when it is free or expired
 //!   (`renewTime + leaseDurationSeconds` passed), always with the
 //!   resourceVersion we read (optimistic concurrency: two takers, one wins).
 //! - otherwise log once that we wait for the holder, then watch the Lease
 //!   (no polling) until it changes or expires, up to `lock-timeout`; then
 //!   [`LockError::Timeout`] naming the holder (exit 3).
-//! - renewed in a background task every `duration / 3`; released at the end
-//!   (deleted with a resourceVersion precondition; never someone else's).
+//! - renewed in a background task every `duration / 3` (a replace of the
+//!   Lease as we last wrote it: one request; a conflict is read and checked);
+//!   released at the end (deleted with the resourceVersion and uid we last
+//!   wrote as preconditions, so never someone else's; a conflict is read and
+//!   checked).
 //! - no permission on Leases (403): warn and run without the lock.
 //!
 //! (Just over 500 lines with its unit tests: acquire, renew and release of
@@ -122,6 +126,9 @@ pub struct Held {
     pub lease: String,
     pub identity: String,
     nonce: String,
+    /// The Lease as we last wrote it (its resourceVersion and uid are the
+    /// preconditions of the next renewal and of the release).
+    written: std::sync::Arc<std::sync::Mutex<Lease>>,
     renewer: Option<JoinHandle<()>>,
 }
 
@@ -155,16 +162,24 @@ pub async fn acquire(
         error,
     };
     let mut announced: Option<(String, Instant)> = None;
+    // The first attempt creates the Lease without reading it: there is
+    // usually none. A conflict (it exists) reads it.
+    let mut read_first = false;
     loop {
-        let current = match api.get_opt(&lease).await {
-            Ok(l) => l,
-            Err(kube::Error::Api(s)) if s.code == 403 => {
-                return Ok(Acquired::Unlocked(format!(
-                    "no permission on leases in {ns} ({}): running without the deploy lock",
-                    s.message
-                )));
+        let current = if !read_first {
+            read_first = true;
+            None
+        } else {
+            match api.get_opt(&lease).await {
+                Ok(l) => l,
+                Err(kube::Error::Api(s)) if s.code == 403 => {
+                    return Ok(Acquired::Unlocked(format!(
+                        "no permission on leases in {ns} ({}): running without the deploy lock",
+                        s.message
+                    )));
+                }
+                Err(e) => return Err(err(e)),
             }
-            Err(e) => return Err(err(e)),
         };
         let mine = |resource_version: Option<String>, transitions: i32| Lease {
             metadata: ObjectMeta {
@@ -239,12 +254,13 @@ pub async fn acquire(
             }
         };
         match attempt {
-            Ok(_) => {
+            Ok(written) => {
                 let held = Held {
                     api: api.clone(),
                     lease: lease.clone(),
                     identity: identity.to_string(),
                     nonce: nonce.clone(),
+                    written: std::sync::Arc::new(std::sync::Mutex::new(written)),
                     renewer: None,
                 };
                 return Ok(Acquired::Held(Box::new(held.start_renewing())));
@@ -309,12 +325,13 @@ impl Held {
         let api = self.api.clone();
         let lease = self.lease.clone();
         let nonce = self.nonce.clone();
+        let written = self.written.clone();
         self.renewer = Some(tokio::spawn(async move {
             let mut every = tokio::time::interval(LEASE_DURATION / 3);
             every.tick().await;
             loop {
                 every.tick().await;
-                if let Err(e) = renew(&api, &lease, &nonce).await {
+                if let Err(e) = renew(&api, &lease, &nonce, &written).await {
                     tracing::warn!("renewing the deploy lock lease/{lease}: {e}");
                 }
             }
@@ -322,10 +339,30 @@ impl Held {
         self
     }
 
+    /// The Lease as we last wrote it.
+    fn last_written(&self) -> Lease {
+        self.written.lock().map(|l| l.clone()).unwrap_or_default()
+    }
+
     /// Stop renewing and delete the Lease (only if it is still ours).
     pub async fn release(mut self) {
         if let Some(t) = self.renewer.take() {
             t.abort();
+        }
+        // Deleted as we last wrote it; a conflict (renewed by a request
+        // whose answer we did not see, or taken over) is read and checked.
+        match self
+            .api
+            .delete(&self.lease, &preconditions(&self.last_written()))
+            .await
+        {
+            Ok(_) => return,
+            Err(kube::Error::Api(s)) if s.code == 404 => return,
+            Err(kube::Error::Api(s)) if s.code == 409 => {}
+            Err(e) => {
+                tracing::warn!("releasing the deploy lock lease/{}: {e}", self.lease);
+                return;
+            }
         }
         let lease = match self.api.get_opt(&self.lease).await {
             Ok(Some(l)) => l,
@@ -347,14 +384,7 @@ impl Held {
             );
             return;
         }
-        let params = DeleteParams {
-            preconditions: Some(Preconditions {
-                resource_version: lease.metadata.resource_version.clone(),
-                uid: lease.metadata.uid.clone(),
-            }),
-            ..Default::default()
-        };
-        if let Err(e) = self.api.delete(&self.lease, &params).await {
+        if let Err(e) = self.api.delete(&self.lease, &preconditions(&lease)).await {
             tracing::warn!("releasing the deploy lock lease/{}: {e}", self.lease);
         }
     }
@@ -368,18 +398,51 @@ impl Drop for Held {
     }
 }
 
-async fn renew(api: &Api<Lease>, name: &str, nonce: &str) -> Result<(), kube::Error> {
-    let Some(mut lease) = api.get_opt(name).await? else {
-        return Ok(());
-    };
-    if nonce_of(&lease) != Some(nonce) {
-        tracing::warn!("the deploy lock lease/{name} was taken over by another run");
-        return Ok(());
+/// Delete only the Lease as `lease` describes it (its resourceVersion and uid).
+fn preconditions(lease: &Lease) -> DeleteParams {
+    DeleteParams {
+        preconditions: Some(Preconditions {
+            resource_version: lease.metadata.resource_version.clone(),
+            uid: lease.metadata.uid.clone(),
+        }),
+        ..Default::default()
     }
-    if let Some(spec) = lease.spec.as_mut() {
-        spec.renew_time = Some(now());
+}
+
+/// Renew the Lease as we last wrote it (one replace); when it changed since
+/// (a conflict), read it and renew it only if it is still ours.
+async fn renew(
+    api: &Api<Lease>,
+    name: &str,
+    nonce: &str,
+    written: &std::sync::Mutex<Lease>,
+) -> Result<(), kube::Error> {
+    let mut lease = written.lock().map(|l| l.clone()).unwrap_or_default();
+    for attempt in 0..2 {
+        if attempt > 0 {
+            let Some(fresh) = api.get_opt(name).await? else {
+                return Ok(());
+            };
+            if nonce_of(&fresh) != Some(nonce) {
+                tracing::warn!("the deploy lock lease/{name} was taken over by another run");
+                return Ok(());
+            }
+            lease = fresh;
+        }
+        if let Some(spec) = lease.spec.as_mut() {
+            spec.renew_time = Some(now());
+        }
+        match api.replace(name, &PostParams::default(), &lease).await {
+            Ok(renewed) => {
+                if let Ok(mut w) = written.lock() {
+                    *w = renewed;
+                }
+                return Ok(());
+            }
+            Err(kube::Error::Api(s)) if s.code == 409 && attempt == 0 => continue,
+            Err(e) => return Err(e),
+        }
     }
-    api.replace(name, &PostParams::default(), &lease).await?;
     Ok(())
 }
 
@@ -419,6 +482,8 @@ pub struct Begun {
     pub guard: Guard,
     /// A line about an interrupted run that was recovered.
     pub recovered: Option<String>,
+    /// The workload as the recovery read it, when nothing was changed.
+    pub seen: Option<serde_json::Value>,
 }
 
 /// Before anything changes: take the deploy lock (waiting for another run
@@ -485,16 +550,22 @@ pub async fn begin(
             Err(e) => return Err((crate::ExitCode::ClusterConfig, e.to_string())),
         }
     }
-    let recovered =
+    let (recovered, seen) =
         match crate::recovery::recover_if_needed(client, ns, kind, name, recovery_timeout, out)
             .await
         {
-            Ok(crate::recovery::Recovered::Clean) => None,
-            Ok(crate::recovery::Recovered::Cleared(m)) => Some(m),
-            Ok(crate::recovery::Recovered::RolledBack { message, .. }) => Some(message),
+            Ok((crate::recovery::Recovered::Clean, seen)) => (None, seen),
+            Ok((crate::recovery::Recovered::Cleared(m), _)) => (Some(m), None),
+            Ok((crate::recovery::Recovered::RolledBack { message, .. }, _)) => {
+                (Some(message), None)
+            }
             Err(m) => return Err((crate::ExitCode::RollbackFailed, m)),
         };
-    Ok(Begun { guard, recovered })
+    Ok(Begun {
+        guard,
+        recovered,
+        seen,
+    })
 }
 
 #[cfg(test)]

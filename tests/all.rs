@@ -67,5 +67,7 @@ mod ship;
 mod sinks;
 #[path = "all/unified.rs"]
 mod unified;
+#[path = "all/watch_list.rs"]
+mod watch_list;
 #[path = "all/workloads.rs"]
 mod workloads;

@@ -34,8 +34,10 @@ use tools::{RunCtx, RunDirs, Setup, Tool};
 
 /// The most API requests a good rollout of one 3-replica Deployment may
 /// cost rollguard; `--smoke` fails above it, so a regression fails CI.
-/// Lower it as the request count comes down.
-pub const GOOD_ROLLOUT_REQUEST_CEILING: u64 = 20;
+pub const GOOD_ROLLOUT_REQUEST_CEILING: u64 = 12;
+/// The most API requests a failed rollout (the missing tag: diagnosis and
+/// confirmed rollback included) may cost rollguard; `--smoke` fails above it.
+pub const FAILED_ROLLOUT_REQUEST_CEILING: u64 = 18;
 
 /// Benchmarks rollguard against kubectl and Helm on the same scenarios.
 #[derive(Parser, Debug)]
@@ -49,7 +51,8 @@ struct Args {
     out: Option<PathBuf>,
     /// One run of the small scenarios (good-3, missing) with rollguard and
     /// kubectl; fails if rollguard's good rollout costs more than
-    /// GOOD_ROLLOUT_REQUEST_CEILING requests or a verdict is wrong.
+    /// GOOD_ROLLOUT_REQUEST_CEILING requests, the failed one more than
+    /// FAILED_ROLLOUT_REQUEST_CEILING, or a verdict is wrong.
     #[arg(long)]
     smoke: bool,
     /// The cluster's time factor (simulated seconds per real second), the
@@ -558,9 +561,10 @@ async fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// What `--smoke` fails on: rollguard's verdicts, and the request count of
-/// its good rollout against [`GOOD_ROLLOUT_REQUEST_CEILING`] (counts, not
-/// timings: they do not depend on the machine's load).
+/// What `--smoke` fails on: rollguard's verdicts, and the request counts of
+/// its good and failed rollouts against [`GOOD_ROLLOUT_REQUEST_CEILING`] and
+/// [`FAILED_ROLLOUT_REQUEST_CEILING`] (counts, not timings: they do not
+/// depend on the machine's load).
 fn smoke_checks(results: &report::Results) -> anyhow::Result<()> {
     let mut failures = Vec::new();
     for (key, samples) in results.of(Tool::Rollguard) {
@@ -568,22 +572,37 @@ fn smoke_checks(results: &report::Results) -> anyhow::Result<()> {
             failures.push(format!("rollguard got {key} wrong: {}", s.note.trim()));
         }
     }
-    match results.get("good-3", Tool::Rollguard) {
-        Some(samples) => {
-            for s in samples {
-                match s.requests {
-                    Some(n) if n > GOOD_ROLLOUT_REQUEST_CEILING => failures.push(format!(
-                        "rollguard's good rollout (good-3) cost {n} API requests, over the ceiling of {GOOD_ROLLOUT_REQUEST_CEILING} (bench/src/main.rs GOOD_ROLLOUT_REQUEST_CEILING); per request: {}",
-                        report::breakdown_line(&s.breakdown)
-                    )),
-                    Some(n) => eprintln!(
-                        "smoke: rollguard's good rollout cost {n} API requests (ceiling {GOOD_ROLLOUT_REQUEST_CEILING})"
-                    ),
-                    None => failures.push("good-3: no request count".into()),
+    let ceilings = [
+        (
+            "good-3",
+            "good rollout",
+            "GOOD_ROLLOUT_REQUEST_CEILING",
+            GOOD_ROLLOUT_REQUEST_CEILING,
+        ),
+        (
+            "missing",
+            "failed rollout",
+            "FAILED_ROLLOUT_REQUEST_CEILING",
+            FAILED_ROLLOUT_REQUEST_CEILING,
+        ),
+    ];
+    for (key, what, name, ceiling) in ceilings {
+        let Some(samples) = results.get(key, Tool::Rollguard) else {
+            failures.push(format!("{key} was not run with rollguard"));
+            continue;
+        };
+        for s in samples {
+            match s.requests {
+                Some(n) if n > ceiling => failures.push(format!(
+                    "rollguard's {what} ({key}) cost {n} API requests, over the ceiling of {ceiling} (bench/src/main.rs {name}); per request: {}",
+                    report::breakdown_line(&s.breakdown)
+                )),
+                Some(n) => {
+                    eprintln!("smoke: rollguard's {what} cost {n} API requests (ceiling {ceiling})")
                 }
+                None => failures.push(format!("{key}: no request count")),
             }
         }
-        None => failures.push("good-3 was not run with rollguard".into()),
     }
     if failures.is_empty() {
         Ok(())

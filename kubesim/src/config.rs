@@ -34,6 +34,11 @@ pub struct Config {
     /// Serve the simulated pods' metrics (`crate::metrics`) over plain HTTP
     /// on this address (port 0 picks a free one); off when None.
     pub metrics_listen: Option<SocketAddr>,
+    /// Serve streaming lists (`watch` with `sendInitialEvents=true`), as a
+    /// kube-apiserver with the WatchList feature gate on (1.32, 1.34 and
+    /// later); off, such a watch is refused with 422 as by 1.33 and by
+    /// servers before 1.32.
+    pub watch_list: bool,
 }
 
 /// The simulated cluster autoscaler: one node group of the configured node
@@ -71,6 +76,7 @@ impl Default for Config {
             startup_seed: 0x6b75_6265_7369_6d00,
             autoscaler: None,
             metrics_listen: None,
+            watch_list: true,
         }
     }
 }

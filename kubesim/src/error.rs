@@ -70,17 +70,21 @@ impl ApiError {
         .with_details(rt, name)
     }
 
-    /// A failed `preconditions.uid` on delete.
-    pub fn conflict_precondition(rt: &ResourceType, name: &str, want: &str, have: &str) -> Self {
+    /// A failed delete precondition: `field` is `UID` or `ResourceVersion`.
+    pub fn conflict_precondition(
+        rt: &ResourceType,
+        name: &str,
+        field: &str,
+        want: &str,
+        have: &str,
+    ) -> Self {
         Self::new(
             409,
             "Conflict",
             format!(
-                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: UID in precondition: {}, UID in object meta: {}",
+                "Operation cannot be fulfilled on {} \"{}\": Precondition failed: {field} in precondition: {want}, {field} in object meta: {have}",
                 rt.key(),
                 name,
-                want,
-                have
             ),
         )
         .with_details(rt, name)
@@ -107,24 +111,52 @@ impl ApiError {
     }
 
     pub fn invalid(rt: &ResourceType, name: &str, causes: &[(&str, String)]) -> Self {
+        let mut details = json!({"kind": rt.kind, "name": name, "group": rt.group});
+        if let Some(d) = details.as_object_mut() {
+            d.retain(|_, v| v.as_str().is_some_and(|s| !s.is_empty()));
+        }
+        let causes: Vec<_> = causes
+            .iter()
+            .map(|(f, m)| (*f, "FieldValueInvalid", m.clone()))
+            .collect();
+        Self::invalid_as(&qualified_kind(rt), name, details, &causes)
+    }
+
+    /// Watch options the API server rejects (`ListOptions.meta.k8s.io ""
+    /// is invalid: …`), each cause a `Forbidden` on its field, as
+    /// apimachinery's `validateWatchOptions` reports them.
+    pub fn invalid_list_options(causes: &[(&str, String)]) -> Self {
+        let details = json!({"group": "meta.k8s.io", "kind": "ListOptions"});
+        let causes: Vec<_> = causes
+            .iter()
+            .map(|(f, m)| (*f, "FieldValueForbidden", format!("Forbidden: {m}")))
+            .collect();
+        Self::invalid_as("ListOptions.meta.k8s.io", "", details, &causes)
+    }
+
+    /// A 422 Invalid: `<kind> "<name>" is invalid: <field>: <message>, …`,
+    /// with `details` and its causes (field, reason, message).
+    fn invalid_as(
+        kind: &str,
+        name: &str,
+        mut details: Value,
+        causes: &[(&str, &str, String)],
+    ) -> Self {
         let detail = causes
             .iter()
-            .map(|(f, m)| format!("{f}: {m}"))
+            .map(|(f, _, m)| format!("{f}: {m}"))
             .collect::<Vec<_>>()
             .join(", ");
         let mut e = Self::new(
             422,
             "Invalid",
-            format!("{} \"{}\" is invalid: {}", qualified_kind(rt), name, detail),
-        )
-        .with_details(rt, name);
-        if let Some(d) = e.details.as_mut() {
-            d["kind"] = json!(rt.kind);
-            d["causes"] = causes
-                .iter()
-                .map(|(f, m)| json!({"reason": "FieldValueInvalid", "message": m, "field": f}))
-                .collect();
-        }
+            format!("{kind} \"{name}\" is invalid: {detail}"),
+        );
+        details["causes"] = causes
+            .iter()
+            .map(|(f, r, m)| json!({"reason": r, "message": m, "field": f}))
+            .collect();
+        e.details = Some(details);
         e
     }
 

@@ -298,6 +298,14 @@ impl Handle {
         self.sim.metrics.snapshot()
     }
 
+    /// Requests by User-Agent, then by request shape
+    /// (`WATCH /api/v1/namespaces/{ns}/pods?labelSelector`).
+    pub fn requests(
+        &self,
+    ) -> std::collections::BTreeMap<String, std::collections::BTreeMap<String, u64>> {
+        self.sim.metrics.breakdown()
+    }
+
     /// Stop serving and stop the controllers.
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);

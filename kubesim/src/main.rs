@@ -41,6 +41,10 @@ struct Args {
     /// plain HTTP on this address, e.g. 127.0.0.1:9100.
     #[arg(long)]
     metrics_listen: Option<SocketAddr>,
+    /// Refuse streaming lists (`sendInitialEvents=true`) with 422, as an API
+    /// server with the WatchList feature gate off (1.33, or before 1.32).
+    #[arg(long)]
+    no_watch_list: bool,
     /// Run a simulated cluster autoscaler whose node group grows up to N
     /// nodes (default with --autoscaler-delay: nodes + 2).
     #[arg(long, value_name = "N")]
@@ -116,6 +120,7 @@ async fn main() -> anyhow::Result<()> {
         bind: SocketAddr::from(([127, 0, 0, 1], args.port)),
         namespaces: args.namespaces,
         metrics_listen: args.metrics_listen,
+        watch_list: !args.no_watch_list,
         ..Default::default()
     };
     let sim = kubesim::start(config).await?;

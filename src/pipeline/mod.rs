@@ -152,6 +152,7 @@ async fn connect<'a>(settings: &'a Settings, report: &mut Report) -> Result<Ctx<
             unschedulable_grace: settings.unschedulable_grace,
         },
         single: settings.workloads.len() == 1,
+        seen: Default::default(),
     })
 }
 
@@ -176,6 +177,9 @@ async fn take_locks(ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<Vec<l
         )
         .await
         .map_err(|(code, message)| stop(code, message))?;
+        if let (Some(seen), Ok(mut all)) = (begun.seen, ctx.seen.lock()) {
+            all.insert(recovery::path_of(w.kind.as_str(), &ctx.ns, &w.name), seen);
+        }
         guards.push(begun.guard);
     }
     Ok(guards)

@@ -36,7 +36,9 @@ pub enum Recovered {
 
 /// Before planning: find a marker left by an interrupted run and roll its
 /// change back (within `timeout`). Messages go to `out` and are returned for
-/// the report. An error is a message for exit 3 (could not recover).
+/// the report, with the workload as read when nothing was changed (what the
+/// run then plans against, without reading it again). An error is a
+/// message for exit 3 (could not recover).
 pub async fn recover_if_needed(
     client: &kube::Client,
     ns: &str,
@@ -44,22 +46,24 @@ pub async fn recover_if_needed(
     name: &str,
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
-) -> Result<Recovered, String> {
-    let recovered = recover_marker(client, ns, kind, name, timeout, out).await?;
+) -> Result<(Recovered, Option<Value>), String> {
+    let (recovered, untouched) = recover_marker(client, ns, kind, name, timeout, out).await?;
     // A canary of the interrupted run: deleted (Deployment) or its saved
     // partition restored once the template is back (StatefulSet).
     let Some(canary) = crate::canary::cleanup::remove_leftover(client, ns, kind, name, out).await
     else {
-        return Ok(recovered);
+        return Ok((recovered, untouched));
     };
-    Ok(match recovered {
+    // The canary's clean-up may have changed the workload (a partition).
+    let recovered = match recovered {
         Recovered::Clean => Recovered::Cleared(canary),
         Recovered::Cleared(m) => Recovered::Cleared(format!("{m}; {canary}")),
         Recovered::RolledBack { message, healthy } => Recovered::RolledBack {
             message: format!("{message}; {canary}"),
             healthy,
         },
-    })
+    };
+    Ok((recovered, None))
 }
 
 async fn recover_marker(
@@ -69,17 +73,17 @@ async fn recover_marker(
     name: &str,
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
-) -> Result<Recovered, String> {
+) -> Result<(Recovered, Option<Value>), String> {
     // A ReplicationController keeps its own bookkeeping annotations.
     let Some(workload_kind) = Kind::from_name(kind).filter(|k| *k != Kind::ReplicationController)
     else {
-        return Ok(Recovered::Clean);
+        return Ok((Recovered::Clean, None));
     };
     let path = path_of(kind, ns, name);
     let raw = match get(client, &path).await {
         Ok(v) => v,
         // The pipeline reports a missing workload itself.
-        Err(_) => return Ok(Recovered::Clean),
+        Err(_) => return Ok((Recovered::Clean, None)),
     };
     let ann = format!(
         "/metadata/annotations/{}",
@@ -99,8 +103,10 @@ async fn recover_marker(
                 &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
             )
             .await;
+            return Ok((Recovered::Clean, None));
         }
-        return Ok(Recovered::Clean);
+        // Nothing to recover: the workload as read is what the run plans on.
+        return Ok((Recovered::Clean, Some(raw)));
     };
     if !marker.applies_to(&raw) {
         // A copy (kubectl rollout undo brings a ReplicaSet's annotations
@@ -122,7 +128,7 @@ async fn recover_marker(
             &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
         )
         .await;
-        return Ok(Recovered::Clean);
+        return Ok((Recovered::Clean, None));
     }
     let found = format!(
         "found an interrupted rollguard run on {kind}/{name} (run {}, started {}): its change to {} was never finished",
@@ -136,7 +142,7 @@ async fn recover_marker(
             "{found}, but the template it replaced cannot be read; clearing its marker and going on"
         );
         let _ = json_patch(client, &path, &json!([{"op": "remove", "path": ann}])).await;
-        return Ok(Recovered::Cleared(found));
+        return Ok((Recovered::Cleared(found), None));
     };
     let current = raw
         .pointer("/spec/template")
@@ -154,7 +160,7 @@ async fn recover_marker(
             &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
         )
         .await;
-        return Ok(Recovered::Cleared(msg));
+        return Ok((Recovered::Cleared(msg), None));
     }
     let _ = writeln!(
         out,
@@ -197,7 +203,7 @@ async fn recover_marker(
         )
     };
     let _ = writeln!(out, "{message}");
-    Ok(Recovered::RolledBack { message, healthy })
+    Ok((Recovered::RolledBack { message, healthy }, None))
 }
 
 /// kubectl's rollout-status rule on a raw Deployment.

@@ -18,6 +18,30 @@ pub const TICK: Duration = Duration::from_millis(200);
 /// its first list is done.
 pub type Streams = SelectAll<BoxStream<'static, Option<&'static str>>>;
 
+/// What a reflector can watch and cache: a typed, namespaced-or-cluster
+/// Kubernetes object.
+pub trait Cached:
+    kube::Resource<DynamicType = ()>
+    + Clone
+    + serde::de::DeserializeOwned
+    + std::fmt::Debug
+    + Send
+    + Sync
+    + 'static
+{
+}
+
+impl<K> Cached for K where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static
+{
+}
+
 /// A reflector of `api` under `config`: its cache, and its stream (named `what`).
 pub fn reflect<K>(
     api: Api<K>,
@@ -25,16 +49,10 @@ pub fn reflect<K>(
     what: &'static str,
 ) -> (Store<K>, BoxStream<'static, Option<&'static str>>)
 where
-    K: kube::Resource<DynamicType = ()>
-        + Clone
-        + serde::de::DeserializeOwned
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static,
+    K: Cached,
 {
     let (reader, writer) = reflector::store();
-    let stream = watcher(api, config)
+    let stream = initial_state_streamed(api, config)
         .default_backoff()
         .reflect(writer)
         .map(move |item| match item {
@@ -47,6 +65,58 @@ where
         })
         .boxed();
     (reader, stream)
+}
+
+/// A watcher that takes its initial state from one streaming watch
+/// (`sendInitialEvents`: one request instead of a LIST and a WATCH); an API
+/// server that refuses it (the WatchList feature gate off: 1.33, servers
+/// before 1.32, aggregated API servers) answers 422 or 400 to that first
+/// watch, and gets list-then-watch from then on.
+fn initial_state_streamed<K>(
+    api: Api<K>,
+    config: watcher::Config,
+) -> BoxStream<'static, watcher::Result<watcher::Event<K>>>
+where
+    K: Cached,
+{
+    struct State<K: Cached> {
+        events: BoxStream<'static, watcher::Result<watcher::Event<K>>>,
+        /// Until the first initial state is complete: what a fallback needs.
+        fallback: Option<(Api<K>, watcher::Config)>,
+    }
+    let streamed = watcher(api.clone(), config.clone().streaming_lists()).boxed();
+    let start = State {
+        events: streamed,
+        fallback: Some((api, config)),
+    };
+    futures::stream::unfold(start, |mut s| async move {
+        loop {
+            let item = s.events.next().await?;
+            match &item {
+                Ok(watcher::Event::InitDone) => s.fallback = None,
+                Err(e) if s.fallback.is_some() && refuses_streaming(e) => {
+                    if let Some((api, config)) = s.fallback.take() {
+                        tracing::debug!("streaming list refused ({e}): list, then watch");
+                        s.events = watcher(api, config).boxed();
+                    }
+                    continue;
+                }
+                _ => {}
+            }
+            return Some((item, s));
+        }
+    })
+    .boxed()
+}
+
+/// The API server's answer to a `sendInitialEvents` watch it does not serve.
+fn refuses_streaming(e: &watcher::Error) -> bool {
+    let code = match e {
+        watcher::Error::WatchStartFailed(kube::Error::Api(s)) => s.code,
+        watcher::Error::WatchError(s) => s.code,
+        _ => return false,
+    };
+    code == 422 || code == 400
 }
 
 /// Wait for a change or the tick, whichever comes first; then take in every

@@ -20,8 +20,14 @@ use crate::workload::deployment as dep;
 use crate::workload::rollout::Ctx;
 use crate::{Stop, cluster_error, stop};
 
-/// Read the workload as raw JSON (every field kept); a missing one is bad input.
+/// Read the workload as raw JSON (every field kept); a missing one is bad
+/// input. What the recovery read under the deploy lock, when it changed
+/// nothing, is taken instead of reading again.
 pub(crate) async fn read(ctx: &Ctx<'_>, w: &WorkloadRef) -> Result<Value, Stop> {
+    let path = crate::recovery::path_of(w.kind.as_str(), &ctx.ns, &w.name);
+    if let Some(seen) = ctx.seen.lock().ok().and_then(|mut s| s.remove(&path)) {
+        return Ok(seen);
+    }
     match get_obj(&ctx.client, w.kind, &ctx.ns, &w.name).await {
         Ok(v) => Ok(v),
         Err(e) if is_status(&e, 404) => Err(not_found(w, &ctx.ns)),

@@ -35,6 +35,10 @@ pub(crate) struct Ctx<'a> {
     pub limits: Limits,
     /// A run of one workload: its messages and report are the classic ones.
     pub single: bool,
+    /// Workloads already read (by the recovery, under the deploy lock) and
+    /// not changed since, by object path: taken by the first read instead of
+    /// a second GET.
+    pub seen: std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>,
 }
 
 impl Ctx<'_> {
@@ -46,6 +50,7 @@ impl Ctx<'_> {
             settings,
             limits: self.limits,
             single: self.single,
+            seen: Default::default(),
         }
     }
 }

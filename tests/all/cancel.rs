@@ -40,7 +40,8 @@ async fn second_signal_exits_at_once_leaving_the_state_annotation() {
     assert!(took < Duration::from_secs(3), "{took:?}");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
-    let state = annotation(&h, rollguard::cancel::STATE).expect("state annotation");
+    let state = annotation(&h, rollguard::cancel::STATE)
+        .unwrap_or_else(|| panic!("no state annotation; stderr: {stderr}"));
     assert!(state.contains("second signal"), "{state}");
     h.shutdown().await;
 }

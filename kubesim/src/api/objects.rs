@@ -21,6 +21,7 @@ pub struct DeleteOptions {
     pub grace_period_seconds: Option<i64>,
     pub propagation_policy: Option<String>,
     pub preconditions_uid: Option<String>,
+    pub preconditions_resource_version: Option<String>,
 }
 
 /// Clear what a client may not set on create and default/validate.
@@ -246,15 +247,21 @@ pub fn delete_object(
     opts: &DeleteOptions,
 ) -> ApiResult<Arc<Value>> {
     let cur = sim.store.get(rt, ns, name)?;
-    if let Some(uid) = &opts.preconditions_uid
-        && cur["metadata"]["uid"].as_str() != Some(uid.as_str())
-    {
-        return Err(ApiError::conflict_precondition(
-            rt,
-            name,
-            uid,
-            cur["metadata"]["uid"].as_str().unwrap_or(""),
-        ));
+    let preconditions = [
+        ("UID", "uid", &opts.preconditions_uid),
+        (
+            "ResourceVersion",
+            "resourceVersion",
+            &opts.preconditions_resource_version,
+        ),
+    ];
+    for (field, key, want) in preconditions {
+        let have = cur["metadata"][key].as_str().unwrap_or("");
+        if let Some(want) = want
+            && want != have
+        {
+            return Err(ApiError::conflict_precondition(rt, name, field, want, have));
+        }
     }
     if rt.group.is_empty() && rt.plural == "pods" {
         let bound = cur["spec"]["nodeName"]

@@ -234,6 +234,9 @@ fn delete_options(req: &Req) -> ApiResult<DeleteOptions> {
         o.grace_period_seconds = b["gracePeriodSeconds"].as_i64();
         o.propagation_policy = b["propagationPolicy"].as_str().map(String::from);
         o.preconditions_uid = b["preconditions"]["uid"].as_str().map(String::from);
+        o.preconditions_resource_version = b["preconditions"]["resourceVersion"]
+            .as_str()
+            .map(String::from);
         if b["orphanDependents"].as_bool() == Some(true) && o.propagation_policy.is_none() {
             o.propagation_policy = Some("Orphan".into());
         }

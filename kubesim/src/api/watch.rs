@@ -190,6 +190,42 @@ fn bookmark(rt: &ResourceType, rv: u64, initial_end: bool) -> Bytes {
     )
 }
 
+/// The watch options kube-apiserver rejects (apimachinery's
+/// `validateWatchOptions`): `sendInitialEvents` needs
+/// `resourceVersionMatch=NotOlderThan` and the WatchList feature gate;
+/// `resourceVersionMatch` needs `sendInitialEvents`.
+fn validate_watch_options(req: &Req, watch_list: bool) -> ApiResult<()> {
+    let matching = req.q("resourceVersionMatch").unwrap_or("");
+    let mut causes = Vec::new();
+    if req.q("sendInitialEvents").is_some() {
+        if matching != "NotOlderThan" {
+            causes.push((
+                "resourceVersionMatch",
+                "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan"
+                    .to_string(),
+            ));
+        }
+        if !watch_list {
+            causes.push((
+                "sendInitialEvents",
+                "sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"
+                    .to_string(),
+            ));
+        }
+    } else if !matching.is_empty() {
+        causes.push((
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided"
+                .to_string(),
+        ));
+    }
+    if causes.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::invalid_list_options(&causes))
+    }
+}
+
 pub async fn watch(
     sim: &Arc<Sim>,
     req: &Req,
@@ -204,6 +240,7 @@ pub async fn watch(
         labels: LabelSelector::parse(req.q("labelSelector").unwrap_or(""))?,
         fields: FieldSelector::parse(rt, req.q("fieldSelector").unwrap_or(""))?,
     };
+    validate_watch_options(req, sim.config.watch_list)?;
     let rv_param = req.q("resourceVersion").unwrap_or("").to_string();
     let send_initial = match req.q("sendInitialEvents") {
         Some("true") => true,

@@ -15,7 +15,12 @@ pub(crate) struct Api {
 }
 
 pub(crate) async fn start() -> Api {
-    let h = kubesim::start(Config::default()).await.unwrap();
+    start_with(Config::default()).await
+}
+
+/// A cluster of this configuration (HTTPS) and a client of it.
+pub(crate) async fn start_with(config: Config) -> Api {
+    let h = kubesim::start(config).await.unwrap();
     let c = common::api_client(h.ca_pem.as_deref(), true);
     Api { h, c }
 }

@@ -3,7 +3,7 @@
 //! expiry), pod logs, plain HTTP and the events.k8s.io view. The client
 //! helpers are the API suite's.
 
-use crate::api_e2e::{Api, CMS, cm, start};
+use crate::api_e2e::{Api, CMS, cm, start, start_with};
 use crate::common;
 use kubesim::Config;
 use serde_json::{Value, json};
@@ -219,4 +219,95 @@ async fn plain_http_and_events_v1_view() {
     let (_, l) = api.get("/api/v1/namespaces/default/events?fieldSelector=involvedObject.name%3Dp,reason%3DFailed").await;
     assert_eq!(l["items"].as_array().unwrap().len(), 1);
     api.h.shutdown().await;
+}
+
+#[tokio::test]
+async fn watch_options_are_validated_as_kube_apiserver_does() {
+    let api = start().await;
+    // resourceVersionMatch without sendInitialEvents, and the reverse.
+    for (query, field, message) in [
+        (
+            "resourceVersionMatch=NotOlderThan",
+            "resourceVersionMatch",
+            "resourceVersionMatch is forbidden for watch unless sendInitialEvents is provided",
+        ),
+        (
+            "sendInitialEvents=true",
+            "resourceVersionMatch",
+            "sendInitialEvents requires setting resourceVersionMatch to NotOlderThan",
+        ),
+    ] {
+        let (code, e) = api.get(&format!("{CMS}?watch=true&{query}")).await;
+        assert_eq!(
+            (code, e["reason"].as_str()),
+            (422, Some("Invalid")),
+            "{query}: {e}"
+        );
+        assert_eq!(
+            e["message"],
+            format!("ListOptions.meta.k8s.io \"\" is invalid: {field}: Forbidden: {message}"),
+            "{query}"
+        );
+        assert_eq!(e["details"]["causes"][0]["reason"], "FieldValueForbidden");
+        assert_eq!(e["details"]["causes"][0]["field"], field);
+    }
+}
+
+#[tokio::test]
+async fn without_the_watch_list_gate_a_streaming_list_is_refused() {
+    let gate_off = Config {
+        watch_list: false,
+        ..Default::default()
+    };
+    let api = start_with(gate_off).await;
+    let (code, e) = api
+        .get(&format!(
+            "{CMS}?watch=true&sendInitialEvents=true&resourceVersionMatch=NotOlderThan&allowWatchBookmarks=true"
+        ))
+        .await;
+    assert_eq!(code, 422, "{e}");
+    assert_eq!(
+        e["message"],
+        "ListOptions.meta.k8s.io \"\" is invalid: sendInitialEvents: Forbidden: sendInitialEvents is forbidden for watch unless the WatchList feature gate is enabled"
+    );
+    assert_eq!(e["details"]["group"], "meta.k8s.io");
+    assert_eq!(e["details"]["kind"], "ListOptions");
+    // A plain watch is served as before.
+    let mut w = api.watch(&format!("{CMS}?watch=true")).await;
+    api.post(CMS, cm("after")).await;
+    let e = w.next().await.unwrap();
+    assert_eq!(e["type"], "ADDED");
+}
+
+#[tokio::test]
+async fn delete_checks_the_resource_version_precondition() {
+    let api = start().await;
+    let (_, c) = api.post(CMS, cm("pre")).await;
+    let rv = c["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let uid = c["metadata"]["uid"].as_str().unwrap().to_string();
+    let delete = |rv: String| json!({"kind": "DeleteOptions", "apiVersion": "v1", "preconditions": {"resourceVersion": rv, "uid": uid}});
+    let (code, e) = api
+        .call(
+            "DELETE",
+            &format!("{CMS}/pre"),
+            None,
+            Some(delete("1".into())),
+        )
+        .await;
+    assert_eq!((code, e["reason"].as_str()), (409, Some("Conflict")), "{e}");
+    assert_eq!(
+        e["message"],
+        format!(
+            "Operation cannot be fulfilled on configmaps \"pre\": Precondition failed: ResourceVersion in precondition: 1, ResourceVersion in object meta: {rv}"
+        )
+    );
+    let (code, _) = api.get(&format!("{CMS}/pre")).await;
+    assert_eq!(code, 200, "still there");
+    let (code, e) = api
+        .call("DELETE", &format!("{CMS}/pre"), None, Some(delete(rv)))
+        .await;
+    assert_eq!(code, 200, "{e}");
 }

@@ -178,6 +178,38 @@ pub(crate) struct Failure<'a> {
     pub timed_out: bool,
 }
 
+impl Failure<'_> {
+    /// The findings of a failure of a kind that owns its pods directly (a
+    /// StatefulSet, DaemonSet, ReplicationController): the pods of the new
+    /// `template`, `total` of them meant to run `new_image`.
+    pub async fn pod_findings(
+        &self,
+        ctx: &Ctx<'_>,
+        template: &serde_json::Value,
+        new_image: &str,
+        total: usize,
+    ) -> Vec<Finding> {
+        crate::diagnose::collect::pod_findings(
+            &ctx.client,
+            &ctx.ns,
+            template,
+            new_image,
+            total,
+            self.cause,
+            self.signals,
+            self.progress,
+        )
+        .await
+    }
+}
+
+/// A short excerpt of the events a [`track::Watch`] holds about `name`.
+pub(crate) fn watch_excerpt(watch: Option<&track::Watch>, name: &str) -> Vec<String> {
+    watch
+        .map(|watch| crate::report::events::excerpt(&watch.snapshot().events, name))
+        .unwrap_or_default()
+}
+
 /// A rollout of one kind. `prepare` changes nothing; `apply` makes the one
 /// change (returning what the pipeline looks after until the end: the
 /// in-progress marker, the second signal's target); `follow` watches until a verdict; `roll_back` undoes the change and

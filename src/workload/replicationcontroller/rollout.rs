@@ -16,17 +16,18 @@ use tokio::time::Instant;
 
 use super::*;
 use crate::config::Settings;
-use crate::diagnose::collect;
 use crate::exit::ExitCode;
 use crate::image::ImageChange;
 use crate::k8s::objects::{get_obj, is_status, labels_at, merge_patch_obj, pod_spec};
 use crate::model::Finding;
 use crate::preflight::capacity;
-use crate::report::{self, WorkloadReport};
+use crate::report::WorkloadReport;
 use crate::track::{Ended, Watch};
 use crate::workload::deployment as dep;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Watched, follow_guarded};
+use crate::workload::rollout::{
+    Applied, Ctx, Failure, Rollout, Watched, follow_guarded, watch_excerpt,
+};
 use crate::workload::{Kind, WorkloadRef};
 use crate::{Stop, cluster_error, stop};
 
@@ -271,24 +272,12 @@ impl Rollout for RcRollout {
             .cloned()
             .unwrap_or(Value::Null);
         let total = self.set_new.unwrap_or(0).max(0) as usize;
-        collect::pod_findings(
-            &ctx.client,
-            &ctx.ns,
-            &template,
-            &self.plan.new_image,
-            total,
-            f.cause,
-            f.signals,
-            f.progress,
-        )
-        .await
+        f.pod_findings(ctx, &template, &self.plan.new_image, total)
+            .await
     }
 
     fn events_excerpt(&self, w: &WorkloadRef) -> Vec<String> {
-        self.watch
-            .as_ref()
-            .map(|watch| report::events::excerpt(&watch.snapshot().events, &w.name))
-            .unwrap_or_default()
+        watch_excerpt(self.watch.as_ref(), &w.name)
     }
 
     /// Says its own rollback line (which RC goes back to what).

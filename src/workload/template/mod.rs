@@ -20,18 +20,19 @@ use serde_json::Value;
 use tokio::time::Instant;
 
 use crate::config::Canary;
-use crate::diagnose::collect;
 use crate::exit::ExitCode;
 use crate::image::ImageChange;
 use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, uid_generation};
 use crate::model::Finding;
 use crate::model::Progress;
 use crate::preflight::capacity;
-use crate::report::{self, Conclusion, WorkloadReport};
+use crate::report::{Conclusion, WorkloadReport};
 use crate::track::{self, Ended, Poll, Watch};
 use crate::workload::deployment::{Ask, NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Watched, follow_guarded};
+use crate::workload::rollout::{
+    Applied, Ctx, Failure, Rollout, Watched, follow_guarded, watch_excerpt,
+};
 use crate::workload::{WorkloadRef, patch};
 use crate::{Stop, stop};
 
@@ -276,24 +277,12 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             .cloned()
             .unwrap_or(Value::Null);
         let total = f.progress.up_to_date.max(0) as usize;
-        collect::pod_findings(
-            &ctx.client,
-            &ctx.ns,
-            &template,
-            &self.plan.new_image,
-            total,
-            f.cause,
-            f.signals,
-            f.progress,
-        )
-        .await
+        f.pod_findings(ctx, &template, &self.plan.new_image, total)
+            .await
     }
 
     fn events_excerpt(&self, w: &WorkloadRef) -> Vec<String> {
-        self.watch
-            .as_ref()
-            .map(|watch| report::events::excerpt(&watch.snapshot().events, &w.name))
-            .unwrap_or_default()
+        watch_excerpt(self.watch.as_ref(), &w.name)
     }
 
     async fn roll_back(

@@ -15,7 +15,7 @@ use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::kinds::AnyRollout;
-use crate::workload::rollout::{Ctx, Failure};
+use crate::workload::rollout::{Ctx, Failure, Step};
 use crate::{Stop, cancel};
 
 pub(crate) struct Unit {
@@ -40,7 +40,12 @@ impl Unit {
         out: &mut (dyn Write + Send),
     ) -> Result<Unit, (Stop, WorkloadReport)> {
         let mut rep = WorkloadReport::new(w.to_string());
-        match AnyRollout::prepare(ctx, w, &mut rep, out).await {
+        let mut s = Step {
+            w,
+            rep: &mut rep,
+            out,
+        };
+        match AnyRollout::prepare(ctx, &mut s).await {
             Ok(rollout) => Ok(Unit {
                 wref: w.clone(),
                 rep,
@@ -65,17 +70,22 @@ impl Unit {
         canary: Canary,
         out: &mut (dyn Write + Send),
     ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
-        self.rollout
-            .canary(ctx, &self.wref, &mut self.rep, canary, out)
-            .await
+        let mut s = Step {
+            w: &self.wref,
+            rep: &mut self.rep,
+            out,
+        };
+        self.rollout.canary(ctx, &mut s, canary).await
     }
 
     /// Make the change (watches start first).
     pub async fn apply(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<(), Stop> {
-        let applied = self
-            .rollout
-            .apply(ctx, &self.wref, &mut self.rep, out)
-            .await?;
+        let mut s = Step {
+            w: &self.wref,
+            rep: &mut self.rep,
+            out,
+        };
+        let applied = self.rollout.apply(ctx, &mut s).await?;
         self.marker = applied.marker;
         self.cancel_target = applied.cancel_target;
         self.applied = true;
@@ -89,9 +99,12 @@ impl Unit {
         deadline: Instant,
         out: &mut (dyn Write + Send),
     ) -> Ended {
-        self.rollout
-            .follow(ctx, &self.wref, &mut self.rep, deadline, out)
-            .await
+        let mut s = Step {
+            w: &self.wref,
+            rep: &mut self.rep,
+            out,
+        };
+        self.rollout.follow(ctx, &mut s, deadline).await
     }
 
     /// Findings for a failure of this workload.
@@ -150,9 +163,12 @@ impl Unit {
             let _ = writeln!(out, "{m}");
             return (false, m);
         }
-        self.rollout
-            .roll_back(ctx, &self.wref, &mut self.rep, out)
-            .await
+        let mut s = Step {
+            w: &self.wref,
+            rep: &mut self.rep,
+            out,
+        };
+        self.rollout.roll_back(ctx, &mut s).await
     }
 
     /// "rolling back X to v1", for the kinds that do not say it themselves.
@@ -169,6 +185,11 @@ impl Unit {
         ctx: &Ctx<'_>,
         out: &mut (dyn Write + Send),
     ) -> Result<(), String> {
-        self.rollout.commit(ctx, &mut self.rep, out).await
+        let mut s = Step {
+            w: &self.wref,
+            rep: &mut self.rep,
+            out,
+        };
+        self.rollout.commit(ctx, &mut s).await
     }
 }

@@ -5,8 +5,6 @@
 //! `Rollout`), one variant here with its arm in `each!` and `prepare`, and
 //! its entry in [`Kind`](crate::k8s::kind::Kind).
 
-use std::io::Write;
-
 use tokio::time::Instant;
 
 use crate::Stop;
@@ -15,12 +13,11 @@ use crate::exit::ExitCode;
 use crate::model::Finding;
 use crate::model::Sample;
 use crate::report::Conclusion;
-use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::daemonset::rollout::DaemonSetKind;
 use crate::workload::deployment::rollout::DeploymentRollout;
 use crate::workload::replicationcontroller::rollout::RcRollout;
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Step};
 use crate::workload::statefulset::rollout::StatefulSetKind;
 use crate::workload::template::TemplateRollout;
 use crate::workload::{Kind, WorkloadRef};
@@ -47,25 +44,20 @@ macro_rules! each {
 
 impl AnyRollout {
     /// The registration: which implementation rolls which kind.
-    pub async fn prepare(
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<AnyRollout, Stop> {
-        Ok(match w.kind {
-            Kind::Deployment => AnyRollout::Deployment(Box::new(
-                DeploymentRollout::prepare(ctx, w, rep, out).await?,
-            )),
+    pub async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<AnyRollout, Stop> {
+        Ok(match s.w.kind {
+            Kind::Deployment => {
+                AnyRollout::Deployment(Box::new(DeploymentRollout::prepare(ctx, s).await?))
+            }
             Kind::StatefulSet => {
-                AnyRollout::StatefulSet(Box::new(TemplateRollout::prepare(ctx, w, rep, out).await?))
+                AnyRollout::StatefulSet(Box::new(TemplateRollout::prepare(ctx, s).await?))
             }
             Kind::DaemonSet => {
-                AnyRollout::DaemonSet(Box::new(TemplateRollout::prepare(ctx, w, rep, out).await?))
+                AnyRollout::DaemonSet(Box::new(TemplateRollout::prepare(ctx, s).await?))
             }
-            Kind::ReplicationController => AnyRollout::ReplicationController(Box::new(
-                RcRollout::prepare(ctx, w, rep, out).await?,
-            )),
+            Kind::ReplicationController => {
+                AnyRollout::ReplicationController(Box::new(RcRollout::prepare(ctx, s).await?))
+            }
         })
     }
 
@@ -76,33 +68,18 @@ impl AnyRollout {
     pub async fn canary(
         &mut self,
         ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
+        s: &mut Step<'_>,
         canary: Canary,
-        out: &mut (dyn Write + Send),
     ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
-        each!(self, r => r.canary(ctx, w, rep, canary, out).await)
+        each!(self, r => r.canary(ctx, s, canary).await)
     }
 
-    pub async fn apply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Applied, Stop> {
-        each!(self, r => r.apply(ctx, w, rep, out).await)
+    pub async fn apply(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Applied, Stop> {
+        each!(self, r => r.apply(ctx, s).await)
     }
 
-    pub async fn follow(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        deadline: Instant,
-        out: &mut (dyn Write + Send),
-    ) -> Ended {
-        each!(self, r => r.follow(ctx, w, rep, deadline, out).await)
+    pub async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
+        each!(self, r => r.follow(ctx, s, deadline).await)
     }
 
     pub async fn diagnose(&mut self, ctx: &Ctx<'_>, failure: &Failure<'_>) -> Vec<Finding> {
@@ -117,23 +94,12 @@ impl AnyRollout {
         each!(self, r => r.announces_rollback())
     }
 
-    pub async fn roll_back(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> (bool, String) {
-        each!(self, r => r.roll_back(ctx, w, rep, out).await)
+    pub async fn roll_back(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> (bool, String) {
+        each!(self, r => r.roll_back(ctx, s).await)
     }
 
-    pub async fn commit(
-        &mut self,
-        ctx: &Ctx<'_>,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<(), String> {
-        each!(self, r => r.commit(ctx, rep, out).await)
+    pub async fn commit(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<(), String> {
+        each!(self, r => r.commit(ctx, s).await)
     }
 
     pub fn has_timeline(&self) -> bool {

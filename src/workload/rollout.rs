@@ -55,6 +55,14 @@ impl Ctx<'_> {
     }
 }
 
+/// What a step of a workload's rollout is about and writes to: the
+/// workload, its report, the run's output (prefixed in a group).
+pub(crate) struct Step<'s> {
+    pub w: &'s WorkloadRef,
+    pub rep: &'s mut WorkloadReport,
+    pub out: &'s mut (dyn Write + Send),
+}
+
 /// What a change leaves for the pipeline to look after until the run ends.
 #[derive(Default)]
 pub(crate) struct Applied {
@@ -216,12 +224,7 @@ pub(crate) fn watch_excerpt(watch: Option<&track::Watch>, name: &str) -> Vec<Str
 /// confirms the previous version is healthy; `commit` finishes a rollout
 /// once the whole group succeeded.
 pub(crate) trait Rollout: Sized {
-    async fn prepare(
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Self, Stop>;
+    async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop>;
 
     /// What a dry run says it would do.
     fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String;
@@ -232,33 +235,18 @@ pub(crate) trait Rollout: Sized {
     async fn canary(
         &mut self,
         _ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        _rep: &mut WorkloadReport,
+        s: &mut Step<'_>,
         _canary: Canary,
-        _out: &mut (dyn Write + Send),
     ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
         Err(crate::stop(
             ExitCode::BadInput,
-            format!("canary: {w} has no canary step"),
+            format!("canary: {} has no canary step", s.w),
         ))
     }
 
-    async fn apply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Applied, Stop>;
+    async fn apply(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Applied, Stop>;
 
-    async fn follow(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        deadline: Instant,
-        out: &mut (dyn Write + Send),
-    ) -> Ended;
+    async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended;
 
     async fn diagnose(&mut self, ctx: &Ctx<'_>, failure: &Failure<'_>) -> Vec<Finding>;
 
@@ -271,20 +259,9 @@ pub(crate) trait Rollout: Sized {
         true
     }
 
-    async fn roll_back(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> (bool, String);
+    async fn roll_back(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> (bool, String);
 
-    async fn commit(
-        &mut self,
-        _ctx: &Ctx<'_>,
-        _rep: &mut WorkloadReport,
-        _out: &mut (dyn Write + Send),
-    ) -> Result<(), String> {
+    async fn commit(&mut self, _ctx: &Ctx<'_>, _s: &mut Step<'_>) -> Result<(), String> {
         Ok(())
     }
 

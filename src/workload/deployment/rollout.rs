@@ -20,14 +20,14 @@ use crate::k8s::objects::{selector_of, uid_generation};
 use crate::model::Finding;
 use crate::model::Sample;
 use crate::preflight::capacity;
-use crate::report::{self, Conclusion, WorkloadReport};
+use crate::report::{self, Conclusion};
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Watched, follow_guarded};
+use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Step, Watched, follow_guarded};
 use crate::{Stop, cluster_error, stop};
 
 pub(crate) struct DeploymentRollout {
@@ -44,12 +44,8 @@ pub(crate) struct DeploymentRollout {
 }
 
 impl Rollout for DeploymentRollout {
-    async fn prepare(
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Self, Stop> {
+    async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop> {
+        let Step { w, rep, out } = s;
         let s = ctx.settings;
         let now = crate::now_rfc3339();
         let raw = prepare::read(ctx, w).await?;
@@ -115,22 +111,16 @@ impl Rollout for DeploymentRollout {
     async fn canary(
         &mut self,
         ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
+        s: &mut Step<'_>,
         canary: Canary,
-        out: &mut (dyn Write + Send),
     ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        let Step { w, rep, out } = s;
         self.selector = crate::canary::without_canary(&self.selector);
         super::canary::run(ctx, canary, w, &self.plan, &self.planned_at, rep, out).await
     }
 
-    async fn apply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        _rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Applied, Stop> {
+    async fn apply(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Applied, Stop> {
+        let Step { w, out, .. } = s;
         let s = ctx.settings;
         let mut tracker = Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector);
         let _ = writeln!(
@@ -169,14 +159,8 @@ impl Rollout for DeploymentRollout {
         Ok(applied)
     }
 
-    async fn follow(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        deadline: Instant,
-        out: &mut (dyn Write + Send),
-    ) -> Ended {
+    async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
+        let Step { w, rep, out } = s;
         let s = ctx.settings;
         let (Some(tracker), Some(exp)) = (self.tracker.as_mut(), self.exp.as_ref()) else {
             return Ended::not_started();
@@ -238,13 +222,8 @@ impl Rollout for DeploymentRollout {
             .unwrap_or_default()
     }
 
-    async fn roll_back(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> (bool, String) {
+    async fn roll_back(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> (bool, String) {
+        let Step { w, rep, out } = s;
         let (Some(tracker), Some(patched)) = (self.tracker.as_mut(), self.patched.as_ref()) else {
             return (true, "nothing was changed".into());
         };

@@ -21,12 +21,11 @@ use crate::image::ImageChange;
 use crate::k8s::objects::{get_obj, is_status, labels_at, merge_patch_obj, pod_spec};
 use crate::model::Finding;
 use crate::preflight::capacity;
-use crate::report::WorkloadReport;
 use crate::track::{Ended, Watch};
 use crate::workload::deployment as dep;
 use crate::workload::prepare::{self, Checks};
 use crate::workload::rollout::{
-    Applied, Ctx, Failure, Rollout, Watched, follow_guarded, watch_excerpt,
+    Applied, Ctx, Failure, Rollout, Step, Watched, follow_guarded, watch_excerpt,
 };
 use crate::workload::{Kind, WorkloadRef};
 use crate::{Stop, cluster_error, stop};
@@ -58,12 +57,8 @@ pub(super) fn surge(s: &Settings, desired: i32) -> (i32, i32) {
 }
 
 impl Rollout for RcRollout {
-    async fn prepare(
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Self, Stop> {
+    async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop> {
+        let Step { w, rep, out } = s;
         let s = ctx.settings;
         let now = crate::now_rfc3339();
         let mut old = apply::find_rc(ctx, w).await?;
@@ -201,13 +196,8 @@ impl Rollout for RcRollout {
         s
     }
 
-    async fn apply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        _w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Applied, Stop> {
+    async fn apply(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Applied, Stop> {
+        let Step { rep, out, .. } = s;
         let shared = self.plan.shared_selector(&ctx.settings.version_label);
         self.watch = Some(Watch::start::<ReplicationController>(
             &ctx.client,
@@ -220,14 +210,8 @@ impl Rollout for RcRollout {
         Ok(Applied::default())
     }
 
-    async fn follow(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        deadline: Instant,
-        out: &mut (dyn Write + Send),
-    ) -> Ended {
+    async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
+        let Step { w, rep, out } = s;
         let desired = self.plan.replicas;
         let (surge, unavailable) = surge(ctx.settings, desired);
         let min_ready = self
@@ -285,22 +269,13 @@ impl Rollout for RcRollout {
         false
     }
 
-    async fn roll_back(
-        &mut self,
-        ctx: &Ctx<'_>,
-        _w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> (bool, String) {
+    async fn roll_back(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> (bool, String) {
+        let Step { rep, out, .. } = s;
         follow::roll_back_rc(ctx, self, &mut rep.notes, out).await
     }
 
-    async fn commit(
-        &mut self,
-        ctx: &Ctx<'_>,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<(), String> {
+    async fn commit(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<(), String> {
+        let Step { rep, out, .. } = s;
         let r = self;
         let _ = writeln!(
             out,

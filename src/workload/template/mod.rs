@@ -26,12 +26,12 @@ use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, u
 use crate::model::Finding;
 use crate::model::Progress;
 use crate::preflight::capacity;
-use crate::report::{Conclusion, WorkloadReport};
+use crate::report::Conclusion;
 use crate::track::{self, Ended, Poll, Watch};
 use crate::workload::deployment::{Ask, NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
 use crate::workload::rollout::{
-    Applied, Ctx, Failure, Rollout, Watched, follow_guarded, watch_excerpt,
+    Applied, Ctx, Failure, Rollout, Step, Watched, follow_guarded, watch_excerpt,
 };
 use crate::workload::{WorkloadRef, patch};
 use crate::{Stop, stop};
@@ -95,12 +95,8 @@ pub(crate) struct TemplateRollout<K: TemplateKind> {
 }
 
 impl<K: TemplateKind> Rollout for TemplateRollout<K> {
-    async fn prepare(
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Self, Stop> {
+    async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop> {
+        let Step { w, rep, out } = s;
         let s = ctx.settings;
         let now = crate::now_rfc3339();
         let raw = prepare::read(ctx, w).await?;
@@ -153,23 +149,17 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
     async fn canary(
         &mut self,
         _ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        _rep: &mut WorkloadReport,
+        s: &mut Step<'_>,
         canary: Canary,
-        _out: &mut (dyn Write + Send),
     ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+        let Step { w, .. } = s;
         K::canary_partition(&self.raw, canary, w, &mut self.plan.patch)?;
         self.canary = Some(canary);
         Ok(None)
     }
 
-    async fn apply(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        _rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> Result<Applied, Stop> {
+    async fn apply(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Applied, Stop> {
+        let Step { w, out, .. } = s;
         let selector = match_labels_selector(&self.raw);
         self.watch = Some(Watch::start::<K::Object>(
             &ctx.client,
@@ -198,14 +188,8 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         Ok(applied)
     }
 
-    async fn follow(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        deadline: Instant,
-        out: &mut (dyn Write + Send),
-    ) -> Ended {
+    async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
+        let Step { w, rep, out } = s;
         let s = ctx.settings;
         let Some(watch) = self.watch.as_mut() else {
             return Ended::not_started();
@@ -285,13 +269,8 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         watch_excerpt(self.watch.as_ref(), &w.name)
     }
 
-    async fn roll_back(
-        &mut self,
-        ctx: &Ctx<'_>,
-        w: &WorkloadRef,
-        rep: &mut WorkloadReport,
-        out: &mut (dyn Write + Send),
-    ) -> (bool, String) {
+    async fn roll_back(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> (bool, String) {
+        let Step { w, rep, out } = s;
         let timeout = ctx.settings.rollback_timeout;
         let Some(patched) = &self.patched else {
             return (true, "nothing was changed".into());

@@ -104,17 +104,7 @@ pub async fn restore_partition(
     ns: &str,
     name: &str,
 ) -> Result<Option<i64>, String> {
-    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    let sts = api
-        .get(name)
-        .await
-        .map_err(|e| format!("reading statefulset/{name}: {e}"))?;
-    let Some(saved) = sts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PARTITION_ANNOTATION))
-    else {
+    let Some((_, saved)) = saved_partition(client, ns, name).await? else {
         return Ok(None);
     };
     let original: i64 = saved.parse().unwrap_or(0);
@@ -122,14 +112,44 @@ pub async fn restore_partition(
         "metadata": {"annotations": {PARTITION_ANNOTATION: null}},
         "spec": {"updateStrategy": {"rollingUpdate": {"partition": original}}},
     });
+    merge_patch(client, ns, name, &patch)
+        .await
+        .map_err(|e| format!("could not restore the partition of statefulset/{name}: {e}"))?;
+    Ok(Some(original))
+}
+
+/// The StatefulSet and the partition its canary saved, when one is saved.
+async fn saved_partition(
+    client: &Client,
+    ns: &str,
+    name: &str,
+) -> Result<Option<(StatefulSet, String)>, String> {
+    let sts = Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .get(name)
+        .await
+        .map_err(|e| format!("reading statefulset/{name}: {e}"))?;
+    let saved = sts
+        .metadata
+        .annotations
+        .as_ref()
+        .and_then(|a| a.get(PARTITION_ANNOTATION))
+        .cloned();
+    Ok(saved.map(|saved| (sts, saved)))
+}
+
+async fn merge_patch(
+    client: &Client,
+    ns: &str,
+    name: &str,
+    patch: &serde_json::Value,
+) -> Result<StatefulSet, kube::Error> {
     let params = PatchParams {
         field_manager: Some("rollguard".into()),
         ..Default::default()
     };
-    api.patch(name, &params, &Patch::Merge(&patch))
+    Api::<StatefulSet>::namespaced(client.clone(), ns)
+        .patch(name, &params, &Patch::Merge(patch))
         .await
-        .map_err(|e| format!("could not restore the partition of statefulset/{name}: {e}"))?;
-    Ok(Some(original))
 }
 
 /// A failed canary that was not rolled back (rollback=false, or the
@@ -137,17 +157,7 @@ pub async fn restore_partition(
 /// previous version; its saved value is dropped so that no later run
 /// restores it over the new template by itself.
 async fn keep_partition(client: &Client, ns: &str, name: &str) -> Result<Option<String>, String> {
-    let api: Api<StatefulSet> = Api::namespaced(client.clone(), ns);
-    let sts = api
-        .get(name)
-        .await
-        .map_err(|e| format!("reading statefulset/{name}: {e}"))?;
-    let Some(saved) = sts
-        .metadata
-        .annotations
-        .as_ref()
-        .and_then(|a| a.get(PARTITION_ANNOTATION))
-    else {
+    let Some((sts, saved)) = saved_partition(client, ns, name).await? else {
         return Ok(None);
     };
     let now = sts
@@ -158,11 +168,7 @@ async fn keep_partition(client: &Client, ns: &str, name: &str) -> Result<Option<
         .and_then(|r| r.partition)
         .unwrap_or(0);
     let patch = json!({"metadata": {"annotations": {PARTITION_ANNOTATION: null}}});
-    let params = PatchParams {
-        field_manager: Some("rollguard".into()),
-        ..Default::default()
-    };
-    api.patch(name, &params, &Patch::Merge(&patch))
+    merge_patch(client, ns, name, &patch)
         .await
         .map_err(|e| format!("could not update statefulset/{name}: {e}"))?;
     Ok(Some(format!(

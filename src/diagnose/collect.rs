@@ -93,17 +93,7 @@ pub async fn pod_findings(
     signals: &[Signal],
     progress: &Progress,
 ) -> Vec<Finding> {
-    let logs = crash_logs(client, ns, signals).await;
-    let template = serde_json::from_value(template.clone()).ok();
-    let cluster = cluster_for(client, ns, signals).await;
-    let mut findings = diagnose::diagnose(&diagnose::Inputs {
-        signals,
-        total_new_pods: total,
-        template: template.as_ref(),
-        image: new_image,
-        logs: &logs,
-        cluster: &cluster,
-    });
+    let mut findings = pod_level(client, ns, signals, total, template, new_image).await;
     if findings.is_empty() || cause == Cause::Timeout {
         let evidence = format!(
             "desired {}  current {}  up-to-date {}  available {}  (new {}/{} ready){}",
@@ -138,6 +128,30 @@ pub async fn pod_findings(
     findings
 }
 
+/// The pod-level findings of `signals` (with the crashed containers' logs
+/// and the cluster's room for unschedulable pods): `total` new pods of
+/// `template`, meant to run `image`.
+async fn pod_level(
+    client: &Client,
+    ns: &str,
+    signals: &[Signal],
+    total: usize,
+    template: &Value,
+    image: &str,
+) -> Vec<Finding> {
+    let logs = crash_logs(client, ns, signals).await;
+    let template = serde_json::from_value(template.clone()).ok();
+    let cluster = cluster_for(client, ns, signals).await;
+    diagnose::diagnose(&diagnose::Inputs {
+        signals,
+        total_new_pods: total,
+        template: template.as_ref(),
+        image,
+        logs: &logs,
+        cluster: &cluster,
+    })
+}
+
 // ------------------------------------------------------------ units
 
 #[allow(clippy::too_many_arguments)]
@@ -152,18 +166,8 @@ pub async fn deployment_findings(
     progress: &Progress,
     timed_out: bool,
 ) -> Vec<Finding> {
-    let logs = crash_logs(client, ns, signals).await;
     let (total, _) = dep::new_pod_signals(snap, exp);
-    let template = serde_json::from_value(exp.template.clone()).ok();
-    let cluster = cluster_for(client, ns, signals).await;
-    let mut findings = diagnose::diagnose(&diagnose::Inputs {
-        signals,
-        total_new_pods: total,
-        template: template.as_ref(),
-        image: new_image,
-        logs: &logs,
-        cluster: &cluster,
-    });
+    let mut findings = pod_level(client, ns, signals, total, &exp.template, new_image).await;
     if timed_out || cause == Cause::ProgressDeadline {
         let deadline = signals
             .iter()

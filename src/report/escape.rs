@@ -65,27 +65,19 @@ fn break_mentions(s: &str) -> String {
 /// are backslash-escaped, line breaks become spaces, mentions are broken
 /// and workflow commands neutralised.
 pub fn md_text(s: &str) -> String {
-    let one_line = s.replace(['\r', '\n'], " ");
-    let mut out = String::with_capacity(one_line.len() + 8);
-    for c in one_line.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' => {
-                out.push('\\');
-                out.push(c);
-            }
-            _ => out.push(c),
-        }
-    }
-    neutralise_commands(&break_mentions(&out))
+    entities_on_one_line(s, true)
 }
 
 /// Text inside raw HTML (`<summary>…</summary>`), where Markdown escapes
 /// are not processed: entities only, one line, mentions broken.
 pub fn html_text(s: &str) -> String {
+    entities_on_one_line(s, false)
+}
+
+/// One line with HTML-significant characters as entities (and the
+/// Markdown-active ones backslash-escaped when `markdown`), mentions broken
+/// and workflow commands neutralised.
+fn entities_on_one_line(s: &str, markdown: bool) -> String {
     let one_line = s.replace(['\r', '\n'], " ");
     let mut out = String::with_capacity(one_line.len() + 8);
     for c in one_line.chars() {
@@ -94,6 +86,10 @@ pub fn html_text(s: &str) -> String {
             '<' => out.push_str("&lt;"),
             '>' => out.push_str("&gt;"),
             '"' => out.push_str("&quot;"),
+            '\\' | '`' | '*' | '_' | '[' | ']' | '|' | '#' | '~' | '!' if markdown => {
+                out.push('\\');
+                out.push(c);
+            }
             _ => out.push(c),
         }
     }

@@ -17,7 +17,7 @@ use crate::preflight::capacity;
 use crate::report::WorkloadReport;
 use crate::workload::WorkloadRef;
 use crate::workload::deployment as dep;
-use crate::workload::rollout::Ctx;
+use crate::workload::rollout::{Ctx, Step};
 use crate::{Stop, cluster_error, stop};
 
 /// Read the workload as raw JSON (every field kept); a missing one is bad
@@ -98,18 +98,31 @@ pub(crate) async fn preflight(
     }
 }
 
-/// Plan one patch with `planner` (change, container, version), run the
-/// pre-flight checks, and plan again for a pinned digest (pin-digest: the
-/// same plan for `repo:tag@sha256:…`; the version still comes from the tag).
+/// Plan one patch with `planner` (what the run asks, planned at `now`),
+/// run the pre-flight checks, and plan again for a pinned digest
+/// (pin-digest: the same plan for `repo:tag@sha256:…`; the version still
+/// comes from the tag). A plan that cannot be made is bad input.
 pub(crate) async fn plan_checked(
     ctx: &Ctx<'_>,
-    w: &WorkloadRef,
-    rep: &mut WorkloadReport,
+    s: &mut Step<'_>,
     checks: &Checks<'_>,
-    planner: impl Fn(&ImageChange, Option<&str>, Option<&str>) -> Result<dep::Plan, Stop>,
-    out: &mut (dyn Write + Send),
+    now: &str,
+    planner: impl Fn(&dep::Ask<'_>) -> Result<dep::Plan, dep::NotRollable>,
 ) -> Result<dep::Plan, Stop> {
-    let s = ctx.settings;
+    let Step { w, rep, out } = s;
+    let settings = ctx.settings;
+    let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
+        planner(&dep::Ask {
+            container,
+            change,
+            version,
+            version_label: &settings.version_label,
+            origin: &settings.run_origin,
+            now,
+        })
+        .map_err(|e| stop(ExitCode::BadInput, e.0))
+    };
+    let s = settings;
     let fill = |rep: &mut WorkloadReport, plan: &dep::Plan| {
         rep.container = Some(plan.container.clone());
         rep.previous_image = Some(plan.old_image.clone());

@@ -15,7 +15,6 @@ use tokio::time::Instant;
 use crate::config::Canary;
 use crate::diagnose::collect;
 use crate::exit::ExitCode;
-use crate::image::ImageChange;
 use crate::k8s::objects::{selector_of, uid_generation};
 use crate::model::Finding;
 use crate::model::Sample;
@@ -45,8 +44,7 @@ pub(crate) struct DeploymentRollout {
 
 impl Rollout for DeploymentRollout {
     async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop> {
-        let Step { w, rep, out } = s;
-        let s = ctx.settings;
+        let w = s.w;
         let now = crate::now_rfc3339();
         let raw = prepare::read(ctx, w).await?;
         let read_as = uid_generation(&raw);
@@ -69,28 +67,16 @@ impl Rollout for DeploymentRollout {
             .into_iter()
             .map(Arc::new)
             .collect::<Vec<_>>();
-        let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
-            dep::plan(
-                &raw,
-                &replica_sets,
-                &dep::Ask {
-                    container,
-                    change,
-                    version,
-                    version_label: &s.version_label,
-                    origin: &s.run_origin,
-                    now: &now,
-                },
-            )
-            .map_err(|e| stop(ExitCode::BadInput, e.0))
-        };
         let (spec, label_selector, strategy) = crate::preflight::inputs(&typed);
         let checks = Checks {
             spec: &spec,
             selector: &label_selector,
             strategy: Some(strategy),
         };
-        let plan = prepare::plan_checked(ctx, w, rep, &checks, planner, out).await?;
+        let plan = prepare::plan_checked(ctx, s, &checks, &now, |ask| {
+            dep::plan(&raw, &replica_sets, ask)
+        })
+        .await?;
         Ok(DeploymentRollout {
             plan,
             selector,

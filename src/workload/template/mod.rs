@@ -21,7 +21,6 @@ use tokio::time::Instant;
 
 use crate::config::Canary;
 use crate::exit::ExitCode;
-use crate::image::ImageChange;
 use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, uid_generation};
 use crate::model::Finding;
 use crate::model::Progress;
@@ -96,25 +95,10 @@ pub(crate) struct TemplateRollout<K: TemplateKind> {
 
 impl<K: TemplateKind> Rollout for TemplateRollout<K> {
     async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop> {
-        let Step { w, rep, out } = s;
-        let s = ctx.settings;
+        let w = s.w;
         let now = crate::now_rfc3339();
         let raw = prepare::read(ctx, w).await?;
         let read_as = uid_generation(&raw);
-        let planner = |change: &ImageChange, container: Option<&str>, version: Option<&str>| {
-            K::plan(
-                &raw,
-                &Ask {
-                    container,
-                    change,
-                    version,
-                    version_label: &s.version_label,
-                    origin: &s.run_origin,
-                    now: &now,
-                },
-            )
-            .map_err(|e| stop(ExitCode::BadInput, e.0))
-        };
         let spec = pod_spec(&raw, "/spec/template/spec");
         let selector: LabelSelector = raw
             .pointer("/spec/selector")
@@ -125,7 +109,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             selector: &selector,
             strategy: K::strategy(&raw),
         };
-        let plan = prepare::plan_checked(ctx, w, rep, &checks, planner, out).await?;
+        let plan = prepare::plan_checked(ctx, s, &checks, &now, |ask| K::plan(&raw, ask)).await?;
         Ok(TemplateRollout {
             raw,
             plan,

@@ -47,10 +47,7 @@ pub async fn json_patch_obj(
 ) -> Result<Value, kube::Error> {
     let patch: json_patch::Patch =
         serde_json::from_value(patch.clone()).map_err(kube::Error::SerdeError)?;
-    let req = kube::core::Request::new(collection_path(kind, ns))
-        .patch(name, &params(), &Patch::<()>::Json(patch))
-        .map_err(kube::Error::BuildRequest)?;
-    client.request::<Value>(req).await
+    send_patch(client, kind, ns, name, &Patch::<()>::Json(patch)).await
 }
 
 pub async fn merge_patch_obj(
@@ -60,8 +57,18 @@ pub async fn merge_patch_obj(
     name: &str,
     patch: &Value,
 ) -> Result<Value, kube::Error> {
+    send_patch(client, kind, ns, name, &Patch::Merge(patch)).await
+}
+
+async fn send_patch<P: serde::Serialize + std::fmt::Debug>(
+    client: &Client,
+    kind: Kind,
+    ns: &str,
+    name: &str,
+    patch: &Patch<P>,
+) -> Result<Value, kube::Error> {
     let req = kube::core::Request::new(collection_path(kind, ns))
-        .patch(name, &params(), &Patch::Merge(patch))
+        .patch(name, &params(), patch)
         .map_err(kube::Error::BuildRequest)?;
     client.request::<Value>(req).await
 }

@@ -158,36 +158,24 @@ mod tests {
     #[test]
     fn plans_and_refuses_on_delete() {
         let s = sts(json!({}));
-        let p = plan(
-            &s,
-            &crate::workload::deployment::Ask {
-                container: None,
-                change: &crate::image::ImageChange::Tag("2".into()),
-                version: None,
-                version_label: "v",
-                origin: "ci",
-                now: "now",
-            },
-        )
-        .unwrap();
+        let change = crate::image::ImageChange::Tag("2".into());
+        let ask = crate::workload::deployment::Ask {
+            container: None,
+            change: &change,
+            version: None,
+            version_label: "v",
+            origin: "ci",
+            now: "now",
+        };
+        let p = plan(&s, &ask).unwrap();
         assert_eq!(p.new_image, "example/db:2");
         let mut s = s;
         s["spec"]["updateStrategy"] = json!({"type": "OnDelete"});
         assert!(
-            plan(
-                &s,
-                &crate::workload::deployment::Ask {
-                    container: None,
-                    change: &crate::image::ImageChange::Tag("2".into()),
-                    version: None,
-                    version_label: "v",
-                    origin: "ci",
-                    now: "now"
-                }
-            )
-            .unwrap_err()
-            .0
-            .starts_with("statefulset/db uses")
+            plan(&s, &ask)
+                .unwrap_err()
+                .0
+                .starts_with("statefulset/db uses")
         );
     }
 }

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use super::Report;
 use super::escape::{command_data, command_property, truncate};
-use super::http::{api_error, http_error};
+use super::http::send_json;
 use super::markdown::{self, result_word};
 use crate::config::CiContext;
 
@@ -254,30 +254,7 @@ impl GitHub<'_> {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| http_error("GitHub", &method, path, e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| http_error("GitHub", &method, path, e))?;
-        if !status.is_success() {
-            let msg = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| v["message"].as_str().map(str::to_string))
-                .unwrap_or(text);
-            return Err(api_error("GitHub", &method, path, status, &msg));
-        }
-        let v = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .map_err(|e| anyhow!("GitHub {method} {path}: invalid JSON: {e}"))?
-        };
-        Ok((v, headers))
+        send_json("GitHub", &method, path, req).await
     }
 
     /// The PR this run belongs to: from the event payload for

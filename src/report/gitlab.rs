@@ -1,12 +1,12 @@
 //! GitLab CI: collapsible log sections and the sticky merge request note
 //! (upserted with a `PRIVATE-TOKEN`, same hidden marker as GitHub).
 
-use anyhow::{anyhow, bail};
+use anyhow::bail;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 use super::Report;
-use super::http::{api_error, http_error};
+use super::http::send_json;
 use super::markdown;
 use crate::config::CiContext;
 
@@ -88,36 +88,7 @@ impl GitLab<'_> {
         if let Some(b) = body {
             req = req.json(b);
         }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| http_error("GitLab", &method, shown, e))?;
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        let text = resp
-            .text()
-            .await
-            .map_err(|e| http_error("GitLab", &method, shown, e))?;
-        if !status.is_success() {
-            let msg = serde_json::from_str::<Value>(&text)
-                .ok()
-                .and_then(|v| {
-                    v["message"]
-                        .as_str()
-                        .or(v["error"].as_str())
-                        .map(str::to_string)
-                        .or_else(|| v.get("message").map(|m| m.to_string()))
-                })
-                .unwrap_or(text);
-            return Err(api_error("GitLab", &method, shown, status, &msg));
-        }
-        let v = if text.trim().is_empty() {
-            Value::Null
-        } else {
-            serde_json::from_str(&text)
-                .map_err(|e| anyhow!("GitLab {method} {shown}: invalid JSON: {e}"))?
-        };
-        Ok((v, headers))
+        send_json("GitLab", &method, shown, req).await
     }
 
     fn notes_path(&self) -> String {

@@ -77,6 +77,48 @@ pub(crate) fn http_error(
     anyhow::anyhow!("{service} {method} {path}: {kind} ({detail})")
 }
 
+/// Send a forge API request (`req`, `method` on `path`: no host, no query)
+/// and read its JSON answer (null when empty) and headers; an error answer
+/// becomes an [`ApiError`] with the API's own message (`message`, else
+/// `error`, else the raw text).
+pub(crate) async fn send_json(
+    service: &'static str,
+    method: &Method,
+    path: &str,
+    req: reqwest::RequestBuilder,
+) -> anyhow::Result<(serde_json::Value, reqwest::header::HeaderMap)> {
+    let resp = req
+        .send()
+        .await
+        .map_err(|e| http_error(service, method, path, e))?;
+    let status = resp.status();
+    let headers = resp.headers().clone();
+    let text = resp
+        .text()
+        .await
+        .map_err(|e| http_error(service, method, path, e))?;
+    if !status.is_success() {
+        let msg = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| {
+                v["message"]
+                    .as_str()
+                    .or(v["error"].as_str())
+                    .map(str::to_string)
+                    .or_else(|| v.get("message").map(|m| m.to_string()))
+            })
+            .unwrap_or(text);
+        return Err(api_error(service, method, path, status, &msg));
+    }
+    let v = if text.trim().is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text)
+            .map_err(|e| anyhow::anyhow!("{service} {method} {path}: invalid JSON: {e}"))?
+    };
+    Ok((v, headers))
+}
+
 /// The sinks' HTTP client: our user agent, `timeout` per request.
 pub(crate) fn client(timeout: Duration) -> Result<reqwest::Client, String> {
     reqwest::Client::builder()

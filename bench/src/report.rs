@@ -771,7 +771,7 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
             list(&good, &|r| r.requests, &n0),
             ok,
             if ok {
-                "one rules review, one list+watch per kind, no per-pod requests"
+                "one rules review; the Lease created and deleted (no read first); the workload read once and patched twice (the change, then the commit); the ReplicaSets listed once for the plan; one streaming watch per kind (`sendInitialEvents`: no LIST; list-then-watch where the server refuses it); no per-pod requests. The Lease's renewal adds one request every 10 s of a long rollout"
             } else if max > 12.0 {
                 "see the per-request breakdown above: every request beyond a rules review, the GET + PATCH of the workload and one narrowed list+watch per kind is a candidate"
             } else {
@@ -786,7 +786,7 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
             list(&failed, &|r| r.requests, &n0),
             ok,
             if ok {
-                "the diagnosis reads only the failing pod's events and logs"
+                "the diagnosis reads what the watches hold, plus the crashed container's previous log; the rollback is one patch, confirmed on the same watches"
             } else {
                 "see the breakdown: the diagnosis and the rollback's confirmation re-read what the watches already hold"
             },

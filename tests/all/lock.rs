@@ -137,3 +137,101 @@ async fn lock_timeout_exits_3_naming_the_holder() {
     assert_eq!(o.exit_code, 0, "{out}");
     h.shutdown().await;
 }
+
+/// A client of the cluster as rollguard builds it.
+async fn client(h: &kubesim::Handle) -> kube::Client {
+    let source = rollguard::config::KubeconfigSource::Inline(h.kubeconfig_yaml());
+    rollguard::kube_client::connect(&source, None)
+        .await
+        .expect("connects")
+        .0
+}
+
+async fn held(client: &kube::Client, identity: &str) -> rollguard::lock::Held {
+    let acquired = rollguard::lock::acquire(
+        client,
+        "default",
+        "deployment",
+        "web",
+        identity,
+        Duration::from_secs(5),
+        |_, _| {},
+    )
+    .await
+    .expect("acquired");
+    match acquired {
+        rollguard::lock::Acquired::Held(h) => *h,
+        rollguard::lock::Acquired::Unlocked(why) => panic!("{why}"),
+    }
+}
+
+const LEASE: &str = "rollguard-deployment-web";
+
+/// How many `verb` requests rollguard made of one Lease so far.
+fn lease_requests(h: &kubesim::Handle, verb: &str) -> u64 {
+    let shape = format!("{verb} /apis/coordination.k8s.io/v1/namespaces/{{ns}}/leases/{{name}}");
+    h.requests()
+        .iter()
+        .filter(|(agent, _)| agent.starts_with("rollguard/"))
+        .filter_map(|(_, shapes)| shapes.get(&shape))
+        .sum()
+}
+
+fn stored_lease(h: &kubesim::Handle) -> Option<serde_json::Value> {
+    h.get("coordination.k8s.io/v1", "Lease", "default", LEASE)
+        .map(|l| (*l).clone())
+}
+
+fn write_lease(h: &kubesim::Handle, lease: serde_json::Value) {
+    h.store()
+        .update(
+            kubesim::resources::res("leases.coordination.k8s.io"),
+            "default",
+            LEASE,
+            lease,
+            None,
+        )
+        .expect("lease written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn release_deletes_our_lease_changed_since_and_leaves_a_taken_over_one() {
+    let h = web_cluster(25.0, 1).await;
+    let client = client(&h).await;
+
+    // Changed after we wrote it (a label, our nonce kept): the delete's
+    // preconditions no longer match; read again, it is still ours: deleted.
+    let ours = held(&client, "run-a").await;
+    let mut touched = stored_lease(&h).expect("created");
+    touched["metadata"]["labels"]["touched"] = json!("yes");
+    write_lease(&h, touched);
+    ours.release().await;
+    assert!(stored_lease(&h).is_none(), "our lease was left behind");
+
+    // Taken over by another run (its holder and nonce): left in place.
+    let ours = held(&client, "run-a").await;
+    let mut theirs = stored_lease(&h).expect("created");
+    theirs["spec"]["holderIdentity"] = json!("run-b");
+    theirs["metadata"]["annotations"][rollguard::lock::NONCE] = json!("0123456789abcdef");
+    write_lease(&h, theirs);
+    ours.release().await;
+    let left = stored_lease(&h).expect("their lease was deleted");
+    assert_eq!(left["spec"]["holderIdentity"], "run-b");
+
+    // Free and untouched since we wrote it: created without a read, and
+    // deleted without one.
+    h.store()
+        .delete(
+            kubesim::resources::res("leases.coordination.k8s.io"),
+            "default",
+            LEASE,
+        )
+        .expect("cleared");
+    let reads = || lease_requests(&h, "GET");
+    let before = reads();
+    let ours = held(&client, "run-a").await;
+    ours.release().await;
+    assert!(stored_lease(&h).is_none());
+    assert_eq!(reads(), before, "the Lease was read");
+    h.shutdown().await;
+}

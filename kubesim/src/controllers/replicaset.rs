@@ -14,8 +14,8 @@ use serde_json::{Map, Value, json};
 use super::deletion::pods_to_delete;
 use super::deployment::util::rs_replicas;
 use super::meta::{
-    controller_ref, controller_uid, is_deleting, name, remove_owner_ref, selector_matches, uid,
-    write_status,
+    controller_ref, controller_uid, is_deleting, listed, name, remove_owner_ref, selector_matches,
+    uid, write_status,
 };
 use super::next::Next;
 use super::pods::{self, available_at, is_active, is_terminal};
@@ -29,13 +29,12 @@ const COMPONENT: &str = "replicaset-controller";
 const BURST_REPLICAS: usize = 500;
 
 pub fn reconcile(sim: &Sim) -> Next {
-    let mut next = Next::default();
-    let (replica_sets, _) = sim.store.list(res("replicasets.apps"), None);
-    if replica_sets.is_empty() {
-        return next;
-    }
+    let Some(replica_sets) = listed(sim, "replicasets.apps") else {
+        return Next::default();
+    };
     let pods = PodIndex::new(&sim.store.list(res("pods"), None).0);
     let siblings = group_by_controller(&replica_sets);
+    let mut next = Next::default();
     let now = sim.clock.now();
     for rs in &replica_sets {
         let related = related_pods(rs, &siblings, &pods);
@@ -131,7 +130,8 @@ fn sync_replica_set(
     let manage_err = if is_deleting(rs) {
         None
     } else {
-        manage_replicas(sim, rs, &active, related, now).err()
+        let want = rs_replicas(rs).max(0) as usize;
+        manage_replicas(sim, rs, COMPONENT, want, &active, related, now).err()
     };
     let status = calculate_status(rs, &active, terminating, manage_err.as_ref(), now);
     write_status(sim, "replicasets.apps", rs, &status)?;
@@ -188,25 +188,28 @@ fn release(sim: &Sim, pod: &Value, owner_uid: &str) -> ApiResult<()> {
 
 // ---------------------------------------------------------------- creating and deleting
 
-/// Upstream `manageReplicas`: create the missing pods (stopping at the
-/// first failure) or delete the surplus, lowest-ranked first.
-fn manage_replicas(
+/// Upstream `manageReplicas` (the ReplicationController's too): create the
+/// `want` less `active` missing pods from `owner`'s template (stopping at
+/// the first failure) or delete the surplus, lowest-ranked among `related`
+/// first; at most `BURST_REPLICAS` either way, as `component`.
+pub(super) fn manage_replicas(
     sim: &Sim,
-    rs: &Value,
+    owner: &Value,
+    component: &str,
+    want: usize,
     active: &[Arc<Value>],
     related: &[Arc<Value>],
     now: Timestamp,
 ) -> ApiResult<()> {
-    let want = rs_replicas(rs).max(0) as usize;
     if active.len() < want {
         let missing = (want - active.len()).min(BURST_REPLICAS);
         for _ in 0..missing {
-            pods::create(sim, rs, COMPONENT, pod_from_template(rs))?;
+            pods::create(sim, owner, component, pod_from_template(owner))?;
         }
     } else if active.len() > want {
         let surplus = (active.len() - want).min(BURST_REPLICAS);
         for pod in pods_to_delete(active, related, surplus, now) {
-            pods::delete(sim, rs, COMPONENT, &pod)?;
+            pods::delete(sim, owner, component, &pod)?;
         }
     }
     Ok(())

@@ -534,12 +534,7 @@ async fn patch_types() {
 /// ResourceQuota admission through the library entry point.
 #[tokio::test]
 async fn quota_forbids_the_pod_that_does_not_fit() {
-    let h = kubesim::start(Config {
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let h = common::plain_http_cluster().await;
     h.create(json!({"apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "compute", "namespace": "default"},
         "spec": {"hard": {"requests.cpu": "1", "pods": "10"}}}))

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::common::{deployment, rolled_out, set_image};
-use crate::node_fidelity::{WAIT, condition, get, pod, start, watch, watch_until};
+use crate::node_fidelity::{WAIT, cluster, condition, get, pod, start, watch, watch_until};
 use jiff::Timestamp;
 use kubesim::{AutoscalerConfig, Config, Handle};
 use serde_json::{Value, json};
@@ -91,12 +91,7 @@ fn name_nanos(e: &Value) -> (String, i128) {
 
 #[tokio::test]
 async fn event_names_are_time_ordered_and_repeats_are_counted() {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 1).await;
     let t0 = h.clock().now();
     h.create(pod("crash", "example/web:crash")).unwrap();
     assert!(
@@ -166,12 +161,7 @@ async fn event_names_are_time_ordered_and_repeats_are_counted() {
 
 #[tokio::test]
 async fn similar_events_are_combined_after_ten_distinct_messages() {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 0,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 0).await;
     let cm = h
         .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "target", "namespace": "default"}}))

@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{fast_cluster, pod_ready};
+use crate::common::{fast_cluster, pod_ready, set_image_of};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
 use kubesim::resources::res;
@@ -208,6 +208,16 @@ fn settled(h: &Handle, name: &str, n: i64) -> bool {
         && st["observedGeneration"] == s["metadata"]["generation"]
 }
 
+/// A 3-node cluster with StatefulSet `name` of 3 pods on `image`, settled;
+/// and its current revision.
+async fn settled_statefulset(name: &str, image: &str) -> (Handle, Value) {
+    let h = fast_cluster(3).await;
+    h.create(statefulset(name, image, 3)).unwrap();
+    assert!(h.wait_for(WAIT, |h| settled(h, name, 3)).await);
+    let rev = sts(&h, name)["status"]["currentRevision"].clone();
+    (h, rev)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_ordered_creation_and_revisions() {
     let h = fast_cluster(3).await;
@@ -284,10 +294,7 @@ async fn statefulset_ordered_creation_and_revisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_rolling_update_with_partition() {
-    let h = fast_cluster(3).await;
-    h.create(statefulset("web", "example/web:1", 3)).unwrap();
-    assert!(h.wait_for(WAIT, |h| settled(h, "web", 3)).await);
-    let first_rev = sts(&h, "web")["status"]["currentRevision"].clone();
+    let (h, first_rev) = settled_statefulset("web", "example/web:1").await;
 
     modify(&h, "statefulsets.apps", "default", "web", |o| {
         o["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = json!(2);
@@ -335,18 +342,11 @@ async fn statefulset_rolling_update_with_partition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_stuck_after_revert_until_pod_deleted() {
-    let h = fast_cluster(3).await;
-    h.create(statefulset("db", "example/db:1", 3)).unwrap();
-    assert!(h.wait_for(WAIT, |h| settled(h, "db", 3)).await);
-    let good_rev = sts(&h, "db")["status"]["currentRevision"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (h, good_rev) = settled_statefulset("db", "example/db:1").await;
+    let good_rev = good_rev.as_str().unwrap().to_string();
 
     // A crashing build: db-2 is replaced and crash-loops; db-1 and db-0 wait.
-    modify(&h, "statefulsets.apps", "default", "db", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/db:2-crash");
-    });
+    set_image_of(&h, "statefulsets.apps", "db", "example/db:2-crash");
     let crash_pod = |h: &Handle| {
         sts_pod(h, "db-2").is_some_and(|p| {
             image(&p) == "example/db:2-crash"
@@ -366,9 +366,7 @@ async fn statefulset_stuck_after_revert_until_pod_deleted() {
 
     // Revert (what `rollout undo` does): the old revision is renumbered and
     // becomes the update revision, but db-2 is not replaced.
-    modify(&h, "statefulsets.apps", "default", "db", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/db:1");
-    });
+    set_image_of(&h, "statefulsets.apps", "db", "example/db:1");
     assert!(
         h.wait_for(WAIT, |h| {
             let s = sts(h, "db");

@@ -27,6 +27,16 @@ pub(crate) async fn start(config: Config) -> Handle {
     .expect("start kubesim")
 }
 
+/// A cluster of `nodes` nodes at `speed`, over HTTPS.
+pub(crate) async fn cluster(speed: f64, nodes: usize) -> Handle {
+    start(Config {
+        speed,
+        nodes,
+        ..Config::default()
+    })
+    .await
+}
+
 /// GET over HTTPS as the admin.
 pub(crate) async fn get(h: &Handle, path: &str) -> Value {
     let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
@@ -136,12 +146,7 @@ impl Timeline {
 
 #[tokio::test]
 async fn created_started_and_ready_are_separate_instants_in_order() {
-    let h = start(Config {
-        speed: 10.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(10.0, 1).await;
     let mut pods = watch(&h, "/api/v1/namespaces/default/pods?watch=true").await;
     let changes = Timeline::start(&h);
     h.create(pod("web", "example/web:1")).unwrap();
@@ -320,12 +325,7 @@ fn seen(p: &Value) -> Seen {
 }
 
 async fn crash_sequence(image: &str, reason: &str, code: i64) {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 1).await;
     let mut pods = watch(
         &h,
         "/api/v1/namespaces/default/pods?watch=true&fieldSelector=metadata.name%3Dcrash",
@@ -436,12 +436,7 @@ async fn oom_exit_is_published_terminated_before_each_restart() {
 
 #[tokio::test]
 async fn crash_back_off_resets_after_ten_minutes_of_running() {
-    let h = start(Config {
-        speed: 20.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(20.0, 1).await;
     h.set_image_behaviour(
         "example/web:long",
         ImageBehaviour::LateCrash {
@@ -511,12 +506,7 @@ async fn first_termination(h: &Handle, name: &str) -> Value {
 
 #[tokio::test]
 async fn termination_messages_follow_the_policy() {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 2,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 2).await;
     h.create(pod("silent", "example/web:crash")).unwrap();
     h.create(pod("writer", "example/web:crash-termlog"))
         .unwrap();

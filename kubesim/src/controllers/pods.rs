@@ -47,11 +47,14 @@ pub fn adopt_all<'a>(
         .collect()
 }
 
+/// Pods grouped by the uid of their controller.
+pub type ByController = HashMap<String, Vec<Arc<Value>>>;
+
 /// Every pod, grouped by the uid of its controller, and the pods no
 /// controller owns.
-pub fn by_controller(sim: &Sim) -> (HashMap<String, Vec<Arc<Value>>>, Vec<Arc<Value>>) {
+pub fn by_controller(sim: &Sim) -> (ByController, Vec<Arc<Value>>) {
     let (all, _) = sim.store.list(res("pods"), None);
-    let mut by_owner: HashMap<String, Vec<Arc<Value>>> = HashMap::new();
+    let mut by_owner = ByController::new();
     let mut unowned = Vec::new();
     for p in all {
         match controller_uid(&p) {

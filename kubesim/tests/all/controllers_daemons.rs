@@ -8,22 +8,11 @@ use crate::common::{fast_cluster, pod_ready, set_image_of};
 use crate::controllers_workloads::{WAIT, delete_pod, image, live, modify, pods_with, revisions};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
+use kubesim::fixtures::daemonset;
 use kubesim::resources::res;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- DaemonSet
-
-fn daemonset(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image}]}},
-        }
-    })
-}
 
 fn ds(h: &Handle, name: &str) -> Arc<Value> {
     h.get("apps/v1", "DaemonSet", "default", name).unwrap()

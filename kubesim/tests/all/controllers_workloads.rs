@@ -8,6 +8,7 @@ use std::time::Duration;
 use crate::common::{fast_cluster, pod_ready, set_image_of};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
+use kubesim::fixtures::{database, two_container_rc};
 use kubesim::resources::res;
 use serde_json::{Value, json};
 
@@ -63,26 +64,6 @@ pub(crate) fn delete_pod(h: &Handle, name: &str) {
 }
 
 // ---------------------------------------------------------------- ReplicationController
-
-fn two_container_rc() -> Value {
-    json!({
-        "kind": "ReplicationController", "apiVersion": "v1",
-        "metadata": {"name": "api-rc", "namespace": "default", "labels": {"name": "api-rc"}},
-        "spec": {
-            "replicas": 3,
-            "selector": {"name": "api-pods"},
-            "template": {
-                "metadata": {"labels": {"name": "api-pods"}},
-                "spec": {"containers": [
-                    {"name": "node-api-container", "image": "asia.gcr.io/xxxxx/node-api:1.0.0",
-                     "ports": [{"containerPort": 3000, "protocol": "TCP"}]},
-                    {"name": "fluentd-container", "image": "asia.gcr.io/xxxxx/fluentd:1.0.0",
-                     "ports": [{"containerPort": 24224, "protocol": "TCP"}]}
-                ]}
-            }
-        }
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc_creates_scales_and_replaces_pods() {
@@ -165,21 +146,6 @@ async fn rc_creates_scales_and_replaces_pods() {
 
 // ---------------------------------------------------------------- StatefulSet
 
-fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image,
-                             "readinessProbe": {"tcpSocket": {"port": 5432}, "initialDelaySeconds": 2}}]}},
-        }
-    })
-}
-
 fn sts(h: &Handle, name: &str) -> Arc<Value> {
     h.get("apps/v1", "StatefulSet", "default", name).unwrap()
 }
@@ -212,7 +178,7 @@ fn settled(h: &Handle, name: &str, n: i64) -> bool {
 /// and its current revision.
 async fn settled_statefulset(name: &str, image: &str) -> (Handle, Value) {
     let h = fast_cluster(3).await;
-    h.create(statefulset(name, image, 3)).unwrap();
+    h.create(database(name, image, 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| settled(h, name, 3)).await);
     let rev = sts(&h, name)["status"]["currentRevision"].clone();
     (h, rev)
@@ -221,7 +187,7 @@ async fn settled_statefulset(name: &str, image: &str) -> (Handle, Value) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_ordered_creation_and_revisions() {
     let h = fast_cluster(3).await;
-    h.create(statefulset("db", "example/db:1", 3)).unwrap();
+    h.create(database("db", "example/db:1", 3)).unwrap();
     // Ordered: while db-0 is not Ready there is no db-1.
     assert!(
         h.wait_for(WAIT, |h| {

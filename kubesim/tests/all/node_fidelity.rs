@@ -37,8 +37,9 @@ pub(crate) async fn cluster(speed: f64, nodes: usize) -> Handle {
     .await
 }
 
-/// GET over HTTPS as the admin.
-pub(crate) async fn get(h: &Handle, path: &str) -> Value {
+/// A GET of `path` over HTTPS as the admin, answered 200 (`what` names
+/// the request when it is not).
+async fn admin_get(h: &Handle, path: &str, what: &str) -> reqwest::Response {
     let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
     let r = c
         .get(format!("{}{path}", h.base_url))
@@ -46,20 +47,24 @@ pub(crate) async fn get(h: &Handle, path: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "GET {path}");
-    r.json().await.unwrap()
+    assert_eq!(r.status().as_u16(), 200, "{what} {path}");
+    r
+}
+
+/// GET over HTTPS as the admin.
+pub(crate) async fn get(h: &Handle, path: &str) -> Value {
+    admin_get(h, path, "GET").await.json().await.unwrap()
+}
+
+/// The events in `default`, listed over HTTPS.
+pub(crate) async fn events(h: &Handle) -> Vec<Value> {
+    let list = get(h, "/api/v1/namespaces/default/events").await;
+    list["items"].as_array().unwrap().clone()
 }
 
 /// A watch over HTTPS whose events (type, object) arrive on a channel.
 pub(crate) async fn watch(h: &Handle, path: &str) -> mpsc::UnboundedReceiver<(String, Value)> {
-    let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
-    let mut resp = c
-        .get(format!("{}{path}", h.base_url))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "watch {path}");
+    let mut resp = admin_get(h, path, "watch").await;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -196,10 +201,8 @@ async fn created_started_and_ready_are_separate_instants_in_order() {
     );
     assert!((0.1..1.0).contains(&sync), "running to Ready: {sync} s");
     // The kubelet's events, by name (time order): pull, create, start.
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let reasons: Vec<String> = events["items"]
-        .as_array()
-        .unwrap()
+    let reasons: Vec<String> = events(&h)
+        .await
         .iter()
         .filter(|e| e["involvedObject"]["name"] == "web")
         .map(|e| e["reason"].as_str().unwrap().to_string())
@@ -407,13 +410,8 @@ async fn crash_sequence(image: &str, reason: &str, code: i64) {
     assert_eq!(last["reason"], reason);
     assert_eq!(last["exitCode"], code);
     // One BackOff event, counted per back-off, in upstream's words.
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let backoffs: Vec<&Value> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["reason"] == "BackOff")
-        .collect();
+    let all = events(&h).await;
+    let backoffs: Vec<&Value> = all.iter().filter(|e| e["reason"] == "BackOff").collect();
     assert_eq!(backoffs.len(), 1);
     assert_eq!(backoffs[0]["type"], "Warning");
     assert_eq!(

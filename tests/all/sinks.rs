@@ -18,7 +18,7 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{env_of, github_forbidden, json_at, serve};
+use crate::support::{env_of, github_forbidden, json_at, no_comments, serve, takes_comment};
 
 const GH_TOKEN: &str = "ghs_secretGitHubToken0123456789";
 const GL_TOKEN: &str = "glpat-secretGitLabToken98765";
@@ -378,14 +378,7 @@ async fn github_comment_created_for_push_when_absent() {
     .expect(1)
     .mount(&server)
     .await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/9/comments",
-        200,
-        json!([]),
-    )
-    .await;
+    no_comments(&server, "o/r", 9).await;
     json_at(
         "POST",
         "/repos/o/r/issues/9/comments",
@@ -451,14 +444,7 @@ async fn github_comment_of_someone_else_is_not_overwritten() {
 async fn github_403_on_fork_is_one_warning() {
     init();
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/3/comments",
-        200,
-        json!([]),
-    )
-    .await;
+    no_comments(&server, "o/r", 3).await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(403).set_body_json(github_forbidden()))
         .mount(&server)
@@ -813,22 +799,7 @@ async fn slack_on_failure_skips_success_and_always_posts_it() {
 async fn hostile_cluster_text_is_escaped_in_every_sink() {
     init();
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/8/comments",
-        200,
-        json!([]),
-    )
-    .await;
-    serve(
-        &server,
-        "POST",
-        "/repos/o/r/issues/8/comments",
-        201,
-        json!({"id": 1}),
-    )
-    .await;
+    takes_comment(&server, "o/r", 8, 1).await;
     Mock::given(method("POST"))
         .and(path("/hook"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
@@ -931,14 +902,7 @@ fn outside_fences(md: &str) -> (String, bool) {
 async fn no_secret_value_appears_in_any_output() {
     init();
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/6/comments",
-        200,
-        json!([]),
-    )
-    .await;
+    no_comments(&server, "o/r", 6).await;
     Mock::given(method("POST"))
         .and(path("/repos/o/r/issues/6/comments"))
         .respond_with(ResponseTemplate::new(500).set_body_string("boom"))

@@ -10,7 +10,6 @@ mod update;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -23,10 +22,9 @@ use super::meta::{
     write_status,
 };
 use super::next::Next;
-use super::pods::{is_available, is_ready};
+use super::pods::{available_at, is_available, is_ready};
 use super::replicaset::pod_from_template;
 use super::{pods, scheduler};
-use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
 use crate::sim::Sim;
@@ -144,16 +142,6 @@ fn template_generation(ds: &Value) -> i64 {
         .and_then(|g| g.parse().ok())
         .or_else(|| ds["metadata"]["generation"].as_i64())
         .unwrap_or(1)
-}
-
-fn available_at(pod: &Value, min_ready: i64) -> Option<Timestamp> {
-    let since = pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)?;
-    Some(since + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
 }
 
 /// Claim: owned pods still matching the selector, plus adopted orphans.

@@ -18,9 +18,8 @@ use super::meta::{controller_uid, is_deleting, listed, name, remove_owner_ref, u
 use super::next::Next;
 use super::pods;
 use super::pods::is_active;
-use super::pods::{is_available, is_ready};
+use super::pods::{is_available, is_ready, ready_since};
 use super::replicaset::manage_replicas;
-use crate::clock::parse_time;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 use crate::sim::Sim;
@@ -96,15 +95,6 @@ fn sync(
         .map(|t| t + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
         .filter(|t| *t > now)
         .min())
-}
-
-fn ready_since(pod: &Value) -> Option<Timestamp> {
-    pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)
 }
 
 fn claim(

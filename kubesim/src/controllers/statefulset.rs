@@ -13,7 +13,6 @@
 //! touching any other pod, so it stays on the bad revision until deleted.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -23,10 +22,9 @@ use super::history::{self, REVISION_HASH_LABEL, STS_HASH_LABEL};
 use super::meta::{is_deleting, keep_conditions, listed, name, selector_matches, write_status};
 use super::next::Next;
 use super::pods;
-use super::pods::{is_available, is_ready};
+use super::pods::{available_at, is_available, is_ready};
 use super::replicaset::pod_from_template;
 use crate::api::{self, DeleteOptions};
-use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
 use crate::sim::Sim;
@@ -244,16 +242,6 @@ struct Counts {
     available: i64,
     current: i64,
     updated: i64,
-}
-
-fn available_at(pod: &Value, min_ready: i64) -> Option<Timestamp> {
-    let since = pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)?;
-    Some(since + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
 }
 
 /// Upstream `updateStatefulSet`'s actions: replace failed pods, create

@@ -286,10 +286,7 @@ async fn crud_conflict_generation_and_status_subresource() {
     assert_eq!(code, 201);
     let (code, e) = api.post(CMS, cm("a")).await;
     assert_eq!((code, e["reason"].as_str()), (409, Some("AlreadyExists")));
-    let rv = created["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = common::resource_version(&created);
     let mut next = created.clone();
     next["data"]["k"] = json!("v2");
     let (code, updated) = api.put(&format!("{CMS}/a"), next.clone()).await;

@@ -67,10 +67,7 @@ async fn list_limit_continue_and_selectors() {
 async fn watch_from_rv_bookmarks_initial_events_and_expired() {
     let api = start().await;
     let (_, a) = api.post(CMS, cm("w1")).await;
-    let rv = a["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = common::resource_version(&a);
     api.post(CMS, cm("w2")).await;
     // Exact resourceVersion: only later changes.
     let mut w = api

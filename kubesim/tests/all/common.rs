@@ -88,6 +88,14 @@ pub fn set_image_of(h: &Handle, resource: &str, name: &str, image: &str) {
         .unwrap();
 }
 
+/// An object's resourceVersion.
+pub fn resource_version(obj: &Value) -> String {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion")
+        .to_string()
+}
+
 /// kubectl's rollout-complete rule on one Deployment object.
 pub fn rollout_complete(d: &Value) -> bool {
     let st = &d["status"];

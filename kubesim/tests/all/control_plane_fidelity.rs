@@ -6,7 +6,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{deployment, rolled_out, set_image};
+use crate::common::{self, deployment, rolled_out, set_image};
 use crate::node_fidelity::{WAIT, cluster, condition, events, get, pod, start, watch, watch_until};
 use jiff::Timestamp;
 use kubesim::{AutoscalerConfig, Config, Handle};
@@ -18,10 +18,7 @@ async fn template_change_status_comes_in_two_writes() {
     h.create(deployment("web", "example/web:1", 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| rolled_out(h, "web")).await);
     let d = h.get("apps/v1", "Deployment", "default", "web").unwrap();
-    let rv = d["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = common::resource_version(&d);
     let mut watch = watch(
         &h,
         &format!("/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}"),

@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use crate::common::{fast_cluster, pod_ready, set_image_of};
-use crate::controllers_workloads::{WAIT, delete_pod, image, live, modify, pods_with, revisions};
+use crate::controllers_workloads::{
+    WAIT, counted, delete_pod, image, live, modify, pods_with, revisions,
+};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
 use kubesim::fixtures::daemonset;
@@ -19,15 +21,14 @@ fn ds(h: &Handle, name: &str) -> Arc<Value> {
 }
 
 fn ds_done(h: &Handle, name: &str, n: i64) -> bool {
-    let d = ds(h, name);
-    let st = &d["status"];
-    st["desiredNumberScheduled"] == n
-        && st["currentNumberScheduled"] == n
-        && st["updatedNumberScheduled"] == n
-        && st["numberAvailable"] == n
-        && st["numberReady"] == n
-        && st["observedGeneration"] == d["metadata"]["generation"]
-        && pods_with(h, "app", name).len() == n as usize
+    let counters = [
+        "desiredNumberScheduled",
+        "currentNumberScheduled",
+        "updatedNumberScheduled",
+        "numberAvailable",
+        "numberReady",
+    ];
+    counted(&ds(h, name), &counters, n) && pods_with(h, "app", name).len() == n as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

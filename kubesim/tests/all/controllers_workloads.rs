@@ -164,14 +164,18 @@ pub(crate) fn revisions(h: &Handle, owner: &str) -> Vec<Arc<Value>> {
     r
 }
 
+/// The status of `obj` is of its latest generation and every one of its
+/// `counters` is `n`.
+pub(crate) fn counted(obj: &Value, counters: &[&str], n: i64) -> bool {
+    let st = &obj["status"];
+    st["observedGeneration"] == obj["metadata"]["generation"]
+        && counters.iter().all(|c| st[*c] == n)
+}
+
 fn settled(h: &Handle, name: &str, n: i64) -> bool {
     let s = sts(h, name);
-    let st = &s["status"];
-    st["readyReplicas"] == n
-        && st["updatedReplicas"] == n
-        && st["replicas"] == n
-        && st["currentRevision"] == st["updateRevision"]
-        && st["observedGeneration"] == s["metadata"]["generation"]
+    counted(&s, &["readyReplicas", "updatedReplicas", "replicas"], n)
+        && s["status"]["currentRevision"] == s["status"]["updateRevision"]
 }
 
 /// A 3-node cluster with StatefulSet `name` of 3 pods on `image`, settled;

@@ -237,10 +237,7 @@ async fn conflict_next_write_of_a_named_object() {
 async fn compact_makes_old_resource_versions_gone() {
     let a = start().await;
     let cm = a.create_cm("cm").await;
-    let old_rv = cm["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let old_rv = common::resource_version(&cm);
     a.create_cm("cm2").await;
     a.h.faults().compact();
     let (c, v) = a
@@ -438,10 +435,7 @@ async fn lease_optimistic_concurrency() {
         )
         .await;
     assert_eq!(c, 201, "{lease}");
-    let rv1 = lease["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv1 = common::resource_version(&lease);
     // An update carrying the current resourceVersion wins.
     let mut next = lease.clone();
     next["spec"]["holderIdentity"] = json!("ci-2");

@@ -527,6 +527,19 @@ impl Runner {
         .collect()
     }
 
+    /// The action's step as the runner starts its container: the runner's
+    /// environment, workdir /github/workspace, its directories mounted, and
+    /// `user` when the workflow names one.
+    fn step(&self, with: &[(&str, String)], api_url: &str, user: Option<&str>) -> Run {
+        Run {
+            env: self.env(with, api_url),
+            workdir: Some("/github/workspace".into()),
+            user: user.map(str::to_string),
+            volumes: self.volumes(),
+            ..Run::default()
+        }
+    }
+
     /// The container's environment as the runner sets it: every input of
     /// action.yml as `INPUT_<NAME>` (hyphens kept) with the step's `with:`
     /// value or the input's default (empty when it has none), and the
@@ -647,14 +660,7 @@ async fn github_docker_action_outputs_summary_report_and_comment_land() {
         ("verify-image", "false".into()),
         ("report-file", "rollguard-report.json".into()),
     ];
-    let out = img
-        .run(Run {
-            env: runner.env(&with, &api.uri()),
-            workdir: Some("/github/workspace".into()),
-            volumes: runner.volumes(),
-            ..Run::default()
-        })
-        .await;
+    let out = img.run(runner.step(&with, &api.uri(), None)).await;
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert_settled_on(&h, "default", "example/api:v2").await;
 
@@ -722,13 +728,7 @@ async fn github_action_as_another_uid_warns_that_outputs_cannot_be_written() {
         ("github-token", String::new()),
     ];
     let out = img
-        .run(Run {
-            env: runner.env(&with, "http://127.0.0.1:9"),
-            workdir: Some("/github/workspace".into()),
-            user: Some("nonroot".into()),
-            volumes: runner.volumes(),
-            ..Run::default()
-        })
+        .run(runner.step(&with, "http://127.0.0.1:9", Some("nonroot")))
         .await;
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert_settled_on(&h, "default", "example/api:v2").await;

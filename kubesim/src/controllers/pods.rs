@@ -267,6 +267,20 @@ pub fn available_at(pod: &Value, min_ready_seconds: i64) -> Option<Timestamp> {
     Some(since + Duration::from_secs(min_ready_seconds.max(0) as u64) + Duration::from_millis(1))
 }
 
+/// The earliest moment after `now` at which one of `pods`, ready but not
+/// yet available, becomes available: when its controller is to look again.
+pub fn next_available(
+    pods: &[Arc<Value>],
+    min_ready_seconds: i64,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    pods.iter()
+        .filter(|p| !is_available(p, min_ready_seconds, now))
+        .filter_map(|p| available_at(p, min_ready_seconds))
+        .filter(|t| *t > now)
+        .min()
+}
+
 pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {
     if !is_ready(pod) {
         return false;

@@ -18,7 +18,7 @@ use super::meta::{
     uid, write_status,
 };
 use super::next::Next;
-use super::pods::{self, available_at, is_active, is_terminal};
+use super::pods::{self, is_active, is_terminal};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 use crate::sim::Sim;
@@ -134,16 +134,21 @@ fn sync_replica_set(
         manage_replicas(sim, rs, COMPONENT, want, &active, related, now).err()
     };
     let status = calculate_status(rs, &active, terminating, manage_err.as_ref(), now);
-    write_status(sim, "replicasets.apps", rs, &status)?;
-    if let Some(e) = manage_err {
-        return Err(e);
-    }
-    let min_ready = min_ready_seconds(rs);
-    Ok(active
-        .iter()
-        .filter_map(|p| available_at(p, min_ready))
-        .filter(|t| *t > now)
-        .min())
+    report_then_fail(sim, "replicasets.apps", rs, &status, manage_err)?;
+    Ok(pods::next_available(&active, min_ready_seconds(rs), now))
+}
+
+/// Write the `status` a sync computed (it reports `manage_err`, the
+/// failure to create or delete pods), then fail the sync with that error.
+pub(super) fn report_then_fail(
+    sim: &Sim,
+    resource: &str,
+    owner: &Value,
+    status: &Value,
+    manage_err: Option<ApiError>,
+) -> ApiResult<()> {
+    write_status(sim, resource, owner, status)?;
+    manage_err.map_or(Ok(()), Err)
 }
 
 // ---------------------------------------------------------------- claiming
@@ -359,7 +364,7 @@ mod tests {
             "strictly after"
         );
         assert!(is_available(&p, 10, at("2026-01-01T00:00:10.5Z")));
-        assert!(available_at(&p, 10).unwrap() > at("2026-01-01T00:00:10Z"));
+        assert!(pods::available_at(&p, 10).unwrap() > at("2026-01-01T00:00:10Z"));
     }
 
     #[test]

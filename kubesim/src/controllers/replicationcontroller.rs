@@ -9,17 +9,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::meta::{controller_uid, is_deleting, listed, name, remove_owner_ref, uid, write_status};
+use super::meta::{controller_uid, is_deleting, listed, name, remove_owner_ref, uid};
 use super::next::Next;
 use super::pods;
 use super::pods::is_active;
-use super::pods::{is_available, is_ready, ready_since};
-use super::replicaset::manage_replicas;
+use super::replicaset::{manage_replicas, report_then_fail};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 use crate::sim::Sim;
@@ -83,18 +81,8 @@ fn sync(
         manage_replicas(sim, rc, COMPONENT, replicas(rc), &active, &active, now).err()
     };
     let status = calculate_status(rc, &active, manage_err.as_ref(), now);
-    write_status(sim, "replicationcontrollers", rc, &status)?;
-    if let Some(e) = manage_err {
-        return Err(e);
-    }
-    let min_ready = min_ready_seconds(rc);
-    Ok(active
-        .iter()
-        .filter(|p| is_ready(p) && !is_available(p, min_ready, now))
-        .filter_map(|p| ready_since(p))
-        .map(|t| t + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
-        .filter(|t| *t > now)
-        .min())
+    report_then_fail(sim, "replicationcontrollers", rc, &status, manage_err)?;
+    Ok(pods::next_available(&active, min_ready_seconds(rc), now))
 }
 
 fn claim(

@@ -5,6 +5,7 @@
 
 use crate::api_e2e::{Api, CMS, cm, start, start_with};
 use crate::common;
+use kubesim::Config;
 use serde_json::{Value, json};
 
 #[tokio::test]

@@ -102,19 +102,6 @@ impl Marks {
     }
 }
 
-/// kubectl's rollout-status rule on a stored Deployment.
-pub fn complete(d: &Value) -> bool {
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= n("/metadata/generation")
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
-}
-
 fn image(d: &Value) -> &str {
     d.pointer("/spec/template/spec/containers/0/image")
         .and_then(Value::as_str)
@@ -192,7 +179,7 @@ impl Observer {
                     "Deployment" => {
                         let Some(&i) = idx.get(&c.name) else { continue };
                         let img = image(obj);
-                        let done = complete(obj);
+                        let done = kubesim::rollout_complete(obj);
                         mk.old_complete[i] = img == old && done;
                         if img == new {
                             mk.patched[i].get_or_insert(now);

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -58,23 +58,10 @@ impl Prometheus {
     pub async fn start(target: SocketAddr) -> anyhow::Result<Prometheus> {
         let dir = tempfile::tempdir()?;
         let config = dir.path().join("prometheus.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: kubesim\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
-            ),
-        )?;
+        std::fs::write(&config, kubesim::metrics::prometheus_config(target))?;
         let log = std::fs::File::create(dir.path().join("prometheus.log"))?;
         let port = free_port()?;
-        let child = Command::new(BIN)
-            .arg(format!("--config.file={}", config.display()))
-            .arg(format!(
-                "--storage.tsdb.path={}",
-                dir.path().join("data").display()
-            ))
-            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-            .arg("--log.level=warn")
-            .stdin(Stdio::null())
+        let child = kubesim::metrics::prometheus_command(BIN, &config, dir.path(), port)
             .stdout(log.try_clone()?)
             .stderr(log)
             .spawn()

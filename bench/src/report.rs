@@ -779,65 +779,62 @@ fn render_targets(md: &mut String, meta: &Meta, rows: &BTreeMap<(&str, Tool), Ro
             },
         );
     }
-    if let Some((max, _)) = max_of(&failed, &|r| r.requests) {
-        let ok = max <= 18.0;
-        line(
-            "API requests for a failed rollout (diagnosis and confirmed rollback included) ≤ 18",
-            list(&failed, &|r| r.requests, &n0),
-            ok,
-            if ok {
-                "the diagnosis reads what the watches hold, plus the crashed container's previous log; the rollback is one patch, confirmed on the same watches"
-            } else {
-                "see the breakdown: the diagnosis and the rollback's confirmation re-read what the watches already hold"
-            },
-        );
+    // The targets that bound the worst of some scenarios.
+    struct Bound<'a> {
+        target: &'a str,
+        scenarios: &'a [&'a str],
+        measure: &'a dyn Fn(&Row) -> Option<f64>,
+        format: &'a dyn Fn(f64) -> String,
+        at_most: f64,
+        met: &'a str,
+        missed: &'a str,
     }
-    // Latency.
-    if let Some((v, _)) = max_of(&["good-3", "good-100", "good-1000"], &|r| r.verdict_ms) {
-        let ok = v <= 20.0;
-        line(
-            "success reported ≤ 20 ms (p50) after the completing event, at 3, 100 and 1 000 replicas",
-            list(
-                &["good-3", "good-100", "good-1000"],
-                &|r| r.verdict_ms,
-                &|v| dur(Some(v)),
-            ),
-            ok,
-            if ok {
-                "the Deployment-level rule is judged first on the completing event"
-            } else {
-                "by design it includes the stability window (`stable-for` 20 s of cluster time, counted per pod from its Ready: at most the window after the last new pod is Ready — 667 ms at 30×, 2 s at 10×), which kubectl's rule does not have; the rest is pod events judged one by one before the completing Deployment event"
-            },
-        );
-    }
-    if let Some((v, _)) = max_of(&["missing-1000", "crash-1000"], &|r| r.verdict_ms) {
-        let ok = v <= 5.0;
-        line(
-            "verdict on a pull error or crash ≤ 5 ms after its event, at 1 000 replicas",
-            list(&["missing-1000", "crash-1000"], &|r| r.verdict_ms, &|v| {
-                dur(Some(v))
-            }),
-            ok,
-            if ok {
-                "decided on the event itself"
-            } else {
-                "the deciding pod/event waits behind the backlog of other pod changes; keeping only the needed fields per pod would cut it"
-            },
-        );
-    }
-    if let Some((v, _)) = max_of(&["missing", "crash", "oom"], &|r| r.rollback_ms) {
-        line(
-            "rollback requested ≤ 100 ms after the deciding event",
-            list(&["missing", "crash", "oom"], &|r| r.rollback_ms, &|v| {
-                dur(Some(v))
-            }),
-            v <= 100.0,
-            if v <= 100.0 {
-                "decided on the watch event itself"
-            } else {
-                "the diagnosis runs before the rollback PATCH"
-            },
-        );
+    let ms = |v: f64| dur(Some(v));
+    let bounds = [
+        Bound {
+            target: "API requests for a failed rollout (diagnosis and confirmed rollback included) ≤ 18",
+            scenarios: &failed,
+            measure: &|r| r.requests,
+            format: &n0,
+            at_most: 18.0,
+            met: "the diagnosis reads what the watches hold, plus the crashed container's previous log; the rollback is one patch, confirmed on the same watches",
+            missed: "see the breakdown: the diagnosis and the rollback's confirmation re-read what the watches already hold",
+        },
+        // Latency.
+        Bound {
+            target: "success reported ≤ 20 ms (p50) after the completing event, at 3, 100 and 1 000 replicas",
+            scenarios: &["good-3", "good-100", "good-1000"],
+            measure: &|r| r.verdict_ms,
+            format: &ms,
+            at_most: 20.0,
+            met: "the Deployment-level rule is judged first on the completing event",
+            missed: "by design it includes the stability window (`stable-for` 20 s of cluster time, counted per pod from its Ready: at most the window after the last new pod is Ready — 667 ms at 30×, 2 s at 10×), which kubectl's rule does not have; the rest is pod events judged one by one before the completing Deployment event",
+        },
+        Bound {
+            target: "verdict on a pull error or crash ≤ 5 ms after its event, at 1 000 replicas",
+            scenarios: &["missing-1000", "crash-1000"],
+            measure: &|r| r.verdict_ms,
+            format: &ms,
+            at_most: 5.0,
+            met: "decided on the event itself",
+            missed: "the deciding pod/event waits behind the backlog of other pod changes; keeping only the needed fields per pod would cut it",
+        },
+        Bound {
+            target: "rollback requested ≤ 100 ms after the deciding event",
+            scenarios: &["missing", "crash", "oom"],
+            measure: &|r| r.rollback_ms,
+            format: &ms,
+            at_most: 100.0,
+            met: "decided on the watch event itself",
+            missed: "the diagnosis runs before the rollback PATCH",
+        },
+    ];
+    for b in bounds {
+        if let Some((worst, _)) = max_of(b.scenarios, b.measure) {
+            let ok = worst <= b.at_most;
+            let stand = list(b.scenarios, b.measure, b.format);
+            line(b.target, stand, ok, if ok { b.met } else { b.missed });
+        }
     }
     // Real speed.
     let real = ["crash-1x", "oom-1x", "late-crash-1x"];

@@ -78,6 +78,19 @@ pub struct ToolRun {
     pub all_ok: bool,
 }
 
+impl ToolRun {
+    /// A tool that did the rollout in one process, whose exit status says
+    /// whether it failed; its verdict at `verdict`.
+    fn single(p: ProcOut, verdict: Instant) -> Self {
+        ToolRun {
+            verdict,
+            reported_failure: !p.ok(),
+            all_ok: p.ok(),
+            procs: vec![p],
+        }
+    }
+}
+
 /// Per-run paths: a fresh HOME (no discovery or Helm cache from a previous
 /// run), the kubeconfig, the chart.
 pub struct RunDirs<'a> {
@@ -204,12 +217,8 @@ async fn rollguard(
         .iter()
         .find(|(_, l)| verdict_line(l))
         .map(|(t, _)| *t);
-    Ok(ToolRun {
-        verdict: line.unwrap_or(p.exited),
-        reported_failure: !p.ok(),
-        all_ok: p.ok(),
-        procs: vec![p],
-    })
+    let verdict = line.unwrap_or(p.exited);
+    Ok(ToolRun::single(p, verdict))
 }
 
 /// `kubectl set image` + `kubectl rollout status` (no --timeout: it ends at
@@ -224,34 +233,31 @@ async fn kubectl(
     let mut verdict = None;
     let mut reported_failure = false;
     let mut all_ok = true;
+    // `kubectl --namespace <the run's> <args>`, run to its end.
+    let in_namespace = async |args: &[&str]| {
+        let mut c = base(&setup.kubectl, dirs);
+        c.args(["--namespace", &rc.namespace]).args(args);
+        proc::run_async(c, LIMIT).await
+    };
+    let image = format!("web={}", rc.new_image);
     for name in scn.names() {
         let dep = format!("deployment/{name}");
-        let mut set = base(&setup.kubectl, dirs);
-        set.args(["--namespace", &rc.namespace, "set", "image", &dep])
-            .arg(format!("web={}", rc.new_image));
-        let p = proc::run_async(set, LIMIT).await?;
+        let p = in_namespace(&["set", "image", &dep, &image]).await?;
         if !p.ok() {
             anyhow::bail!("kubectl set image failed: {}", p.text());
         }
         procs.push(p);
-        let mut status = base(&setup.kubectl, dirs);
-        status.args(["--namespace", &rc.namespace, "rollout", "status", &dep]);
-        let p = proc::run_async(status, LIMIT).await?;
+        let p = in_namespace(&["rollout", "status", &dep]).await?;
         verdict = Some(p.exited);
         let failed = !p.ok();
         procs.push(p);
         if failed {
             reported_failure = true;
-            let mut undo = base(&setup.kubectl, dirs);
-            undo.args(["--namespace", &rc.namespace, "rollout", "undo", &dep]);
-            let p = proc::run_async(undo, LIMIT).await?;
-            all_ok &= p.ok();
-            procs.push(p);
-            let mut status = base(&setup.kubectl, dirs);
-            status.args(["--namespace", &rc.namespace, "rollout", "status", &dep]);
-            let p = proc::run_async(status, LIMIT).await?;
-            all_ok &= p.ok();
-            procs.push(p);
+            for step in ["undo", "status"] {
+                let p = in_namespace(&["rollout", step, &dep]).await?;
+                all_ok &= p.ok();
+                procs.push(p);
+            }
         }
     }
     Ok(ToolRun {
@@ -272,10 +278,6 @@ async fn helm(
 ) -> anyhow::Result<ToolRun> {
     let c = helm_cmd(setup, scn, rc, dirs, &rc.new_image, true);
     let p = proc::run_async(c, LIMIT).await?;
-    Ok(ToolRun {
-        verdict: p.exited,
-        reported_failure: !p.ok(),
-        all_ok: p.ok(),
-        procs: vec![p],
-    })
+    let verdict = p.exited;
+    Ok(ToolRun::single(p, verdict))
 }

@@ -69,28 +69,15 @@ impl Attributes {
         } else {
             format!("resource \"{}/{}\"", self.resource, self.subresource)
         };
-        let object = if self.name.is_empty() {
-            format!(
-                "{}{} is forbidden",
-                self.resource,
-                if self.group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{}", self.group)
-                }
-            )
-        } else {
-            format!(
-                "{}{} \"{}\" is forbidden",
-                self.resource,
-                if self.group.is_empty() {
-                    String::new()
-                } else {
-                    format!(".{}", self.group)
-                },
-                self.name
-            )
-        };
+        // `deployments.apps`, or `pods` in the core group; then the name if any.
+        let mut object = self.resource.clone();
+        if !self.group.is_empty() {
+            object = format!("{object}.{}", self.group);
+        }
+        if !self.name.is_empty() {
+            object = format!("{object} \"{}\"", self.name);
+        }
+        let object = format!("{object} is forbidden");
         let scope = if self.namespace.is_empty() {
             "at the cluster scope".to_string()
         } else {

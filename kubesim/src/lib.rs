@@ -27,6 +27,7 @@ pub mod config;
 pub mod controllers;
 pub mod error;
 pub mod faults;
+pub mod fixtures;
 pub mod inject;
 pub mod metrics;
 pub mod quantity;
@@ -159,6 +160,21 @@ fn seed_cluster(sim: &Sim) -> anyhow::Result<()> {
         )?;
     }
     Ok(())
+}
+
+/// kubectl's rollout-status rule on a stored Deployment: the controller
+/// has seen the latest spec and every desired replica is updated, exists
+/// and is available (what a client of the simulator waits on).
+pub fn rollout_complete(d: &Value) -> bool {
+    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+    let desired = d
+        .pointer("/spec/replicas")
+        .and_then(Value::as_i64)
+        .unwrap_or(1);
+    n("/status/observedGeneration") >= n("/metadata/generation")
+        && n("/status/updatedReplicas") == desired
+        && n("/status/replicas") == desired
+        && n("/status/availableReplicas") == desired
 }
 
 impl Handle {

@@ -182,6 +182,34 @@ pub async fn serve(sim: Arc<Sim>, listener: TcpListener, shutdown: watch::Receiv
     .await;
 }
 
+/// A Prometheus configuration that scrapes these metrics at `target` (a
+/// `Handle::metrics_addr`) every second, keeping the pods' own labels.
+pub fn prometheus_config(target: std::net::SocketAddr) -> String {
+    format!(
+        "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: kubesim\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
+    )
+}
+
+/// The Prometheus `bin` on the configuration file `config`, its data
+/// under `dir`, serving 127.0.0.1:`port`, logging warnings only, no input.
+pub fn prometheus_command(
+    bin: &str,
+    config: &std::path::Path,
+    dir: &std::path::Path,
+    port: u16,
+) -> std::process::Command {
+    let mut c = std::process::Command::new(bin);
+    c.arg(format!("--config.file={}", config.display()))
+        .arg(format!(
+            "--storage.tsdb.path={}",
+            dir.join("data").display()
+        ))
+        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+        .arg("--log.level=warn")
+        .stdin(std::process::Stdio::null());
+    c
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

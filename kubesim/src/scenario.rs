@@ -41,37 +41,39 @@ impl ImageBehaviour {
         // Only the last path component (name:tag) carries the scenario, so a
         // registry host or organisation named e.g. "crashy-org" does not.
         let last = image.rsplit('/').next().unwrap_or(image);
-        let has = |w: &str| last.contains(w);
-        if has("missing") {
-            ImageBehaviour::Missing
-        } else if has("denied") {
-            ImageBehaviour::Denied
-        } else if has("flaky") {
-            ImageBehaviour::Flaky { failures: 2 }
-        } else if has("late-crash") {
-            ImageBehaviour::LateCrash {
-                after: Duration::from_secs(10),
-            }
-        } else if has("crash") {
-            ImageBehaviour::Crash {
-                after: Duration::from_secs(1),
-                exit_code: 1,
-            }
-        } else if has("oom") {
-            ImageBehaviour::Oom {
-                after: Duration::from_secs(1),
-            }
-        } else if has("slow") {
-            ImageBehaviour::Ok {
-                ready_after: Duration::from_secs(20),
-            }
-        } else if has("unready") {
-            ImageBehaviour::Unready
-        } else {
-            ImageBehaviour::Ok {
-                ready_after: Duration::from_secs(1),
-            }
-        }
+        // The first word of the vocabulary the name:tag contains wins
+        // (`late-crash` before `crash`).
+        let secs = Duration::from_secs;
+        let vocabulary = [
+            ("missing", ImageBehaviour::Missing),
+            ("denied", ImageBehaviour::Denied),
+            ("flaky", ImageBehaviour::Flaky { failures: 2 }),
+            ("late-crash", ImageBehaviour::LateCrash { after: secs(10) }),
+            (
+                "crash",
+                ImageBehaviour::Crash {
+                    after: secs(1),
+                    exit_code: 1,
+                },
+            ),
+            ("oom", ImageBehaviour::Oom { after: secs(1) }),
+            (
+                "slow",
+                ImageBehaviour::Ok {
+                    ready_after: secs(20),
+                },
+            ),
+            ("unready", ImageBehaviour::Unready),
+        ];
+        vocabulary
+            .into_iter()
+            .find(|(word, _)| last.contains(word))
+            .map_or(
+                ImageBehaviour::Ok {
+                    ready_after: secs(1),
+                },
+                |(_, b)| b,
+            )
     }
 }
 

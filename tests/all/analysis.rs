@@ -103,26 +103,7 @@ async fn good_build_passes_the_gate_and_every_sink_shows_the_evaluations() {
         .analysis
         .as_ref()
         .expect("gate in the report");
-    assert!(a.failure.is_none(), "{a:?}");
-    assert!(
-        a.query
-            .contains(r#"app_kubernetes_io_version="v2",code=~"5..""#),
-        "{}",
-        a.query
-    );
-    let passes = a
-        .evaluations
-        .iter()
-        .filter(|e| e.outcome == Eval::Pass)
-        .count();
-    assert!(passes >= 2, "{:?}", a.evaluations);
-    assert!(
-        a.evaluations
-            .iter()
-            .all(|e| e.outcome != Eval::Fail && e.value.is_none_or(|v| v < 0.05)),
-        "{:?}",
-        a.evaluations
-    );
+    let passes = support::assert_gate_passed(a, r#"app_kubernetes_io_version="v2",code=~"5..""#);
     // Console: a line per evaluation while baking, and the summary.
     assert!(out.contains("metric gate at "), "{out}");
     assert!(out.contains("metric gate: passed"), "{out}");
@@ -176,7 +157,7 @@ async fn errors_build_fails_on_the_gate_and_is_rolled_back() {
     assert_eq!(f.cause, Cause::MetricGate, "{f:?}");
     // The diagnosis: the query as sent, the value, the condition, the time.
     let sent = r#"app_kubernetes_io_version="v2-errors",code=~"5..""#;
-    assert!(f.evidence.iter().any(|e| e.contains(sent)), "{f:?}");
+    support::assert_evidence(f, sent);
     let failure = r
         .analysis
         .as_ref()

@@ -13,62 +13,17 @@ use rollguard::diagnose::Cause;
 use serde_json::{Value, json};
 
 const SPEED: f64 = 25.0;
-const CANARY_LABEL: &str = "rollguard.dev/canary";
 
-async fn fast_cluster() -> Handle {
-    cluster(SPEED).await
-}
-
-fn canary_deployment(h: &Handle) -> Option<Value> {
-    h.get("apps/v1", "Deployment", "default", "web-canary")
-        .map(|d| (*d).clone())
-}
-
-/// Every pod carrying the canary label, terminating or not.
-fn canary_pods(h: &Handle) -> Vec<Value> {
-    h.list("v1", "Pod", "default")
-        .into_iter()
-        .filter(|p| !p["metadata"]["labels"][CANARY_LABEL].is_null())
-        .map(|p| (*p).clone())
-        .collect()
-}
-
-/// What must not change when the canary fails: the stable Deployment's
-/// template, resourceVersion and generation, and its pods (name, image).
-fn stable_state(h: &Handle) -> (Value, Value, Value, Vec<(String, String)>) {
-    let d = get(h);
-    let pods = names_and_images(
-        live_pods(h)
-            .iter()
-            .filter(|p| p["metadata"]["labels"][CANARY_LABEL].is_null()),
-    );
-    (
-        d["spec"]["template"].clone(),
-        d["metadata"]["resourceVersion"].clone(),
-        d["metadata"]["generation"].clone(),
-        pods,
-    )
-}
-
-fn assert_no_canary_left(h: &Handle) {
-    assert!(
-        canary_deployment(h).is_none(),
-        "the canary Deployment is left"
-    );
-    assert!(
-        canary_pods(h).is_empty(),
-        "canary pods are left: {:?}",
-        canary_pods(h)
-            .iter()
-            .map(|p| p["metadata"]["name"].clone())
-            .collect::<Vec<_>>()
-    );
+/// A cluster at `SPEED` whose Deployment `web` has `replicas` ready v1 pods.
+async fn web_ready(replicas: i64) -> Handle {
+    let h = cluster(SPEED).await;
+    create_ready(&h, support::web("example/web:v1", replicas)).await;
+    h
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_canary_passes_and_the_full_rollout_follows() {
-    let h = fast_cluster().await;
-    create_ready(&h, support::web("example/web:v1", 4)).await;
+    let h = web_ready(4).await;
     let (o, out) = run(&env(&h, &canary_inputs("v2", "25%", "2s"))).await;
     assert_eq!(o.exit_code, 0, "{out}");
     let passed = out.find("canary passed").expect("the canary passed");
@@ -109,8 +64,7 @@ async fn a_good_canary_passes_and_the_full_rollout_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crashing_canary_fails_and_the_stable_deployment_never_changes() {
-    let h = fast_cluster().await;
-    create_ready(&h, support::web("example/web:v1", 4)).await;
+    let h = web_ready(4).await;
     let before = stable_state(&h);
     let files = tempfile::tempdir().unwrap();
     let summary = files.path().join("summary").to_string_lossy().into_owned();
@@ -137,9 +91,8 @@ async fn a_crashing_canary_fails_and_the_stable_deployment_never_changes() {
         Some(Cause::CrashLoop),
         "{out}"
     );
-    assert_eq!(stable_state(&h), before, "the stable Deployment changed");
+    assert_untouched(&h, &before);
     assert_eq!(image(&h), "example/web:v1");
-    assert_no_canary_left(&h);
     assert!(
         o.report
             .headline
@@ -166,8 +119,7 @@ async fn a_crashing_canary_fails_and_the_stable_deployment_never_changes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_whose_image_does_not_exist_fails_at_first_sight() {
-    let h = fast_cluster().await;
-    create_ready(&h, support::web("example/web:v1", 3)).await;
+    let h = web_ready(3).await;
     let before = stable_state(&h);
     let t0 = Instant::now();
     let (o, out) = run(&env(
@@ -182,8 +134,7 @@ async fn a_canary_whose_image_does_not_exist_fails_at_first_sight() {
         "{out}"
     );
     assert!(t0.elapsed() < Duration::from_secs(30), "{:?}", t0.elapsed());
-    assert_eq!(stable_state(&h), before, "the stable Deployment changed");
-    assert_no_canary_left(&h);
+    assert_untouched(&h, &before);
     assert!(
         o.report
             .canary
@@ -210,8 +161,7 @@ async fn holding(
     tokio::process::Child,
     (Value, Value, Value, Vec<(String, String)>),
 ) {
-    let h = fast_cluster().await;
-    create_ready(&h, support::web("example/web:v1", 3)).await;
+    let h = web_ready(3).await;
     let before = stable_state(&h);
     let mut pairs: Vec<(&str, &str)> = canary_inputs("v2", "1", "10m").to_vec();
     pairs.extend_from_slice(extra);
@@ -232,8 +182,7 @@ async fn sigterm_during_the_hold_removes_the_canary() {
         stdout.contains("cancelled (SIGTERM) during the canary"),
         "{stdout}"
     );
-    assert_no_canary_left(&h);
-    assert_eq!(stable_state(&h), before, "the stable Deployment changed");
+    assert_untouched(&h, &before);
     h.shutdown().await;
 }
 
@@ -287,8 +236,7 @@ async fn the_next_run_removes_the_canary_of_a_killed_run() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_canary_inputs_exit_2_with_the_cluster_untouched() {
-    let h = fast_cluster().await;
-    create_ready(&h, support::web("example/web:v1", 4)).await;
+    let h = web_ready(4).await;
     let before = stable_state(&h);
     let cases: &[(&[(&str, &str)], &str)] = &[
         (
@@ -391,8 +339,7 @@ fn role(extra: &[&str]) -> Vec<kubesim::Rule> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_canary_needs_create_and_delete_on_deployments_asked_before_it_is_made() {
-    let h = fast_cluster().await;
-    create_ready(&h, support::web("example/web:v1", 3)).await;
+    let h = web_ready(3).await;
     let before = stable_state(&h);
     h.add_identity("ci", "minimal-token", role(&["create"]));
     let mut e = env(&h, &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_CANARY", "1")]);
@@ -406,8 +353,7 @@ async fn a_canary_needs_create_and_delete_on_deployments_asked_before_it_is_made
         out.contains("missing permission in namespace default: delete deployments.apps (the canary deployment/web-canary"),
         "{out}"
     );
-    assert_eq!(stable_state(&h), before, "nothing changed");
-    assert_no_canary_left(&h);
+    assert_untouched(&h, &before);
     // With both verbs the same identity runs the canary and the rollout.
     h.add_identity("ci2", "canary-token", role(&["create", "delete"]));
     e.insert(

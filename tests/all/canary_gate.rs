@@ -8,15 +8,17 @@
 use std::time::{Duration, Instant};
 
 use crate::prometheus::Prometheus;
-use crate::support::{self, WAIT, env_with, live_pods, run};
+use crate::support::{
+    self, WAIT, assert_no_canary_left, assert_untouched, env_with, live_pods, run, stable_state,
+    statefulset_named, statefulset_pods, statefulset_settled, web_of_4,
+};
 use kubesim::Handle;
 use rollguard::Env;
 use rollguard::analysis::Outcome as Eval;
 use rollguard::diagnose::Cause;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SPEED: f64 = 25.0;
-const CANARY_LABEL: &str = "rollguard.dev/canary";
 
 /// The new version's share of 5xx responses (the README's query).
 const ERROR_RATIO: &str = r#"sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}",code=~"5.."}[5s])) / sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}"}[5s]))"#;
@@ -45,24 +47,13 @@ async fn scraped(p: &Prometheus, app: &str) {
     );
 }
 
-/// A Deployment `web` of 4 ready v1 pods (label `app: web`, as the metrics carry it).
-async fn web_of_4(h: &Handle) {
-    h.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {
-            "replicas": 4,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "example/web:v1"}]}}
-        }
-    }))
-    .unwrap();
-    assert!(
-        h.wait_for(Duration::from_secs(120), |h| support::rolled_out(h, "web"))
-            .await,
-        "web never became ready"
-    );
+/// A metered cluster at `SPEED` whose Deployment `web` of 4 Prometheus
+/// has scraped.
+async fn metered_web() -> (Handle, Prometheus) {
+    let (h, p) = metered_cluster(SPEED).await;
+    web_of_4(&h).await;
+    scraped(&p, "web").await;
+    (h, p)
 }
 
 fn gate_env(h: &Handle, p: &Prometheus, pairs: &[(&str, &str)]) -> Env {
@@ -83,60 +74,13 @@ fn gate_env(h: &Handle, p: &Prometheus, pairs: &[(&str, &str)]) -> Env {
     e
 }
 
-fn canary_deployment(h: &Handle) -> Option<Value> {
-    h.get("apps/v1", "Deployment", "default", "web-canary")
-        .map(|d| (*d).clone())
-}
-
-/// Every pod carrying the canary label, terminating or not.
-fn canary_pods(h: &Handle) -> Vec<String> {
-    h.list("v1", "Pod", "default")
-        .into_iter()
-        .filter(|p| !p["metadata"]["labels"][CANARY_LABEL].is_null())
-        .map(|p| p["metadata"]["name"].as_str().unwrap_or("").to_string())
-        .collect()
-}
-
-fn assert_no_canary_left(h: &Handle) {
-    assert!(canary_deployment(h).is_none(), "web-canary is left");
-    assert!(
-        canary_pods(h).is_empty(),
-        "canary pods are left: {:?}",
-        canary_pods(h)
-    );
-}
-
-/// What a failing canary must not change: the stable Deployment's template,
-/// resourceVersion and generation, and its pods (name, image).
-fn stable_state(h: &Handle) -> (Value, Value, Value, Vec<(String, String)>) {
-    let d = support::deployment_named(h, "web");
-    let mut pods: Vec<(String, String)> = live_pods(h)
-        .iter()
-        .filter(|p| p["metadata"]["labels"][CANARY_LABEL].is_null())
-        .map(|p| {
-            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-            (
-                s(&p["metadata"]["name"]),
-                s(&p["spec"]["containers"][0]["image"]),
-            )
-        })
-        .collect();
-    pods.sort();
-    (
-        d["spec"]["template"].clone(),
-        d["metadata"]["resourceVersion"].clone(),
-        d["metadata"]["generation"].clone(),
-        pods,
-    )
-}
-
 /// The gate failed on the errors build: the finding names the query as
 /// sent, the value and the condition; the value is kubesim's 20 %.
 fn assert_gate_failed(o: &rollguard::Outcome, version: &str) {
     let f = o.report.findings.first().expect("a finding");
     assert_eq!(f.cause, Cause::MetricGate, "{f:?}");
     let sent = format!(r#"app_kubernetes_io_version="{version}",code=~"5..""#);
-    assert!(f.evidence.iter().any(|e| e.contains(&sent)), "{f:?}");
+    support::assert_evidence(f, &sent);
     assert!(f.summary.contains("is not < 0.05"), "{}", f.summary);
     let a = o.report.analysis.as_ref().expect("the gate in the report");
     let failure = a.failure.as_ref().expect("a failing evaluation");
@@ -152,9 +96,7 @@ fn assert_gate_failed(o: &rollguard::Outcome, version: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_canary_passes_the_gate_then_the_full_rollout_follows() {
-    let (h, p) = metered_cluster(SPEED).await;
-    web_of_4(&h).await;
-    scraped(&p, "web").await;
+    let (h, p) = metered_web().await;
     let files = tempfile::tempdir().unwrap();
     let json_path = files.path().join("report.json");
     let report_file = json_path.display().to_string();
@@ -189,25 +131,7 @@ async fn a_good_canary_passes_the_gate_then_the_full_rollout_follows() {
     // in the report and the console summary.
     assert!(out[full..].contains("metric gate: passed"), "{out}");
     let a = o.report.analysis.as_ref().expect("the gate in the report");
-    assert!(a.failure.is_none(), "{a:?}");
-    assert!(
-        a.query.contains(r#"app_kubernetes_io_version="v2""#),
-        "{}",
-        a.query
-    );
-    let passes = a
-        .evaluations
-        .iter()
-        .filter(|e| e.outcome == Eval::Pass)
-        .count();
-    assert!(passes >= 2, "{:?}", a.evaluations);
-    assert!(
-        a.evaluations
-            .iter()
-            .all(|e| e.outcome != Eval::Fail && e.value.is_none_or(|v| v < 0.05)),
-        "{:?}",
-        a.evaluations
-    );
+    support::assert_gate_passed(a, r#"app_kubernetes_io_version="v2""#);
     let canary = o.report.canary.clone().expect("the canary's exposure");
     assert!(canary.starts_with("canary: 1 of 4 pods for"), "{canary}");
     assert!(canary.contains("passed"), "{canary}");
@@ -223,9 +147,7 @@ async fn a_good_canary_passes_the_gate_then_the_full_rollout_follows() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_errors_canary_fails_on_the_gate_during_its_hold_and_the_stable_never_changes() {
-    let (h, p) = metered_cluster(SPEED).await;
-    web_of_4(&h).await;
-    scraped(&p, "web").await;
+    let (h, p) = metered_web().await;
     let before = stable_state(&h);
     let t0 = Instant::now();
     let (o, out) = run(&gate_env(
@@ -243,8 +165,7 @@ async fn an_errors_canary_fails_on_the_gate_during_its_hold_and_the_stable_never
     // Caught within a few evaluations, long before the hold was over.
     assert!(took < Duration::from_secs(30), "took {took:?}\n{out}");
     assert!(!out.contains("rolling deployment/web"), "{out}");
-    assert_eq!(stable_state(&h), before, "the stable Deployment changed");
-    assert_no_canary_left(&h);
+    assert_untouched(&h, &before);
     let canary = o.report.canary.clone().expect("the canary's exposure");
     assert!(canary.starts_with("canary: 1 of 4 pods for"), "{canary}");
     assert!(canary.ends_with("failed"), "{canary}");
@@ -254,9 +175,7 @@ async fn an_errors_canary_fails_on_the_gate_during_its_hold_and_the_stable_never
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_data_during_the_hold_fails_at_its_end_and_the_stable_never_changes() {
-    let (h, p) = metered_cluster(SPEED).await;
-    web_of_4(&h).await;
-    scraped(&p, "web").await;
+    let (h, p) = metered_web().await;
     let before = stable_state(&h);
     // No pod has this label value: the vector is empty at every evaluation.
     let nothing = r#"sum(rate(http_requests_total{namespace="{{ namespace }}",{{ version_label }}="{{ version }}-absent"}[5s]))"#;
@@ -281,67 +200,20 @@ async fn no_data_during_the_hold_fails_at_its_end_and_the_stable_never_changes()
     assert_eq!(f.cause, Cause::MetricGate, "{f:?}");
     assert!(f.summary.contains("no data"), "{}", f.summary);
     assert!(out.contains("inconclusive, waiting"), "{out}");
-    assert_eq!(stable_state(&h), before, "the stable Deployment changed");
-    assert_no_canary_left(&h);
+    assert_untouched(&h, &before);
     h.shutdown().await;
-}
-
-fn statefulset(image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db", "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": "db",
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}},
-                         "spec": {"containers": [{"name": "db", "image": image}]}},
-        }
-    })
-}
-
-fn sts(h: &Handle) -> Value {
-    h.get("apps/v1", "StatefulSet", "default", "db")
-        .map(|s| (*s).clone())
-        .expect("statefulset")
-}
-
-fn sts_settled(h: &Handle, n: i64) -> bool {
-    let s = sts(h);
-    let st = &s["status"];
-    st["readyReplicas"] == n
-        && st["updatedReplicas"] == n
-        && st["currentRevision"] == st["updateRevision"]
-        && st["observedGeneration"] == s["metadata"]["generation"]
-}
-
-/// (name, uid, image, revision) of each live pod, by name.
-fn sts_pods(h: &Handle) -> Vec<(String, String, String, String)> {
-    let mut v: Vec<_> = live_pods(h)
-        .iter()
-        .map(|p| {
-            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-            (
-                s(&p["metadata"]["name"]),
-                s(&p["metadata"]["uid"]),
-                s(&p["spec"]["containers"][0]["image"]),
-                s(&p["metadata"]["labels"]["controller-revision-hash"]),
-            )
-        })
-        .collect();
-    v.sort();
-    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_errors_statefulset_canary_fails_on_the_gate_and_the_partition_is_restored() {
     let (h, p) = metered_cluster(SPEED).await;
-    h.create(statefulset("example/db:1", 4)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
+    h.create(support::statefulset("db", "example/db:1", 4))
+        .unwrap();
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 4)).await);
     scraped(&p, "db").await;
-    let good = sts(&h)["status"]["currentRevision"].clone();
-    let template = sts(&h)["spec"]["template"].clone();
-    let before = sts_pods(&h);
+    let good = statefulset_named(&h, "db")["status"]["currentRevision"].clone();
+    let template = statefulset_named(&h, "db")["spec"]["template"].clone();
+    let before = statefulset_pods(&h);
     let t0 = Instant::now();
     let (o, out) = run(&gate_env(
         &h,
@@ -361,18 +233,7 @@ async fn an_errors_statefulset_canary_fails_on_the_gate_and_the_partition_is_res
         out.contains("the ordinals below 3 were never changed"),
         "{out}"
     );
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    let s = sts(&h);
-    assert_eq!(s["spec"]["template"], template, "the template is not back");
-    assert_eq!(s["status"]["currentRevision"], good);
-    assert_eq!(s["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
-    assert!(s["metadata"]["annotations"]["rollguard.dev/canary-partition"].is_null());
-    let after = sts_pods(&h);
-    // db-0..db-2 are the very same pods; db-3 is back on the stable revision.
-    assert_eq!(after[..3], before[..3], "a stable ordinal was touched");
-    assert_eq!(after[3].0, "db-3");
-    assert_eq!(after[3].2, "example/db:1");
-    assert_eq!(after[3].3, good.as_str().unwrap());
+    support::assert_db_restored(&h, &template, good.as_str().unwrap(), &before).await;
     let canary = o.report.canary.clone().unwrap_or_default();
     assert!(canary.starts_with("canary: 1 of 4 pods"), "{canary}");
     assert!(canary.contains("partition restored to 0"), "{canary}");
@@ -405,8 +266,7 @@ async fn at_real_speed_an_errors_canary_fails_on_the_gate_within_its_hold() {
     assert_eq!(o.exit_code, 1, "{out}");
     assert_gate_failed(&o, "v2-errors");
     assert!(took < Duration::from_secs(60), "took {took:?}\n{out}");
-    assert_eq!(stable_state(&h), before, "the stable Deployment changed");
-    assert_no_canary_left(&h);
+    assert_untouched(&h, &before);
     let canary = o.report.canary.clone().unwrap_or_default();
     assert!(canary.starts_with("canary: 1 of 4 pods for"), "{canary}");
     h.shutdown().await;

@@ -9,28 +9,12 @@ use std::time::{Duration, Instant};
 use crate::support::{cluster, live_pods, run};
 use rollguard::Env;
 use rollguard::diagnose::Cause;
-use serde_json::{Value, json};
-
-const WAIT: Duration = Duration::from_secs(120);
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_crash_after_ready_is_caught_on_the_canary_and_the_stable_pods_never_change() {
     let h = cluster(1.0).await;
-    h.create(json!({
-        "apiVersion": "apps/v1", "kind": "Deployment",
-        "metadata": {"name": "web", "namespace": "default"},
-        "spec": {
-            "replicas": 4,
-            "selector": {"matchLabels": {"app": "web"}},
-            "template": {"metadata": {"labels": {"app": "web"}},
-                         "spec": {"containers": [{"name": "web", "image": "example/web:v1"}]}}
-        }
-    }))
-    .unwrap();
-    assert!(
-        h.wait_for(WAIT, |h| support::rolled_out(h, "web")).await,
-        "web never became ready"
-    );
+    support::web_of_4(&h).await;
     let stable = |h: &kubesim::Handle| -> (Value, Value, Vec<(String, String)>) {
         let d = support::deployment_named(h, "web");
         let pods = support::names_and_images(&live_pods(h));

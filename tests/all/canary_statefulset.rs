@@ -8,57 +8,9 @@ use std::time::Duration;
 use crate::support::*;
 use kubesim::Handle;
 use rollguard::diagnose::Cause;
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const SPEED: f64 = 25.0;
-
-fn statefulset(image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "db", "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": "db",
-            "selector": {"matchLabels": {"app": "db"}},
-            "template": {"metadata": {"labels": {"app": "db"}},
-                         "spec": {"containers": [{"name": "db", "image": image,
-                             "readinessProbe": {"tcpSocket": {"port": 5432}, "initialDelaySeconds": 2}}]}},
-        }
-    })
-}
-
-fn sts(h: &Handle) -> Value {
-    h.get("apps/v1", "StatefulSet", "default", "db")
-        .map(|s| (*s).clone())
-        .expect("statefulset")
-}
-
-fn sts_settled(h: &Handle, n: i64) -> bool {
-    let s = sts(h);
-    let st = &s["status"];
-    st["readyReplicas"] == n
-        && st["updatedReplicas"] == n
-        && st["currentRevision"] == st["updateRevision"]
-        && st["observedGeneration"] == s["metadata"]["generation"]
-}
-
-/// (name, uid, image, revision) of each live pod, by name.
-fn sts_pods(h: &Handle) -> Vec<(String, String, String, String)> {
-    let mut v: Vec<_> = live_pods(h)
-        .iter()
-        .map(|p| {
-            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
-            (
-                s(&p["metadata"]["name"]),
-                s(&p["metadata"]["uid"]),
-                s(&p["spec"]["containers"][0]["image"]),
-                s(&p["metadata"]["labels"]["controller-revision-hash"]),
-            )
-        })
-        .collect();
-    v.sort();
-    v
-}
 
 fn sts_env(h: &Handle, pairs: &[(&str, &str)]) -> rollguard::Env {
     env_with(
@@ -75,8 +27,8 @@ fn sts_env(h: &Handle, pairs: &[(&str, &str)]) -> rollguard::Env {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statefulset_canary_on_the_partition_passes_then_every_pod_updates() {
     let h = cluster(SPEED).await;
-    h.create(statefulset("example/db:1", 4)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
+    h.create(database("db", "example/db:1", 4)).unwrap();
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 4)).await);
     let (o, out) = run(&sts_env(&h, &canary_inputs("2", "1", "2s"))).await;
     assert_eq!(o.exit_code, 0, "{out}");
     assert!(
@@ -84,11 +36,11 @@ async fn a_statefulset_canary_on_the_partition_passes_then_every_pod_updates() {
         "{out}"
     );
     assert!(out.contains("canary passed"), "{out}");
-    assert!(sts_settled(&h, 4));
-    let s = sts(&h);
+    assert!(statefulset_settled(&h, "db", 4));
+    let s = statefulset_named(&h, "db");
     assert_eq!(s["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
     assert!(s["metadata"]["annotations"]["rollguard.dev/canary-partition"].is_null());
-    for (_, _, image, _) in sts_pods(&h) {
+    for (_, _, image, _) in statefulset_pods(&h) {
         assert_eq!(image, "example/db:2");
     }
     assert!(
@@ -104,11 +56,11 @@ async fn a_statefulset_canary_on_the_partition_passes_then_every_pod_updates() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_statefulset_canary_touches_only_its_ordinal() {
     let h = cluster(SPEED).await;
-    h.create(statefulset("example/db:1", 4)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    let good = sts(&h)["status"]["currentRevision"].clone();
-    let template = sts(&h)["spec"]["template"].clone();
-    let before = sts_pods(&h);
+    h.create(database("db", "example/db:1", 4)).unwrap();
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 4)).await);
+    let good = statefulset_named(&h, "db")["status"]["currentRevision"].clone();
+    let template = statefulset_named(&h, "db")["spec"]["template"].clone();
+    let before = statefulset_pods(&h);
     let (o, out) = run(&sts_env(&h, &canary_inputs("2-crash", "1", "1m"))).await;
     assert_eq!(o.exit_code, 1, "{out}");
     assert_eq!(
@@ -120,21 +72,7 @@ async fn a_failing_statefulset_canary_touches_only_its_ordinal() {
         out.contains("the ordinals below 3 were never changed"),
         "{out}"
     );
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    let s = sts(&h);
-    assert_eq!(
-        s["spec"]["template"], template,
-        "the template is the stable one again"
-    );
-    assert_eq!(s["status"]["currentRevision"], good);
-    assert_eq!(s["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
-    assert!(s["metadata"]["annotations"]["rollguard.dev/canary-partition"].is_null());
-    let after = sts_pods(&h);
-    // db-0..db-2 are the very same pods; db-3 is back on the stable revision.
-    assert_eq!(after[..3], before[..3], "a stable ordinal was touched");
-    assert_eq!(after[3].0, "db-3");
-    assert_eq!(after[3].2, "example/db:1");
-    assert_eq!(after[3].3, good.as_str().unwrap());
+    assert_db_restored(&h, &template, good.as_str().unwrap(), &before).await;
     let canary = o.report.canary.clone().unwrap_or_default();
     assert!(canary.starts_with("canary: 1 of 4 pods"), "{canary}");
     assert!(canary.contains("partition restored to 0"), "{canary}");
@@ -143,7 +81,7 @@ async fn a_failing_statefulset_canary_touches_only_its_ordinal() {
 
 /// db-3 runs the update revision and has been Ready for `secs` of real time.
 fn sts_canary_ready_for(h: &Handle, secs: f64) -> bool {
-    let s = sts(h);
+    let s = statefulset_named(h, "db");
     let Some(update) = s["status"]["updateRevision"].as_str() else {
         return false;
     };
@@ -166,35 +104,16 @@ async fn sts_holding() -> (
     Vec<(String, String, String, String)>,
 ) {
     let h = cluster(SPEED).await;
-    h.create(statefulset("example/db:1", 4)).unwrap();
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    let template = sts(&h)["spec"]["template"].clone();
-    let before = sts_pods(&h);
+    h.create(database("db", "example/db:1", 4)).unwrap();
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 4)).await);
+    let template = statefulset_named(&h, "db")["spec"]["template"].clone();
+    let before = statefulset_pods(&h);
     let child = spawn(&sts_env(&h, &canary_inputs("2", "1", "10m")));
     assert!(
         h.wait_for(WAIT, |h| sts_canary_ready_for(h, 3.0)).await,
         "the canary ordinal never became ready"
     );
     (h, child, template, before)
-}
-
-/// The StatefulSet is back: stable template, partition 0, no saved
-/// partition, db-0..db-2 the very same pods, db-3 on the stable revision.
-fn assert_sts_restored(h: &Handle, template: &Value, before: &[(String, String, String, String)]) {
-    let s = sts(h);
-    assert_eq!(
-        &s["spec"]["template"], template,
-        "the template is the stable one again"
-    );
-    assert_eq!(s["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
-    assert!(s["metadata"]["annotations"]["rollguard.dev/canary-partition"].is_null());
-    let after = sts_pods(h);
-    assert_eq!(after[..3], before[..3], "a stable ordinal was touched");
-    assert_eq!(after[3].2, "example/db:1");
-    assert_eq!(
-        after[3].3, before[3].3,
-        "db-3 is not on the stable revision"
-    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -205,8 +124,7 @@ async fn sigterm_during_a_statefulset_hold_rolls_the_canary_ordinal_back() {
     let (stdout, _) = texts(&out);
     assert_eq!(out.status.code(), Some(1), "{stdout}");
     assert!(stdout.contains("cancelled (SIGTERM)"), "{stdout}");
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    assert_sts_restored(&h, &template, &before);
+    assert_db_restored(&h, &template, &before[3].3, &before).await;
     h.shutdown().await;
 }
 
@@ -220,7 +138,7 @@ async fn the_next_run_restores_the_partition_of_a_killed_statefulset_canary() {
         "killed by a signal"
     );
     assert_eq!(
-        sts(&h)["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
+        statefulset_named(&h, "db")["spec"]["updateStrategy"]["rollingUpdate"]["partition"],
         3
     );
 
@@ -237,11 +155,11 @@ async fn the_next_run_restores_the_partition_of_a_killed_statefulset_canary() {
         "{out}"
     );
     assert_eq!(o.exit_code, 0, "{out}");
-    assert!(h.wait_for(WAIT, |h| sts_settled(h, 4)).await);
-    let s = sts(&h);
+    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 4)).await);
+    let s = statefulset_named(&h, "db");
     assert_eq!(s["spec"]["updateStrategy"]["rollingUpdate"]["partition"], 0);
     assert!(s["metadata"]["annotations"]["rollguard.dev/canary-partition"].is_null());
-    let pods = sts_pods(&h);
+    let pods = statefulset_pods(&h);
     assert_eq!(pods.len(), 4);
     for (name, _, image, _) in pods {
         assert_eq!(image, "example/db:3", "{name}");

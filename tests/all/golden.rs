@@ -245,7 +245,7 @@ async fn crash_loop_exit_0() {
     assert_eq!(first_cause(&o), Some(Cause::CrashLoop));
     let f = &o.report.findings[0];
     assert!(f.fix.contains("restartPolicy: OnFailure"), "{f:#?}");
-    assert!(f.evidence.iter().any(|e| e.contains("Completed")), "{f:#?}");
+    support::assert_evidence(f, "Completed");
     assert_golden("crash_loop_exit_0", &o, &["client"]);
     h.shutdown().await;
 }

@@ -314,47 +314,23 @@ impl Image {
                     }
                 };
                 let null = std::ptr::null::<libc::c_char>();
+                // mount(2) with no filesystem data.
+                let mount = |src, dst, fstype, flags| {
+                    ok(libc::mount(src, dst, fstype, flags, std::ptr::null()))
+                };
+                let bind = libc::MS_BIND | libc::MS_REC;
                 ok(libc::unshare(libc::CLONE_NEWNS))?;
-                ok(libc::mount(
-                    null,
-                    c"/".as_ptr(),
-                    null,
-                    libc::MS_REC | libc::MS_PRIVATE,
-                    std::ptr::null(),
-                ))?;
+                mount(null, c"/".as_ptr(), null, libc::MS_REC | libc::MS_PRIVATE)?;
                 // The root as a mount of its own, so that it can be made
                 // read-only once the volumes are mounted on it.
-                ok(libc::mount(
-                    rootfs.as_ptr(),
-                    rootfs.as_ptr(),
-                    null,
-                    libc::MS_BIND | libc::MS_REC,
-                    std::ptr::null(),
-                ))?;
+                mount(rootfs.as_ptr(), rootfs.as_ptr(), null, bind)?;
                 for (src, dst) in &binds {
-                    ok(libc::mount(
-                        src.as_ptr(),
-                        dst.as_ptr(),
-                        null,
-                        libc::MS_BIND | libc::MS_REC,
-                        std::ptr::null(),
-                    ))?;
+                    mount(src.as_ptr(), dst.as_ptr(), null, bind)?;
                 }
-                ok(libc::mount(
-                    c"proc".as_ptr(),
-                    proc_dir.as_ptr(),
-                    c"proc".as_ptr(),
-                    0,
-                    std::ptr::null(),
-                ))?;
+                mount(c"proc".as_ptr(), proc_dir.as_ptr(), c"proc".as_ptr(), 0)?;
                 if read_only {
-                    ok(libc::mount(
-                        null,
-                        rootfs.as_ptr(),
-                        null,
-                        libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY,
-                        std::ptr::null(),
-                    ))?;
+                    let flags = libc::MS_REMOUNT | libc::MS_BIND | libc::MS_RDONLY;
+                    mount(null, rootfs.as_ptr(), null, flags)?;
                 }
                 ok(libc::chroot(rootfs.as_ptr()))?;
                 ok(libc::chdir(workdir_c.as_ptr()))?;
@@ -551,6 +527,19 @@ impl Runner {
         .collect()
     }
 
+    /// The action's step as the runner starts its container: the runner's
+    /// environment, workdir /github/workspace, its directories mounted, and
+    /// `user` when the workflow names one.
+    fn step(&self, with: &[(&str, String)], api_url: &str, user: Option<&str>) -> Run {
+        Run {
+            env: self.env(with, api_url),
+            workdir: Some("/github/workspace".into()),
+            user: user.map(str::to_string),
+            volumes: self.volumes(),
+            ..Run::default()
+        }
+    }
+
     /// The container's environment as the runner sets it: every input of
     /// action.yml as `INPUT_<NAME>` (hyphens kept) with the step's `with:`
     /// value or the input's default (empty when it has none), and the
@@ -635,23 +624,16 @@ impl Runner {
 async fn github_api() -> MockServer {
     let server = MockServer::start().await;
     serve(&server, "GET", "/user", 403, support::github_forbidden()).await;
-    serve(
-        &server,
-        "GET",
-        "/repos/acme/api/issues/7/comments",
-        200,
-        json!([]),
-    )
-    .await;
-    serve(
-        &server,
-        "POST",
-        "/repos/acme/api/issues/7/comments",
-        201,
-        json!({"id": 901}),
-    )
-    .await;
+    support::takes_comment(&server, "acme/api", 7, 901).await;
     server
+}
+
+/// The JSON report rollguard wrote at `path` says `result`.
+fn assert_report_result(path: &std::path::Path, result: &str) {
+    let text = std::fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("no report at {}: {e}", path.display()));
+    let report: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(report["result"], result, "{report:#}");
 }
 
 fn base64(s: &str) -> String {
@@ -678,14 +660,7 @@ async fn github_docker_action_outputs_summary_report_and_comment_land() {
         ("verify-image", "false".into()),
         ("report-file", "rollguard-report.json".into()),
     ];
-    let out = img
-        .run(Run {
-            env: runner.env(&with, &api.uri()),
-            workdir: Some("/github/workspace".into()),
-            volumes: runner.volumes(),
-            ..Run::default()
-        })
-        .await;
+    let out = img.run(runner.step(&with, &api.uri(), None)).await;
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert_settled_on(&h, "default", "example/api:v2").await;
 
@@ -753,13 +728,7 @@ async fn github_action_as_another_uid_warns_that_outputs_cannot_be_written() {
         ("github-token", String::new()),
     ];
     let out = img
-        .run(Run {
-            env: runner.env(&with, "http://127.0.0.1:9"),
-            workdir: Some("/github/workspace".into()),
-            user: Some("nonroot".into()),
-            volumes: runner.volumes(),
-            ..Run::default()
-        })
+        .run(runner.step(&with, "http://127.0.0.1:9", Some("nonroot")))
         .await;
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert_settled_on(&h, "default", "example/api:v2").await;
@@ -948,12 +917,8 @@ async fn gitlab_recipe_job_on_the_shell_image_rolls_back_with_exit_1() {
     );
     assert_settled_on(&h, "staging", "example/api:v1").await;
     let report_file = &vars["ROLLGUARD_REPORT_FILE"];
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(builds.path().join("acme/api").join(report_file))
-            .expect("the report in the checkout"),
-    )
-    .unwrap();
-    assert_eq!(report["result"], "rolled-back", "{report:#}");
+    let report = builds.path().join("acme/api").join(report_file);
+    assert_report_result(&report, "rolled-back");
     assert!(!out.all().contains(&h.token));
     h.shutdown().await;
 }
@@ -1029,12 +994,7 @@ async fn cloud_build_step_with_a_kubeconfig_from_the_workspace() {
     assert_eq!(out.code, Some(0), "{}", out.all());
     assert!(!out.all().contains('\x1b'), "NO_COLOR: no escape codes");
     assert_settled_on(&h, &subs["_NAMESPACE"], "example/api:abc1234").await;
-    let report: Value = serde_json::from_str(
-        &std::fs::read_to_string(workspace.path().join("rollguard-report.json"))
-            .expect("the report in /workspace"),
-    )
-    .unwrap();
-    assert_eq!(report["result"], "succeeded", "{report:#}");
+    assert_report_result(&workspace.path().join("rollguard-report.json"), "succeeded");
     assert!(!out.all().contains(&h.token));
     h.shutdown().await;
 }

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::net::SocketAddr;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -40,11 +40,8 @@ impl Prometheus {
         );
         rollguard::kube_client::install_crypto_provider();
         let mut dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "global:\n  scrape_interval: 1s\n  scrape_timeout: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: kubesim\n    honor_labels: true\n    static_configs:\n      - targets: ['{target}']\n"
-        );
         let config_path = dir.path().join("prometheus.yml");
-        std::fs::write(&config_path, config).unwrap();
+        std::fs::write(&config_path, kubesim::metrics::prometheus_config(target)).unwrap();
         let web_config = auth.map(|(user, password)| {
             let hash = bcrypt::hash_with_result(password, 4)
                 .unwrap()
@@ -58,16 +55,13 @@ impl Prometheus {
         for _ in 0..5 {
             let port = free_port();
             let began = Instant::now();
-            let mut cmd = Command::new(PROMETHEUS_BIN);
-            cmd.arg(format!("--config.file={}", config_path.display()))
-                .arg(format!(
-                    "--storage.tsdb.path={}",
-                    dir.path().join("data").display()
-                ))
-                .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-                .arg("--log.level=warn")
-                .stdin(Stdio::null())
-                .stdout(log.try_clone().unwrap())
+            let mut cmd = kubesim::metrics::prometheus_command(
+                PROMETHEUS_BIN,
+                &config_path,
+                dir.path(),
+                port,
+            );
+            cmd.stdout(log.try_clone().unwrap())
                 .stderr(log.try_clone().unwrap());
             if let Some(w) = &web_config {
                 cmd.arg(format!("--web.config.file={}", w.display()));

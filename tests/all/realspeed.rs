@@ -221,10 +221,7 @@ async fn web_fails(story: &str, tag: &str, cause: Cause) -> Outcome {
 async fn crash_after_ready() {
     let o = web_fails("crash", "v2-crash", Cause::CrashLoop).await;
     let f = &o.report.findings[0];
-    assert!(
-        f.evidence.iter().any(|e| e.contains("exit code 1")),
-        "crash: the exit code is evidence: {f:#?}"
-    );
+    support::assert_evidence(f, "exit code 1");
 }
 
 async fn late_crash() {
@@ -304,10 +301,7 @@ async fn init_container_crash() {
     .await;
     let f = &o.report.findings[0];
     assert_eq!(f.container.as_deref(), Some("migrate"), "{f:#?}");
-    assert!(
-        f.evidence.iter().any(|e| e.contains("init container")),
-        "{f:#?}"
-    );
+    support::assert_evidence(f, "init container");
 }
 
 async fn missing_tag() {
@@ -375,10 +369,7 @@ async fn unschedulable_without_autoscaler() {
         out.text()
     );
     let f = &o.report.findings[0];
-    assert!(
-        f.evidence.iter().any(|e| e.contains("Insufficient cpu")),
-        "{f:#?}"
-    );
+    support::assert_evidence(f, "Insufficient cpu");
 }
 
 /// The same capacity, with a cluster autoscaler that can add a node.
@@ -417,10 +408,7 @@ async fn autoscaler_cannot_add_a_node() {
         .check(&h, &o, &out)
         .await;
     let f = &o.report.findings[0];
-    assert!(
-        f.evidence.iter().any(|e| e.contains("will not add a node")),
-        "{f:#?}"
-    );
+    support::assert_evidence(f, "will not add a node");
     // Decided on the autoscaler's word, not after unschedulable-grace.
     assert!(
         started.elapsed() < Duration::from_secs(30),

@@ -18,7 +18,9 @@ use serde_json::{Value, json};
 use wiremock::matchers::{header, method, path, query_param, query_param_is_missing};
 use wiremock::{Mock, MockServer, Request, ResponseTemplate};
 
-use crate::support::{env_of, github_forbidden, json_at, serve};
+use crate::support::{
+    env_of, free_port, github_forbidden, json_at, no_comments, serve, takes_comment,
+};
 
 const GH_TOKEN: &str = "ghs_secretGitHubToken0123456789";
 const GL_TOKEN: &str = "glpat-secretGitLabToken98765";
@@ -200,6 +202,17 @@ fn gh_env(files: &GhFiles, api: &str, pr: u64) -> Env {
     ])
 }
 
+/// Publish `r` through `cfg` in `ci`, with nothing posted before.
+async fn publish_first(r: &Report, cfg: &SinkConfig, ci: &CiContext) -> publish::Published {
+    publish::publish_with(r, cfg, ci, &Posted::default()).await
+}
+
+/// The one warning publishing gave.
+fn only_warning(p: &publish::Published) -> &str {
+    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
+    &p.warnings[0]
+}
+
 fn body_json(r: &Request) -> Value {
     serde_json::from_slice(&r.body).unwrap()
 }
@@ -251,7 +264,7 @@ async fn github_outputs_summary_and_annotation() {
     env.remove("GITHUB_EVENT_PATH");
     let mut r = image_missing_report();
     r.cause = Some("line one\nline two".into());
-    let p = publish::publish_with(&r, &sinks(), &ci(&env), &Posted::default()).await;
+    let p = publish_first(&r, &sinks(), &ci(&env)).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 
     let outputs = parse_outputs(&files.read("output"));
@@ -345,7 +358,7 @@ async fn github_comment_marker_on_page_two_is_patched() {
     let env = gh_env(&files, &api, 7);
     let cfg = github_sink();
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &ci(&env)).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitHub: updated PR comment 222".to_string()]);
 
@@ -378,14 +391,7 @@ async fn github_comment_created_for_push_when_absent() {
     .expect(1)
     .mount(&server)
     .await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/9/comments",
-        200,
-        json!([]),
-    )
-    .await;
+    no_comments(&server, "o/r", 9).await;
     json_at(
         "POST",
         "/repos/o/r/issues/9/comments",
@@ -401,8 +407,7 @@ async fn github_comment_created_for_push_when_absent() {
     env.insert("GITHUB_EVENT_NAME".into(), "push".into());
     env.insert("GITHUB_SHA".into(), "abc123".into());
     let cfg = github_sink();
-    let p =
-        publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
+    let p = publish_first(&image_missing_report(), &cfg, &ci(&env)).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitHub: created PR comment 333".to_string()]);
     let reqs = server.received_requests().await.unwrap();
@@ -441,8 +446,7 @@ async fn github_comment_of_someone_else_is_not_overwritten() {
     let files = GhFiles::new();
     let env = gh_env(&files, &server.uri(), 4);
     let cfg = github_sink();
-    let p =
-        publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
+    let p = publish_first(&image_missing_report(), &cfg, &ci(&env)).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitHub: created PR comment 42".to_string()]);
 }
@@ -451,14 +455,7 @@ async fn github_comment_of_someone_else_is_not_overwritten() {
 async fn github_403_on_fork_is_one_warning() {
     init();
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/3/comments",
-        200,
-        json!([]),
-    )
-    .await;
+    no_comments(&server, "o/r", 3).await;
     Mock::given(method("POST"))
         .respond_with(ResponseTemplate::new(403).set_body_json(github_forbidden()))
         .mount(&server)
@@ -467,9 +464,8 @@ async fn github_403_on_fork_is_one_warning() {
     let env = gh_env(&files, &server.uri(), 3);
     let cfg = github_sink();
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-    let w = &p.warnings[0];
+    let p = publish_first(&r, &cfg, &ci(&env)).await;
+    let w = only_warning(&p);
     assert!(w.contains("HTTP 403"), "{w}");
     assert!(w.contains("Resource not accessible by integration"), "{w}");
     assert!(w.contains("fork"), "{w}");
@@ -545,7 +541,7 @@ async fn gitlab_note_skips_system_notes_and_updates_own() {
     ]);
     let cfg = gitlab_sink();
     let r = image_missing_report();
-    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &ci(&env)).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["GitLab: updated MR note 2".to_string()]);
     assert!(p.stdout.is_empty(), "no GitHub commands on GitLab");
@@ -576,11 +572,10 @@ async fn gitlab_500_is_one_warning() {
         ("CI_MERGE_REQUEST_IID", "5"),
     ]);
     let cfg = gitlab_sink();
-    let p =
-        publish::publish_with(&image_missing_report(), &cfg, &ci(&env), &Posted::default()).await;
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-    assert!(p.warnings[0].contains("HTTP 500"), "{}", p.warnings[0]);
-    assert!(!p.warnings[0].contains(GL_TOKEN));
+    let p = publish_first(&image_missing_report(), &cfg, &ci(&env)).await;
+    let w = only_warning(&p);
+    assert!(w.contains("HTTP 500"), "{w}");
+    assert!(!w.contains(GL_TOKEN));
 }
 
 /// A GitLab job's context (the Slack message links the job).
@@ -631,7 +626,7 @@ async fn slack_429_retry_after_then_post_then_update() {
         detail: "in progress".into(),
     });
     let started = std::time::Instant::now();
-    let p = publish::publish_with(&r, &cfg, &ci, &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &ci).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
     assert_eq!(p.done, vec!["Slack: message posted".to_string()]);
     assert!(
@@ -693,15 +688,14 @@ async fn slack_429_forever_is_bounded() {
         .expect(4)
         .mount(&server)
         .await;
-    let p = publish::publish_with(
+    let p = publish_first(
         &image_missing_report(),
         &slack_bot(&server.uri()),
         &slack_ci(),
-        &Posted::default(),
     )
     .await;
-    assert_eq!(p.warnings.len(), 1);
-    assert!(p.warnings[0].contains("429"), "{}", p.warnings[0]);
+    let w = only_warning(&p);
+    assert!(w.contains("429"), "{w}");
 }
 
 #[tokio::test]
@@ -716,15 +710,14 @@ async fn slack_ok_false_is_one_warning() {
         json!({"ok": false, "error": "channel_not_found"}),
     )
     .await;
-    let p = publish::publish_with(
+    let p = publish_first(
         &image_missing_report(),
         &slack_bot(&server.uri()),
         &slack_ci(),
-        &Posted::default(),
     )
     .await;
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-    assert!(p.warnings[0].contains("channel_not_found"));
+    let w = only_warning(&p);
+    assert!(w.contains("channel_not_found"));
     assert!(p.slack_thread.is_none());
 }
 
@@ -744,38 +737,21 @@ async fn slack_webhook_500_is_a_warning_without_the_url() {
         slack_webhook: Some(webhook.clone()),
         ..sinks()
     };
-    let p = publish::publish_with(
-        &image_missing_report(),
-        &cfg,
-        &CiContext::default(),
-        &Posted::default(),
-    )
-    .await;
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-    assert!(p.warnings[0].contains("HTTP 500"));
-    assert!(!p.warnings[0].contains("XXXXsecretHOOKpart"));
-    assert!(!p.warnings[0].contains(&server.uri()));
+    let p = publish_first(&image_missing_report(), &cfg, &CiContext::default()).await;
+    let w = only_warning(&p);
+    assert!(w.contains("HTTP 500"));
+    assert!(!w.contains("XXXXsecretHOOKpart"));
+    assert!(!w.contains(&server.uri()));
 
     // A dead webhook (nothing listens on the port): the transport error
     // must not echo the URL either.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let cfg = SinkConfig {
         slack_webhook: Some(format!("http://127.0.0.1:{port}{hook_path}")),
         ..sinks()
     };
-    let p = publish::publish_with(
-        &image_missing_report(),
-        &cfg,
-        &CiContext::default(),
-        &Posted::default(),
-    )
-    .await;
-    assert_eq!(p.warnings.len(), 1, "{:?}", p.warnings);
-    let w = &p.warnings[0];
+    let p = publish_first(&image_missing_report(), &cfg, &CiContext::default()).await;
+    let w = only_warning(&p);
     assert!(!w.contains("XXXXsecretHOOKpart"), "{w}");
     assert!(w.contains("could not connect"), "{w}");
 }
@@ -799,10 +775,10 @@ async fn slack_on_failure_skips_success_and_always_posts_it() {
         slack_webhook: Some(format!("{}/hook", server.uri())),
         ..sinks()
     };
-    let p = publish::publish_with(&r, &cfg, &CiContext::default(), &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &CiContext::default()).await;
     assert!(p.done.is_empty() && p.warnings.is_empty());
     cfg.slack_on = SlackOn::Always;
-    let p = publish::publish_with(&r, &cfg, &CiContext::default(), &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &CiContext::default()).await;
     assert_eq!(p.done, vec!["Slack: message posted".to_string()]);
     let reqs = server.received_requests().await.unwrap();
     let v = body_json(&reqs[0]);
@@ -813,22 +789,7 @@ async fn slack_on_failure_skips_success_and_always_posts_it() {
 async fn hostile_cluster_text_is_escaped_in_every_sink() {
     init();
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/8/comments",
-        200,
-        json!([]),
-    )
-    .await;
-    serve(
-        &server,
-        "POST",
-        "/repos/o/r/issues/8/comments",
-        201,
-        json!({"id": 1}),
-    )
-    .await;
+    takes_comment(&server, "o/r", 8, 1).await;
     Mock::given(method("POST"))
         .and(path("/hook"))
         .respond_with(ResponseTemplate::new(200).set_body_string("ok"))
@@ -842,7 +803,7 @@ async fn hostile_cluster_text_is_escaped_in_every_sink() {
         ..sinks()
     };
     let r = hostile_report();
-    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &ci(&env)).await;
     assert!(p.warnings.is_empty(), "{:?}", p.warnings);
 
     // stdout: exactly one command line, our annotation; nothing injected.
@@ -931,14 +892,7 @@ fn outside_fences(md: &str) -> (String, bool) {
 async fn no_secret_value_appears_in_any_output() {
     init();
     let server = MockServer::start().await;
-    serve(
-        &server,
-        "GET",
-        "/repos/o/r/issues/6/comments",
-        200,
-        json!([]),
-    )
-    .await;
+    no_comments(&server, "o/r", 6).await;
     Mock::given(method("POST"))
         .and(path("/repos/o/r/issues/6/comments"))
         .respond_with(ResponseTemplate::new(500).set_body_string("boom"))
@@ -1007,7 +961,7 @@ async fn no_secret_value_appears_in_any_output() {
             "mask for a secret"
         );
     }
-    let p = publish::publish_with(&r, &cfg, &ci(&env), &Posted::default()).await;
+    let p = publish_first(&r, &cfg, &ci(&env)).await;
     // Two failing sinks (GitHub 500, Slack invalid_auth), each one line.
     assert_eq!(p.warnings.len(), 2, "{:?}", p.warnings);
 

@@ -11,6 +11,7 @@ use crate::support::{
     DeploymentSpec, Fixture, PodLabel, live_pods, rolled_out, run as rollguard, statefulset_settled,
 };
 use kubesim::Handle;
+use kubesim::fixtures::{daemonset, two_container_rc};
 use rollguard::Env;
 use rollguard::diagnose::Cause;
 use serde_json::{Value, json};
@@ -50,26 +51,6 @@ fn image_of(p: &Value, container: &str) -> String {
 
 // ---------------------------------------------------------------- RC
 
-fn api_rc() -> Value {
-    json!({
-        "kind": "ReplicationController", "apiVersion": "v1",
-        "metadata": {"name": "api-rc", "namespace": "default", "labels": {"name": "api-rc"}},
-        "spec": {
-            "replicas": 3,
-            "selector": {"name": "api-pods"},
-            "template": {
-                "metadata": {"labels": {"name": "api-pods"}},
-                "spec": {"containers": [
-                    {"name": "node-api-container", "image": "asia.gcr.io/xxxxx/node-api:1.0.0",
-                     "ports": [{"containerPort": 3000, "protocol": "TCP"}]},
-                    {"name": "fluentd-container", "image": "asia.gcr.io/xxxxx/fluentd:1.0.0",
-                     "ports": [{"containerPort": 24224, "protocol": "TCP"}]}
-                ]}
-            }
-        }
-    })
-}
-
 fn api_service() -> Value {
     json!({
         "kind": "Service", "apiVersion": "v1",
@@ -98,7 +79,7 @@ fn rc_ready(h: &Handle, name: &str, n: i64) -> bool {
 
 /// `api-rc` (3 pods) and its Service, every pod a ready address.
 async fn api_rc_serving(h: &Handle) {
-    h.create(api_rc()).unwrap();
+    h.create(two_container_rc()).unwrap();
     h.create(api_service()).unwrap();
     assert!(
         h.wait_for(WAIT, |h| rc_ready(h, "api-rc", 3)
@@ -238,18 +219,11 @@ async fn rc_crash_is_caught_and_rolled_back() {
 
 // ---------------------------------------------------------------- StatefulSet
 
-/// A database StatefulSet: ready 2 s after its port answers.
-fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
-    let mut s = support::statefulset(name, image, replicas);
-    s["spec"]["template"]["spec"]["containers"][0]["readinessProbe"] =
-        json!({"tcpSocket": {"port": 5432}, "initialDelaySeconds": 2});
-    s
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_success() {
     let h = Fixture::new().start().await;
-    h.create(statefulset("db", "example/db:1", 3)).unwrap();
+    h.create(support::database("db", "example/db:1", 3))
+        .unwrap();
     assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 3)).await);
     let (o, out) = rollguard(&env(
         &h,
@@ -271,7 +245,8 @@ async fn statefulset_success() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_crash_forced_rollback() {
     let h = Fixture::new().start().await;
-    h.create(statefulset("db", "example/db:1", 3)).unwrap();
+    h.create(support::database("db", "example/db:1", 3))
+        .unwrap();
     assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 3)).await);
     let good =
         obj(&h, "apps/v1", "StatefulSet", "db").unwrap()["status"]["currentRevision"].clone();
@@ -314,7 +289,8 @@ async fn statefulset_crash_forced_rollback() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_missing_image_rolled_back() {
     let h = Fixture::new().start().await;
-    h.create(statefulset("db", "example/db:1", 2)).unwrap();
+    h.create(support::database("db", "example/db:1", 2))
+        .unwrap();
     assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 2)).await);
     let (o, out) = rollguard(&env(
         &h,
@@ -330,18 +306,6 @@ async fn statefulset_missing_image_rolled_back() {
 }
 
 // ---------------------------------------------------------------- DaemonSet
-
-fn daemonset(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image}]}},
-        }
-    })
-}
 
 fn ds_done(h: &Handle, name: &str, n: i64) -> bool {
     let Some(d) = obj(h, "apps/v1", "DaemonSet", name) else {

@@ -21,6 +21,7 @@ use serde_json::{Map, Value, json};
 
 use super::fields::{FieldSet, Path, decode, encode, field_set, managed_part};
 use super::http::Req;
+use super::objects::check_url_name;
 use super::patch::merge_map;
 use crate::error::{ApiError, ApiResult};
 use crate::resources::ResourceType;
@@ -205,13 +206,7 @@ pub fn apply(
             "invalid object type: apiVersion and kind must be set in an applied configuration",
         ));
     }
-    if let Some(n) = cfg["metadata"]["name"].as_str()
-        && n != name
-    {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({n}) does not match the name on the URL ({name})"
-        )));
-    }
+    check_url_name(&cfg, name)?;
     let applied = managed_part(&cfg, sub == Some("status"));
     let new_set = field_set(&applied);
     let now = crate::clock::fmt_time(sim.clock.now());

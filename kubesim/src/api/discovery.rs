@@ -124,23 +124,32 @@ fn sub_info(
     }
 }
 
+/// A resource's discovery entry with its short names and categories, when
+/// it has any (both discovery forms list them under the same keys).
+fn with_aliases(mut entry: Value, rt: &ResourceType) -> Value {
+    if !rt.short_names.is_empty() {
+        entry["shortNames"] = json!(rt.short_names);
+    }
+    if !rt.categories.is_empty() {
+        entry["categories"] = json!(rt.categories);
+    }
+    entry
+}
+
 /// `GET /api/v1`, `GET /apis/<group>/<version>`.
 pub fn resource_list(g: &str, v: &str) -> ApiResult<Value> {
     let mut items = Vec::new();
     for rt in resources::in_group(g, v) {
-        let mut r = json!({
-            "name": rt.plural,
-            "singularName": rt.singular,
-            "namespaced": rt.namespaced,
-            "kind": rt.kind,
-            "verbs": rt.verbs,
-        });
-        if !rt.short_names.is_empty() {
-            r["shortNames"] = json!(rt.short_names);
-        }
-        if !rt.categories.is_empty() {
-            r["categories"] = json!(rt.categories);
-        }
+        let r = with_aliases(
+            json!({
+                "name": rt.plural,
+                "singularName": rt.singular,
+                "namespaced": rt.namespaced,
+                "kind": rt.kind,
+                "verbs": rt.verbs,
+            }),
+            rt,
+        );
         items.push(r);
         for (sub, kind) in rt.subresources {
             let (verbs, sg, sv, skind) = sub_info(rt, sub, kind);
@@ -184,19 +193,16 @@ fn aggregated(version: &str, core: bool) -> Value {
         }
         let mut res = Vec::new();
         for rt in resources::in_group(g, v) {
-            let mut r = json!({
-                "resource": rt.plural,
-                "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
-                "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
-                "singularResource": rt.singular,
-                "verbs": rt.verbs,
-            });
-            if !rt.short_names.is_empty() {
-                r["shortNames"] = json!(rt.short_names);
-            }
-            if !rt.categories.is_empty() {
-                r["categories"] = json!(rt.categories);
-            }
+            let mut r = with_aliases(
+                json!({
+                    "resource": rt.plural,
+                    "responseKind": {"group": rt.group, "version": rt.version, "kind": rt.kind},
+                    "scope": if rt.namespaced { "Namespaced" } else { "Cluster" },
+                    "singularResource": rt.singular,
+                    "verbs": rt.verbs,
+                }),
+                rt,
+            );
             let subs: Vec<Value> = rt
                 .subresources
                 .iter()

@@ -105,6 +105,16 @@ pub(crate) fn create_in(
     sim.store.create(rt, ns, obj)
 }
 
+/// A body that names an object must name the one on the URL it is sent to.
+pub(crate) fn check_url_name(body: &Value, name: &str) -> ApiResult<()> {
+    match body["metadata"]["name"].as_str() {
+        Some(n) if n != name => Err(ApiError::bad_request(format!(
+            "the name of the object ({n}) does not match the name on the URL ({name})"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// Compose the next stored object from a write to the main resource or a
 /// subresource, then default, validate and store it.
 #[allow(clippy::too_many_arguments)]
@@ -124,13 +134,7 @@ pub(crate) fn write_update(
             "the body of the request is not a JSON object",
         ));
     }
-    if let Some(n) = view["metadata"]["name"].as_str()
-        && n != name
-    {
-        return Err(ApiError::bad_request(format!(
-            "the name of the object ({n}) does not match the name on the URL ({name})"
-        )));
-    }
+    check_url_name(&view, name)?;
     if rt.namespaced
         && let Some(bns) = view["metadata"]["namespace"].as_str()
         && !bns.is_empty()

@@ -51,19 +51,18 @@ pub fn core_to_events_v1(e: &Value) -> Value {
         e.get("eventTime").cloned().unwrap_or(Value::Null),
     );
     copy(&mut m, "series", e, "series");
-    let controller = e["reportingComponent"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or_else(|| e["source"]["component"].as_str());
-    if let Some(c) = controller {
-        m.insert("reportingController".into(), json!(c));
-    }
-    let instance = e["reportingInstance"]
-        .as_str()
-        .filter(|s| !s.is_empty())
-        .or_else(|| e["source"]["host"].as_str());
-    if let Some(i) = instance {
-        m.insert("reportingInstance".into(), json!(i));
+    // The reporter: the core event's own field, else its legacy source.
+    for (to, from, source) in [
+        ("reportingController", "reportingComponent", "component"),
+        ("reportingInstance", "reportingInstance", "host"),
+    ] {
+        let reporter = e[from]
+            .as_str()
+            .filter(|s| !s.is_empty())
+            .or_else(|| e["source"][source].as_str());
+        if let Some(r) = reporter {
+            m.insert(to.into(), json!(r));
+        }
     }
     copy(&mut m, "action", e, "action");
     copy(&mut m, "reason", e, "reason");

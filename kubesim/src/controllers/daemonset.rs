@@ -8,9 +8,8 @@
 
 mod update;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
@@ -19,13 +18,13 @@ pub use self::update::TEMPLATE_GENERATION_LABEL;
 use self::update::{is_updated, max_surge_value, min_ready_seconds, rolling, rolling_update};
 use super::history::{self, REVISION_HASH_LABEL};
 use super::meta::{
-    by_creation, controller_uid, is_deleting, name, selector_matches, uid, write_status,
+    by_creation, controller_uid, is_deleting, keep_conditions, listed, name, selector_matches,
+    write_status,
 };
 use super::next::Next;
-use super::pods::{is_available, is_ready};
+use super::pods::{available_at, is_available, is_ready};
 use super::replicaset::pod_from_template;
 use super::{pods, scheduler};
-use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
 use crate::sim::Sim;
@@ -35,30 +34,13 @@ const COMPONENT: &str = "daemonset-controller";
 pub const TEMPLATE_GENERATION_ANNOTATION: &str = "deprecated.daemonset.template.generation";
 
 pub fn reconcile(sim: &Sim) -> Next {
-    let mut next = Next::default();
-    let (sets, _) = sim.store.list(res("daemonsets.apps"), None);
-    if sets.is_empty() {
-        return next;
-    }
+    let Some(sets) = listed(sim, "daemonsets.apps") else {
+        return Next::default();
+    };
     let (nodes, _) = sim.store.list(res("nodes"), None);
-    let (all_pods, _) = sim.store.list(res("pods"), None);
-    let mut by_owner: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
-    for p in &all_pods {
-        if let Some(o) = controller_uid(p) {
-            by_owner.entry(o).or_default().push(p.clone());
-        }
-    }
-    let now = sim.clock.now();
-    for ds in &sets {
-        if is_deleting(ds) {
-            continue;
-        }
-        let owned = by_owner.get(uid(ds)).cloned().unwrap_or_default();
-        next.after_sync(now, sync(sim, ds, &nodes, owned, now), |e| {
-            tracing::debug!(daemonset = name(ds), error = %e, "daemonset sync failed; retrying");
-        });
-    }
-    next
+    pods::sync_owners(sim, &sets, "daemonset", |ds, owned, _, now| {
+        sync(sim, ds, &nodes, owned, now)
+    })
 }
 
 // ---------------------------------------------------------------- eligibility
@@ -162,16 +144,6 @@ fn template_generation(ds: &Value) -> i64 {
         .unwrap_or(1)
 }
 
-fn available_at(pod: &Value, min_ready: i64) -> Option<Timestamp> {
-    let since = pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)?;
-    Some(since + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
-}
-
 /// Claim: owned pods still matching the selector, plus adopted orphans.
 fn claim(sim: &Sim, ds: &Value, owned: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
     let selector = &ds["spec"]["selector"];
@@ -181,19 +153,15 @@ fn claim(sim: &Sim, ds: &Value, owned: Vec<Arc<Value>>) -> Vec<Arc<Value>> {
         .filter(|p| selector_matches(selector, &p["metadata"]["labels"]) || is_deleting(p))
         .collect();
     let (pods, _) = sim.store.list(res("pods"), Some(ns));
-    for o in pods {
-        if controller_uid(&o).is_some()
-            || is_deleting(&o)
-            || !selector_matches(selector, &o["metadata"]["labels"])
-        {
-            continue;
-        }
-        if let Ok(p) = pods::adopt(sim, ds, &o)
-            && controller_uid(&p) == Some(uid(ds))
-        {
-            claimed.push(p);
-        }
-    }
+    claimed.extend(pods::adopt_all(
+        sim,
+        ds,
+        pods.iter().filter(|o| {
+            controller_uid(o).is_none()
+                && !is_deleting(o)
+                && selector_matches(selector, &o["metadata"]["labels"])
+        }),
+    ));
     claimed
 }
 
@@ -346,12 +314,7 @@ fn sync(
     put("numberAvailable", available);
     put("numberUnavailable", i64::from(desired) - available);
     put("collisionCount", i64::from(collision));
-    if let Some(c) = ds["status"]["conditions"]
-        .as_array()
-        .filter(|c| !c.is_empty())
-    {
-        st.insert("conditions".into(), Value::Array(c.clone()));
-    }
+    keep_conditions(&mut st, ds);
     let status = Value::Object(st);
     write_status(sim, "daemonsets.apps", ds, &status)?;
 

@@ -33,7 +33,7 @@ use self::status::{Condition, Status, get_condition, set_condition};
 use self::util::{REVISION, Spec, rs_replicas};
 use super::events::{self, Source};
 use super::meta::{
-    annotation, controller_ref, controller_uid, is_deleting, name, push_owner_ref,
+    annotation, controller_ref, controller_uid, is_deleting, listed, name, push_owner_ref,
     remove_owner_ref, selector_is_empty, selector_matches, uid,
 };
 use super::next::Next;
@@ -55,13 +55,12 @@ type PodIndex = HashMap<String, Vec<Arc<Value>>>;
 type NewAndOld = (Option<Arc<Value>>, Vec<Arc<Value>>);
 
 pub fn reconcile(sim: &Sim) -> Next {
-    let mut next = Next::default();
-    let (deployments, _) = sim.store.list(res("deployments.apps"), None);
-    if deployments.is_empty() {
-        return next;
-    }
+    let Some(deployments) = listed(sim, "deployments.apps") else {
+        return Next::default();
+    };
     let (replica_sets, _) = sim.store.list(res("replicasets.apps"), None);
     let mut pods: Option<PodIndex> = None;
+    let mut next = Next::default();
     for d in &deployments {
         let mut sync = DeploymentSync::new(sim, d);
         let ns = sync.namespace();

@@ -81,6 +81,34 @@ fn create_named(sim: &Sim, ns: &str, obj: &Value, mut ev: Value) -> Option<Strin
     None
 }
 
+/// Apply `update` (given the cached count) to the event `key` names in the
+/// cache, if that event still exists and is still about the object `uid`
+/// (the store may have dropped it, or a recreated object may share its key);
+/// true when it was updated, with the cached count bumped.
+fn update_cached(
+    sim: &Sim,
+    cache: &mut EventCache,
+    key: &str,
+    uid: &str,
+    update: impl FnOnce(&mut Value, i64),
+) -> bool {
+    let Some((ns, name, count)) = cache.by_key.get(key).cloned() else {
+        return false;
+    };
+    let updated = sim.store.modify(res("events"), &ns, &name, |e| {
+        if e["involvedObject"]["uid"].as_str() != Some(uid) {
+            return Ok(false);
+        }
+        update(e, count);
+        Ok(true)
+    });
+    if !updated.is_ok_and(|e| e["involvedObject"]["uid"].as_str() == Some(uid)) {
+        return false;
+    }
+    cache.by_key.insert(key.to_string(), (ns, name, count + 1));
+    true
+}
+
 fn remember(cache: &mut EventCache, key: String, ns: &str, name: String, count: i64) {
     if cache.by_key.len() >= CACHE_SIZE {
         cache.by_key.clear();
@@ -163,21 +191,12 @@ pub fn record(
     if cache.similar.len() > CACHE_SIZE {
         cache.similar.clear();
     }
-    let events = res("events");
-    if let Some((ens, name, count)) = cache.by_key.get(&key).cloned() {
-        let updated = sim.store.modify(events, &ens, &name, |e| {
-            if e["involvedObject"]["uid"].as_str() != Some(uid) {
-                return Ok(false);
-            }
-            e["count"] = json!(count + 1);
-            e["lastTimestamp"] = json!(now);
-            e["message"] = json!(message);
-            Ok(true)
-        });
-        if updated.is_ok_and(|e| e["involvedObject"]["uid"].as_str() == Some(uid)) {
-            cache.by_key.insert(key, (ens, name, count + 1));
-            return;
-        }
+    if update_cached(sim, &mut cache, &key, uid, |e, count| {
+        e["count"] = json!(count + 1);
+        e["lastTimestamp"] = json!(now);
+        e["message"] = json!(message);
+    }) {
+        return;
     }
     let ev = json!({
         "metadata": {"name": "", "namespace": ns},
@@ -211,7 +230,6 @@ pub fn record_new(
     message: &str,
     reporter: &str,
 ) {
-    let events = res("events");
     let ns = obj["metadata"]["namespace"]
         .as_str()
         .unwrap_or("default")
@@ -220,26 +238,16 @@ pub fn record_new(
     let uid = obj["metadata"]["uid"].as_str().unwrap_or("");
     let key = format!("events.k8s.io\u{1f}{uid}\u{1f}{reason}\u{1f}{action}\u{1f}{reporter}");
     let mut cache = sim.event_cache.lock().expect("event cache lock");
-    if let Some((ens, name, count)) = cache.by_key.get(&key).cloned()
-        && sim
-            .store
-            .modify(events, &ens, &name, |e| {
-                if e["involvedObject"]["uid"].as_str() != Some(uid) {
-                    return Ok(false);
-                }
-                if e["message"].as_str() == Some(message) {
-                    let count = e["series"]["count"].as_i64().unwrap_or(1) + 1;
-                    e["series"] = json!({"count": count, "lastObservedTime": now});
-                } else {
-                    e["message"] = json!(message);
-                    e["eventTime"] = json!(now);
-                }
-                e["involvedObject"] = reference(obj, None);
-                Ok(true)
-            })
-            .is_ok_and(|e| e["involvedObject"]["uid"].as_str() == Some(uid))
-    {
-        cache.by_key.insert(key, (ens, name, count + 1));
+    if update_cached(sim, &mut cache, &key, uid, |e, _| {
+        if e["message"].as_str() == Some(message) {
+            let count = e["series"]["count"].as_i64().unwrap_or(1) + 1;
+            e["series"] = json!({"count": count, "lastObservedTime": now});
+        } else {
+            e["message"] = json!(message);
+            e["eventTime"] = json!(now);
+        }
+        e["involvedObject"] = reference(obj, None);
+    }) {
         return;
     }
     let ev = json!({

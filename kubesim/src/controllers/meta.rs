@@ -4,8 +4,9 @@
 //! percent values, and the status write. Objects are JSON values.
 
 use std::cmp::Ordering;
+use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
 use crate::error::ApiResult;
 use crate::resources::res;
@@ -141,6 +142,13 @@ pub fn uid(obj: &Value) -> &str {
     obj["metadata"]["uid"].as_str().unwrap_or("")
 }
 
+/// The objects of `resource` in every namespace; None when there are none
+/// (the controller of that resource has nothing to reconcile).
+pub fn listed(sim: &Sim, resource: &str) -> Option<Vec<Arc<Value>>> {
+    let (objects, _) = sim.store.list(res(resource), None);
+    (!objects.is_empty()).then_some(objects)
+}
+
 pub fn is_deleting(obj: &Value) -> bool {
     !obj["metadata"]["deletionTimestamp"].is_null()
 }
@@ -203,6 +211,17 @@ pub fn remove_owner_ref(obj: &mut Value, owner_uid: &str) -> bool {
 
 /// Write `status` to `obj` (of resource `resource`) unless it is already
 /// there; a same-named object with another uid is left alone.
+/// A status built whole keeps the conditions the object already has (the
+/// DaemonSet and StatefulSet controllers set none of their own).
+pub fn keep_conditions(status: &mut Map<String, Value>, obj: &Value) {
+    if let Some(c) = obj["status"]["conditions"]
+        .as_array()
+        .filter(|c| !c.is_empty())
+    {
+        status.insert("conditions".into(), Value::Array(c.clone()));
+    }
+}
+
 pub fn write_status(sim: &Sim, resource: &str, obj: &Value, status: &Value) -> ApiResult<()> {
     if obj["status"] == *status {
         return Ok(());

@@ -3,6 +3,7 @@
 //! creating and deleting pods with upstream's events, and the replica
 //! counters of a ReplicaSet-shaped status.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,8 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::events::{self, Source};
-use super::meta::{controller_ref, controller_uid, is_deleting, name, push_owner_ref};
+use super::meta::{controller_ref, controller_uid, is_deleting, name, push_owner_ref, uid};
+use super::next::Next;
 use crate::api::{self, DeleteOptions};
 use crate::clock::{fmt_time, parse_time};
 use crate::error::{ApiError, ApiResult};
@@ -29,6 +31,66 @@ pub fn adopt(sim: &Sim, owner: &Value, pod: &Value) -> ApiResult<Arc<Value>> {
         push_owner_ref(cur, &owner_ref);
         Ok(true)
     })
+}
+
+/// Adopt each of `orphans` for `owner`; the ones it then controls (another
+/// controller may have won one, or it may have gone: those are skipped).
+pub fn adopt_all<'a>(
+    sim: &Sim,
+    owner: &Value,
+    orphans: impl IntoIterator<Item = &'a Arc<Value>>,
+) -> Vec<Arc<Value>> {
+    orphans
+        .into_iter()
+        .filter_map(|o| adopt(sim, owner, o).ok())
+        .filter(|p| controller_uid(p) == Some(uid(owner)))
+        .collect()
+}
+
+/// Pods grouped by the uid of their controller.
+pub type ByController = HashMap<String, Vec<Arc<Value>>>;
+
+/// Every pod, grouped by the uid of its controller, and the pods no
+/// controller owns.
+pub fn by_controller(sim: &Sim) -> (ByController, Vec<Arc<Value>>) {
+    let (all, _) = sim.store.list(res("pods"), None);
+    let mut by_owner = ByController::new();
+    let mut unowned = Vec::new();
+    for p in all {
+        match controller_uid(&p) {
+            Some(o) => by_owner.entry(o.to_string()).or_default().push(p),
+            None => unowned.push(p),
+        }
+    }
+    (by_owner, unowned)
+}
+
+/// One pass of a controller that owns its pods directly and leaves alone
+/// the objects being deleted (DaemonSet, StatefulSet): `sync` each other
+/// object of `owners` with the pods it controls and the orphans (pods with
+/// no controller, not being deleted); a failed sync is logged and retried.
+pub fn sync_owners(
+    sim: &Sim,
+    owners: &[Arc<Value>],
+    kind: &str,
+    mut sync: impl FnMut(
+        &Arc<Value>,
+        Vec<Arc<Value>>,
+        &[Arc<Value>],
+        Timestamp,
+    ) -> ApiResult<Option<Timestamp>>,
+) -> Next {
+    let (mut by_owner, mut orphans) = by_controller(sim);
+    orphans.retain(|p| !is_deleting(p));
+    let mut next = Next::default();
+    let now = sim.clock.now();
+    for o in owners.iter().filter(|o| !is_deleting(o)) {
+        let owned = by_owner.remove(uid(o)).unwrap_or_default();
+        next.after_sync(now, sync(o, owned, &orphans, now), |e| {
+            tracing::debug!(name = name(o), error = %e, "{kind} sync failed; retrying");
+        });
+    }
+    next
 }
 
 /// Create `pod` for `owner`, recording upstream's `SuccessfulCreate`
@@ -203,6 +265,20 @@ pub fn ready_since(pod: &Value) -> Option<Timestamp> {
 pub fn available_at(pod: &Value, min_ready_seconds: i64) -> Option<Timestamp> {
     let since = ready_since(pod)?;
     Some(since + Duration::from_secs(min_ready_seconds.max(0) as u64) + Duration::from_millis(1))
+}
+
+/// The earliest moment after `now` at which one of `pods`, ready but not
+/// yet available, becomes available: when its controller is to look again.
+pub fn next_available(
+    pods: &[Arc<Value>],
+    min_ready_seconds: i64,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    pods.iter()
+        .filter(|p| !is_available(p, min_ready_seconds, now))
+        .filter_map(|p| available_at(p, min_ready_seconds))
+        .filter(|t| *t > now)
+        .min()
 }
 
 pub fn is_available(pod: &Value, min_ready_seconds: i64, now: Timestamp) -> bool {

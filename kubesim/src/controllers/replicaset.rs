@@ -14,11 +14,11 @@ use serde_json::{Map, Value, json};
 use super::deletion::pods_to_delete;
 use super::deployment::util::rs_replicas;
 use super::meta::{
-    controller_ref, controller_uid, is_deleting, name, remove_owner_ref, selector_matches, uid,
-    write_status,
+    controller_ref, controller_uid, is_deleting, listed, name, remove_owner_ref, selector_matches,
+    uid, write_status,
 };
 use super::next::Next;
-use super::pods::{self, available_at, is_active, is_terminal};
+use super::pods::{self, is_active, is_terminal};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 use crate::sim::Sim;
@@ -29,13 +29,12 @@ const COMPONENT: &str = "replicaset-controller";
 const BURST_REPLICAS: usize = 500;
 
 pub fn reconcile(sim: &Sim) -> Next {
-    let mut next = Next::default();
-    let (replica_sets, _) = sim.store.list(res("replicasets.apps"), None);
-    if replica_sets.is_empty() {
-        return next;
-    }
+    let Some(replica_sets) = listed(sim, "replicasets.apps") else {
+        return Next::default();
+    };
     let pods = PodIndex::new(&sim.store.list(res("pods"), None).0);
     let siblings = group_by_controller(&replica_sets);
+    let mut next = Next::default();
     let now = sim.clock.now();
     for rs in &replica_sets {
         let related = related_pods(rs, &siblings, &pods);
@@ -131,19 +130,25 @@ fn sync_replica_set(
     let manage_err = if is_deleting(rs) {
         None
     } else {
-        manage_replicas(sim, rs, &active, related, now).err()
+        let want = rs_replicas(rs).max(0) as usize;
+        manage_replicas(sim, rs, COMPONENT, want, &active, related, now).err()
     };
     let status = calculate_status(rs, &active, terminating, manage_err.as_ref(), now);
-    write_status(sim, "replicasets.apps", rs, &status)?;
-    if let Some(e) = manage_err {
-        return Err(e);
-    }
-    let min_ready = min_ready_seconds(rs);
-    Ok(active
-        .iter()
-        .filter_map(|p| available_at(p, min_ready))
-        .filter(|t| *t > now)
-        .min())
+    report_then_fail(sim, "replicasets.apps", rs, &status, manage_err)?;
+    Ok(pods::next_available(&active, min_ready_seconds(rs), now))
+}
+
+/// Write the `status` a sync computed (it reports `manage_err`, the
+/// failure to create or delete pods), then fail the sync with that error.
+pub(super) fn report_then_fail(
+    sim: &Sim,
+    resource: &str,
+    owner: &Value,
+    status: &Value,
+    manage_err: Option<ApiError>,
+) -> ApiResult<()> {
+    write_status(sim, resource, owner, status)?;
+    manage_err.map_or(Ok(()), Err)
 }
 
 // ---------------------------------------------------------------- claiming
@@ -188,25 +193,28 @@ fn release(sim: &Sim, pod: &Value, owner_uid: &str) -> ApiResult<()> {
 
 // ---------------------------------------------------------------- creating and deleting
 
-/// Upstream `manageReplicas`: create the missing pods (stopping at the
-/// first failure) or delete the surplus, lowest-ranked first.
-fn manage_replicas(
+/// Upstream `manageReplicas` (the ReplicationController's too): create the
+/// `want` less `active` missing pods from `owner`'s template (stopping at
+/// the first failure) or delete the surplus, lowest-ranked among `related`
+/// first; at most `BURST_REPLICAS` either way, as `component`.
+pub(super) fn manage_replicas(
     sim: &Sim,
-    rs: &Value,
+    owner: &Value,
+    component: &str,
+    want: usize,
     active: &[Arc<Value>],
     related: &[Arc<Value>],
     now: Timestamp,
 ) -> ApiResult<()> {
-    let want = rs_replicas(rs).max(0) as usize;
     if active.len() < want {
         let missing = (want - active.len()).min(BURST_REPLICAS);
         for _ in 0..missing {
-            pods::create(sim, rs, COMPONENT, pod_from_template(rs))?;
+            pods::create(sim, owner, component, pod_from_template(owner))?;
         }
     } else if active.len() > want {
         let surplus = (active.len() - want).min(BURST_REPLICAS);
         for pod in pods_to_delete(active, related, surplus, now) {
-            pods::delete(sim, rs, COMPONENT, &pod)?;
+            pods::delete(sim, owner, component, &pod)?;
         }
     }
     Ok(())
@@ -356,7 +364,7 @@ mod tests {
             "strictly after"
         );
         assert!(is_available(&p, 10, at("2026-01-01T00:00:10.5Z")));
-        assert!(available_at(&p, 10).unwrap() > at("2026-01-01T00:00:10Z"));
+        assert!(pods::available_at(&p, 10).unwrap() > at("2026-01-01T00:00:10Z"));
     }
 
     #[test]

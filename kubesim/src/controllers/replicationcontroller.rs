@@ -9,45 +9,32 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::Value;
 
-use super::deletion::pods_to_delete;
-use super::meta::{controller_uid, is_deleting, name, remove_owner_ref, uid, write_status};
+use super::meta::{controller_uid, is_deleting, listed, name, remove_owner_ref, uid};
 use super::next::Next;
 use super::pods;
 use super::pods::is_active;
-use super::pods::{is_available, is_ready};
-use super::replicaset::pod_from_template;
-use crate::clock::parse_time;
+use super::replicaset::{manage_replicas, report_then_fail};
 use crate::error::{ApiError, ApiResult};
 use crate::resources::res;
 use crate::sim::Sim;
 
 const COMPONENT: &str = "replication-controller";
-const BURST_REPLICAS: usize = 500;
 
 pub fn reconcile(sim: &Sim) -> Next {
-    let mut next = Next::default();
-    let (rcs, _) = sim.store.list(res("replicationcontrollers"), None);
-    if rcs.is_empty() {
-        return next;
-    }
-    let (all_pods, _) = sim.store.list(res("pods"), None);
-    let mut by_owner: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
+    let Some(rcs) = listed(sim, "replicationcontrollers") else {
+        return Next::default();
+    };
+    let (by_owner, unowned) = pods::by_controller(sim);
     let mut orphans: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
-    for p in &all_pods {
-        match controller_uid(p) {
-            Some(o) => by_owner.entry(o).or_default().push(p.clone()),
-            None if is_active(p) => orphans
-                .entry(p["metadata"]["namespace"].as_str().unwrap_or(""))
-                .or_default()
-                .push(p.clone()),
-            None => {}
-        }
+    for p in unowned.iter().filter(|p| is_active(p)) {
+        let ns = p["metadata"]["namespace"].as_str().unwrap_or("");
+        orphans.entry(ns).or_default().push(p.clone());
     }
+    let mut next = Next::default();
     let now = sim.clock.now();
     for rc in &rcs {
         let owned = by_owner.get(uid(rc)).map(Vec::as_slice).unwrap_or(&[]);
@@ -89,30 +76,13 @@ fn sync(
     let manage_err = if is_deleting(rc) {
         None
     } else {
-        manage(sim, rc, &active, now).err()
+        // Every pod in `active` is active, so it is also the family the
+        // pods per node are counted over.
+        manage_replicas(sim, rc, COMPONENT, replicas(rc), &active, &active, now).err()
     };
     let status = calculate_status(rc, &active, manage_err.as_ref(), now);
-    write_status(sim, "replicationcontrollers", rc, &status)?;
-    if let Some(e) = manage_err {
-        return Err(e);
-    }
-    let min_ready = min_ready_seconds(rc);
-    Ok(active
-        .iter()
-        .filter(|p| is_ready(p) && !is_available(p, min_ready, now))
-        .filter_map(|p| ready_since(p))
-        .map(|t| t + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
-        .filter(|t| *t > now)
-        .min())
-}
-
-fn ready_since(pod: &Value) -> Option<Timestamp> {
-    pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready" && c["status"] == "True")?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)
+    report_then_fail(sim, "replicationcontrollers", rc, &status, manage_err)?;
+    Ok(pods::next_available(&active, min_ready_seconds(rc), now))
 }
 
 fn claim(
@@ -151,23 +121,6 @@ fn claim(
         }
     }
     Ok(claimed)
-}
-
-fn manage(sim: &Sim, rc: &Value, active: &[Arc<Value>], now: Timestamp) -> ApiResult<()> {
-    let want = replicas(rc);
-    if active.len() < want {
-        for _ in 0..(want - active.len()).min(BURST_REPLICAS) {
-            pods::create(sim, rc, COMPONENT, pod_from_template(rc))?;
-        }
-    } else if active.len() > want {
-        let surplus = (active.len() - want).min(BURST_REPLICAS);
-        // Every pod in `active` is active, so it is also the family the
-        // pods per node are counted over.
-        for pod in pods_to_delete(active, active, surplus, now) {
-            pods::delete(sim, rc, COMPONENT, &pod)?;
-        }
-    }
-    Ok(())
 }
 
 /// Upstream `calculateStatus` in the RC's shape (no `terminatingReplicas`;

@@ -12,22 +12,19 @@
 //! even after the template is reverted: the controller waits for it before
 //! touching any other pod, so it stays on the bad revision until deleted.
 
-use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 use super::events::{self, Source};
 use super::history::{self, REVISION_HASH_LABEL, STS_HASH_LABEL};
-use super::meta::{controller_uid, is_deleting, name, selector_matches, uid, write_status};
+use super::meta::{is_deleting, keep_conditions, listed, name, selector_matches, write_status};
 use super::next::Next;
 use super::pods;
-use super::pods::{is_available, is_ready};
+use super::pods::{available_at, is_available, is_ready};
 use super::replicaset::pod_from_template;
 use crate::api::{self, DeleteOptions};
-use crate::clock::parse_time;
 use crate::error::ApiResult;
 use crate::resources::res;
 use crate::sim::Sim;
@@ -37,32 +34,12 @@ pub const POD_NAME_LABEL: &str = "statefulset.kubernetes.io/pod-name";
 pub const POD_INDEX_LABEL: &str = "apps.kubernetes.io/pod-index";
 
 pub fn reconcile(sim: &Sim) -> Next {
-    let mut next = Next::default();
-    let (sets, _) = sim.store.list(res("statefulsets.apps"), None);
-    if sets.is_empty() {
-        return next;
-    }
-    let (all_pods, _) = sim.store.list(res("pods"), None);
-    let mut by_owner: HashMap<&str, Vec<Arc<Value>>> = HashMap::new();
-    let mut orphans: Vec<Arc<Value>> = Vec::new();
-    for p in &all_pods {
-        match controller_uid(p) {
-            Some(o) => by_owner.entry(o).or_default().push(p.clone()),
-            None if !is_deleting(p) => orphans.push(p.clone()),
-            None => {}
-        }
-    }
-    let now = sim.clock.now();
-    for set in &sets {
-        if is_deleting(set) {
-            continue;
-        }
-        let owned = by_owner.get(uid(set)).cloned().unwrap_or_default();
-        next.after_sync(now, sync(sim, set, owned, &orphans, now), |e| {
-            tracing::debug!(statefulset = name(set), error = %e, "statefulset sync failed; retrying");
-        });
-    }
-    next
+    let Some(sets) = listed(sim, "statefulsets.apps") else {
+        return Next::default();
+    };
+    pods::sync_owners(sim, &sets, "statefulset", |set, owned, orphans, now| {
+        sync(sim, set, owned, orphans, now)
+    })
 }
 
 /// The ordinal of a pod of `set`, when its name is `<set>-<n>`.
@@ -139,19 +116,15 @@ fn claim(
         .into_iter()
         .filter(|p| ordinal(name(set), name(p)).is_some())
         .collect();
-    for o in orphans {
-        if o["metadata"]["namespace"].as_str() != Some(ns)
-            || ordinal(name(set), name(o)).is_none()
-            || !selector_matches(selector, &o["metadata"]["labels"])
-        {
-            continue;
-        }
-        if let Ok(p) = pods::adopt(sim, set, o)
-            && controller_uid(&p) == Some(uid(set))
-        {
-            claimed.push(p);
-        }
-    }
+    claimed.extend(pods::adopt_all(
+        sim,
+        set,
+        orphans.iter().filter(|o| {
+            o["metadata"]["namespace"].as_str() == Some(ns)
+                && ordinal(name(set), name(o)).is_some()
+                && selector_matches(selector, &o["metadata"]["labels"])
+        }),
+    ));
     claimed
 }
 
@@ -249,12 +222,7 @@ fn sync(
     status.insert("updateRevision".into(), json!(update_name));
     status.insert("collisionCount".into(), json!(collision));
     status.insert("availableReplicas".into(), json!(st.available));
-    if let Some(c) = set["status"]["conditions"]
-        .as_array()
-        .filter(|c| !c.is_empty())
-    {
-        status.insert("conditions".into(), Value::Array(c.clone()));
-    }
+    keep_conditions(&mut status, set);
     let status = Value::Object(status);
     write_status(sim, "statefulsets.apps", set, &status)?;
 
@@ -274,16 +242,6 @@ struct Counts {
     available: i64,
     current: i64,
     updated: i64,
-}
-
-fn available_at(pod: &Value, min_ready: i64) -> Option<Timestamp> {
-    let since = pod["status"]["conditions"]
-        .as_array()?
-        .iter()
-        .find(|c| c["type"] == "Ready")?["lastTransitionTime"]
-        .as_str()
-        .and_then(parse_time)?;
-    Some(since + Duration::from_secs(min_ready.max(0) as u64) + Duration::from_millis(1))
 }
 
 /// Upstream `updateStatefulSet`'s actions: replace failed pods, create

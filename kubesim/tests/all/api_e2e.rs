@@ -286,10 +286,7 @@ async fn crud_conflict_generation_and_status_subresource() {
     assert_eq!(code, 201);
     let (code, e) = api.post(CMS, cm("a")).await;
     assert_eq!((code, e["reason"].as_str()), (409, Some("AlreadyExists")));
-    let rv = created["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = common::resource_version(&created);
     let mut next = created.clone();
     next["data"]["k"] = json!("v2");
     let (code, updated) = api.put(&format!("{CMS}/a"), next.clone()).await;
@@ -534,12 +531,7 @@ async fn patch_types() {
 /// ResourceQuota admission through the library entry point.
 #[tokio::test]
 async fn quota_forbids_the_pod_that_does_not_fit() {
-    let h = kubesim::start(Config {
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let h = common::plain_http_cluster().await;
     h.create(json!({"apiVersion": "v1", "kind": "ResourceQuota",
         "metadata": {"name": "compute", "namespace": "default"},
         "spec": {"hard": {"requests.cpu": "1", "pods": "10"}}}))

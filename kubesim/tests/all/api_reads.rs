@@ -43,18 +43,16 @@ async fn list_limit_continue_and_selectors() {
     }
     assert_eq!(names, ["c0", "c1", "c2", "c3", "c4"]);
     let count = |v: &Value| v["items"].as_array().unwrap().len();
-    let (_, l) = api.get(&format!("{CMS}?labelSelector=tier%3Deven")).await;
-    assert_eq!(count(&l), 3);
-    let (_, l) = api
-        .get(&format!("{CMS}?labelSelector=tier%20notin%20(even),app"))
-        .await;
-    assert_eq!(count(&l), 2);
-    let (_, l) = api.get(&format!("{CMS}?labelSelector=!tier")).await;
-    assert_eq!(count(&l), 0);
-    let (_, l) = api
-        .get(&format!("{CMS}?fieldSelector=metadata.name!%3Dc0"))
-        .await;
-    assert_eq!(count(&l), 4);
+    // Each selector and how many of the five ConfigMaps it lists.
+    for (query, want) in [
+        ("labelSelector=tier%3Deven", 3),
+        ("labelSelector=tier%20notin%20(even),app", 2),
+        ("labelSelector=!tier", 0),
+        ("fieldSelector=metadata.name!%3Dc0", 4),
+    ] {
+        let (_, l) = api.get(&format!("{CMS}?{query}")).await;
+        assert_eq!(count(&l), want, "{query}");
+    }
     let (code, e) = api.get(&format!("{CMS}?fieldSelector=spec.foo%3Dx")).await;
     assert_eq!((code, e["reason"].as_str()), (400, Some("BadRequest")));
     let (code, l) = api.get("/api/v1/configmaps").await;
@@ -70,10 +68,7 @@ async fn list_limit_continue_and_selectors() {
 async fn watch_from_rv_bookmarks_initial_events_and_expired() {
     let api = start().await;
     let (_, a) = api.post(CMS, cm("w1")).await;
-    let rv = a["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = common::resource_version(&a);
     api.post(CMS, cm("w2")).await;
     // Exact resourceVersion: only later changes.
     let mut w = api
@@ -186,12 +181,7 @@ async fn pod_logs_and_errors() {
 
 #[tokio::test]
 async fn plain_http_and_events_v1_view() {
-    let h = kubesim::start(Config {
-        tls: false,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
+    let h = common::plain_http_cluster().await;
     assert!(h.base_url.starts_with("http://"));
     let api = Api {
         c: common::api_client(None, true),

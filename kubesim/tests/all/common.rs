@@ -36,6 +36,16 @@ pub fn api_client(ca_pem: Option<&str>, h2: bool) -> reqwest::Client {
     b.build().unwrap()
 }
 
+/// A cluster of the default configuration, on plain HTTP.
+pub async fn plain_http_cluster() -> Handle {
+    kubesim::start(kubesim::Config {
+        tls: false,
+        ..kubesim::Config::default()
+    })
+    .await
+    .expect("start kubesim")
+}
+
 /// A cluster of `nodes` nodes on plain HTTP at 50× speed.
 pub async fn fast_cluster(nodes: usize) -> Handle {
     kubesim::start(kubesim::Config {
@@ -64,17 +74,26 @@ pub fn deployment(name: &str, image: &str, replicas: i64) -> Value {
 
 /// Set the first container's image of Deployment `name` in the store.
 pub fn set_image(h: &Handle, name: &str, image: &str) {
+    set_image_of(h, "deployments.apps", name, image);
+}
+
+/// Set the first container's image in the pod template of the `resource`
+/// object `name` in `default`, in the store.
+pub fn set_image_of(h: &Handle, resource: &str, name: &str, image: &str) {
     h.store()
-        .modify(
-            kubesim::resources::res("deployments.apps"),
-            "default",
-            name,
-            |d| {
-                d["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
-                Ok(true)
-            },
-        )
+        .modify(kubesim::resources::res(resource), "default", name, |o| {
+            o["spec"]["template"]["spec"]["containers"][0]["image"] = json!(image);
+            Ok(true)
+        })
         .unwrap();
+}
+
+/// An object's resourceVersion.
+pub fn resource_version(obj: &Value) -> String {
+    obj["metadata"]["resourceVersion"]
+        .as_str()
+        .expect("a resourceVersion")
+        .to_string()
 }
 
 /// kubectl's rollout-complete rule on one Deployment object.

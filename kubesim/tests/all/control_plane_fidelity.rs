@@ -6,26 +6,19 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{deployment, rolled_out, set_image};
-use crate::node_fidelity::{WAIT, condition, get, pod, start, watch, watch_until};
+use crate::common::{self, deployment, rolled_out, set_image};
+use crate::node_fidelity::{WAIT, cluster, condition, events, get, pod, start, watch, watch_until};
 use jiff::Timestamp;
 use kubesim::{AutoscalerConfig, Config, Handle};
 use serde_json::{Value, json};
 
 #[tokio::test]
 async fn template_change_status_comes_in_two_writes() {
-    let h = start(Config {
-        speed: 50.0,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 3).await;
     h.create(deployment("web", "example/web:1", 3)).unwrap();
     assert!(h.wait_for(WAIT, |h| rolled_out(h, "web")).await);
     let d = h.get("apps/v1", "Deployment", "default", "web").unwrap();
-    let rv = d["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv = common::resource_version(&d);
     let mut watch = watch(
         &h,
         &format!("/apis/apps/v1/namespaces/default/deployments?watch=true&resourceVersion={rv}"),
@@ -91,12 +84,7 @@ fn name_nanos(e: &Value) -> (String, i128) {
 
 #[tokio::test]
 async fn event_names_are_time_ordered_and_repeats_are_counted() {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 1).await;
     let t0 = h.clock().now();
     h.create(pod("crash", "example/web:crash")).unwrap();
     assert!(
@@ -107,8 +95,7 @@ async fn event_names_are_time_ordered_and_repeats_are_counted() {
             }))
         .await
     );
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let items = events["items"].as_array().unwrap();
+    let items = events(&h).await;
     let mine: Vec<&Value> = items
         .iter()
         .filter(|e| e["involvedObject"]["name"] == "crash")
@@ -152,26 +139,18 @@ async fn event_names_are_time_ordered_and_repeats_are_counted() {
     // A controller's events use the same form.
     h.create(deployment("web", "example/web:1", 1)).unwrap();
     assert!(h.wait_for(WAIT, |h| rolled_out(h, "web")).await);
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let scaled = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
+    let scaled = events(&h)
+        .await
+        .into_iter()
         .find(|e| e["reason"] == "ScalingReplicaSet")
-        .unwrap()
-        .clone();
+        .unwrap();
     assert_eq!(name_nanos(&scaled).0, "web");
     h.shutdown().await;
 }
 
 #[tokio::test]
 async fn similar_events_are_combined_after_ten_distinct_messages() {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 0,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 0).await;
     let cm = h
         .create(json!({"apiVersion": "v1", "kind": "ConfigMap",
             "metadata": {"name": "target", "namespace": "default"}}))
@@ -187,13 +166,8 @@ async fn similar_events_are_combined_after_ten_distinct_messages() {
             kubesim::controllers::events::Source::Controller("test-controller"),
         );
     }
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let items: Vec<&Value> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["reason"] == "Synced")
-        .collect();
+    let all = events(&h).await;
+    let items: Vec<&Value> = all.iter().filter(|e| e["reason"] == "Synced").collect();
     // Nine distinct events, then one combined event counting the rest.
     assert_eq!(items.len(), 10, "{items:#?}");
     let combined: Vec<&&Value> = items
@@ -355,11 +329,7 @@ async fn autoscaler_does_not_scale_for_a_pod_no_node_could_fit() {
 
 #[tokio::test]
 async fn autoscaler_is_off_by_default_and_on_with_the_cli_flags() {
-    let h = start(Config {
-        speed: 50.0,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 3).await;
     h.create(cpu_pod("huge", "3")).unwrap();
     assert!(
         h.wait_for(WAIT, |h| h.get("v1", "Pod", "default", "huge").is_some_and(

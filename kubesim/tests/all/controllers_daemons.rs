@@ -4,41 +4,31 @@
 
 use std::sync::Arc;
 
-use crate::common::{fast_cluster, pod_ready};
-use crate::controllers_workloads::{WAIT, delete_pod, image, live, modify, pods_with, revisions};
+use crate::common::{fast_cluster, pod_ready, set_image_of};
+use crate::controllers_workloads::{
+    WAIT, counted, delete_pod, image, live, modify, pods_with, revisions,
+};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
+use kubesim::fixtures::daemonset;
 use kubesim::resources::res;
 use serde_json::{Value, json};
 
 // ---------------------------------------------------------------- DaemonSet
-
-fn daemonset(name: &str, image: &str) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "DaemonSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image}]}},
-        }
-    })
-}
 
 fn ds(h: &Handle, name: &str) -> Arc<Value> {
     h.get("apps/v1", "DaemonSet", "default", name).unwrap()
 }
 
 fn ds_done(h: &Handle, name: &str, n: i64) -> bool {
-    let d = ds(h, name);
-    let st = &d["status"];
-    st["desiredNumberScheduled"] == n
-        && st["currentNumberScheduled"] == n
-        && st["updatedNumberScheduled"] == n
-        && st["numberAvailable"] == n
-        && st["numberReady"] == n
-        && st["observedGeneration"] == d["metadata"]["generation"]
-        && pods_with(h, "app", name).len() == n as usize
+    let counters = [
+        "desiredNumberScheduled",
+        "currentNumberScheduled",
+        "updatedNumberScheduled",
+        "numberAvailable",
+        "numberReady",
+    ];
+    counted(&ds(h, name), &counters, n) && pods_with(h, "app", name).len() == n as usize
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,9 +80,7 @@ async fn daemonset_one_pod_per_node_rolling_update_and_taints() {
     assert!(h.wait_for(WAIT, |h| ds_done(h, "agent", 3)).await);
 
     // Rolling update, maxUnavailable 1: never fewer than 2 available pods.
-    modify(&h, "daemonsets.apps", "default", "agent", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/agent:2");
-    });
+    set_image_of(&h, "daemonsets.apps", "agent", "example/agent:2");
     let mut min_ready = 3;
     assert!(
         h.wait_for(WAIT, |h| {
@@ -114,9 +102,7 @@ async fn daemonset_one_pod_per_node_rolling_update_and_taints() {
     assert_eq!(revisions(&h, "agent").len(), 2);
 
     // A missing image: one node stuck, the rest stays on the old revision.
-    modify(&h, "daemonsets.apps", "default", "agent", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/agent:3-missing");
-    });
+    set_image_of(&h, "daemonsets.apps", "agent", "example/agent:3-missing");
     assert!(
         h.wait_for(WAIT, |h| {
             let d = ds(h, "agent");
@@ -140,9 +126,7 @@ async fn daemonset_one_pod_per_node_rolling_update_and_taints() {
         2
     );
     // Revert: the broken pod is replaced at once and the set recovers.
-    modify(&h, "daemonsets.apps", "default", "agent", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/agent:2");
-    });
+    set_image_of(&h, "daemonsets.apps", "agent", "example/agent:2");
     assert!(
         h.wait_for(WAIT, |h| ds_done(h, "agent", 3)
             && pods_with(h, "app", "agent")

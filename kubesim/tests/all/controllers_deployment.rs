@@ -346,18 +346,23 @@ async fn rolling_update_respects_surge_and_unavailability_and_revert_reuses_the_
     h.shutdown().await;
 }
 
-#[tokio::test]
-async fn progress_deadline_fires_on_simulated_time() {
-    let (h, kubelet) = rolled_out_web(3, json!({"progressDeadlineSeconds": 10})).await;
-    set_image(&h, "web", "example/web:broken");
+/// Wait until `web` reports ProgressDeadlineExceeded; the Deployment then.
+async fn progress_deadline_exceeded(h: &Handle) -> Arc<Value> {
     let timed_out =
         |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "ProgressDeadlineExceeded";
     assert!(
         h.wait_for(WAIT, timed_out).await,
         "{:#}",
-        get_deploy(&h, "web")
+        get_deploy(h, "web")
     );
-    let d = get_deploy(&h, "web");
+    get_deploy(h, "web")
+}
+
+#[tokio::test]
+async fn progress_deadline_fires_on_simulated_time() {
+    let (h, kubelet) = rolled_out_web(3, json!({"progressDeadlineSeconds": 10})).await;
+    set_image(&h, "web", "example/web:broken");
+    let d = progress_deadline_exceeded(&h).await;
     let new_rs = replica_sets(&h, "web")[1].clone();
     let c = condition(&d, "Progressing").unwrap();
     assert_eq!(c["status"], "False");
@@ -388,14 +393,7 @@ async fn new_deployment_that_never_becomes_ready_is_unavailable() {
         json!({"progressDeadlineSeconds": 5}),
     )
     .await;
-    let timed_out =
-        |h: &Handle| reason(&get_deploy(h, "web"), "Progressing") == "ProgressDeadlineExceeded";
-    assert!(
-        h.wait_for(WAIT, timed_out).await,
-        "{:#}",
-        get_deploy(&h, "web")
-    );
-    let d = get_deploy(&h, "web");
+    let d = progress_deadline_exceeded(&h).await;
     assert_eq!(reason(&d, "Available"), "MinimumReplicasUnavailable");
     assert_eq!(
         condition(&d, "Available").unwrap()["message"],

@@ -5,9 +5,10 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::common::{fast_cluster, pod_ready};
+use crate::common::{fast_cluster, pod_ready, set_image_of};
 use kubesim::Handle;
 use kubesim::api::{self, DeleteOptions};
+use kubesim::fixtures::{database, two_container_rc};
 use kubesim::resources::res;
 use serde_json::{Value, json};
 
@@ -63,26 +64,6 @@ pub(crate) fn delete_pod(h: &Handle, name: &str) {
 }
 
 // ---------------------------------------------------------------- ReplicationController
-
-fn two_container_rc() -> Value {
-    json!({
-        "kind": "ReplicationController", "apiVersion": "v1",
-        "metadata": {"name": "api-rc", "namespace": "default", "labels": {"name": "api-rc"}},
-        "spec": {
-            "replicas": 3,
-            "selector": {"name": "api-pods"},
-            "template": {
-                "metadata": {"labels": {"name": "api-pods"}},
-                "spec": {"containers": [
-                    {"name": "node-api-container", "image": "asia.gcr.io/xxxxx/node-api:1.0.0",
-                     "ports": [{"containerPort": 3000, "protocol": "TCP"}]},
-                    {"name": "fluentd-container", "image": "asia.gcr.io/xxxxx/fluentd:1.0.0",
-                     "ports": [{"containerPort": 24224, "protocol": "TCP"}]}
-                ]}
-            }
-        }
-    })
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rc_creates_scales_and_replaces_pods() {
@@ -165,21 +146,6 @@ async fn rc_creates_scales_and_replaces_pods() {
 
 // ---------------------------------------------------------------- StatefulSet
 
-fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image,
-                             "readinessProbe": {"tcpSocket": {"port": 5432}, "initialDelaySeconds": 2}}]}},
-        }
-    })
-}
-
 fn sts(h: &Handle, name: &str) -> Arc<Value> {
     h.get("apps/v1", "StatefulSet", "default", name).unwrap()
 }
@@ -198,20 +164,34 @@ pub(crate) fn revisions(h: &Handle, owner: &str) -> Vec<Arc<Value>> {
     r
 }
 
+/// The status of `obj` is of its latest generation and every one of its
+/// `counters` is `n`.
+pub(crate) fn counted(obj: &Value, counters: &[&str], n: i64) -> bool {
+    let st = &obj["status"];
+    st["observedGeneration"] == obj["metadata"]["generation"]
+        && counters.iter().all(|c| st[*c] == n)
+}
+
 fn settled(h: &Handle, name: &str, n: i64) -> bool {
     let s = sts(h, name);
-    let st = &s["status"];
-    st["readyReplicas"] == n
-        && st["updatedReplicas"] == n
-        && st["replicas"] == n
-        && st["currentRevision"] == st["updateRevision"]
-        && st["observedGeneration"] == s["metadata"]["generation"]
+    counted(&s, &["readyReplicas", "updatedReplicas", "replicas"], n)
+        && s["status"]["currentRevision"] == s["status"]["updateRevision"]
+}
+
+/// A 3-node cluster with StatefulSet `name` of 3 pods on `image`, settled;
+/// and its current revision.
+async fn settled_statefulset(name: &str, image: &str) -> (Handle, Value) {
+    let h = fast_cluster(3).await;
+    h.create(database(name, image, 3)).unwrap();
+    assert!(h.wait_for(WAIT, |h| settled(h, name, 3)).await);
+    let rev = sts(&h, name)["status"]["currentRevision"].clone();
+    (h, rev)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_ordered_creation_and_revisions() {
     let h = fast_cluster(3).await;
-    h.create(statefulset("db", "example/db:1", 3)).unwrap();
+    h.create(database("db", "example/db:1", 3)).unwrap();
     // Ordered: while db-0 is not Ready there is no db-1.
     assert!(
         h.wait_for(WAIT, |h| {
@@ -284,10 +264,7 @@ async fn statefulset_ordered_creation_and_revisions() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_rolling_update_with_partition() {
-    let h = fast_cluster(3).await;
-    h.create(statefulset("web", "example/web:1", 3)).unwrap();
-    assert!(h.wait_for(WAIT, |h| settled(h, "web", 3)).await);
-    let first_rev = sts(&h, "web")["status"]["currentRevision"].clone();
+    let (h, first_rev) = settled_statefulset("web", "example/web:1").await;
 
     modify(&h, "statefulsets.apps", "default", "web", |o| {
         o["spec"]["updateStrategy"]["rollingUpdate"]["partition"] = json!(2);
@@ -335,18 +312,11 @@ async fn statefulset_rolling_update_with_partition() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_stuck_after_revert_until_pod_deleted() {
-    let h = fast_cluster(3).await;
-    h.create(statefulset("db", "example/db:1", 3)).unwrap();
-    assert!(h.wait_for(WAIT, |h| settled(h, "db", 3)).await);
-    let good_rev = sts(&h, "db")["status"]["currentRevision"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let (h, good_rev) = settled_statefulset("db", "example/db:1").await;
+    let good_rev = good_rev.as_str().unwrap().to_string();
 
     // A crashing build: db-2 is replaced and crash-loops; db-1 and db-0 wait.
-    modify(&h, "statefulsets.apps", "default", "db", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/db:2-crash");
-    });
+    set_image_of(&h, "statefulsets.apps", "db", "example/db:2-crash");
     let crash_pod = |h: &Handle| {
         sts_pod(h, "db-2").is_some_and(|p| {
             image(&p) == "example/db:2-crash"
@@ -366,9 +336,7 @@ async fn statefulset_stuck_after_revert_until_pod_deleted() {
 
     // Revert (what `rollout undo` does): the old revision is renumbered and
     // becomes the update revision, but db-2 is not replaced.
-    modify(&h, "statefulsets.apps", "default", "db", |o| {
-        o["spec"]["template"]["spec"]["containers"][0]["image"] = json!("example/db:1");
-    });
+    set_image_of(&h, "statefulsets.apps", "db", "example/db:1");
     assert!(
         h.wait_for(WAIT, |h| {
             let s = sts(h, "db");

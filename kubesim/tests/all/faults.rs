@@ -211,32 +211,23 @@ async fn conflict_next_write_of_a_named_object() {
             .await,
         200
     );
-    let (c, _) = a
-        .call(
-            "PATCH",
-            "/api/v1/namespaces/default/configmaps/other",
-            patch.clone(),
-        )
-        .await;
+    let patch_cm = |name: &str| {
+        let (a, path) = (&a, format!("/api/v1/namespaces/default/configmaps/{name}"));
+        let body = patch.clone();
+        async move { a.call("PATCH", &path, body).await }
+    };
+    let (c, _) = patch_cm("other").await;
     assert_eq!(c, 200);
-    let (c, v) = a
-        .call(
-            "PATCH",
-            "/api/v1/namespaces/default/configmaps/cm",
-            patch.clone(),
-        )
-        .await;
+    // The named object's next write conflicts, once.
+    let (c, v) = patch_cm("cm").await;
     assert_eq!(c, 409, "{v}");
     assert_eq!(v["reason"], "Conflict");
+    let message = v["message"].as_str().unwrap();
     assert!(
-        v["message"]
-            .as_str()
-            .unwrap()
-            .starts_with("Operation cannot be fulfilled on configmaps \"cm\"")
+        message.starts_with("Operation cannot be fulfilled on configmaps \"cm\""),
+        "{message}"
     );
-    let (c, v) = a
-        .call("PATCH", "/api/v1/namespaces/default/configmaps/cm", patch)
-        .await;
+    let (c, v) = patch_cm("cm").await;
     assert_eq!(c, 200);
     assert_eq!(v["data"]["k"], "2");
     a.h.shutdown().await;
@@ -246,10 +237,7 @@ async fn conflict_next_write_of_a_named_object() {
 async fn compact_makes_old_resource_versions_gone() {
     let a = start().await;
     let cm = a.create_cm("cm").await;
-    let old_rv = cm["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let old_rv = common::resource_version(&cm);
     a.create_cm("cm2").await;
     a.h.faults().compact();
     let (c, v) = a
@@ -447,10 +435,7 @@ async fn lease_optimistic_concurrency() {
         )
         .await;
     assert_eq!(c, 201, "{lease}");
-    let rv1 = lease["metadata"]["resourceVersion"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let rv1 = common::resource_version(&lease);
     // An update carrying the current resourceVersion wins.
     let mut next = lease.clone();
     next["spec"]["holderIdentity"] = json!("ci-2");

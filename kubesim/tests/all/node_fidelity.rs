@@ -27,8 +27,19 @@ pub(crate) async fn start(config: Config) -> Handle {
     .expect("start kubesim")
 }
 
-/// GET over HTTPS as the admin.
-pub(crate) async fn get(h: &Handle, path: &str) -> Value {
+/// A cluster of `nodes` nodes at `speed`, over HTTPS.
+pub(crate) async fn cluster(speed: f64, nodes: usize) -> Handle {
+    start(Config {
+        speed,
+        nodes,
+        ..Config::default()
+    })
+    .await
+}
+
+/// A GET of `path` over HTTPS as the admin, answered 200 (`what` names
+/// the request when it is not).
+async fn admin_get(h: &Handle, path: &str, what: &str) -> reqwest::Response {
     let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
     let r = c
         .get(format!("{}{path}", h.base_url))
@@ -36,20 +47,24 @@ pub(crate) async fn get(h: &Handle, path: &str) -> Value {
         .send()
         .await
         .unwrap();
-    assert_eq!(r.status().as_u16(), 200, "GET {path}");
-    r.json().await.unwrap()
+    assert_eq!(r.status().as_u16(), 200, "{what} {path}");
+    r
+}
+
+/// GET over HTTPS as the admin.
+pub(crate) async fn get(h: &Handle, path: &str) -> Value {
+    admin_get(h, path, "GET").await.json().await.unwrap()
+}
+
+/// The events in `default`, listed over HTTPS.
+pub(crate) async fn events(h: &Handle) -> Vec<Value> {
+    let list = get(h, "/api/v1/namespaces/default/events").await;
+    list["items"].as_array().unwrap().clone()
 }
 
 /// A watch over HTTPS whose events (type, object) arrive on a channel.
 pub(crate) async fn watch(h: &Handle, path: &str) -> mpsc::UnboundedReceiver<(String, Value)> {
-    let c = api_client(Some(h.ca_pem.as_deref().unwrap()), false);
-    let mut resp = c
-        .get(format!("{}{path}", h.base_url))
-        .bearer_auth(&h.token)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status().as_u16(), 200, "watch {path}");
+    let mut resp = admin_get(h, path, "watch").await;
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -136,12 +151,7 @@ impl Timeline {
 
 #[tokio::test]
 async fn created_started_and_ready_are_separate_instants_in_order() {
-    let h = start(Config {
-        speed: 10.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(10.0, 1).await;
     let mut pods = watch(&h, "/api/v1/namespaces/default/pods?watch=true").await;
     let changes = Timeline::start(&h);
     h.create(pod("web", "example/web:1")).unwrap();
@@ -191,10 +201,8 @@ async fn created_started_and_ready_are_separate_instants_in_order() {
     );
     assert!((0.1..1.0).contains(&sync), "running to Ready: {sync} s");
     // The kubelet's events, by name (time order): pull, create, start.
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let reasons: Vec<String> = events["items"]
-        .as_array()
-        .unwrap()
+    let reasons: Vec<String> = events(&h)
+        .await
         .iter()
         .filter(|e| e["involvedObject"]["name"] == "web")
         .map(|e| e["reason"].as_str().unwrap().to_string())
@@ -320,12 +328,7 @@ fn seen(p: &Value) -> Seen {
 }
 
 async fn crash_sequence(image: &str, reason: &str, code: i64) {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 1).await;
     let mut pods = watch(
         &h,
         "/api/v1/namespaces/default/pods?watch=true&fieldSelector=metadata.name%3Dcrash",
@@ -407,13 +410,8 @@ async fn crash_sequence(image: &str, reason: &str, code: i64) {
     assert_eq!(last["reason"], reason);
     assert_eq!(last["exitCode"], code);
     // One BackOff event, counted per back-off, in upstream's words.
-    let events = get(&h, "/api/v1/namespaces/default/events").await;
-    let backoffs: Vec<&Value> = events["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|e| e["reason"] == "BackOff")
-        .collect();
+    let all = events(&h).await;
+    let backoffs: Vec<&Value> = all.iter().filter(|e| e["reason"] == "BackOff").collect();
     assert_eq!(backoffs.len(), 1);
     assert_eq!(backoffs[0]["type"], "Warning");
     assert_eq!(
@@ -436,12 +434,7 @@ async fn oom_exit_is_published_terminated_before_each_restart() {
 
 #[tokio::test]
 async fn crash_back_off_resets_after_ten_minutes_of_running() {
-    let h = start(Config {
-        speed: 20.0,
-        nodes: 1,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(20.0, 1).await;
     h.set_image_behaviour(
         "example/web:long",
         ImageBehaviour::LateCrash {
@@ -511,12 +504,7 @@ async fn first_termination(h: &Handle, name: &str) -> Value {
 
 #[tokio::test]
 async fn termination_messages_follow_the_policy() {
-    let h = start(Config {
-        speed: 50.0,
-        nodes: 2,
-        ..Config::default()
-    })
-    .await;
+    let h = cluster(50.0, 2).await;
     h.create(pod("silent", "example/web:crash")).unwrap();
     h.create(pod("writer", "example/web:crash-termlog"))
         .unwrap();

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use rollguard::analysis::prometheus::Auth;
 use rollguard::analysis::template::Vars;
-use rollguard::analysis::{Condition, FailureKind, Gate, Outcome, Settings};
+use rollguard::analysis::{Condition, Failure, FailureKind, Gate, Outcome, Settings};
 use serde_json::json;
 use tokio::time::Instant;
 use wiremock::matchers::{method, path};
@@ -36,6 +36,30 @@ fn gate(server: &MockServer, limit: u32) -> Gate {
     Gate::new(&settings, &vars).unwrap()
 }
 
+/// A gate begun now, with what it writes.
+struct Begun {
+    g: Gate,
+    out: Vec<u8>,
+    t0: Instant,
+}
+
+impl Begun {
+    fn new(server: &MockServer, limit: u32) -> Self {
+        let mut g = gate(server, limit);
+        let mut out = Vec::new();
+        let t0 = Instant::now();
+        g.begin(t0, &mut out);
+        Begun { g, out, t0 }
+    }
+
+    /// The gate's turn `secs` seconds after it began: the failure it has
+    /// come to, if any.
+    async fn at(&mut self, secs: u64) -> Option<Failure> {
+        let now = self.t0 + Duration::from_secs(secs);
+        self.g.tick(now, &mut self.out).await.cloned()
+    }
+}
+
 #[tokio::test]
 async fn no_data_neither_counts_nor_resets_the_failures_in_a_row() {
     let server = MockServer::start().await;
@@ -47,23 +71,20 @@ async fn no_data_neither_counts_nor_resets_the_failures_in_a_row() {
             .mount(&server)
             .await;
     }
-    let mut g = gate(&server, 2);
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    g.begin(t0, &mut out);
+    let mut g = Begun::new(&server, 2);
     // fail, no data, pass (resets), fail, no data, fail → the limit of 2.
     for s in 1..=5 {
-        let at = t0 + Duration::from_secs(s);
-        assert!(g.tick(at, &mut out).await.is_none(), "after {s}");
+        assert!(g.at(s).await.is_none(), "after {s}");
     }
-    let f = g
-        .tick(t0 + Duration::from_secs(6), &mut out)
-        .await
-        .cloned()
-        .expect("the second failure in a row fails");
+    let f = g.at(6).await.expect("the second failure in a row fails");
     assert_eq!(f.kind, FailureKind::Threshold);
     assert_eq!(f.value, Some(0.4));
-    let outcomes: Vec<Outcome> = g.summary().evaluations.iter().map(|e| e.outcome).collect();
+    let outcomes: Vec<Outcome> =
+        g.g.summary()
+            .evaluations
+            .iter()
+            .map(|e| e.outcome)
+            .collect();
     use Outcome::*;
     assert_eq!(outcomes, [Fail, NoData, Pass, Fail, NoData, Fail]);
     // On the wire: a POST form with the rendered query, a time, the token.
@@ -82,7 +103,7 @@ async fn no_data_neither_counts_nor_resets_the_failures_in_a_row() {
             .unwrap(),
         "Bearer gate-token"
     );
-    let text = String::from_utf8(out).unwrap();
+    let text = String::from_utf8(g.out).unwrap();
     assert!(!text.contains("gate-token"), "{text}");
 }
 
@@ -93,27 +114,16 @@ async fn errors_are_retried_within_the_interval_then_fail() {
         .respond_with(ResponseTemplate::new(503).set_body_string("upstream down\n\x1b[2J"))
         .mount(&server)
         .await;
-    let mut g = gate(&server, 1);
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    g.begin(t0, &mut out);
-    assert!(
-        g.tick(t0 + Duration::from_secs(1), &mut out)
-            .await
-            .is_none()
-    );
-    let f = g
-        .tick(t0 + Duration::from_secs(2), &mut out)
-        .await
-        .cloned()
-        .expect("an interval without an answer fails");
+    let mut g = Begun::new(&server, 1);
+    assert!(g.at(1).await.is_none());
+    let f = g.at(2).await.expect("an interval without an answer fails");
     assert_eq!(f.kind, FailureKind::Error);
     assert!(
         f.message.contains("HTTP 503") && !f.message.contains('\x1b'),
         "{f:?}"
     );
     assert_eq!(server.received_requests().await.unwrap().len(), 2);
-    assert!(g.summary().evaluations.is_empty());
+    assert!(g.g.summary().evaluations.is_empty());
 }
 
 #[tokio::test]
@@ -128,12 +138,7 @@ async fn several_series_fail_at_once_as_misconfigured() {
         })))
         .mount(&server)
         .await;
-    let mut g = gate(&server, 3);
-    let mut out = Vec::new();
-    let t0 = Instant::now();
-    g.begin(t0, &mut out);
-    let f = g.tick(t0 + Duration::from_secs(1), &mut out).await.cloned();
-    let f = f.expect("misconfigured");
+    let f = Begun::new(&server, 3).at(1).await.expect("misconfigured");
     assert_eq!(f.kind, FailureKind::Misconfigured);
     assert!(f.message.contains("2 series"), "{}", f.message);
 }

@@ -140,18 +140,8 @@ impl Fixture {
 
 /// kubectl's rollout rule on the stored Deployment `name` in `ns`.
 pub fn rolled_out_in(h: &Handle, ns: &str, name: &str) -> bool {
-    let Some(d) = h.get("apps/v1", "Deployment", ns, name) else {
-        return false;
-    };
-    let n = |p: &str| d.pointer(p).and_then(Value::as_i64).unwrap_or(0);
-    let desired = d
-        .pointer("/spec/replicas")
-        .and_then(Value::as_i64)
-        .unwrap_or(1);
-    n("/status/observedGeneration") >= n("/metadata/generation")
-        && n("/status/updatedReplicas") == desired
-        && n("/status/replicas") == desired
-        && n("/status/availableReplicas") == desired
+    h.get("apps/v1", "Deployment", ns, name)
+        .is_some_and(|d| kubesim::rollout_complete(&d))
 }
 
 /// The label a Deployment selects its pods by.

@@ -5,6 +5,7 @@
 //! Deployment most suites roll out.
 #![allow(dead_code)]
 
+mod canary;
 mod fixture;
 
 use std::time::Duration;
@@ -14,7 +15,12 @@ use rollguard::diagnose::Cause;
 use rollguard::{Env, Outcome};
 use serde_json::{Value, json};
 
+pub use canary::{
+    CANARY_LABEL, assert_db_restored, assert_no_canary_left, assert_untouched, canary_deployment,
+    canary_pods, stable_state, web_of_4,
+};
 pub use fixture::{DeploymentSpec, Fixture, PodLabel, rolled_out_in};
+pub use kubesim::fixtures::{database, statefulset};
 
 pub const WAIT: Duration = Duration::from_secs(60);
 
@@ -78,6 +84,32 @@ pub fn statefulset_settled(h: &Handle, name: &str, n: i64) -> bool {
         && st["updatedReplicas"] == n
         && st["currentRevision"] == st["updateRevision"]
         && st["observedGeneration"] == s["metadata"]["generation"]
+}
+
+/// The stored StatefulSet `name` in `default`.
+pub fn statefulset_named(h: &Handle, name: &str) -> Value {
+    h.get("apps/v1", "StatefulSet", "default", name)
+        .map(|s| (*s).clone())
+        .expect("statefulset exists")
+}
+
+/// (name, uid, image, revision) of each live pod, by name: a StatefulSet's
+/// stable ordinals must be the very same pods after a failed canary.
+pub fn statefulset_pods(h: &Handle) -> Vec<(String, String, String, String)> {
+    let mut v: Vec<_> = live_pods(h)
+        .iter()
+        .map(|p| {
+            let s = |v: &Value| v.as_str().unwrap_or("").to_string();
+            (
+                s(&p["metadata"]["name"]),
+                s(&p["metadata"]["uid"]),
+                s(&p["spec"]["containers"][0]["image"]),
+                s(&p["metadata"]["labels"]["controller-revision-hash"]),
+            )
+        })
+        .collect();
+    v.sort();
+    v
 }
 
 /// Pods in `default` not being deleted.
@@ -246,22 +278,6 @@ pub fn delete_configmap(h: &Handle, name: &str) {
         .expect("configmap deleted");
 }
 
-/// A StatefulSet `name` of `replicas` pods, one container `name` on
-/// `image`, selected by `app: <name>`.
-pub fn statefulset(name: &str, image: &str, replicas: i64) -> Value {
-    json!({
-        "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": name, "namespace": "default"},
-        "spec": {
-            "replicas": replicas,
-            "serviceName": name,
-            "selector": {"matchLabels": {"app": name}},
-            "template": {"metadata": {"labels": {"app": name}},
-                         "spec": {"containers": [{"name": name, "image": image}]}},
-        }
-    })
-}
-
 /// Set a new image that becomes ready only after `secs` (real seconds at speed 1).
 pub fn slow_image(h: &Handle, image: &str, secs: u64) {
     h.set_image_behaviour(
@@ -393,6 +409,21 @@ pub async fn serve(
     json_at(verb, route, status, body).mount(server).await;
 }
 
+/// A pull request with no comment yet: GitHub lists none on issue `issue`
+/// of `repo` (`owner/name`).
+pub async fn no_comments(server: &wiremock::MockServer, repo: &str, issue: u32) {
+    let route = format!("/repos/{repo}/issues/{issue}/comments");
+    serve(server, "GET", &route, 200, json!([])).await;
+}
+
+/// A pull request with no comment yet that takes rollguard's sticky
+/// comment, answering it with the comment's `id`.
+pub async fn takes_comment(server: &wiremock::MockServer, repo: &str, issue: u32, id: u64) {
+    no_comments(server, repo, issue).await;
+    let route = format!("/repos/{repo}/issues/{issue}/comments");
+    serve(server, "POST", &route, 201, json!({ "id": id })).await;
+}
+
 /// GitHub's answer to a token that lacks the permission (a fork's, say).
 pub fn github_forbidden() -> Value {
     serde_json::json!({"message": "Resource not accessible by integration"})
@@ -404,4 +435,35 @@ pub fn env_of(pairs: &[(&str, &str)]) -> Env {
         .iter()
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect()
+}
+
+/// The metric gate passed on the good build: no failure, the query as sent
+/// contains `sent`, at least two evaluations passed and none failed or
+/// read 5 % or more. The number that passed.
+pub fn assert_gate_passed(a: &rollguard::analysis::Summary, sent: &str) -> usize {
+    use rollguard::analysis::Outcome;
+    assert!(a.failure.is_none(), "{a:?}");
+    assert!(a.query.contains(sent), "{}", a.query);
+    let passes = a
+        .evaluations
+        .iter()
+        .filter(|e| e.outcome == Outcome::Pass)
+        .count();
+    assert!(passes >= 2, "{:?}", a.evaluations);
+    assert!(
+        a.evaluations
+            .iter()
+            .all(|e| e.outcome != Outcome::Fail && e.value.is_none_or(|v| v < 0.05)),
+        "{:?}",
+        a.evaluations
+    );
+    passes
+}
+
+/// The finding cites `needle` in one of its lines of evidence.
+pub fn assert_evidence(f: &rollguard::model::finding::Finding, needle: &str) {
+    assert!(
+        f.evidence.iter().any(|e| e.contains(needle)),
+        "no evidence with {needle:?}: {f:#?}"
+    );
 }

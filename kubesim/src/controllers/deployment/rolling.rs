@@ -28,10 +28,21 @@ impl DeploymentSync<'_> {
             self.sync_rollout_status(&all, &new);
             return Ok(());
         }
+        self.finish_rollout(&all, &new, &old)
+    }
+
+    /// Both strategies' last step once nothing was scaled: upstream cleans
+    /// up old revisions when the Deployment is complete, then syncs status.
+    fn finish_rollout(
+        &mut self,
+        all: &[Arc<Value>],
+        new: &Option<Arc<Value>>,
+        old: &[Arc<Value>],
+    ) -> ApiResult<()> {
         if deployment_complete(&self.spec, self.generation, &self.status) {
-            self.cleanup_deployment(&old)?;
+            self.cleanup_deployment(old)?;
         }
-        self.sync_rollout_status(&all, &new);
+        self.sync_rollout_status(all, new);
         Ok(())
     }
 
@@ -154,11 +165,7 @@ impl DeploymentSync<'_> {
         if let Some(rs) = &new {
             self.scale_rs_and_record(rs, self.spec.replicas)?;
         }
-        if deployment_complete(&self.spec, self.generation, &self.status) {
-            self.cleanup_deployment(&old)?;
-        }
-        self.sync_rollout_status(&all, &new);
-        Ok(())
+        self.finish_rollout(&all, &new, &old)
     }
 
     fn scale_down_old_replica_sets_for_recreate(

@@ -141,18 +141,8 @@ fn sync_pod(
             sandbox_at: add(now, draw(rng, 150, 200, 0, 1)),
             seen_rv: String::new(),
             wake: None,
-            init: pod["spec"]["initContainers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| Ctr::new(c, true, true))
-                .collect(),
-            app: pod["spec"]["containers"]
-                .as_array()
-                .into_iter()
-                .flatten()
-                .map(|c| Ctr::new(c, false, has_init))
-                .collect(),
+            init: Ctr::list(&pod["spec"]["initContainers"], true, true),
+            app: Ctr::list(&pod["spec"]["containers"], false, has_init),
             conds: HashMap::new(),
             kill: None,
             scheduled_at,

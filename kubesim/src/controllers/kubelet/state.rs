@@ -171,6 +171,16 @@ pub(super) struct Ctr {
 }
 
 impl Ctr {
+    /// One runtime entry per container of a pod spec's container list.
+    pub(super) fn list(containers: &Value, init: bool, pod_has_init: bool) -> Vec<Self> {
+        containers
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| Ctr::new(c, init, pod_has_init))
+            .collect()
+    }
+
     pub(super) fn new(c: &Value, init: bool, pod_has_init: bool) -> Self {
         Ctr {
             name: c["name"].as_str().unwrap_or("").to_string(),

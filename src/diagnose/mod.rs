@@ -423,17 +423,7 @@ mod tests {
     use super::*;
 
     fn fixture<T: serde::de::DeserializeOwned>(dir: &str, file: &str) -> Vec<T> {
-        let path = format!("/work/shared/fixtures/real-k8s-v1.36/{dir}/{file}");
-        let path = if std::path::Path::new(&path).exists() {
-            path
-        } else {
-            format!(
-                "{}/../shared/fixtures/real-k8s-v1.36/{dir}/{file}",
-                env!("CARGO_MANIFEST_DIR")
-            )
-        };
-        let v: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let v = crate::k8s::objects::real_fixture(dir, file);
         serde_json::from_value(v["items"].clone()).unwrap()
     }
 

@@ -173,3 +173,19 @@ pub fn pod_is_ready(pod: &Pod) -> bool {
         .and_then(|cs| cs.iter().find(|c| c.type_ == "Ready"))
         .is_some_and(|c| c.status == "True")
 }
+
+/// An object list captured from a real control plane (the shared fixtures,
+/// `real-k8s-v1.36/<dir>/<file>`), for the unit tests of the rules that read it.
+#[cfg(test)]
+pub(crate) fn real_fixture(dir: &str, file: &str) -> Value {
+    let path = format!("/work/shared/fixtures/real-k8s-v1.36/{dir}/{file}");
+    let path = if std::path::Path::new(&path).exists() {
+        path
+    } else {
+        format!(
+            "{}/../shared/fixtures/real-k8s-v1.36/{dir}/{file}",
+            env!("CARGO_MANIFEST_DIR")
+        )
+    };
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}

@@ -42,6 +42,18 @@ impl<K> Cached for K where
 {
 }
 
+/// A namespaced object of a workload kind (a StatefulSet, DaemonSet, …) as
+/// the template kinds watch and patch it.
+pub trait Namespaced:
+    Cached + serde::Serialize + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+{
+}
+
+impl<K> Namespaced for K where
+    K: Cached + serde::Serialize + kube::Resource<Scope = k8s_openapi::NamespaceResourceScope>
+{
+}
+
 /// A reflector of `api` under `config`: its cache, and its stream (named `what`).
 pub fn reflect<K>(
     api: Api<K>,

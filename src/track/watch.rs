@@ -55,14 +55,7 @@ impl Watch {
         pod_selector: &str,
     ) -> Watch
     where
-        K: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-            + Clone
-            + serde::de::DeserializeOwned
-            + serde::Serialize
-            + std::fmt::Debug
-            + Send
-            + Sync
-            + 'static,
+        K: reflect::Namespaced,
     {
         let config = match name {
             Some(n) => watcher::Config::default().fields(&format!("metadata.name={n}")),

@@ -32,16 +32,7 @@ mod tests {
     }
 
     fn read(dir: &str, file: &str) -> Value {
-        let path = format!("/work/shared/fixtures/real-k8s-v1.36/{dir}/{file}");
-        let path = if std::path::Path::new(&path).exists() {
-            path
-        } else {
-            format!(
-                "{}/../shared/fixtures/real-k8s-v1.36/{dir}/{file}",
-                env!("CARGO_MANIFEST_DIR")
-            )
-        };
-        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+        crate::k8s::objects::real_fixture(dir, file)
     }
 
     fn snapshot(dir: &str, name: &str) -> (Snapshot, Value) {

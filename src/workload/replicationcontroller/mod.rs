@@ -24,6 +24,7 @@ mod apply;
 mod follow;
 pub mod rollout;
 use crate::image::Reference;
+use crate::k8s::objects::labels_at;
 
 /// On the old RC: the name of the RC it is being rolled to.
 pub const ROLLING_UPDATE_TO: &str = "rollguard.dev/rolling-update-to";
@@ -70,17 +71,6 @@ impl RcPlan {
             .collect::<Vec<_>>()
             .join(",")
     }
-}
-
-fn labels_at(v: &Value, p: &str) -> BTreeMap<String, String> {
-    v.pointer(p)
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), s.to_string())))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 /// A short, stable hash of a template (the old version when nothing better names it).

@@ -37,14 +37,7 @@ use crate::{Stop, stop};
 
 /// What tells one template kind from another.
 pub trait TemplateKind {
-    type Object: kube::Resource<DynamicType = (), Scope = k8s_openapi::NamespaceResourceScope>
-        + Clone
-        + serde::de::DeserializeOwned
-        + serde::Serialize
-        + std::fmt::Debug
-        + Send
-        + Sync
-        + 'static;
+    type Object: crate::track::reflect::Namespaced;
     fn plan(raw: &Value, ask: &Ask<'_>) -> Result<Plan, NotRollable>;
     /// How many pods the rollout adds and removes at once, for the capacity
     /// check; None when there is none to make (pods per node).

@@ -35,17 +35,12 @@ pub(crate) async fn settle_failure<'a>(
         let Some(ended) = u.ended.clone() else {
             continue;
         };
-        let (progress, cause, signals, timed_out) = match ended {
-            Ended::Succeeded(p) => {
+        let (progress, cause, signals, timed_out) = match ended.failure() {
+            Ok(failure) => failure,
+            Err(p) => {
                 u.rep.progress = Some(p);
                 continue;
             }
-            Ended::Failed {
-                progress,
-                cause,
-                signals,
-            } => (progress, cause, signals, false),
-            Ended::TimedOut { progress, signals } => (progress, Cause::Timeout, signals, true),
         };
         u.rep.progress = Some(progress.clone());
         u.rep.findings = u.diagnose(ctx, cause, &signals, &progress, timed_out).await;

@@ -45,6 +45,20 @@ impl Ended {
             signals: Vec::new(),
         }
     }
+
+    /// A failure's progress, cause, signals and whether it timed out; a
+    /// success is `Err` with its progress.
+    pub fn failure(self) -> Result<(Progress, Cause, Vec<Signal>, bool), Progress> {
+        match self {
+            Ended::Succeeded(p) => Err(p),
+            Ended::Failed {
+                progress,
+                cause,
+                signals,
+            } => Ok((progress, cause, signals, false)),
+            Ended::TimedOut { progress, signals } => Ok((progress, Cause::Timeout, signals, true)),
+        }
+    }
 }
 
 /// Prints a progress line whenever it changes.

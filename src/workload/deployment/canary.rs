@@ -208,17 +208,7 @@ pub(crate) async fn run(
     let exposed_from = Instant::now();
     tracker.set_new_version(&plan.container, &plan.new_image);
     let created_raw = serde_json::to_value(&created).unwrap_or(Value::Null);
-    let exp = Expectations {
-        deployment_uid: created.metadata.uid.clone().unwrap_or_default(),
-        generation: created.metadata.generation.unwrap_or(1),
-        template: created_raw
-            .pointer("/spec/template")
-            .cloned()
-            .unwrap_or(Value::Null),
-        baseline_progressing: None,
-        restart_threshold: s.restart_threshold,
-        unschedulable_grace: s.unschedulable_grace,
-    };
+    let exp = Expectations::of(&created_raw, None, ctx.limits);
     let min_ready = created
         .spec
         .as_ref()
@@ -259,14 +249,8 @@ pub(crate) async fn run(
     match &verdict {
         Verdict::Ended(Ended::Succeeded(_)) => {}
         Verdict::Ended(ended) => {
-            let (progress, cause, signals, timed_out) = match ended.clone() {
-                Ended::Failed {
-                    progress,
-                    cause,
-                    signals,
-                } => (progress, cause, signals, false),
-                Ended::TimedOut { progress, signals } => (progress, Cause::Timeout, signals, true),
-                Ended::Succeeded(_) => unreachable!("handled above"),
+            let Ok((progress, cause, signals, timed_out)) = ended.clone().failure() else {
+                unreachable!("handled above")
             };
             let snap = tracker.snapshot();
             rep.findings = if cause == Cause::MetricGate

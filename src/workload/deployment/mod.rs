@@ -63,14 +63,25 @@ mod tests {
     }
 
     fn expectations(raw: &Value, baseline: Option<DeploymentCondition>) -> Expectations {
-        Expectations {
-            deployment_uid: raw["metadata"]["uid"].as_str().unwrap().into(),
-            generation: raw["metadata"]["generation"].as_i64().unwrap(),
-            template: raw["spec"]["template"].clone(),
-            baseline_progressing: baseline,
+        let limits = crate::workload::Limits {
             restart_threshold: 2,
             unschedulable_grace: Duration::from_secs(30),
-        }
+        };
+        Expectations::of(raw, baseline, limits)
+    }
+
+    /// The verdict once `pod` has been unschedulable past the grace (it
+    /// must be waiting before).
+    fn past_the_grace(snap: &Snapshot, exp: &Expectations, pod: &str) -> Verdict {
+        assert!(matches!(
+            judge(snap, exp, &Timers::default()),
+            Verdict::Waiting(_)
+        ));
+        let mut timers = Timers::default();
+        timers
+            .unschedulable_for
+            .insert(pod.to_string(), Duration::from_secs(31));
+        judge(snap, exp, &timers)
     }
 
     #[test]
@@ -171,15 +182,7 @@ mod tests {
                 }
             })
             .collect();
-        assert!(matches!(
-            judge(&snap, &exp, &Timers::default()),
-            Verdict::Waiting(_)
-        ));
-        let mut timers = Timers::default();
-        timers
-            .unschedulable_for
-            .insert(name, Duration::from_secs(31));
-        match judge(&snap, &exp, &timers) {
+        match past_the_grace(&snap, &exp, &name) {
             Verdict::Failed { cause, signals, .. } => {
                 assert_eq!(cause, Cause::ReplicaFailure);
                 assert!(signals[0].message.contains("exceeded quota: compute"));
@@ -193,15 +196,7 @@ mod tests {
         let (snap, raw) = snapshot("06-unschedulable-surge", "hog");
         let exp = expectations(&raw, None);
         assert!(matches!(
-            judge(&snap, &exp, &Timers::default()),
-            Verdict::Waiting(_)
-        ));
-        let mut timers = Timers::default();
-        timers
-            .unschedulable_for
-            .insert("hog-6f5b579d8-lh2dx".into(), Duration::from_secs(31));
-        assert!(matches!(
-            judge(&snap, &exp, &timers),
+            past_the_grace(&snap, &exp, "hog-6f5b579d8-lh2dx"),
             Verdict::Failed {
                 cause: Cause::Unschedulable,
                 ..

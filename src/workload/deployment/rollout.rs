@@ -125,21 +125,12 @@ impl Rollout for DeploymentRollout {
                 format!("the patch response could not be read: {e}"),
             )
         })?;
-        self.exp = Some(Expectations {
-            deployment_uid: typed.metadata.uid.clone().unwrap_or_default(),
-            generation: typed.metadata.generation.unwrap_or(0),
-            template: patched
-                .pointer("/spec/template")
-                .cloned()
-                .unwrap_or(Value::Null),
-            baseline_progressing: typed
-                .status
-                .as_ref()
-                .and_then(|s| s.conditions.as_ref())
-                .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing").cloned()),
-            restart_threshold: s.restart_threshold,
-            unschedulable_grace: s.unschedulable_grace,
-        });
+        let progressing = typed
+            .status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .and_then(|cs| cs.iter().find(|c| c.type_ == "Progressing").cloned());
+        self.exp = Some(Expectations::of(&patched, progressing, ctx.limits));
         self.tracker = Some(tracker);
         self.patched = Some(patched);
         Ok(applied)

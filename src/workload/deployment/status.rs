@@ -30,6 +30,29 @@ pub struct Expectations {
     pub unschedulable_grace: Duration,
 }
 
+impl Expectations {
+    /// What to expect of the Deployment `raw` as our write returned it,
+    /// judged within `limits`.
+    pub fn of(
+        raw: &Value,
+        baseline_progressing: Option<DeploymentCondition>,
+        limits: crate::workload::Limits,
+    ) -> Self {
+        let meta = |key: &str| raw.pointer(&format!("/metadata/{key}"));
+        Expectations {
+            deployment_uid: meta("uid").and_then(Value::as_str).unwrap_or("").into(),
+            generation: meta("generation").and_then(Value::as_i64).unwrap_or(0),
+            template: raw
+                .pointer("/spec/template")
+                .cloned()
+                .unwrap_or(Value::Null),
+            baseline_progressing,
+            restart_threshold: limits.restart_threshold,
+            unschedulable_grace: limits.unschedulable_grace,
+        }
+    }
+}
+
 /// What the watches have seen, at one moment.
 #[derive(Debug, Clone, Default)]
 pub struct Snapshot {

@@ -490,8 +490,10 @@ pub struct Begun {
 /// up to `lock-timeout`), then recover an interrupted run's orphaned change.
 /// Errors are (exit code, message): 3 for a lock timeout or a failed
 /// recovery, 78 for an API failure.
+#[allow(clippy::too_many_arguments)]
 pub async fn begin(
     client: &kube::Client,
+    rule: crate::k8s::kind::StatusRule,
     ns: &str,
     kind: &str,
     name: &str,
@@ -550,17 +552,22 @@ pub async fn begin(
             Err(e) => return Err((crate::ExitCode::ClusterConfig, e.to_string())),
         }
     }
-    let (recovered, seen) =
-        match crate::recovery::recover_if_needed(client, ns, kind, name, recovery_timeout, out)
-            .await
-        {
-            Ok((crate::recovery::Recovered::Clean, seen)) => (None, seen),
-            Ok((crate::recovery::Recovered::Cleared(m), _)) => (Some(m), None),
-            Ok((crate::recovery::Recovered::RolledBack { message, .. }, _)) => {
-                (Some(message), None)
-            }
-            Err(m) => return Err((crate::ExitCode::RollbackFailed, m)),
-        };
+    let (recovered, seen) = match crate::recovery::recover_if_needed(
+        client,
+        rule,
+        ns,
+        kind,
+        name,
+        recovery_timeout,
+        out,
+    )
+    .await
+    {
+        Ok((crate::recovery::Recovered::Clean, seen)) => (None, seen),
+        Ok((crate::recovery::Recovered::Cleared(m), _)) => (Some(m), None),
+        Ok((crate::recovery::Recovered::RolledBack { message, .. }, _)) => (Some(message), None),
+        Err(m) => return Err((crate::ExitCode::RollbackFailed, m)),
+    };
     Ok(Begun {
         guard,
         recovered,

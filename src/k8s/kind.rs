@@ -173,6 +173,12 @@ pub fn parse_list(s: &str) -> Result<Vec<WorkloadRef>, String> {
     Ok(out)
 }
 
+/// A kind's rollout rule on a raw object (kubectl's rollout status, with
+/// observedGeneration ≥ the generation given): what is still awaited, or
+/// None when rolled out. Each kind owns its rule; the layers below the kinds
+/// (the recovery) are handed the dispatch over all of them.
+pub type StatusRule = fn(Kind, &serde_json::Value, i64) -> Option<String>;
+
 #[cfg(test)]
 mod tests {
     use super::*;

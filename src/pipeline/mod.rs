@@ -23,6 +23,7 @@ use crate::config::Settings;
 use crate::exit::ExitCode;
 use crate::report::{Conclusion, Report};
 use crate::track::Ended;
+use crate::workload::kinds::AnyRollout;
 use crate::workload::rollout::Ctx;
 use crate::workload::{Kind, Limits, WorkloadRef};
 use crate::{Stop, cancel, lock, recovery, stop};
@@ -168,6 +169,7 @@ async fn take_locks(ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<Vec<l
     for w in order {
         let begun = lock::begin(
             &ctx.client,
+            AnyRollout::still_waiting_for,
             &ctx.ns,
             w.kind.as_str(),
             &w.name,

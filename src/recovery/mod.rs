@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::k8s::kind::Kind;
+use crate::k8s::kind::{Kind, StatusRule};
 use crate::track::{Poll, Watch, wait_until};
 use crate::workload::deployment as dep;
 
@@ -41,13 +41,14 @@ pub enum Recovered {
 /// message for exit 3 (could not recover).
 pub async fn recover_if_needed(
     client: &kube::Client,
+    rule: StatusRule,
     ns: &str,
     kind: &str,
     name: &str,
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(Recovered, Option<Value>), String> {
-    let (recovered, untouched) = recover_marker(client, ns, kind, name, timeout, out).await?;
+    let (recovered, untouched) = recover_marker(client, rule, ns, kind, name, timeout, out).await?;
     // A canary of the interrupted run: deleted (Deployment) or its saved
     // partition restored once the template is back (StatefulSet).
     let Some(canary) = crate::canary::cleanup::remove_leftover(client, ns, kind, name, out).await
@@ -68,6 +69,7 @@ pub async fn recover_if_needed(
 
 async fn recover_marker(
     client: &kube::Client,
+    rule: StatusRule,
     ns: &str,
     kind: &str,
     name: &str,
@@ -189,7 +191,17 @@ async fn recover_marker(
         .and_then(Value::as_i64)
         .unwrap_or(0);
     let pods = crate::k8s::objects::match_labels_selector(&raw);
-    let healthy = wait_healthy(client, workload_kind, ns, name, &pods, generation, timeout).await;
+    let healthy = wait_healthy(
+        client,
+        rule,
+        workload_kind,
+        ns,
+        name,
+        &pods,
+        generation,
+        timeout,
+    )
+    .await;
     let message = if healthy {
         format!(
             "{found}; rolled it back to {} (healthy again) before deploying",
@@ -208,13 +220,16 @@ async fn recover_marker(
 
 /// kubectl's rollout-status rule on a raw Deployment.
 pub fn rolled_out(d: &Value, generation: i64) -> bool {
-    crate::workload::still_waiting_for(Kind::Deployment, d, generation).is_none()
+    serde_json::from_value(d.clone())
+        .is_ok_and(|d| dep::still_waiting_for(&d, generation).is_none())
 }
 
 /// Watch the workload until its kind's rollout rule holds for
 /// `generation` (or `timeout`).
+#[allow(clippy::too_many_arguments)]
 async fn wait_healthy(
     client: &kube::Client,
+    rule: StatusRule,
     kind: Kind,
     ns: &str,
     name: &str,
@@ -229,7 +244,7 @@ async fn wait_healthy(
         let waiting = w
             .snapshot()
             .object(name)
-            .map(|o| crate::workload::still_waiting_for(kind, o, generation))
+            .map(|o| rule(kind, o, generation))
             .unwrap_or_else(|| Some(format!("{name} to be seen")));
         match waiting {
             None => Poll::Done {

@@ -246,19 +246,3 @@ pub fn pod_is_stuck(pod: &Pod) -> bool {
         ) || (cs.restart_count > 0 && !cs.ready)
     })
 }
-
-/// The controller's rollout rule of `kind` on a raw object (kubectl's
-/// rollout status, with observedGeneration ≥ `generation`): what is still
-/// awaited, or None when rolled out. Tracking, rollback confirmation and
-/// recovery all ask this.
-pub fn still_waiting_for(kind: Kind, obj: &serde_json::Value, generation: i64) -> Option<String> {
-    match kind {
-        Kind::Deployment => match serde_json::from_value(obj.clone()) {
-            Ok(d) => deployment::still_waiting_for(&d, generation),
-            Err(e) => Some(format!("a readable Deployment ({e})")),
-        },
-        Kind::StatefulSet => statefulset::still_waiting_for(obj, generation),
-        Kind::DaemonSet => daemonset::still_waiting_for(obj, generation),
-        Kind::ReplicationController => replicationcontroller::still_waiting_for(obj),
-    }
-}

@@ -226,6 +226,11 @@ pub(crate) fn watch_excerpt(watch: Option<&track::Watch>, name: &str) -> Vec<Str
 pub(crate) trait Rollout: Sized {
     async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop>;
 
+    /// The kind's rollout rule on a raw object of it (kubectl's rollout
+    /// status, with observedGeneration ≥ `generation`): what is still
+    /// awaited, or None when rolled out. The recovery asks it too.
+    fn still_waiting_for(obj: &serde_json::Value, generation: i64) -> Option<String>;
+
     /// What a dry run says it would do.
     fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String;
 

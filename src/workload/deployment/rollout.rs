@@ -88,6 +88,13 @@ impl Rollout for DeploymentRollout {
         })
     }
 
+    fn still_waiting_for(obj: &Value, generation: i64) -> Option<String> {
+        match serde_json::from_value(obj.clone()) {
+            Ok(d) => dep::still_waiting_for(&d, generation),
+            Err(e) => Some(format!("a readable Deployment ({e})")),
+        }
+    }
+
     fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
         self.plan.dry_run_text(w, ns)
     }

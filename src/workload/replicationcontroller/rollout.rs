@@ -178,6 +178,12 @@ impl Rollout for RcRollout {
         })
     }
 
+    /// An RC rollout is done when the RC itself is (its generation is
+    /// not part of the rule).
+    fn still_waiting_for(obj: &Value, _generation: i64) -> Option<String> {
+        super::still_waiting_for(obj)
+    }
+
     fn dry_run_text(&self, _w: &WorkloadRef, _ns: &str) -> String {
         let r = self;
         let mut s = String::new();

@@ -117,6 +117,10 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         })
     }
 
+    fn still_waiting_for(obj: &Value, generation: i64) -> Option<String> {
+        K::still_waiting_for(obj, generation)
+    }
+
     fn dry_run_text(&self, w: &WorkloadRef, ns: &str) -> String {
         self.plan.dry_run_text(w, ns)
     }

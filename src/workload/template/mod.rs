@@ -86,6 +86,17 @@ pub(crate) struct TemplateRollout<K: TemplateKind> {
     kind: PhantomData<K>,
 }
 
+impl<K: TemplateKind> TemplateRollout<K> {
+    /// The pod template as our patch stored it.
+    fn our_template(&self) -> Value {
+        self.patched
+            .as_ref()
+            .and_then(|p| p.pointer("/spec/template"))
+            .cloned()
+            .unwrap_or(Value::Null)
+    }
+}
+
 impl<K: TemplateKind> Rollout for TemplateRollout<K> {
     async fn prepare(ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Self, Stop> {
         let w = s.w;
@@ -172,6 +183,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
     async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
         let Step { w, rep, out } = s;
         let s = ctx.settings;
+        let ours = self.our_template();
         let Some(watch) = self.watch.as_mut() else {
             return Ended::not_started();
         };
@@ -186,12 +198,6 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
             .pointer("/spec/updateStrategy/rollingUpdate/maxUnavailable")
             .and_then(Value::as_u64)
             .unwrap_or(1) as usize;
-        let ours = self
-            .patched
-            .as_ref()
-            .and_then(|p| p.pointer("/spec/template"))
-            .cloned()
-            .unwrap_or(Value::Null);
         if let Some(c) = self.canary.take() {
             let held = canary::hold::<K>(
                 ctx,
@@ -235,12 +241,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
     }
 
     async fn diagnose(&mut self, ctx: &Ctx<'_>, f: &Failure<'_>) -> Vec<Finding> {
-        let template = self
-            .patched
-            .as_ref()
-            .and_then(|p| p.pointer("/spec/template"))
-            .cloned()
-            .unwrap_or(Value::Null);
+        let template = self.our_template();
         let total = f.progress.up_to_date.max(0) as usize;
         f.pod_findings(ctx, &template, &self.plan.new_image, total)
             .await

@@ -552,16 +552,15 @@ pub async fn begin(
             Err(e) => return Err((crate::ExitCode::ClusterConfig, e.to_string())),
         }
     }
-    let (recovered, seen) = match crate::recovery::recover_if_needed(
+    let target = crate::recovery::Target {
         client,
         rule,
         ns,
         kind,
         name,
-        recovery_timeout,
-        out,
-    )
-    .await
+    };
+    let (recovered, seen) = match crate::recovery::recover_if_needed(&target, recovery_timeout, out)
+        .await
     {
         Ok((crate::recovery::Recovered::Clean, seen)) => (None, seen),
         Ok((crate::recovery::Recovered::Cleared(m), _)) => (Some(m), None),

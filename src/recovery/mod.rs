@@ -34,25 +34,32 @@ pub enum Recovered {
     RolledBack { message: String, healthy: bool },
 }
 
+/// The workload a recovery looks at, and its kind's rollout rule.
+#[derive(Clone, Copy)]
+pub struct Target<'a> {
+    pub client: &'a kube::Client,
+    pub rule: StatusRule,
+    pub ns: &'a str,
+    /// The kind's name (`deployment`).
+    pub kind: &'a str,
+    pub name: &'a str,
+}
+
 /// Before planning: find a marker left by an interrupted run and roll its
 /// change back (within `timeout`). Messages go to `out` and are returned for
 /// the report, with the workload as read when nothing was changed (what the
 /// run then plans against, without reading it again). An error is a
 /// message for exit 3 (could not recover).
 pub async fn recover_if_needed(
-    client: &kube::Client,
-    rule: StatusRule,
-    ns: &str,
-    kind: &str,
-    name: &str,
+    t: &Target<'_>,
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(Recovered, Option<Value>), String> {
-    let (recovered, untouched) = recover_marker(client, rule, ns, kind, name, timeout, out).await?;
+    let (recovered, untouched) = recover_marker(t, timeout, out).await?;
     // A canary of the interrupted run: deleted (Deployment) or its saved
     // partition restored once the template is back (StatefulSet).
-    let Some(canary) = crate::canary::cleanup::remove_leftover(client, ns, kind, name, out).await
-    else {
+    let leftover = crate::canary::cleanup::remove_leftover(t.client, t.ns, t.kind, t.name, out);
+    let Some(canary) = leftover.await else {
         return Ok((recovered, untouched));
     };
     // The canary's clean-up may have changed the workload (a partition).
@@ -68,14 +75,17 @@ pub async fn recover_if_needed(
 }
 
 async fn recover_marker(
-    client: &kube::Client,
-    rule: StatusRule,
-    ns: &str,
-    kind: &str,
-    name: &str,
+    t: &Target<'_>,
     timeout: Duration,
     out: &mut (dyn std::io::Write + Send),
 ) -> Result<(Recovered, Option<Value>), String> {
+    let Target {
+        client,
+        rule,
+        ns,
+        kind,
+        name,
+    } = *t;
     // A ReplicationController keeps its own bookkeeping annotations.
     let Some(workload_kind) = Kind::from_name(kind).filter(|k| *k != Kind::ReplicationController)
     else {
@@ -96,15 +106,18 @@ async fn recover_marker(
         .cloned()
         .unwrap_or(Value::Null);
     let present = raw.pointer(&ann).is_some();
+    // The marker removed from the object as read (never over a newer write).
+    let remove_marker = || async {
+        let ops = json!([
+            {"op": "test", "path": "/metadata/resourceVersion", "value": rv},
+            {"op": "remove", "path": ann},
+        ]);
+        let _ = json_patch(client, &path, &ops).await;
+    };
     let Some(marker) = marker_of(&raw) else {
         if present {
             // Unreadable: not ours to act on; it only confuses later runs.
-            let _ = json_patch(
-                client,
-                &path,
-                &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
-            )
-            .await;
+            remove_marker().await;
             return Ok((Recovered::Clean, None));
         }
         // Nothing to recover: the workload as read is what the run plans on.
@@ -124,12 +137,7 @@ async fn recover_marker(
                 .unwrap_or(0)
         );
         tracing::info!("{msg}");
-        let _ = json_patch(
-            client,
-            &path,
-            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
-        )
-        .await;
+        remove_marker().await;
         return Ok((Recovered::Clean, None));
     }
     let found = format!(
@@ -156,12 +164,7 @@ async fn recover_marker(
             marker.previous_image
         );
         let _ = writeln!(out, "{msg}: clearing its marker");
-        let _ = json_patch(
-            client,
-            &path,
-            &json!([{"op": "test", "path": "/metadata/resourceVersion", "value": rv}, {"op": "remove", "path": ann}]),
-        )
-        .await;
+        remove_marker().await;
         return Ok((Recovered::Cleared(msg), None));
     }
     let _ = writeln!(

@@ -6,16 +6,14 @@ use std::io::Write;
 use tokio::time::Instant;
 
 use crate::config::Canary;
-use crate::exit::ExitCode;
 use crate::model::Progress;
 use crate::model::{Cause, Finding, Signal};
 use crate::recovery::Marker;
-use crate::report::Conclusion;
 use crate::report::WorkloadReport;
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::kinds::AnyRollout;
-use crate::workload::rollout::{Ctx, Failure, Step};
+use crate::workload::rollout::{CanaryEnd, Ctx, Failure, Step};
 use crate::{Stop, cancel};
 
 pub(crate) struct Unit {
@@ -69,7 +67,7 @@ impl Unit {
         ctx: &Ctx<'_>,
         canary: Canary,
         out: &mut (dyn Write + Send),
-    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+    ) -> CanaryEnd {
         let mut s = Step {
             w: &self.wref,
             rep: &mut self.rep,

@@ -11,15 +11,13 @@ use tokio::time::Instant;
 
 use crate::Stop;
 use crate::config::Canary;
-use crate::exit::ExitCode;
 use crate::model::Finding;
 use crate::model::Sample;
-use crate::report::Conclusion;
 use crate::track::Ended;
 use crate::workload::daemonset::rollout::DaemonSetKind;
 use crate::workload::deployment::rollout::DeploymentRollout;
 use crate::workload::replicationcontroller::rollout::RcRollout;
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Step};
+use crate::workload::rollout::{Applied, CanaryEnd, Ctx, Failure, Rollout, Step};
 use crate::workload::statefulset::rollout::StatefulSetKind;
 use crate::workload::template::TemplateRollout;
 use crate::workload::{Kind, WorkloadRef};
@@ -56,7 +54,7 @@ macro_rules! kinds {
                 ctx: &Ctx<'_>,
                 s: &mut Step<'_>,
                 canary: Canary,
-            ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+            ) -> CanaryEnd {
                 match self { $(AnyRollout::$kind(r) => r.canary(ctx, s, canary).await,)+ }
             }
 

@@ -55,6 +55,11 @@ impl Ctx<'_> {
     }
 }
 
+/// How a canary step ended: `Some` is the run's end (the canary failed or
+/// was cancelled; the stable workload never changed), `None` lets the full
+/// rollout go on.
+pub(crate) type CanaryEnd = Result<Option<(ExitCode, Conclusion)>, Stop>;
+
 /// What a step of a workload's rollout is about and writes to: the
 /// workload, its report, the run's output (prefixed in a group).
 pub(crate) struct Step<'s> {
@@ -237,12 +242,7 @@ pub(crate) trait Rollout: Sized {
     /// The canary step before the change, for the kinds that have one:
     /// `Some` is the run's end (the canary failed or was cancelled; the
     /// stable workload never changed), `None` lets the full rollout go on.
-    async fn canary(
-        &mut self,
-        _ctx: &Ctx<'_>,
-        s: &mut Step<'_>,
-        _canary: Canary,
-    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+    async fn canary(&mut self, _ctx: &Ctx<'_>, s: &mut Step<'_>, _canary: Canary) -> CanaryEnd {
         Err(crate::stop(
             ExitCode::BadInput,
             format!("canary: {} has no canary step", s.w),

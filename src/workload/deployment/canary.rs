@@ -21,8 +21,8 @@ use crate::workload::WorkloadRef;
 use crate::workload::deployment::subject::DeploymentSubject;
 use crate::workload::deployment::tracker::Tracker;
 use crate::workload::deployment::{self as dep, Expectations};
-use crate::workload::rollout::{Ctx, Watched, follow_guarded};
-use crate::{Stop, cancel, cluster_error, stop};
+use crate::workload::rollout::{CanaryEnd, Ctx, Watched, follow_guarded};
+use crate::{cancel, cluster_error, stop};
 
 /// The canary Deployment for `stable` and its plan: the stable pod template
 /// with the new image on the planned container, the version label and
@@ -129,7 +129,7 @@ pub(crate) async fn run(
     started: &str,
     rep: &mut WorkloadReport,
     out: &mut (dyn Write + Send),
-) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+) -> CanaryEnd {
     let (client, ns, s) = (&ctx.client, ctx.ns.as_str(), ctx.settings);
     let api: Api<Deployment> = Api::namespaced(client.clone(), ns);
     let stable = api

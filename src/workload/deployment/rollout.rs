@@ -19,14 +19,16 @@ use crate::k8s::objects::{selector_of, uid_generation};
 use crate::model::Finding;
 use crate::model::Sample;
 use crate::preflight::capacity;
-use crate::report::{self, Conclusion};
+use crate::report;
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
 use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
 use crate::workload::prepare::{self, Checks};
-use crate::workload::rollout::{Applied, Ctx, Failure, Rollout, Step, Watched, follow_guarded};
+use crate::workload::rollout::{
+    Applied, CanaryEnd, Ctx, Failure, Rollout, Step, Watched, follow_guarded,
+};
 use crate::{Stop, cluster_error, stop};
 
 pub(crate) struct DeploymentRollout {
@@ -101,12 +103,7 @@ impl Rollout for DeploymentRollout {
 
     /// A temporary `<name>-canary` Deployment, judged and held before the
     /// stable Deployment is touched (whose tracking leaves its pods out).
-    async fn canary(
-        &mut self,
-        ctx: &Ctx<'_>,
-        s: &mut Step<'_>,
-        canary: Canary,
-    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+    async fn canary(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, canary: Canary) -> CanaryEnd {
         let Step { w, rep, out } = s;
         self.selector = crate::canary::without_canary(&self.selector);
         super::canary::run(ctx, canary, w, &self.plan, &self.planned_at, rep, out).await

@@ -25,12 +25,11 @@ use crate::k8s::objects::{is_status, match_labels_selector, name_of, pod_spec, u
 use crate::model::Finding;
 use crate::model::Progress;
 use crate::preflight::capacity;
-use crate::report::Conclusion;
 use crate::track::{self, Ended, Poll, Watch};
 use crate::workload::deployment::{Ask, NotRollable, Plan};
 use crate::workload::prepare::{self, Checks};
 use crate::workload::rollout::{
-    Applied, Ctx, Failure, Rollout, Step, Watched, follow_guarded, watch_excerpt,
+    Applied, CanaryEnd, Ctx, Failure, Rollout, Step, Watched, follow_guarded, watch_excerpt,
 };
 use crate::workload::{WorkloadRef, patch};
 use crate::{Stop, stop};
@@ -138,12 +137,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
 
     /// The partition of the rolling update: only the highest ordinals take
     /// the patch until the canary passed (kinds with a partition).
-    async fn canary(
-        &mut self,
-        _ctx: &Ctx<'_>,
-        s: &mut Step<'_>,
-        canary: Canary,
-    ) -> Result<Option<(ExitCode, Conclusion)>, Stop> {
+    async fn canary(&mut self, _ctx: &Ctx<'_>, s: &mut Step<'_>, canary: Canary) -> CanaryEnd {
         let Step { w, .. } = s;
         K::canary_partition(&self.raw, canary, w, &mut self.plan.patch)?;
         self.canary = Some(canary);

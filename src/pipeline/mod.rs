@@ -218,14 +218,14 @@ fn dry_run(
 ) -> ExitCode {
     for u in &mut units {
         let _ = writeln!(out, "dry run: {}", u.dry_run_text(&ctx.ns));
-        u.rep.result = Conclusion::DryRun;
-        u.rep.exit_code = 0;
-        u.rep.headline = format!(
+        let headline = format!(
             "dry run of {}: {} → {} (nothing changed)",
             u.wref,
             u.rep.previous_image.as_deref().unwrap_or("?"),
             u.rep.image.as_deref().unwrap_or("?")
         );
+        u.rep
+            .conclude(Conclusion::DryRun, ExitCode::Success, headline);
     }
     summarise(units, report, ExitCode::Success, Conclusion::DryRun);
     ExitCode::Success
@@ -244,9 +244,8 @@ async fn apply<'a>(
             if !ctx.single {
                 let _ = writeln!(w, "{}", e.message);
             }
-            unit.rep.headline = e.message.clone();
-            unit.rep.result = Conclusion::Invalid;
-            unit.rep.exit_code = e.code.code();
+            unit.rep
+                .conclude(Conclusion::Invalid, e.code, e.message.clone());
             return Some(e);
         }
     }
@@ -295,15 +294,15 @@ async fn commit<'a>(
         if let Some(Ended::Succeeded(p)) = &u.ended {
             u.rep.progress = Some(p.clone());
         }
-        u.rep.result = Conclusion::Succeeded;
-        u.rep.exit_code = 0;
-        u.rep.headline = format!(
+        let headline = format!(
             "{} rolled out {} ({}={})",
             u.wref,
             u.rep.image.as_deref().unwrap_or("?"),
             ctx.settings.version_label,
             u.rep.version.as_deref().unwrap_or("?")
         );
+        u.rep
+            .conclude(Conclusion::Succeeded, ExitCode::Success, headline);
     }
 }
 

@@ -203,6 +203,13 @@ pub struct WorkloadReport {
 }
 
 impl WorkloadReport {
+    /// How this workload's run ended: its result, exit code and headline.
+    pub fn conclude(&mut self, result: Conclusion, code: crate::ExitCode, headline: String) {
+        self.result = result;
+        self.exit_code = code.code();
+        self.headline = headline;
+    }
+
     pub fn new(workload: String) -> WorkloadReport {
         WorkloadReport {
             workload,

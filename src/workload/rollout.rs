@@ -92,6 +92,26 @@ pub(crate) struct Watched<'a> {
     pub deadline: Instant,
 }
 
+impl<'a> Watched<'a> {
+    /// The rollout of `plan`, baked as the run says, until `deadline`.
+    pub fn of(
+        ctx: &Ctx<'_>,
+        plan: &'a crate::workload::deployment::Plan,
+        min_ready_seconds: Option<i64>,
+        max_unavailable: usize,
+        deadline: Instant,
+    ) -> Self {
+        Watched {
+            version: &plan.version,
+            container: &plan.container,
+            min_ready_seconds,
+            max_unavailable,
+            bake: ctx.settings.bake,
+            deadline,
+        }
+    }
+}
+
 /// Follow `subject` in the one follow loop with the run's guards (the
 /// stability window, unschedulable permanence, the heartbeat) and the metric
 /// gate during the bake; the stability note and the gate's evaluations go

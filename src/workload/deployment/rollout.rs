@@ -142,7 +142,6 @@ impl Rollout for DeploymentRollout {
 
     async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
         let Step { w, rep, out } = s;
-        let s = ctx.settings;
         let (Some(tracker), Some(exp)) = (self.tracker.as_mut(), self.exp.as_ref()) else {
             return Ended::not_started();
         };
@@ -161,14 +160,7 @@ impl Rollout for DeploymentRollout {
             container: &self.plan.container,
             canary: false,
         };
-        let watched = Watched {
-            version: &self.plan.version,
-            container: &self.plan.container,
-            min_ready_seconds: min_ready,
-            max_unavailable,
-            bake: s.bake,
-            deadline,
-        };
+        let watched = Watched::of(ctx, &self.plan, min_ready, max_unavailable, deadline);
         let ended = follow_guarded(ctx, w, &mut subject, watched, rep, out).await;
         let snap = tracker.snapshot();
         rep.revision = dep::new_replica_set(&snap, exp)

@@ -176,7 +176,6 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
 
     async fn follow(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>, deadline: Instant) -> Ended {
         let Step { w, rep, out } = s;
-        let s = ctx.settings;
         let ours = self.our_template();
         let Some(watch) = self.watch.as_mut() else {
             return Ended::not_started();
@@ -215,14 +214,7 @@ impl<K: TemplateKind> Rollout for TemplateRollout<K> {
         }
         let mut subject =
             TemplateSubject::<K>::new(watch, &w.name, self.generation, &ours, &self.plan.container);
-        let watched = Watched {
-            version: &self.plan.version,
-            container: &self.plan.container,
-            min_ready_seconds: min_ready,
-            max_unavailable,
-            bake: s.bake,
-            deadline,
-        };
+        let watched = Watched::of(ctx, &self.plan, min_ready, max_unavailable, deadline);
         let ended = follow_guarded(ctx, w, &mut subject, watched, rep, out).await;
         self.revision = watch
             .snapshot()

@@ -38,38 +38,33 @@ pub fn params() -> PatchParams {
     }
 }
 
-pub async fn json_patch_obj(
-    client: &Client,
-    kind: Kind,
-    ns: &str,
-    name: &str,
-    patch: &Value,
-) -> Result<Value, kube::Error> {
-    let patch: json_patch::Patch =
-        serde_json::from_value(patch.clone()).map_err(kube::Error::SerdeError)?;
-    send_patch(client, kind, ns, name, &Patch::<()>::Json(patch)).await
+/// How a patch of [`patch_obj`] applies.
+#[derive(Debug, Clone, Copy)]
+pub enum ObjPatch<'a> {
+    /// A JSON patch: an array of operations (`test` ones included).
+    Json(&'a Value),
+    /// A merge patch.
+    Merge(&'a Value),
 }
 
-pub async fn merge_patch_obj(
+/// Patch the object `name` of `kind` in `ns` (as rollguard's field manager).
+pub async fn patch_obj(
     client: &Client,
     kind: Kind,
     ns: &str,
     name: &str,
-    patch: &Value,
+    patch: ObjPatch<'_>,
 ) -> Result<Value, kube::Error> {
-    send_patch(client, kind, ns, name, &Patch::Merge(patch)).await
-}
-
-async fn send_patch<P: serde::Serialize + std::fmt::Debug>(
-    client: &Client,
-    kind: Kind,
-    ns: &str,
-    name: &str,
-    patch: &Patch<P>,
-) -> Result<Value, kube::Error> {
-    let req = kube::core::Request::new(collection_path(kind, ns))
-        .patch(name, &params(), patch)
-        .map_err(kube::Error::BuildRequest)?;
+    let req = kube::core::Request::new(collection_path(kind, ns));
+    let req = match patch {
+        ObjPatch::Json(ops) => {
+            let ops: json_patch::Patch =
+                serde_json::from_value(ops.clone()).map_err(kube::Error::SerdeError)?;
+            req.patch(name, &params(), &Patch::<()>::Json(ops))
+        }
+        ObjPatch::Merge(v) => req.patch(name, &params(), &Patch::Merge(v)),
+    }
+    .map_err(kube::Error::BuildRequest)?;
     client.request::<Value>(req).await
 }
 

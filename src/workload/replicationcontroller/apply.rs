@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use super::*;
 use crate::exit::ExitCode;
 use crate::k8s::objects::{
-    get_obj, is_status, json_patch_obj, merge_patch_obj, name_of, params, selector_string,
+    ObjPatch, get_obj, is_status, name_of, params, patch_obj, selector_string,
 };
 use crate::report::WorkloadReport;
 use crate::workload::WorkloadRef;
@@ -96,7 +96,7 @@ pub(super) async fn apply_rc(
             rep.notes.push(m);
             let back = json!({"metadata": {"annotations": {ROLLING_UPDATE_TO: null, ORIGINAL_REPLICAS: null}},
                               "spec": {"replicas": original_replicas}});
-            merge_patch_obj(client, KIND, ns, &old_name, &back)
+            patch_obj(client, KIND, ns, &old_name, ObjPatch::Merge(&back))
                 .await
                 .map_err(|e| {
                     cluster_error(&e, &format!("restoring replicationcontroller/{old_name}"))
@@ -128,7 +128,7 @@ pub(super) async fn apply_rc(
         r.plan.version
     );
     let mark = mark_old_patch(&r.old, &r.plan);
-    match json_patch_obj(client, KIND, ns, &old_name, &mark).await {
+    match patch_obj(client, KIND, ns, &old_name, ObjPatch::Json(&mark)).await {
         Ok(_) => {}
         Err(kube::Error::Api(e)) if e.code == 409 || e.code == 422 => {
             return Err(stop(
@@ -177,7 +177,7 @@ pub(super) async fn apply_rc(
             }
         }
         if let Some(patch) = adopt_selector_patch(&r.plan) {
-            json_patch_obj(client, KIND, ns, &old_name, &patch)
+            patch_obj(client, KIND, ns, &old_name, ObjPatch::Json(&patch))
                 .await
                 .map_err(|e| {
                     cluster_error(

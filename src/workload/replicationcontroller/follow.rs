@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::time::Instant;
 
 use super::*;
-use crate::k8s::objects::{is_status, matches_selector, merge_patch_obj};
+use crate::k8s::objects::{ObjPatch, is_status, matches_selector, patch_obj};
 use crate::model::{Progress, Timers, Verdict};
 use crate::track::{self, Poll, Reading, Subject, Watch, WatchSnapshot};
 use crate::workload::deployment as dep;
@@ -40,7 +40,15 @@ pub(super) async fn roll_back_rc(
     );
     let back = json!({"metadata": {"annotations": {ROLLING_UPDATE_TO: null, ORIGINAL_REPLICAS: null}},
                       "spec": {"replicas": replicas}});
-    if let Err(e) = merge_patch_obj(&ctx.client, KIND, &ctx.ns, &old_name, &back).await {
+    if let Err(e) = patch_obj(
+        &ctx.client,
+        KIND,
+        &ctx.ns,
+        &old_name,
+        ObjPatch::Merge(&back),
+    )
+    .await
+    {
         return (
             false,
             format!("could not scale {old_name} back to {replicas}: {e}"),
@@ -236,12 +244,12 @@ impl Subject for RcSubject<'_> {
         let _ = writeln!(out, "{m}");
         self.notes.push(m);
         let ctx = self.ctx;
-        match merge_patch_obj(
+        match patch_obj(
             &ctx.client,
             KIND,
             &ctx.ns,
             rc_name,
-            &json!({"spec": {"replicas": target}}),
+            ObjPatch::Merge(&json!({"spec": {"replicas": target}})),
         )
         .await
         {

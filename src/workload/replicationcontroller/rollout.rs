@@ -18,7 +18,7 @@ use super::*;
 use crate::config::Settings;
 use crate::exit::ExitCode;
 use crate::image::ImageChange;
-use crate::k8s::objects::{get_obj, is_status, labels_at, merge_patch_obj, pod_spec};
+use crate::k8s::objects::{ObjPatch, get_obj, is_status, labels_at, patch_obj, pod_spec};
 use crate::model::Finding;
 use crate::preflight::capacity;
 use crate::track::{Ended, Watch};
@@ -303,7 +303,14 @@ impl Rollout for RcRollout {
             }
         }
         let clear = json!({"metadata": {"annotations": {ROLLING_UPDATE_FROM: null, DESIRED_REPLICAS: null}}});
-        if let Err(e) = merge_patch_obj(&ctx.client, KIND, &ctx.ns, &r.plan.new_name, &clear).await
+        if let Err(e) = patch_obj(
+            &ctx.client,
+            KIND,
+            &ctx.ns,
+            &r.plan.new_name,
+            ObjPatch::Merge(&clear),
+        )
+        .await
         {
             tracing::warn!(
                 "could not clear the bookkeeping annotations of {}: {e}",

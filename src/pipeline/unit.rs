@@ -30,6 +30,16 @@ pub(crate) struct Unit {
 }
 
 impl Unit {
+    /// The rollout and the step it takes on this workload (its report, `out`).
+    fn step<'s>(&'s mut self, out: &'s mut (dyn Write + Send)) -> (&'s mut AnyRollout, Step<'s>) {
+        let step = Step {
+            w: &self.wref,
+            rep: &mut self.rep,
+            out,
+        };
+        (&mut self.rollout, step)
+    }
+
     /// Read, plan and pre-flight; nothing changes. On failure the report
     /// keeps what was planned (and the pre-flight finding).
     pub async fn prepare(
@@ -68,22 +78,14 @@ impl Unit {
         canary: Canary,
         out: &mut (dyn Write + Send),
     ) -> CanaryEnd {
-        let mut s = Step {
-            w: &self.wref,
-            rep: &mut self.rep,
-            out,
-        };
-        self.rollout.canary(ctx, &mut s, canary).await
+        let (rollout, mut s) = self.step(out);
+        rollout.canary(ctx, &mut s, canary).await
     }
 
     /// Make the change (watches start first).
     pub async fn apply(&mut self, ctx: &Ctx<'_>, out: &mut (dyn Write + Send)) -> Result<(), Stop> {
-        let mut s = Step {
-            w: &self.wref,
-            rep: &mut self.rep,
-            out,
-        };
-        let applied = self.rollout.apply(ctx, &mut s).await?;
+        let (rollout, mut s) = self.step(out);
+        let applied = rollout.apply(ctx, &mut s).await?;
         self.marker = applied.marker;
         self.cancel_target = applied.cancel_target;
         self.applied = true;
@@ -97,12 +99,8 @@ impl Unit {
         deadline: Instant,
         out: &mut (dyn Write + Send),
     ) -> Ended {
-        let mut s = Step {
-            w: &self.wref,
-            rep: &mut self.rep,
-            out,
-        };
-        self.rollout.follow(ctx, &mut s, deadline).await
+        let (rollout, mut s) = self.step(out);
+        rollout.follow(ctx, &mut s, deadline).await
     }
 
     /// Findings for a failure of this workload.
@@ -161,12 +159,8 @@ impl Unit {
             let _ = writeln!(out, "{m}");
             return (false, m);
         }
-        let mut s = Step {
-            w: &self.wref,
-            rep: &mut self.rep,
-            out,
-        };
-        self.rollout.roll_back(ctx, &mut s).await
+        let (rollout, mut s) = self.step(out);
+        rollout.roll_back(ctx, &mut s).await
     }
 
     /// "rolling back X to v1", for the kinds that do not say it themselves.
@@ -183,11 +177,7 @@ impl Unit {
         ctx: &Ctx<'_>,
         out: &mut (dyn Write + Send),
     ) -> Result<(), String> {
-        let mut s = Step {
-            w: &self.wref,
-            rep: &mut self.rep,
-            out,
-        };
-        self.rollout.commit(ctx, &mut s).await
+        let (rollout, mut s) = self.step(out);
+        rollout.commit(ctx, &mut s).await
     }
 }

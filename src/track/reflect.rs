@@ -33,9 +33,65 @@ where
         + Sync
         + 'static,
 {
+    reflect_kept(api, config, what, Keep::all())
+}
+
+/// What a cache stores of the objects it sees: which objects at all, and
+/// what of each (the rest is stripped before the object is stored).
+pub struct Keep<K> {
+    /// Objects this says no to are never stored (one that turns into such
+    /// an object is dropped from the cache).
+    pub object: fn(&K) -> bool,
+    /// Strips what no rule reads, before the object is stored.
+    pub slim: fn(&mut K),
+}
+
+impl<K> Keep<K> {
+    /// Every object, whole.
+    pub fn all() -> Keep<K> {
+        Keep {
+            object: |_| true,
+            slim: |_| {},
+        }
+    }
+}
+
+/// [`reflect`], storing only what `keep` keeps.
+pub fn reflect_kept<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    keep: Keep<K>,
+) -> (Store<K>, BoxStream<'static, Option<&'static str>>)
+where
+    K: kube::Resource<DynamicType = ()>
+        + Clone
+        + serde::de::DeserializeOwned
+        + std::fmt::Debug
+        + Send
+        + Sync
+        + 'static,
+{
     let (reader, writer) = reflector::store();
+    let Keep { object, slim } = keep;
     let stream = watcher(api, config)
         .default_backoff()
+        .filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(watcher::Event::Apply(mut o)) => Some(Ok(if object(&o) {
+                    slim(&mut o);
+                    watcher::Event::Apply(o)
+                } else {
+                    // Stored before, perhaps: no longer.
+                    watcher::Event::Delete(o)
+                })),
+                Ok(watcher::Event::InitApply(mut o)) => object(&o).then(|| {
+                    slim(&mut o);
+                    Ok(watcher::Event::InitApply(o))
+                }),
+                other => Some(other),
+            })
+        })
         .reflect(writer)
         .map(move |item| match item {
             Ok(watcher::Event::InitDone) => Some(what),

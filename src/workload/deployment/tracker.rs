@@ -14,7 +14,8 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::model::{Mark, Phase, Sample};
-use crate::track::reflect::{self, Streams, reflect};
+use crate::track::keep;
+use crate::track::reflect::{self, Streams, reflect, reflect_kept};
 use crate::track::{Poll, Source, wait_until};
 use crate::workload::deployment::{self as dep, Snapshot};
 
@@ -44,20 +45,23 @@ impl Tracker {
             watcher::Config::default().fields(&format!("metadata.name={name}")),
             "deployment",
         );
-        let (replica_sets, s2) = reflect(
+        let (replica_sets, s2) = reflect_kept(
             Api::<ReplicaSet>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(selector),
             "replicasets",
+            keep::replica_sets(),
         );
-        let (pods, s3) = reflect(
+        let (pods, s3) = reflect_kept(
             Api::<Pod>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(selector),
             "pods",
+            keep::pods(),
         );
-        let (events, s4) = reflect(
+        let (events, s4) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
             watcher::Config::default(),
             "events",
+            keep::events(),
         );
         let stream = futures::stream::select_all([s1, s2, s3, s4]);
         Tracker {
@@ -168,9 +172,13 @@ impl Tracker {
             .find(|d| d.metadata.name.as_deref() == Some(self.name.as_str()));
         let replica_sets = self.replica_sets.state();
         let pods = self.pods.state();
-        let mut names: std::collections::BTreeSet<String> = [self.name.clone()].into();
-        names.extend(replica_sets.iter().filter_map(|r| r.metadata.name.clone()));
-        names.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
+        let mut names: BTreeSet<&str> = [self.name.as_str()].into();
+        names.extend(
+            replica_sets
+                .iter()
+                .filter_map(|r| r.metadata.name.as_deref()),
+        );
+        names.extend(pods.iter().filter_map(|p| p.metadata.name.as_deref()));
         let events = self
             .events
             .state()
@@ -178,10 +186,11 @@ impl Tracker {
             .filter(|e| {
                 e.involved_object
                     .name
-                    .as_ref()
+                    .as_deref()
                     .is_some_and(|n| names.contains(n))
             })
             .collect();
+        drop(names);
         Snapshot {
             deployment,
             replica_sets,

@@ -152,6 +152,7 @@ async fn connect<'a>(settings: &'a Settings, report: &mut Report) -> Result<Ctx<
             unschedulable_grace: settings.unschedulable_grace,
         },
         single: settings.workloads.len() == 1,
+        deployments: Default::default(),
     })
 }
 

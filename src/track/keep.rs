@@ -13,7 +13,7 @@ use crate::track::reflect::Keep;
 /// Pods whole but for their field managers.
 pub fn pods() -> Keep<Pod> {
     Keep {
-        object: |_| true,
+        object: Box::new(|_| true),
         slim: |p| p.metadata.managed_fields = None,
     }
 }
@@ -22,7 +22,7 @@ pub fn pods() -> Keep<Pod> {
 /// field managers.
 pub fn replica_sets() -> Keep<ReplicaSet> {
     Keep {
-        object: |_| true,
+        object: Box::new(|_| true),
         slim: |rs| rs.metadata.managed_fields = None,
     }
 }
@@ -32,7 +32,7 @@ pub fn replica_sets() -> Keep<ReplicaSet> {
 /// and times.
 pub fn events() -> Keep<Event> {
     Keep {
-        object: |e| !is_routine(e),
+        object: Box::new(|e| !is_routine(e)),
         slim: slim_event,
     }
 }

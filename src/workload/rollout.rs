@@ -35,6 +35,8 @@ pub(crate) struct Ctx<'a> {
     pub limits: Limits,
     /// A run of one workload: its messages and report are the classic ones.
     pub single: bool,
+    /// The run's Deployments, which share their watches.
+    pub deployments: std::sync::Arc<crate::workload::deployment::hub::Group>,
 }
 
 impl Ctx<'_> {
@@ -46,6 +48,7 @@ impl Ctx<'_> {
             settings,
             limits: self.limits,
             single: self.single,
+            deployments: self.deployments.clone(),
         }
     }
 }

@@ -23,6 +23,7 @@ use crate::preflight::capacity;
 use crate::report::{self, Conclusion, WorkloadReport};
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
+use crate::workload::deployment::hub::Selector;
 use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
@@ -95,6 +96,10 @@ impl Rollout for DeploymentRollout {
             strategy: Some(strategy),
         };
         let plan = prepare::plan_checked(ctx, w, rep, &checks, planner, out).await?;
+        // A canary's selector changes before the apply: no sharing then.
+        if s.canary.is_none() {
+            ctx.deployments.join(&w.name, &selector);
+        }
         Ok(DeploymentRollout {
             plan,
             selector,
@@ -132,7 +137,12 @@ impl Rollout for DeploymentRollout {
         out: &mut (dyn Write + Send),
     ) -> Result<Applied, Stop> {
         let s = ctx.settings;
-        let mut tracker = Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector);
+        let shared = ctx.deployments.hub(&ctx.client, &ctx.ns).and_then(|hub| {
+            let selector = Selector::parse(&self.selector)?;
+            Some(Tracker::shared(hub, &w.name, selector))
+        });
+        let mut tracker =
+            shared.unwrap_or_else(|| Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector));
         let _ = writeln!(
             out,
             "{}",

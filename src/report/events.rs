@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::Event;
 
 /// Normal events that every healthy rollout produces.
-const COMMON_SUCCESS: &[&str] = &[
+pub(crate) const COMMON_SUCCESS: &[&str] = &[
     "Scheduled",
     "Pulling",
     "Pulled",

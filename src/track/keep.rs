@@ -7,7 +7,9 @@
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::{Event, Pod};
 
-use crate::report::events::is_routine;
+use kube::runtime::watcher;
+
+use crate::report::events::{COMMON_SUCCESS, is_routine};
 use crate::track::reflect::Keep;
 
 /// Pods whole but for their field managers.
@@ -35,6 +37,19 @@ pub fn events() -> Keep<Event> {
         object: Box::new(|e| !is_routine(e)),
         slim: slim_event,
     }
+}
+
+/// The events watch, narrowed on the server to leave out the routine
+/// reasons (a field selector cannot say "Normal and routine"; Kubernetes
+/// reports these reasons as Normal events, which [`events`] leaves out
+/// anyway). At a thousand replicas they are most of a namespace's events,
+/// and the first list of them holds up every verdict.
+pub fn events_watch() -> watcher::Config {
+    let fields: Vec<String> = COMMON_SUCCESS
+        .iter()
+        .map(|r| format!("reason!={r}"))
+        .collect();
+    watcher::Config::default().fields(&fields.join(","))
 }
 
 fn slim_event(e: &mut Event) {

@@ -82,7 +82,7 @@ impl Watch {
         );
         let (events, s3) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
-            watcher::Config::default(),
+            keep::events_watch(),
             "events",
             keep::events(),
         );

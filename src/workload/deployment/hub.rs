@@ -105,7 +105,7 @@ impl Hub {
         );
         let (events, s4) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
-            watcher::Config::default(),
+            keep::events_watch(),
             "events",
             keep::events(),
         );

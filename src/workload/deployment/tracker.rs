@@ -77,7 +77,7 @@ impl Tracker {
         );
         let (events, s4) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
-            watcher::Config::default(),
+            keep::events_watch(),
             "events",
             keep::events(),
         );

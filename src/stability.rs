@@ -230,7 +230,7 @@ impl Stability {
 
 /// The crash signals of a pod that exited inside its window.
 fn break_of(pod: &Pod, name: &str, after: Duration) -> Broken {
-    let signals: Vec<Signal> = diagnose::pod_signals(pod, &[])
+    let signals: Vec<Signal> = diagnose::pod_signals::<k8s_openapi::api::core::v1::Event>(pod, &[])
         .into_iter()
         .filter(|s| matches!(s.cause, Cause::CrashLoop | Cause::OomKilled))
         .collect();

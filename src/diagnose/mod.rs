@@ -12,6 +12,7 @@ pub mod redact;
 pub mod replicaset;
 pub mod scheduling;
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::{Container, Event, Node, Pod, PodTemplateSpec};
@@ -46,23 +47,60 @@ pub fn classify_pull_error(message: &str) -> Cause {
     }
 }
 
-fn events_for<'a>(events: &'a [Event], pod: &str) -> impl Iterator<Item = &'a Event> + 'a {
+fn events_for<'a, E: Borrow<Event>>(
+    events: &'a [E],
+    pod: &str,
+) -> impl Iterator<Item = &'a Event> + 'a {
     let pod = pod.to_string();
-    events.iter().filter(move |e| {
+    events.iter().map(Borrow::borrow).filter(move |e| {
         e.involved_object.kind.as_deref() == Some("Pod")
             && e.involved_object.name.as_deref() == Some(pod.as_str())
     })
 }
 
 /// The latest event of the pod with this reason (by series/count order as listed).
-fn last_event<'a>(
-    events: &'a [Event],
+fn last_event<'a, E: Borrow<Event>>(
+    events: &'a [E],
     pod: &str,
     pred: impl Fn(&Event) -> bool,
 ) -> Option<&'a Event> {
     events_for(events, pod)
         .filter(|e| pred(e))
         .max_by_key(|e| event_time(e))
+}
+
+/// The events of each pod (by name), in the order given: what
+/// [`pod_signals`] reads of a pod, looked up once for many pods instead of
+/// searched in every event for each.
+pub fn events_by_pod<E: Borrow<Event>>(events: &[E]) -> BTreeMap<&str, Vec<&Event>> {
+    let mut by_pod: BTreeMap<&str, Vec<&Event>> = BTreeMap::new();
+    for e in events.iter().map(Borrow::borrow) {
+        if e.involved_object.kind.as_deref() == Some("Pod")
+            && let Some(name) = e.involved_object.name.as_deref()
+        {
+            by_pod.entry(name).or_default().push(e);
+        }
+    }
+    by_pod
+}
+
+/// [`pod_signals`] of each pod, with events looked up by pod.
+pub fn pods_signals<'a, E: Borrow<Event>>(
+    pods: impl IntoIterator<Item = &'a Pod>,
+    events: &[E],
+) -> Vec<Signal> {
+    let by_pod = events_by_pod(events);
+    pods.into_iter()
+        .flat_map(|p| {
+            let mine = p
+                .metadata
+                .name
+                .as_deref()
+                .and_then(|n| by_pod.get(n))
+                .map_or(&[][..], Vec::as_slice);
+            pod_signals(p, mine)
+        })
+        .collect()
 }
 
 fn event_time(e: &Event) -> i64 {
@@ -81,7 +119,7 @@ fn event_time(e: &Event) -> i64 {
 }
 
 /// Every signal one pod shows.
-pub fn pod_signals(pod: &Pod, events: &[Event]) -> Vec<Signal> {
+pub fn pod_signals<E: Borrow<Event>>(pod: &Pod, events: &[E]) -> Vec<Signal> {
     let name = pod.metadata.name.clone().unwrap_or_default();
     let mut out = Vec::new();
     let Some(status) = &pod.status else {

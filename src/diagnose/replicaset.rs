@@ -1,6 +1,8 @@
 //! The new ReplicaSet cannot create pods (`FailedCreate`, the
 //! `ReplicaFailure` condition): quota exceeded, admission denied.
 
+use std::borrow::Borrow;
+
 use k8s_openapi::api::apps::v1::ReplicaSet;
 use k8s_openapi::api::core::v1::Event;
 
@@ -9,7 +11,7 @@ use super::{Cause, Signal, Words, event_time};
 /// A signal when the ReplicaSet shows `ReplicaFailure=True`; the evidence
 /// is its latest `FailedCreate` event ("Error creating: …"), else the
 /// condition's message.
-pub fn replica_set_signals(rs: &ReplicaSet, events: &[Event]) -> Vec<Signal> {
+pub fn replica_set_signals<E: Borrow<Event>>(rs: &ReplicaSet, events: &[E]) -> Vec<Signal> {
     let name = rs.metadata.name.clone().unwrap_or_default();
     let Some(cond) = rs
         .status
@@ -22,6 +24,7 @@ pub fn replica_set_signals(rs: &ReplicaSet, events: &[Event]) -> Vec<Signal> {
     };
     let event = events
         .iter()
+        .map(Borrow::borrow)
         .filter(|e| {
             e.involved_object.kind.as_deref() == Some("ReplicaSet")
                 && e.involved_object.name.as_deref() == Some(name.as_str())

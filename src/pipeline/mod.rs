@@ -154,6 +154,7 @@ async fn connect<'a>(settings: &'a Settings, report: &mut Report) -> Result<Ctx<
         },
         single: settings.workloads.len() == 1,
         seen: Default::default(),
+        deployments: Default::default(),
     })
 }
 

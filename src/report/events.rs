@@ -5,7 +5,7 @@
 use k8s_openapi::api::core::v1::Event;
 
 /// Normal events that every healthy rollout produces.
-const COMMON_SUCCESS: &[&str] = &[
+pub(crate) const COMMON_SUCCESS: &[&str] = &[
     "Scheduled",
     "Pulling",
     "Pulled",
@@ -22,6 +22,13 @@ const COMMON_SUCCESS: &[&str] = &[
 /// Most lines in an excerpt.
 pub const MAX_EVENTS: usize = 12;
 
+/// A common success event (`Normal`, of [`COMMON_SUCCESS`]): left out of
+/// every excerpt, and read by no rule.
+pub fn is_routine(e: &Event) -> bool {
+    e.type_.as_deref() == Some("Normal")
+        && COMMON_SUCCESS.contains(&e.reason.as_deref().unwrap_or(""))
+}
+
 /// `Warning BackOff pod/app-7d9-x2x (×4): Back-off restarting failed container`
 /// for each event of an object named `name` or `name-…`, success events
 /// left out, oldest first, at most [`MAX_EVENTS`] (the most recent).
@@ -34,10 +41,7 @@ pub fn excerpt<E: std::borrow::Borrow<Event>>(events: &[E], name: &str) -> Vec<S
             let n = e.involved_object.name.as_deref().unwrap_or("");
             n == name || n.starts_with(&prefix)
         })
-        .filter(|e| {
-            e.type_.as_deref() != Some("Normal")
-                || !COMMON_SUCCESS.contains(&e.reason.as_deref().unwrap_or(""))
-        })
+        .filter(|e| !is_routine(e))
         .map(|e| {
             let when = e
                 .last_timestamp

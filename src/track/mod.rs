@@ -12,6 +12,7 @@ use crate::model::Progress;
 use crate::model::{Cause, Signal};
 
 mod follow;
+pub(crate) mod keep;
 pub(crate) mod reflect;
 mod wait;
 mod watch;

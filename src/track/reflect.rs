@@ -63,9 +63,68 @@ pub fn reflect<K>(
 where
     K: Cached,
 {
+    reflect_kept(api, config, what, Keep::all())
+}
+
+/// What a cache stores of the objects it sees: which objects at all, and
+/// what of each (the rest is stripped before the object is stored).
+pub struct Keep<K> {
+    /// Objects this says no to are never stored (one that turns into such
+    /// an object is dropped from the cache).
+    pub object: Box<dyn Fn(&K) -> bool + Send + Sync>,
+    /// Strips what no rule reads, before the object is stored.
+    pub slim: fn(&mut K),
+}
+
+impl<K: 'static> Keep<K> {
+    /// Every object, whole.
+    pub fn all() -> Keep<K> {
+        Keep {
+            object: Box::new(|_| true),
+            slim: |_| {},
+        }
+    }
+
+    /// Of what this keeps, only the objects `also` keeps too.
+    pub fn only(self, also: impl Fn(&K) -> bool + Send + Sync + 'static) -> Keep<K> {
+        let first = self.object;
+        Keep {
+            object: Box::new(move |o| first(o) && also(o)),
+            slim: self.slim,
+        }
+    }
+}
+
+/// [`reflect`], storing only what `keep` keeps.
+pub fn reflect_kept<K>(
+    api: Api<K>,
+    config: watcher::Config,
+    what: &'static str,
+    keep: Keep<K>,
+) -> (Store<K>, BoxStream<'static, Option<&'static str>>)
+where
+    K: Cached,
+{
     let (reader, writer) = reflector::store();
+    let Keep { object, slim } = keep;
     let stream = initial_state_streamed(api, config)
         .default_backoff()
+        .filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(watcher::Event::Apply(mut o)) => Some(Ok(if object(&o) {
+                    slim(&mut o);
+                    watcher::Event::Apply(o)
+                } else {
+                    // Stored before, perhaps: no longer.
+                    watcher::Event::Delete(o)
+                })),
+                Ok(watcher::Event::InitApply(mut o)) => object(&o).then(|| {
+                    slim(&mut o);
+                    Ok(watcher::Event::InitApply(o))
+                }),
+                other => Some(other),
+            })
+        })
         .reflect(writer)
         .map(move |item| match item {
             Ok(watcher::Event::InitDone) => Some(what),
@@ -158,5 +217,57 @@ fn drain_ready(stream: &mut Streams, ready: &mut BTreeSet<&'static str>) {
             Some(Some(None)) => {}
             Some(None) | None => break,
         }
+    }
+}
+
+/// What caches driven on a task of their own ([`drive`]) have seen: how
+/// many bursts of changes so far, and how many caches have listed.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Seen {
+    pub changes: u64,
+    pub listed: usize,
+}
+
+/// Drive merged reflector streams on a task of their own, for caches that
+/// many followers read: each burst of events (taken in at once, as
+/// [`next_change`] does) is one change. The task ends when the handle is
+/// aborted.
+pub fn drive(
+    mut stream: Streams,
+) -> (
+    tokio::sync::watch::Receiver<Seen>,
+    tokio::task::JoinHandle<()>,
+) {
+    let (tx, rx) = tokio::sync::watch::channel(Seen::default());
+    let task = tokio::spawn(async move {
+        let mut ready = BTreeSet::new();
+        while let Some(item) = stream.next().await {
+            if let Some(what) = item {
+                ready.insert(what);
+            }
+            drain_ready(&mut stream, &mut ready);
+            let listed = ready.len();
+            tx.send_modify(|s| {
+                s.changes += 1;
+                s.listed = listed;
+            });
+        }
+    });
+    (rx, task)
+}
+
+/// Wait for a change of caches driven by [`drive`], or the tick, whichever
+/// comes first.
+pub async fn next_seen(seen: &mut tokio::sync::watch::Receiver<Seen>) {
+    let tick = tokio::time::sleep(TICK);
+    tokio::pin!(tick);
+    tokio::select! {
+        changed = seen.changed() => {
+            if changed.is_err() {
+                // Nothing drives them any more: the tick alone.
+                tick.await;
+            }
+        }
+        _ = &mut tick => {}
     }
 }

@@ -12,7 +12,8 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::k8s::kind::Kind;
-use crate::track::reflect::{self, Streams, reflect};
+use crate::track::keep;
+use crate::track::reflect::{self, Streams, reflect, reflect_kept};
 use crate::track::wait::Source;
 
 /// Live caches for a workload of any kind: its object(s) (as JSON), the
@@ -66,15 +67,17 @@ impl Watch {
             config,
             "objects",
         );
-        let (pods, s2) = reflect(
+        let (pods, s2) = reflect_kept(
             Api::<Pod>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(pod_selector),
             "pods",
+            keep::pods(),
         );
-        let (events, s3) = reflect(
+        let (events, s3) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
-            watcher::Config::default(),
+            keep::events_watch(),
             "events",
+            keep::events(),
         );
         Watch {
             objects: Box::new(move || {

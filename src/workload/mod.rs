@@ -35,10 +35,7 @@ pub struct Limits {
 
 /// Every signal the given (new) pods show.
 pub fn signals_of(pods: &[Arc<Pod>], events: &[Arc<Event>]) -> Vec<Signal> {
-    let events: Vec<Event> = events.iter().map(|e| (**e).clone()).collect();
-    pods.iter()
-        .flat_map(|p| diagnose::pod_signals(p, &events))
-        .collect()
+    diagnose::pods_signals(pods.iter().map(|p| &**p), events)
 }
 
 /// The pods rollguard's fail-fast rule fails on, as for Deployments: a

@@ -39,6 +39,8 @@ pub(crate) struct Ctx<'a> {
     /// not changed since, by object path: taken by the first read instead of
     /// a second GET.
     pub seen: std::sync::Mutex<std::collections::HashMap<String, serde_json::Value>>,
+    /// The run's Deployments, which share their watches.
+    pub deployments: std::sync::Arc<crate::workload::deployment::hub::Group>,
 }
 
 impl Ctx<'_> {
@@ -51,6 +53,7 @@ impl Ctx<'_> {
             limits: self.limits,
             single: self.single,
             seen: Default::default(),
+            deployments: self.deployments.clone(),
         }
     }
 }

@@ -5,6 +5,7 @@ pub use crate::k8s::objects::pod_is_ready;
 pub use crate::model::progress::{Progress, Timers, Verdict};
 
 pub mod canary;
+pub mod hub;
 pub mod plan;
 pub mod rollout;
 pub mod status;

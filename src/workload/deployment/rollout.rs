@@ -22,6 +22,7 @@ use crate::preflight::capacity;
 use crate::report;
 use crate::track::Ended;
 use crate::workload::WorkloadRef;
+use crate::workload::deployment::hub::Selector;
 use crate::workload::deployment::tracker::{self as tracking, Tracker};
 use crate::workload::deployment::{self as dep, Expectations};
 use crate::workload::patch;
@@ -79,6 +80,10 @@ impl Rollout for DeploymentRollout {
             dep::plan(&raw, &replica_sets, ask)
         })
         .await?;
+        // A canary's selector changes before the apply: no sharing then.
+        if ctx.settings.canary.is_none() {
+            ctx.deployments.join(&w.name, &selector);
+        }
         Ok(DeploymentRollout {
             plan,
             selector,
@@ -112,7 +117,12 @@ impl Rollout for DeploymentRollout {
     async fn apply(&mut self, ctx: &Ctx<'_>, s: &mut Step<'_>) -> Result<Applied, Stop> {
         let Step { w, out, .. } = s;
         let s = ctx.settings;
-        let mut tracker = Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector);
+        let shared = ctx.deployments.hub(&ctx.client, &ctx.ns).and_then(|hub| {
+            let selector = Selector::parse(&self.selector)?;
+            Some(Tracker::shared(hub, &w.name, selector))
+        });
+        let mut tracker =
+            shared.unwrap_or_else(|| Tracker::start(&ctx.client, &ctx.ns, &w.name, &self.selector));
         let _ = writeln!(
             out,
             "{}",

@@ -87,17 +87,13 @@ pub fn pods_of<'a>(snap: &'a Snapshot, rs: &ReplicaSet) -> Vec<&'a Arc<Pod>> {
 
 /// Signals of the new ReplicaSet's pods.
 pub fn new_pod_signals(snap: &Snapshot, exp: &Expectations) -> (usize, Vec<Signal>) {
-    let events: Vec<Event> = snap.events.iter().map(|e| (**e).clone()).collect();
     match new_replica_set(snap, exp) {
         None => (0, Vec::new()),
         Some(rs) => {
             let pods = pods_of(snap, rs);
-            let mut signals: Vec<Signal> = pods
-                .iter()
-                .flat_map(|p| diagnose::pod_signals(p, &events))
-                .collect();
+            let mut signals = diagnose::pods_signals(pods.iter().map(|p| &***p), &snap.events);
             // The ReplicaSet cannot create pods (quota, admission): FailedCreate.
-            signals.extend(diagnose::replica_set_signals(rs, &events));
+            signals.extend(diagnose::replica_set_signals(rs, &snap.events));
             (pods.len(), signals)
         }
     }
@@ -297,7 +293,7 @@ pub fn judge_seen(
 /// with Ready=False); otherwise the unready container's readiness.
 pub fn unready_during_bake(p: Progress, pod: &Pod) -> Verdict {
     let name = pod.metadata.name.clone().unwrap_or_default();
-    let crashed: Vec<Signal> = diagnose::pod_signals(pod, &[])
+    let crashed: Vec<Signal> = diagnose::pod_signals::<Event>(pod, &[])
         .into_iter()
         .filter(|s| matches!(s.cause, Cause::CrashLoop | Cause::OomKilled))
         .collect();

@@ -54,6 +54,11 @@ impl Subject for DeploymentSubject<'_> {
             .cloned()
             .collect();
         let superseded = snap.deployment.as_ref().and_then(|d| {
+            // Our own generation (or older) is never another writer's: no
+            // need to read the object as JSON.
+            if d.metadata.generation.unwrap_or(0) <= exp.generation {
+                return None;
+            }
             let raw = serde_json::to_value(&**d).ok()?;
             crate::superseded::superseded(&raw, exp.generation, &exp.template, self.container)
         });

@@ -5,6 +5,7 @@
 
 use std::collections::BTreeSet;
 use std::io::Write;
+use std::sync::Arc;
 
 use k8s_openapi::api::apps::v1::{Deployment, ReplicaSet};
 use k8s_openapi::api::core::v1::{Event, Pod};
@@ -14,9 +15,28 @@ use kube::{Api, Client};
 use tokio::time::Instant;
 
 use crate::model::{Mark, Phase, Sample};
-use crate::track::reflect::{self, Streams, reflect};
+use crate::track::keep;
+use crate::track::reflect::{self, Seen, Streams, reflect, reflect_kept};
 use crate::track::{Poll, Source, wait_until};
+use crate::workload::deployment::hub::{self, Hub, Selector};
 use crate::workload::deployment::{self as dep, Snapshot};
+
+/// Where a tracker's caches come from.
+enum Feed {
+    /// Watches of its own.
+    Own {
+        stream: Streams,
+        ready: BTreeSet<&'static str>,
+    },
+    /// The group's watches: its own ReplicaSets and pods are those of its
+    /// selector.
+    Shared {
+        /// Keeps the group's watches running while the tracker lives.
+        _hub: Arc<Hub>,
+        seen: tokio::sync::watch::Receiver<Seen>,
+        selector: Selector,
+    },
+}
 
 /// Live caches of everything one Deployment's rollout touches.
 pub struct Tracker {
@@ -24,8 +44,7 @@ pub struct Tracker {
     replica_sets: Store<ReplicaSet>,
     pods: Store<Pod>,
     events: Store<Event>,
-    stream: Streams,
-    ready: BTreeSet<&'static str>,
+    feed: Feed,
     name: String,
     /// Old vs new ready pods over the run, for the report's chart.
     pub timeline: Vec<Sample>,
@@ -44,29 +63,72 @@ impl Tracker {
             watcher::Config::default().fields(&format!("metadata.name={name}")),
             "deployment",
         );
-        let (replica_sets, s2) = reflect(
+        let (replica_sets, s2) = reflect_kept(
             Api::<ReplicaSet>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(selector),
             "replicasets",
+            keep::replica_sets(),
         );
-        let (pods, s3) = reflect(
+        let (pods, s3) = reflect_kept(
             Api::<Pod>::namespaced(client.clone(), namespace),
             watcher::Config::default().labels(selector),
             "pods",
+            keep::pods(),
         );
-        let (events, s4) = reflect(
+        let (events, s4) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
-            watcher::Config::default(),
+            keep::events_watch(),
             "events",
+            keep::events(),
         );
         let stream = futures::stream::select_all([s1, s2, s3, s4]);
+        Tracker::with(
+            (deployment, replica_sets, pods, events),
+            Feed::Own {
+                stream,
+                ready: Default::default(),
+            },
+            name,
+        )
+    }
+
+    /// Follow one member of a group on the group's watches. `selector` is
+    /// the Deployment's label selector.
+    pub fn shared(hub: Arc<Hub>, name: &str, selector: Selector) -> Tracker {
+        let caches = (
+            hub.deployments.clone(),
+            hub.replica_sets.clone(),
+            hub.pods.clone(),
+            hub.events.clone(),
+        );
+        let seen = hub.seen();
+        Tracker::with(
+            caches,
+            Feed::Shared {
+                _hub: hub,
+                seen,
+                selector,
+            },
+            name,
+        )
+    }
+
+    fn with(
+        (deployment, replica_sets, pods, events): (
+            Store<Deployment>,
+            Store<ReplicaSet>,
+            Store<Pod>,
+            Store<Event>,
+        ),
+        feed: Feed,
+        name: &str,
+    ) -> Tracker {
         Tracker {
             deployment,
             replica_sets,
             pods,
             events,
-            stream,
-            ready: Default::default(),
+            feed,
             name: name.to_string(),
             timeline: Vec::new(),
             started: Instant::now(),
@@ -92,7 +154,7 @@ impl Tracker {
             return;
         }
         let (mut old_ready, mut new_ready) = (0, 0);
-        for pod in self.pods.state() {
+        for pod in self.pods() {
             if pod.metadata.deletion_timestamp.is_some() || !dep::pod_is_ready(&pod) {
                 continue;
             }
@@ -150,12 +212,36 @@ impl Tracker {
 
     /// Every cache has finished its first list.
     pub fn is_ready(&self) -> bool {
-        self.ready.len() == 4
+        match &self.feed {
+            Feed::Own { ready, .. } => ready.len() == 4,
+            Feed::Shared { seen, .. } => seen.borrow().listed == hub::CACHES,
+        }
+    }
+
+    /// The pods of this Deployment's selector.
+    fn pods(&self) -> Vec<Arc<Pod>> {
+        let mut pods = self.pods.state();
+        if let Feed::Shared { selector, .. } = &self.feed {
+            pods.retain(|p| selector.matches(p.metadata.labels.as_ref()));
+        }
+        pods
+    }
+
+    /// The ReplicaSets of this Deployment's selector.
+    fn replica_sets(&self) -> Vec<Arc<ReplicaSet>> {
+        let mut sets = self.replica_sets.state();
+        if let Feed::Shared { selector, .. } = &self.feed {
+            sets.retain(|r| selector.matches(r.metadata.labels.as_ref()));
+        }
+        sets
     }
 
     /// Wait for a change or the tick, whichever comes first.
     pub async fn next_change(&mut self) {
-        reflect::next_change(&mut self.stream, &mut self.ready).await;
+        match &mut self.feed {
+            Feed::Own { stream, ready } => reflect::next_change(stream, ready).await,
+            Feed::Shared { seen, .. } => reflect::next_seen(seen).await,
+        }
         self.sample(None);
     }
 
@@ -166,11 +252,15 @@ impl Tracker {
             .state()
             .into_iter()
             .find(|d| d.metadata.name.as_deref() == Some(self.name.as_str()));
-        let replica_sets = self.replica_sets.state();
-        let pods = self.pods.state();
-        let mut names: std::collections::BTreeSet<String> = [self.name.clone()].into();
-        names.extend(replica_sets.iter().filter_map(|r| r.metadata.name.clone()));
-        names.extend(pods.iter().filter_map(|p| p.metadata.name.clone()));
+        let replica_sets = self.replica_sets();
+        let pods = self.pods();
+        let mut names: BTreeSet<&str> = [self.name.as_str()].into();
+        names.extend(
+            replica_sets
+                .iter()
+                .filter_map(|r| r.metadata.name.as_deref()),
+        );
+        names.extend(pods.iter().filter_map(|p| p.metadata.name.as_deref()));
         let events = self
             .events
             .state()
@@ -178,10 +268,11 @@ impl Tracker {
             .filter(|e| {
                 e.involved_object
                     .name
-                    .as_ref()
+                    .as_deref()
                     .is_some_and(|n| names.contains(n))
             })
             .collect();
+        drop(names);
         Snapshot {
             deployment,
             replica_sets,

@@ -76,7 +76,7 @@ impl<K: TemplateKind> Subject for TemplateSubject<'_, K> {
         };
         let new_pods = K::new_pods(obj, &snap.pods, self.generation);
         let new_ready = new_pods.iter().filter(|p| dep::pod_is_ready(p)).count() as i32;
-        let new_names: Vec<&str> = new_pods
+        let new_names: std::collections::BTreeSet<&str> = new_pods
             .iter()
             .filter_map(|p| p.metadata.name.as_deref())
             .collect();

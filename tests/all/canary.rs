@@ -15,6 +15,15 @@ use serde_json::{Value, json};
 const SPEED: f64 = 25.0;
 
 /// A cluster at `SPEED` whose Deployment `web` has `replicas` ready v1 pods.
+/// A run of `tag` with a canary of one pod (the default hold).
+async fn canary_of_one(h: &Handle, tag: &str) -> (rollguard::Outcome, String) {
+    run(&env(
+        h,
+        &[("ROLLGUARD_TAG", tag), ("ROLLGUARD_CANARY", "1")],
+    ))
+    .await
+}
+
 async fn web_ready(replicas: i64) -> Handle {
     let h = cluster(SPEED).await;
     create_ready(&h, support::web("example/web:v1", replicas)).await;
@@ -122,11 +131,7 @@ async fn a_canary_whose_image_does_not_exist_fails_at_first_sight() {
     let h = web_ready(3).await;
     let before = stable_state(&h);
     let t0 = Instant::now();
-    let (o, out) = run(&env(
-        &h,
-        &[("ROLLGUARD_TAG", "v2-missing"), ("ROLLGUARD_CANARY", "1")],
-    ))
-    .await;
+    let (o, out) = canary_of_one(&h, "v2-missing").await;
     assert_eq!(o.exit_code, 1, "{out}");
     assert_eq!(
         o.report.findings.first().map(|f| f.cause),
@@ -290,11 +295,7 @@ async fn bad_canary_inputs_exit_2_with_the_cluster_untouched() {
     theirs["spec"]["selector"]["matchLabels"] = json!({"name": "other"});
     theirs["spec"]["template"]["metadata"]["labels"] = json!({"name": "other"});
     h.create(theirs).unwrap();
-    let (o, out) = run(&env(
-        &h,
-        &[("ROLLGUARD_TAG", "v2"), ("ROLLGUARD_CANARY", "1")],
-    ))
-    .await;
+    let (o, out) = canary_of_one(&h, "v2").await;
     assert_eq!(o.exit_code, 2, "{out}");
     assert!(
         out.contains("deployment/web-canary already exists and is not a rollguard canary"),

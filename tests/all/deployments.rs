@@ -85,15 +85,27 @@ async fn posts(server: &MockServer) -> Vec<(String, Value)> {
         .collect()
 }
 
+/// `tag` rolled out with GitHub answering `status` to the deployment's
+/// creation; the run ended with `code`. The cluster, what was posted to
+/// GitHub, the run's output and its files (output, summary).
+async fn rolled_out(
+    status: u16,
+    tag: &str,
+    code: i32,
+) -> (Handle, Vec<(String, Value)>, String, tempfile::TempDir) {
+    let h = support::web_cluster(25.0, 2).await;
+    let server = github(status).await;
+    let files = tempfile::tempdir().unwrap();
+    let (o, out) = support::run(&env(&h, &server.uri(), tag, &files)).await;
+    assert_eq!(o.exit_code, code, "{out}");
+    let posts = posts(&server).await;
+    (h, posts, out, files)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_good_rollout_is_a_successful_deployment() {
-    let h = support::web_cluster(25.0, 2).await;
-    let server = github(201).await;
-    let files = tempfile::tempdir().unwrap();
-    let (o, out) = support::run(&env(&h, &server.uri(), "v2", &files)).await;
-    assert_eq!(o.exit_code, 0, "{out}");
+    let (h, posts, _, _) = rolled_out(201, "v2", 0).await;
     assert_eq!(support::image(&h), "example/web:v2");
-    let posts = posts(&server).await;
     assert_eq!(posts.len(), 3, "{posts:#?}");
     let (p, created) = &posts[0];
     assert_eq!(p, "/repos/acme/shop/deployments");
@@ -124,14 +136,9 @@ async fn a_good_rollout_is_a_successful_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rolled_back_rollout_is_a_failed_deployment() {
-    let h = support::web_cluster(25.0, 2).await;
-    let server = github(201).await;
-    let files = tempfile::tempdir().unwrap();
-    let (o, out) = support::run(&env(&h, &server.uri(), "v2-missing", &files)).await;
-    assert_eq!(o.exit_code, 1, "{out}");
+    let (h, posts, _, _) = rolled_out(201, "v2-missing", 1).await;
     assert!(support::healthy(&h));
     assert_eq!(support::image(&h), "example/web:v1");
-    let posts = posts(&server).await;
     let states: Vec<&str> = posts[1..]
         .iter()
         .map(|(_, b)| b["state"].as_str().unwrap())
@@ -144,13 +151,8 @@ async fn a_rolled_back_rollout_is_a_failed_deployment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_refused_deployment_is_one_warning_and_the_rollout_goes_on() {
-    let h = support::web_cluster(25.0, 2).await;
-    let server = github(403).await;
-    let files = tempfile::tempdir().unwrap();
-    let (o, out) = support::run(&env(&h, &server.uri(), "v2", &files)).await;
-    assert_eq!(o.exit_code, 0, "{out}");
+    let (h, posts, out, files) = rolled_out(403, "v2", 0).await;
     assert_eq!(support::image(&h), "example/web:v2");
-    let posts = posts(&server).await;
     // The creation was refused: no status is posted for it.
     assert_eq!(posts.len(), 1, "{posts:#?}");
     // One warning in the log, naming the permission; the token only in

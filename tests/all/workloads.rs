@@ -219,12 +219,21 @@ async fn rc_crash_is_caught_and_rolled_back() {
 
 // ---------------------------------------------------------------- StatefulSet
 
+/// A cluster with the StatefulSet `db` of `replicas` on `example/db:1`, settled.
+async fn database_settled(replicas: i64) -> Handle {
+    let h = Fixture::new().start().await;
+    h.create(support::database("db", "example/db:1", replicas))
+        .unwrap();
+    assert!(
+        h.wait_for(WAIT, |h| statefulset_settled(h, "db", replicas))
+            .await
+    );
+    h
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_success() {
-    let h = Fixture::new().start().await;
-    h.create(support::database("db", "example/db:1", 3))
-        .unwrap();
-    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 3)).await);
+    let h = database_settled(3).await;
     let (o, out) = rollguard(&env(
         &h,
         &[("ROLLGUARD_WORKLOAD", "sts/db"), ("ROLLGUARD_TAG", "2")],
@@ -244,10 +253,7 @@ async fn statefulset_success() {
 /// revision after the revert: rollguard deletes it (forced rollback).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_crash_forced_rollback() {
-    let h = Fixture::new().start().await;
-    h.create(support::database("db", "example/db:1", 3))
-        .unwrap();
-    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 3)).await);
+    let h = database_settled(3).await;
     let good =
         obj(&h, "apps/v1", "StatefulSet", "db").unwrap()["status"]["currentRevision"].clone();
     let (o, out) = rollguard(&env(
@@ -288,10 +294,7 @@ async fn statefulset_crash_forced_rollback() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn statefulset_missing_image_rolled_back() {
-    let h = Fixture::new().start().await;
-    h.create(support::database("db", "example/db:1", 2))
-        .unwrap();
-    assert!(h.wait_for(WAIT, |h| statefulset_settled(h, "db", 2)).await);
+    let h = database_settled(2).await;
     let (o, out) = rollguard(&env(
         &h,
         &[

@@ -65,6 +65,30 @@ pub struct Hub {
     task: tokio::task::JoinHandle<()>,
 }
 
+/// A cache of the members' objects of one kind (those a member's selector
+/// matches), listed and watched under `config`.
+fn of_members<K: crate::track::reflect::Namespaced>(
+    (client, namespace, selectors): (&Client, &str, &Arc<Vec<Selector>>),
+    config: watcher::Config,
+    what: &'static str,
+    keep: Keep<K>,
+) -> (
+    Store<K>,
+    futures::stream::BoxStream<'static, Option<&'static str>>,
+) {
+    let selectors = selectors.clone();
+    let member = move |o: &K| {
+        let labels = o.meta().labels.as_ref();
+        selectors.iter().any(|m| m.matches(labels))
+    };
+    reflect_kept(
+        Api::namespaced(client.clone(), namespace),
+        config,
+        what,
+        keep.only(member),
+    )
+}
+
 /// Caches a [`Hub`] holds.
 pub const CACHES: usize = 4;
 
@@ -77,10 +101,6 @@ impl Hub {
             Some(s) => watcher::Config::default().labels(s),
             None => watcher::Config::default(),
         };
-        let any_member = |s: &Arc<Vec<Selector>>| {
-            let s = s.clone();
-            move |labels: Option<&BTreeMap<String, String>>| s.iter().any(|m| m.matches(labels))
-        };
         let (deployments, s1) = reflect_kept(
             Api::<Deployment>::namespaced(client.clone(), namespace),
             watcher::Config::default(),
@@ -89,20 +109,9 @@ impl Hub {
                 d.metadata.name.as_ref().is_some_and(|n| names.contains(n))
             }),
         );
-        let member = any_member(&selectors);
-        let (replica_sets, s2) = reflect_kept(
-            Api::<ReplicaSet>::namespaced(client.clone(), namespace),
-            config(),
-            "replicasets",
-            keep::replica_sets().only(move |rs: &ReplicaSet| member(rs.metadata.labels.as_ref())),
-        );
-        let member = any_member(&selectors);
-        let (pods, s3) = reflect_kept(
-            Api::<Pod>::namespaced(client.clone(), namespace),
-            config(),
-            "pods",
-            keep::pods().only(move |p: &Pod| member(p.metadata.labels.as_ref())),
-        );
+        let ours = (client, namespace, &selectors);
+        let (replica_sets, s2) = of_members(ours, config(), "replicasets", keep::replica_sets());
+        let (pods, s3) = of_members(ours, config(), "pods", keep::pods());
         let (events, s4) = reflect_kept(
             Api::<Event>::namespaced(client.clone(), namespace),
             keep::events_watch(),

@@ -7,7 +7,9 @@
 //! `cluster-autoscaler-status` in `kube-system` and looks at the pods the
 //! scheduler marked `PodScheduled=False reason Unschedulable`:
 //!
-//! - a pod a node being provisioned will take is left alone;
+//! - a pod a node of the cluster would take now (one that registered
+//!   since the scheduler last tried the pod), or a node being provisioned
+//!   will take, is left alone;
 //! - a pod an empty template node would fit, while the group is under its
 //!   maximum, triggers a scale-up (`TriggeredScaleUp` "pod triggered
 //!   scale-up: [{kubesim-nodes 3->4 (max: 5)}]"); the new Ready node
@@ -117,6 +119,10 @@ fn run_once(
         && !pending.is_empty()
     {
         // Pods the nodes already coming up will take are not acted on.
+        // Nor are the pods a node already there would take (a node that
+        // registered since the scheduler last tried them): upstream's
+        // filter-out-schedulable step, before any scale-up decision.
+        let mut existing = WhatIfNode::existing(&nodes, &pods);
         let mut upcoming: Vec<WhatIfNode> = st
             .provisioning
             .iter()
@@ -126,6 +132,10 @@ fn run_once(
         let mut triggered: Vec<&std::sync::Arc<Value>> = Vec::new();
         let room = cfg.max_nodes.saturating_sub(target);
         for pod in pending {
+            if let Some(n) = existing.iter_mut().find(|n| n.fits(pod).is_ok()) {
+                n.place(pod);
+                continue;
+            }
             if let Some(n) = upcoming.iter_mut().find(|n| n.fits(pod).is_ok()) {
                 n.place(pod);
                 continue;

@@ -43,22 +43,18 @@ fn is_pending_for_us(pod: &Value) -> bool {
             .is_none_or(|s| s.is_empty() || s == "default-scheduler")
 }
 
-pub fn reconcile(sim: &Sim) -> Next {
-    let pods_rt = res("pods");
-    let (pods, _) = sim.store.list(pods_rt, None);
-    let mut pending: Vec<&std::sync::Arc<Value>> =
-        pods.iter().filter(|p| is_pending_for_us(p)).collect();
-    if pending.is_empty() {
-        return Next::default();
-    }
-    let (node_objs, _) = sim.store.list(res("nodes"), None);
+/// The nodes with what their bound pods use.
+fn with_usage(
+    node_objs: &[std::sync::Arc<Value>],
+    pods: &[std::sync::Arc<Value>],
+) -> Vec<NodeInfo> {
     let mut nodes: Vec<NodeInfo> = node_objs.iter().map(node_info).collect();
     let index: HashMap<String, usize> = nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.name.clone(), i))
         .collect();
-    for p in &pods {
+    for p in pods {
         let Some(node) = p["spec"]["nodeName"].as_str() else {
             continue;
         };
@@ -69,6 +65,19 @@ pub fn reconcile(sim: &Sim) -> Next {
             add_usage(&mut nodes[i].usage, p);
         }
     }
+    nodes
+}
+
+pub fn reconcile(sim: &Sim) -> Next {
+    let pods_rt = res("pods");
+    let (pods, _) = sim.store.list(pods_rt, None);
+    let mut pending: Vec<&std::sync::Arc<Value>> =
+        pods.iter().filter(|p| is_pending_for_us(p)).collect();
+    if pending.is_empty() {
+        return Next::default();
+    }
+    let (node_objs, _) = sim.store.list(res("nodes"), None);
+    let mut nodes = with_usage(&node_objs, &pods);
     pending.sort_by(|a, b| {
         let pa = a["spec"]["priority"].as_i64().unwrap_or(0);
         let pb = b["spec"]["priority"].as_i64().unwrap_or(0);
@@ -92,6 +101,11 @@ impl WhatIfNode {
     /// An empty node of `template`'s shape, labels and taints.
     pub fn empty(template: &std::sync::Arc<Value>) -> Self {
         Self(node_info(template))
+    }
+
+    /// The cluster's nodes as they are, with what their bound pods use.
+    pub fn existing(nodes: &[std::sync::Arc<Value>], pods: &[std::sync::Arc<Value>]) -> Vec<Self> {
+        with_usage(nodes, pods).into_iter().map(Self).collect()
     }
 
     /// Whether `pod` fits now: Ok, or the scheduler's reasons (e.g.

@@ -166,7 +166,13 @@ impl Guards {
             };
             match scale_up_of(events, &s.pod) {
                 Some(ScaleUp::NotTriggered(why)) => {
-                    return fail(format!("the cluster autoscaler will not add a node: {why}"));
+                    // No node will be added; the rollout itself may still
+                    // free the room (an old pod terminating, maxUnavailable):
+                    // at once only when even that cannot place the pod.
+                    if self.placement_of(&s.pod, new_pods, old_pods).await == Placement::Never {
+                        return fail(format!("the cluster autoscaler will not add a node: {why}"));
+                    }
+                    continue;
                 }
                 Some(ScaleUp::Triggered(what)) => {
                     let since = self.first_unschedulable[&s.pod];
@@ -191,20 +197,32 @@ impl Guards {
                 // Its verdict (TriggeredScaleUp / NotTriggerScaleUp) is on its way.
                 continue;
             }
-            if !self.placement.contains_key(&s.pod) {
-                let placement = match new_pods.iter().find(|p| pod_name(p) == s.pod) {
-                    Some(pod) => self.assess(pod, new_pods, old_pods).await,
-                    None => Placement::Maybe,
-                };
-                self.placement.insert(s.pod.clone(), placement);
-            }
-            if self.placement.get(&s.pod) == Some(&Placement::Never) {
+            if self.placement_of(&s.pod, new_pods, old_pods).await == Placement::Never {
                 return fail(
                     "no node can take it even after the rollout frees the capacity it can free, and the cluster has no autoscaler".into(),
                 );
             }
         }
         None
+    }
+
+    /// Whether the pending pod `name` could be placed once the rollout
+    /// frees what it can (assessed once per pod).
+    async fn placement_of(
+        &mut self,
+        name: &str,
+        new_pods: &[&Pod],
+        old_pods: &[&Pod],
+    ) -> Placement {
+        if let Some(p) = self.placement.get(name) {
+            return p.clone();
+        }
+        let placement = match new_pods.iter().find(|p| pod_name(p) == name) {
+            Some(pod) => self.assess(pod, new_pods, old_pods).await,
+            None => Placement::Maybe,
+        };
+        self.placement.insert(name.to_string(), placement.clone());
+        placement
     }
 
     /// The cluster autoscaler's status ConfigMap in kube-system: Some(true)

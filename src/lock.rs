@@ -19,8 +19,8 @@
 //!   checked).
 //! - no permission on Leases (403): warn and run without the lock.
 //!
-//! (Just over 500 lines with its unit tests: acquire, renew and release of
-//! one Lease.)
+//! (Over 500 lines with its unit tests: acquire, renew and release of one
+//! Lease.)
 
 use std::time::Duration;
 

@@ -4,6 +4,9 @@
 //! factor for every tool), or on any cluster (`--kubeconfig`). Writes
 //! BENCHMARKS.md.
 //!
+//! (Over 500 lines: the command line, one run of a scenario per tool with
+//! its measurements, and the smoke run's checks, in one place.)
+//!
 //! ```sh
 //! cargo build --release --bin rollguard
 //! cargo run -p rollguard-bench --release -- --runs 3 --out BENCHMARKS.md

@@ -1,4 +1,7 @@
 //! Medians, ratios, targets: the Markdown of BENCHMARKS.md.
+//!
+//! (Over 500 lines: one report, a function per section and the target
+//! table as data; split, each part would need the whole set of results.)
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;

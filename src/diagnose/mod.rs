@@ -1,6 +1,9 @@
 //! Diagnosis: pod and container statuses plus events → signals (what one
 //! pod shows) → findings (cause, container, how many pods, evidence, fix).
 //! Pure functions; the shell fetches logs and hands them in.
+//!
+//! (Just over 500 lines with its unit tests: the signal rules, tested on
+//! objects captured from a real cluster.)
 
 pub mod collect;
 pub mod config;

@@ -14,18 +14,20 @@ use crate::track::reflect::Keep;
 
 /// Pods whole but for their field managers.
 pub fn pods() -> Keep<Pod> {
-    Keep {
-        object: Box::new(|_| true),
-        slim: |p| p.metadata.managed_fields = None,
-    }
+    without_field_managers()
 }
 
 /// ReplicaSets whole (their template tells the new one) but for their
 /// field managers.
 pub fn replica_sets() -> Keep<ReplicaSet> {
+    without_field_managers()
+}
+
+/// Every object, whole but for its field managers (no rule reads them).
+fn without_field_managers<K: kube::Resource + 'static>() -> Keep<K> {
     Keep {
         object: Box::new(|_| true),
-        slim: |rs| rs.metadata.managed_fields = None,
+        slim: |o| o.meta_mut().managed_fields = None,
     }
 }
 
